@@ -1,0 +1,45 @@
+# medcorpus: `make demo` builds a corpus from examples/, `make test` runs every test.
+# Both create the environment first (.venv, from requirements/lock.txt); nothing else is needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export LOGURU_LEVEL ?= WARNING
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: env demo test test-full lint format bench clean
+
+$(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements/lock.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install -q --no-deps -r requirements/nodeps.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install -q --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import pydicom, wfdb, nibabel, medspacy, webdataset, apache_beam, dask, torch, pipelines.cli"
+	touch $(STAMP)
+
+env: $(STAMP)
+
+demo: env
+	$(BIN)/medcorpus build examples --config examples/demo.yaml --out build/demo
+	$(BIN)/medcorpus validate build/demo
+
+test: env
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-full: env
+	MEDCORPUS_FULL=1 $(BIN)/python -m pytest -q tests
+
+lint: env
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: env
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: env
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,36 @@
+"""What the data is: typed records, their Arrow schemas, reason codes and the shard contract.
+
+No I/O and no heavy dependencies live here (pyarrow is imported lazily by ``schemas.arrow``).
+Both the pipeline (writer) and the trainer (reader) import this package.
+"""
+
+from schemas.modality import Modality
+from schemas.reasons import QuarantineError, ReasonCode
+from schemas.records import (
+    EcgRecord,
+    ImageRecord,
+    InputItem,
+    InputKind,
+    QuarantineRecord,
+    ReportRecord,
+    SampleRecord,
+    SeriesSlice,
+    ShardRecord,
+    VolumeRecord,
+)
+
+__all__ = [
+    "EcgRecord",
+    "ImageRecord",
+    "InputItem",
+    "InputKind",
+    "Modality",
+    "QuarantineError",
+    "QuarantineRecord",
+    "ReasonCode",
+    "ReportRecord",
+    "SampleRecord",
+    "SeriesSlice",
+    "ShardRecord",
+    "VolumeRecord",
+]

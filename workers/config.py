@@ -1,0 +1,65 @@
+"""Frozen configs of the workers. ``pipelines.config`` composes them from the YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """2D image options. ``rendition_size`` is the longest side of the 8-bit PNG, in pixels."""
+
+    rendition_size: int = 512
+    keep_modalities: tuple[str, ...] = ()  # DICOM Modality values to keep; empty keeps all
+    keep_body_parts: tuple[str, ...] = ()  # BodyPartExamined values to keep; empty keeps all
+    keep_views: tuple[str, ...] = ()  # ViewPosition values to keep; empty keeps all
+    allow_burned_in: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    """Volume options. ``target_spacing_mm`` of ``()`` keeps the native spacing."""
+
+    target_spacing_mm: tuple[float, ...] = ()
+    four_d_policy: str = "first"  # first | all | quarantine
+    min_slices: int = 3
+
+
+@dataclass(frozen=True)
+class EcgConfig:
+    """ECG conventions: rate in Hz, window in seconds, what to do with < 12 leads."""
+
+    rate_hz: int = 500
+    seconds: float = 10.0
+    partial_leads: str = "flag"  # flag | quarantine
+    study_id_pattern: str = r"(\d+)"  # regex on the record name giving the study/link id
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which columns of a report table hold what. Empty string: not present."""
+
+    report_id: str = ""
+    patient_id: str = ""
+    study_id: str = ""
+    timestamp: str = ""
+    text: tuple[str, ...] = ("text",)
+    report_type: str = "radiology"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Report ingest and structuring options."""
+
+    columns: ColumnMapping = field(default_factory=ColumnMapping)
+    structurer: str = "rules"  # rules | llm
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-item resource limits; exceeding one quarantines the item (reason limit_exceeded)."""
+
+    max_pixels: int = 200_000_000
+    max_ecg_samples: int = 50_000_000
+    max_text_chars: int = 200_000
+    max_file_bytes: int = 4_000_000_000
