@@ -11,6 +11,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: env demo test test-full lint format bench clean
 
+# optional fragments owned by sub-systems (e.g. the vLLM CPU test environment)
+-include mk/*.mk
+
 $(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements/lock.txt 2>&1 | grep -v "is ignored: it is neither" || true
