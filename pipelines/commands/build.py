@@ -1,0 +1,65 @@
+"""``medcorpus build INPUT --out DIR [--config FILE]``: build (or resume) a corpus."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from pipelines.config import ConfigError, ShardConfig, load_config, parse_size, validate_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("build", help="build (or resume) a corpus from an input folder")
+    p.add_argument("input", type=Path, help="input folder (sources are relative to it)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (shards, manifests, cache)")
+    p.add_argument("--config", type=Path, help="YAML config (see examples/demo.yaml)")
+    p.add_argument("--workers", type=int, help="parallel worker processes (overrides config)")
+    p.add_argument("--runner", choices=["local", "beam", "dask"], help="executor (overrides config)")
+    p.add_argument("--max-samples-per-shard", type=int, help="shard sample limit (overrides config)")
+    p.add_argument("--max-shard-bytes", help="shard byte limit, e.g. 256MB (overrides config)")
+    p.add_argument("--strict", action="store_true", help="fail on unexpected decoder exceptions (bugs)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write decode sidecars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (for schedulers)")
+    p.set_defaults(func=run)
+
+
+def apply_overrides(cfg, args: argparse.Namespace):
+    shards = cfg.shards
+    if args.max_samples_per_shard is not None:
+        shards = replace(shards, max_samples=args.max_samples_per_shard)
+    if args.max_shard_bytes is not None:
+        shards = replace(shards, max_bytes=parse_size(args.max_shard_bytes))
+    cfg = replace(
+        cfg,
+        shards=ShardConfig(shards.max_samples, shards.max_bytes),
+        workers=args.workers if args.workers is not None else cfg.workers,
+        runner=args.runner or cfg.runner,
+        strict=cfg.strict or args.strict,
+    )
+    validate_config(cfg)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.build import run_build
+
+    if not args.input.is_dir():
+        raise ConfigError(f"input folder not found: {args.input}")
+    cfg = apply_overrides(load_config(args.config), args)
+    res = run_build(args.input, args.out, cfg, quiet=args.quiet, use_cache=not args.no_cache)
+    mods = ", ".join(
+        f"{m} {c['inputs']} in/{c['written']} written/{c['quarantined']} quarantined" for m, c in res.per_modality.items()
+    )
+    print(
+        f"medcorpus build: {res.n_samples} samples in {res.n_shards} shards "
+        f"({res.n_shards_skipped} resumed) from {res.n_files} files / {res.n_units} input units; "
+        f"{res.n_quarantined} quarantined; {res.seconds:.1f}s"
+    )
+    print(f"  per modality: {mods}")
+    print(f"  shards: {res.out_dir / 'shards'}  manifest: {res.out_dir / 'manifest.parquet'}")
+    if res.demo_build:
+        print("  NOTE: demo build (public demo secret): pseudonyms are not secret")
+    if res.n_decoder_errors:
+        print(f"  WARNING: {res.n_decoder_errors} unexpected decoder errors (bugs; see quarantine.parquet)")
+    return 0

@@ -1,0 +1,240 @@
+"""The build configuration: one YAML file → frozen dataclasses, loaded in one place.
+
+Precedence: defaults < YAML file < CLI flags (applied with :func:`dataclasses.replace`).
+A bad file or value raises :class:`ConfigError` with a one-line message naming the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workers.config import (
+    ColumnMapping,
+    EcgConfig,
+    ImageConfig,
+    LimitsConfig,
+    ReportConfig,
+    VolumeConfig,
+)
+from workers.pseudonym import DEMO_SECRET
+
+DEFAULT_EXCLUDE: tuple[str, ...] = ("README*", "*.md", "*.yaml", "*.yml", ".*", "LICENSE*", "*.license")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One input source: a folder (relative to the build input) and how to read it."""
+
+    name: str
+    path: str = "."
+    licence: str = "unknown"
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    image: ImageConfig = field(default_factory=ImageConfig)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
+    ecg: EcgConfig = field(default_factory=EcgConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+@dataclass(frozen=True)
+class DeidConfig:
+    """Where the pseudonymisation secret comes from. ``demo`` uses the public demo secret."""
+
+    secret_env: str = "MEDCORPUS_SECRET"
+    demo: bool = False
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """Shard size limits: a shard closes at ``max_samples`` samples or ``max_bytes`` bytes."""
+
+    max_samples: int = 1000
+    max_bytes: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Patient-level split fractions (must sum to 1)."""
+
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build needs. ``sources`` empty means: the whole input folder, defaults."""
+
+    sources: tuple[SourceConfig, ...] = ()
+    deid: DeidConfig = field(default_factory=DeidConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    workers: int = 1
+    runner: str = "local"
+    strict: bool = False  # True: an unexpected exception fails the build (tests use this)
+
+    def resolved_sources(self) -> tuple[SourceConfig, ...]:
+        return self.sources or (SourceConfig(name="default"),)
+
+    def secret(self) -> str:
+        """The pseudonymisation secret (never logged, never written)."""
+        if self.deid.demo:
+            return DEMO_SECRET
+        value = os.environ.get(self.deid.secret_env, "")
+        if len(value) < 16:
+            raise ConfigError(
+                f"de-identification secret missing: set ${self.deid.secret_env} (>= 16 chars) "
+                "or use deid.demo: true for demo data"
+            )
+        return value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def parse_size(value: Any) -> int:
+    """``"256MB"`` → 256_000_000, ``"1GiB"`` → 1_073_741_824, ints pass through."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ConfigError(f"not a size: {value!r}")
+    unit = (m.group(2) or "").lower().rstrip("b")
+    if unit not in _UNITS:
+        raise ConfigError(f"unknown size unit in {value!r}")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def _build(cls: type, data: Any, where: str):
+    """Build a frozen dataclass from a mapping, with type coercion and one-line errors."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(known[name].type, value, f"{where}.{name}", cls, name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+_NESTED = {
+    "ImageConfig": ImageConfig,
+    "VolumeConfig": VolumeConfig,
+    "EcgConfig": EcgConfig,
+    "ReportConfig": ReportConfig,
+    "ColumnMapping": ColumnMapping,
+    "LimitsConfig": LimitsConfig,
+    "DeidConfig": DeidConfig,
+    "ShardConfig": ShardConfig,
+    "SplitConfig": SplitConfig,
+}
+
+
+def _coerce(type_str: Any, value: Any, where: str, owner: type, name: str) -> Any:
+    t = str(type_str)
+    if t in _NESTED:
+        return _build(_NESTED[t], value, where)
+    if t.startswith("tuple[float"):
+        seq = value if isinstance(value, list | tuple) else [value]
+        try:
+            return tuple(float(v) for v in seq)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a list of numbers") from None
+    if t.startswith("tuple[str"):
+        seq = value if isinstance(value, list | tuple) else [value]
+        return tuple(str(v) for v in seq)
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if t == "int":
+        if name.startswith("max_") and "bytes" in name:
+            return parse_size(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                return int(str(value))
+            except ValueError:
+                raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        return value
+    if t == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if t == "str":
+        if not isinstance(value, str | int | float):
+            raise ConfigError(f"{where}: expected a string")
+        return str(value)
+    return value
+
+
+def config_from_dict(data: dict) -> BuildConfig:
+    """Validate and build a :class:`BuildConfig` from parsed YAML."""
+    if not isinstance(data, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    data = dict(data)
+    raw_sources = data.pop("sources", []) or []
+    if not isinstance(raw_sources, list):
+        raise ConfigError("sources: expected a list")
+    sources = []
+    for i, s in enumerate(raw_sources):
+        if not isinstance(s, dict) or "name" not in s:
+            raise ConfigError(f"sources[{i}]: each source needs a name")
+        sources.append(_build(SourceConfig, s, f"sources[{i}]"))
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError("sources: names must be unique")
+    cfg = _build(BuildConfig, data, "config")
+    cfg = replace(cfg, sources=tuple(sources))
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: BuildConfig) -> None:
+    """Range checks that types alone cannot express."""
+    s = cfg.split
+    if min(s.train, s.val, s.test) < 0 or abs(s.train + s.val + s.test - 1.0) > 1e-6:
+        raise ConfigError("split: fractions must be >= 0 and sum to 1")
+    if cfg.shards.max_samples < 1 or cfg.shards.max_bytes < 1024:
+        raise ConfigError("shards: max_samples must be >= 1 and max_bytes >= 1KiB")
+    if cfg.workers < 1:
+        raise ConfigError("workers: must be >= 1")
+    if cfg.runner not in ("local", "beam", "dask"):
+        raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
+
+
+def load_config(path: Path | None) -> BuildConfig:
+    """Read a YAML config file (``None`` → all defaults)."""
+    if path is None:
+        return BuildConfig()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file unreadable: {path} ({type(exc).__name__})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file is not valid YAML{where}: {path}") from None
+    return config_from_dict(data)

@@ -1,0 +1,182 @@
+"""Per-item decode step: dispatch an input to its worker, cache the result, quarantine bad input.
+
+Bad input (``QuarantineError``) becomes a ``QuarantineRecord``. Any other exception is a bug:
+in strict mode it propagates and fails the build; otherwise the item is quarantined with
+``decoder_error`` and the exception *type* only (its message could hold PHI).
+
+Decoded results are cached as sidecars keyed by (file content, companions, source config,
+worker code): a rerun or a changed shard/split setting re-mixes instead of re-decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import pickle
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from schemas.modality import Modality
+from schemas.reasons import QuarantineError, ReasonCode
+from schemas.records import DecodedRecord, InputItem, InputKind, QuarantineRecord, SeriesSlice
+from workers.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+#: kind → "module:function" of the worker entry point
+DECODERS: dict[InputKind, str] = {
+    InputKind.DICOM: "workers.dicom_decode:decode_dicom",
+    InputKind.WFDB: "workers.ecg_wfdb:decode_wfdb",
+    InputKind.NIFTI: "workers.nifti:decode_nifti",
+    InputKind.REPORT_TABLE: "workers.report_ingest:decode_report_table",
+    InputKind.REPORT_TEXT: "workers.report_ingest:decode_report_text",
+}
+SERIES_ASSEMBLER = "workers.dicom_series:assemble_series"
+
+#: best guess of an input's modality before decoding (for quarantine accounting)
+KIND_MODALITY: dict[InputKind, Modality] = {
+    InputKind.DICOM: Modality.IMAGE,
+    InputKind.WFDB: Modality.ECG,
+    InputKind.NIFTI: Modality.VOLUME,
+    InputKind.REPORT_TABLE: Modality.REPORT,
+    InputKind.REPORT_TEXT: Modality.REPORT,
+    InputKind.EMPTY: Modality.UNKNOWN,
+    InputKind.UNKNOWN: Modality.UNKNOWN,
+}
+SIGNAL_SUFFIXES = (".dat", ".mat", ".xyz", ".atr", ".qrs", ".edf")
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    """One unit of decode work, picklable for worker processes of any runner."""
+
+    item: InputItem
+    ctx: WorkerContext
+    strict: bool
+    cache_dir: str  # "" disables the cache
+
+
+def _resolve(spec: str):
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+@cache
+def worker_code_fingerprint() -> str:
+    """sha256 over the source of ``workers/`` and ``schemas/``: a code change invalidates caches."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for pkg in ("workers", "schemas"):
+        for p in sorted((root / pkg).rglob("*.py")):
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _cache_key(task: DecodeTask) -> str:
+    h = hashlib.sha256()
+    for path in (task.item.path, *task.item.companions):
+        h.update(Path(path).name.encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    h.update(repr((task.item.source_id, task.item.kind, task.item.source_name, task.item.licence)).encode())
+    h.update(repr((task.ctx.image, task.ctx.volume, task.ctx.ecg, task.ctx.report, task.ctx.limits)).encode())
+    h.update(worker_code_fingerprint().encode())
+    # keyed: the cache must change with the secret (pseudonyms are baked into records)
+    return task.ctx.pseudo.token("decode-cache", h.hexdigest(), 40)
+
+
+def quarantine(item: InputItem, reason: ReasonCode, message: str, stage: str = "decode") -> QuarantineRecord:
+    return QuarantineRecord(
+        source_id=item.source_id,
+        source_name=item.source_name,
+        modality=KIND_MODALITY[item.kind],
+        stage=stage,
+        reason=reason,
+        message=message,
+    )
+
+
+def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
+    item = task.item
+    if item.kind is InputKind.EMPTY:
+        return [quarantine(item, ReasonCode.EMPTY_FILE, "file is empty (0 bytes)")]
+    if item.kind is InputKind.UNKNOWN:
+        if Path(item.path).suffix.lower() in SIGNAL_SUFFIXES:
+            return [quarantine(item, ReasonCode.ORPHAN_COMPANION, "signal file without a WFDB header")]
+        return [quarantine(item, ReasonCode.UNSUPPORTED_FORMAT, "not DICOM, WFDB, NIfTI or a text report")]
+    if item.size_bytes > task.ctx.limits.max_file_bytes:
+        return [quarantine(item, ReasonCode.LIMIT_EXCEEDED, "file larger than limits.max_file_bytes")]
+    decoder = _resolve(DECODERS[item.kind])
+    try:
+        return list(decoder(item, task.ctx))
+    except QuarantineError as exc:
+        return [quarantine(item, exc.reason, exc.message)]
+    except MemoryError:
+        return [quarantine(item, ReasonCode.LIMIT_EXCEEDED, "decoding exhausted memory")]
+    except Exception as exc:
+        if task.strict:
+            raise
+        log.error("decoder bug on source %s: %s (quarantined as decoder_error)", item.source_id, type(exc).__name__)
+        return [quarantine(item, ReasonCode.DECODER_ERROR, f"unexpected {type(exc).__name__} in decoder")]
+
+
+def decode_item(task: DecodeTask) -> list[DecodedRecord]:
+    """Decode one input (from cache when possible). Runs in any runner's worker process."""
+    if not task.cache_dir or task.item.kind in (InputKind.EMPTY, InputKind.UNKNOWN):
+        return _decode_uncached(task)
+    try:
+        key = _cache_key(task)
+    except OSError:
+        return [quarantine(task.item, ReasonCode.UNREADABLE_FILE, "file could not be read")]
+    path = Path(task.cache_dir) / "decode" / key[:2] / f"{key}.pkl"
+    if path.exists():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    records = _decode_uncached(task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump(records, f, protocol=5)
+    os.replace(tmp, path)
+    return records
+
+
+@dataclass(frozen=True)
+class SeriesTask:
+    """All slices of one DICOM series, for :func:`assemble_series_task`."""
+
+    slices: tuple[SeriesSlice, ...]
+    ctx: WorkerContext
+    strict: bool
+
+
+def assemble_series_task(task: SeriesTask) -> list[DecodedRecord]:
+    """Group step: slices of one series → a volume (or images / quarantine records)."""
+    assembler = _resolve(SERIES_ASSEMBLER)
+    try:
+        return list(assembler(list(task.slices), task.ctx))
+    except QuarantineError as exc:
+        return [
+            QuarantineRecord(s.source_id, s.source_name, Modality.VOLUME, "series", exc.reason, exc.message)
+            for s in task.slices
+        ]
+    except Exception as exc:
+        if task.strict:
+            raise
+        log.error("series assembler bug: %s (quarantined as decoder_error)", type(exc).__name__)
+        return [
+            QuarantineRecord(
+                s.source_id,
+                s.source_name,
+                Modality.VOLUME,
+                "series",
+                ReasonCode.DECODER_ERROR,
+                f"unexpected {type(exc).__name__} in series assembly",
+            )
+            for s in task.slices
+        ]

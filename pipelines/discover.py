@@ -1,0 +1,186 @@
+"""Discover inputs by content (magic bytes, headers), not by extension.
+
+Real exports often have no extensions (DICOM files named ``6154``), so every file is sniffed:
+DICOM preamble ``DICM`` (also inside gzip, or a bare dataset starting with a group 0002/0008
+tag), NIfTI-1/2 header (``sizeof_hdr`` 348/540 in either byte order, also gzipped), a WFDB
+record line whose name matches the file, CSV/TSV/JSONL tables, and plain text. WFDB signal
+files (``.dat``, ``.mat``, …) are claimed by their header as companions, not separate inputs.
+Order is deterministic: sources in config order, files sorted by relative POSIX path.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import gzip
+import io
+import json
+import logging
+import re
+import struct
+from pathlib import Path
+
+from pipelines.config import SourceConfig
+from schemas.records import InputItem, InputKind
+from workers.pseudonym import Pseudonymizer
+
+log = logging.getLogger(__name__)
+
+_SNIFF_BYTES = 8192
+_WFDB_RECORD_LINE = re.compile(r"^(?P<name>[^\s/]+)(?:/(?P<nseg>\d+))?\s+(?P<nsig>\d+)(?:\s|$)")
+
+
+def _read_head(path: Path, n: int = _SNIFF_BYTES) -> bytes:
+    with open(path, "rb") as f:
+        head = f.read(n)
+    if head[:2] == b"\x1f\x8b":  # gzip: sniff the decompressed start
+        try:
+            with gzip.open(path, "rb") as g:
+                return g.read(n)
+        except (OSError, EOFError):
+            return head
+    return head
+
+
+def _is_dicom(head: bytes) -> bool:
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) >= 8:  # no preamble: a dataset that starts with a group 0002 or 0008 element
+        group, elem = struct.unpack("<HH", head[:4])
+        if group in (0x0002, 0x0008) and elem < 0x0200:
+            vr = head[4:6]
+            explicit = vr.isalpha() and vr.isupper()
+            implicit_len = struct.unpack("<I", head[4:8])[0]
+            return explicit or implicit_len < 1 << 16
+    return False
+
+
+def _is_nifti(head: bytes) -> bool:
+    if len(head) < 348:
+        return False
+    for fmt in ("<i", ">i"):
+        size = struct.unpack(fmt, head[:4])[0]
+        if size == 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+            return True
+        if size == 540 and head[4:8] in (b"n+2\x00", b"ni2\x00"):
+            return True
+    return False
+
+
+def _as_text(head: bytes) -> str | None:
+    if not head or b"\x00" in head:
+        return None
+    for enc in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = head.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+        return text if printable >= 0.95 * len(text) else None
+    return None
+
+
+def _wfdb_record_name(text: str) -> str | None:
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _WFDB_RECORD_LINE.match(line)
+        return m.group("name") if m else None
+    return None
+
+
+def _is_table(text: str) -> bool:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return False
+    first = lines[0].strip()
+    if first.startswith("{"):
+        try:
+            return isinstance(json.loads(first), dict)
+        except json.JSONDecodeError:
+            return False
+    if len(lines) < 2:
+        return False
+    try:
+        dialect = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",\t;|")
+    except csv.Error:
+        return False
+    header = next(csv.reader(io.StringIO(lines[0]), dialect))
+    return len(header) >= 2
+
+
+def sniff(path: Path) -> InputKind:
+    """Classify one file by its content."""
+    if path.stat().st_size == 0:
+        return InputKind.EMPTY
+    head = _read_head(path)
+    if _is_dicom(head):
+        return InputKind.DICOM
+    if _is_nifti(head):
+        return InputKind.NIFTI
+    text = _as_text(head)
+    if text is None:
+        return InputKind.UNKNOWN
+    name = _wfdb_record_name(text)
+    if name is not None and name == path.name.split(".")[0]:
+        return InputKind.WFDB
+    if _is_table(text):
+        return InputKind.REPORT_TABLE
+    return InputKind.REPORT_TEXT
+
+
+def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
+    parts = rel.split("/")
+    return any(fnmatch.fnmatch(p, pat) for p in parts for pat in patterns)
+
+
+def discover(root: Path, sources: tuple[SourceConfig, ...], pseudo: Pseudonymizer) -> list[InputItem]:
+    """List the input items of every source under ``root``, classified by content.
+
+    Source IDs are keyed hashes of ``"{source name}/{relative path}"``: stable, PHI-free.
+    A file claimed by several sources belongs to the first.
+    """
+    items: list[InputItem] = []
+    seen: set[Path] = set()
+    for src in sources:
+        base = (root / src.path).resolve()
+        if not base.is_dir():
+            raise FileNotFoundError(f"source {src.name!r}: folder not found: {src.path}")
+        files = sorted(
+            (p for p in base.rglob("*") if p.is_file() and not p.is_symlink()),
+            key=lambda p: p.relative_to(base).as_posix(),
+        )
+        files = [p for p in files if not _excluded(p.relative_to(base).as_posix(), src.exclude)]
+        files = [p for p in files if p.resolve() not in seen]
+        kinds = {p: sniff(p) for p in files}
+        # WFDB headers claim their signal/annotation files (same folder, same record name)
+        claimed: set[Path] = set()
+        companions: dict[Path, tuple[str, ...]] = {}
+        for p, kind in kinds.items():
+            if kind is InputKind.WFDB:
+                stem = p.name.split(".")[0]
+                comp = sorted(
+                    q for q in p.parent.iterdir() if q != p and q.is_file() and q.name.split(".")[0] == stem
+                )
+                companions[p] = tuple(str(q) for q in comp)
+                claimed.update(comp)
+        for p in files:
+            if p in claimed:
+                seen.add(p.resolve())
+                continue
+            rel = p.relative_to(base).as_posix()
+            items.append(
+                InputItem(
+                    source_id=pseudo.source_id(f"{src.name}/{rel}"),
+                    path=str(p),
+                    kind=kinds[p],
+                    source_name=src.name,
+                    licence=src.licence,
+                    size_bytes=p.stat().st_size,
+                    companions=companions.get(p, ()),
+                )
+            )
+            seen.add(p.resolve())
+    log.info("discovered %d input files", len(items))
+    return items

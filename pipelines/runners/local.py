@@ -1,0 +1,45 @@
+"""Local runner: a process pool (``--workers N``) with a progress bar; N=1 runs in-process."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class LocalRunner:
+    """Ordered map over a ``fork`` process pool, created lazily and reused across stages."""
+
+    def __init__(self, workers: int = 1, quiet: bool = False) -> None:
+        self.workers = max(1, workers)
+        self.quiet = quiet
+        self._pool = None
+
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T], desc: str) -> list[R]:
+        bar = tqdm(total=len(tasks), desc=desc, unit="item", disable=self.quiet, leave=False)
+        out: list[R] = []
+        try:
+            if self.workers == 1 or len(tasks) <= 1:
+                for t in tasks:
+                    out.append(fn(t))
+                    bar.update()
+            else:
+                if self._pool is None:
+                    self._pool = mp.get_context("fork").Pool(self.workers)
+                for r in self._pool.imap(fn, tasks, chunksize=1):
+                    out.append(r)
+                    bar.update()
+        finally:
+            bar.close()
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None

@@ -1,0 +1,105 @@
+"""Turn a linked sample group into WebDataset members (the contract in ``schemas.contract``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+from pipelines.link import SampleGroup
+from schemas.contract import (
+    ECG_LEADS,
+    ECG_RATE_HZ,
+    ECG_SECONDS,
+    ECG_UNITS,
+    META_MEMBER,
+    member_name,
+)
+from schemas.modality import SAMPLE_MODALITIES, modality_mask
+from schemas.report_schema import REPORT_SCHEMA_VERSION
+from workers.pseudonym import Pseudonymizer
+
+SAMPLE_META_VERSION = "1"
+
+CONVENTIONS = {
+    "image": "pixel pipeline: Modality LUT -> VOI LUT -> MONOCHROME1 inversion; png is 8-bit model-ready, "
+    "raw.npy holds stored values after the Modality LUT",
+    "volume": "int16 (X, Y, Z) voxels in RAS orientation; HU for CT; affine maps voxels to mm",
+    "ecg": f"float16 ({len(ECG_LEADS)}, {ECG_RATE_HZ * ECG_SECONDS}) in {ECG_UNITS} at {ECG_RATE_HZ} Hz, "
+    f"lead order {','.join(ECG_LEADS)}",
+    "report": f"de-identified UTF-8 text; json follows structured-report schema {REPORT_SCHEMA_VERSION}",
+    "dates": "shifted by one per-patient offset (PS3.15 retain longitudinal temporal info, modified dates)",
+}
+
+
+@dataclass(frozen=True)
+class BuiltSample:
+    """A sample ready to write: ``members`` in sorted name order."""
+
+    key: str
+    split: str
+    group: SampleGroup
+    members: dict[str, bytes]
+
+    @property
+    def n_bytes(self) -> int:
+        return sum(len(v) for v in self.members.values())
+
+    def member_sha256(self) -> list[str]:
+        return [hashlib.sha256(v).hexdigest() for v in self.members.values()]
+
+    def sample_sha256(self) -> str:
+        h = hashlib.sha256()
+        for name, data in self.members.items():
+            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return h.hexdigest()
+
+
+def _record_summary(rec) -> dict:
+    out = {}
+    for f in fields(rec):
+        if not f.metadata.get("arrow", True) or f.name in ("meta_json", "source_ids", "text", "structured_json"):
+            continue
+        v = getattr(rec, f.name)
+        out[f.name] = v.value if hasattr(v, "value") else (list(v) if isinstance(v, tuple) else v)
+    out["meta"] = json.loads(rec.meta_json) if rec.meta_json else {}
+    return out
+
+
+def sample_key(group: SampleGroup, pseudo: Pseudonymizer) -> str:
+    """Dot-free key: a keyed hash of the (pseudonymous) group key."""
+    return pseudo.token("sample", group.group_key, 24)
+
+
+def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_build: bool) -> BuiltSample:
+    """Members ``{modality}_{i}.{suffix}`` per item, plus ``meta.json`` (conventions, per-item meta)."""
+    key = sample_key(group, pseudo)
+    members: dict[str, bytes] = {}
+    items_meta = []
+    present = set()
+    counters: dict[str, int] = {}
+    for rec in group.records:  # already sorted by (modality, time, record_id)
+        i = counters.get(rec.modality.value, 0)
+        counters[rec.modality.value] = i + 1
+        present.add(rec.modality)
+        for suffix, data in rec.payload:
+            members[member_name(rec.modality, i, suffix)] = data
+        summary = _record_summary(rec)
+        summary["member_prefix"] = f"{rec.modality.value}_{i}"
+        items_meta.append(summary)
+    meta = {
+        "meta_version": SAMPLE_META_VERSION,
+        "key": key,
+        "split": split,
+        "patient": group.patient,
+        "study": group.study,
+        "modalities": [m.value for m in SAMPLE_MODALITIES if m in present],
+        "modality_mask": list(modality_mask(present)),
+        "patient_conflict": group.patient_conflict,
+        "items": items_meta,
+        "conventions": CONVENTIONS,
+        "demo_build": demo_build,
+    }
+    members[META_MEMBER] = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ordered = {name: members[name] for name in sorted(members)}
+    return BuiltSample(key=key, split=split, group=group, members=ordered)

@@ -1,0 +1,125 @@
+"""Validate a finished build: re-hash every shard and sample, check the contract and accounting.
+
+Checks: shard sha256 vs the shard manifest; each tar's members vs the sample manifest (names,
+order, per-member sha256); ``sizes.json`` vs the manifest; keys legal and unique; no patient
+in two splits; every input unit accounted for exactly once (written, quarantined or
+deduplicated), per modality equal to ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipelines.manifest import BUILD, INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
+from pipelines.writer import sha256_file
+from schemas.contract import SHARDS_DIR, SIZES_FILE, SPLITS, is_valid_key
+
+
+@dataclass
+class ValidationReport:
+    errors: list[str] = field(default_factory=list)
+    n_shards: int = 0
+    n_samples: int = 0
+    n_units: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _read(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def validate_build(out_dir: Path) -> ValidationReport:
+    out_dir = Path(out_dir)
+    rep = ValidationReport()
+    for name in (BUILD, STATS, MANIFEST, SHARDS, QUARANTINE, INPUTS):
+        if not (out_dir / name).exists():
+            rep.errors.append(f"missing {name}: the build did not finish (rerun it to resume)")
+    if rep.errors:
+        return rep
+    samples = _read(out_dir / MANIFEST)
+    shards = _read(out_dir / SHARDS)
+    quarantine = _read(out_dir / QUARANTINE)
+    inputs = _read(out_dir / INPUTS)
+    stats = json.loads((out_dir / STATS).read_text())
+    rep.n_shards, rep.n_samples, rep.n_units = len(shards), len(samples), len(inputs)
+
+    by_shard: dict[str, list[dict]] = defaultdict(list)
+    for s in samples:
+        by_shard[s["shard"]].append(s)
+    for sh in shards:
+        path = out_dir / SHARDS_DIR / sh["shard"]
+        if not path.exists():
+            rep.errors.append(f"{sh['shard']}: shard file missing")
+            continue
+        if sha256_file(path) != sh["sha256"]:
+            rep.errors.append(f"{sh['shard']}: sha256 mismatch")
+        expected = sorted(by_shard.get(sh["shard"], []), key=lambda s: s["index_in_shard"])
+        if len(expected) != sh["n_samples"]:
+            rep.errors.append(f"{sh['shard']}: manifest lists {len(expected)} samples, shard record {sh['n_samples']}")
+        want = [(s["key"], m, d) for s in expected for m, d in zip(s["members"], s["member_sha256"], strict=True)]
+        got = []
+        with tarfile.open(path) as tar:
+            for info in tar:
+                key, _, member = info.name.partition(".")
+                data = tar.extractfile(info).read() if info.isfile() else b""
+                got.append((key, member, hashlib.sha256(data).hexdigest()))
+        if got != want:
+            rep.errors.append(f"{sh['shard']}: tar members differ from the manifest")
+    # sizes.json
+    for split in SPLITS:
+        sizes_path = out_dir / SHARDS_DIR / split / SIZES_FILE
+        want_sizes = {Path(sh["shard"]).name: sh["n_samples"] for sh in shards if sh["split"] == split}
+        have = json.loads(sizes_path.read_text()) if sizes_path.exists() else {}
+        if have != want_sizes:
+            rep.errors.append(f"{split}/{SIZES_FILE} disagrees with the shard manifest")
+    # keys and splits
+    keys = [s["key"] for s in samples]
+    if len(set(keys)) != len(keys):
+        rep.errors.append("duplicate sample keys")
+    bad = [k for k in keys if not is_valid_key(k)]
+    if bad:
+        rep.errors.append(f"{len(bad)} illegal sample keys (dots or other characters)")
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for s in samples:
+        if s["patient"]:
+            splits_of[s["patient"]].add(s["split"])
+    leaking = [p for p, sp in splits_of.items() if len(sp) > 1]
+    if leaking:
+        rep.errors.append(f"{len(leaking)} patients appear in more than one split")
+    # accounting: every unit exactly once
+    written = Counter(sid for s in samples for sid in s["source_ids"])
+    quarantined = Counter(q["source_id"] for q in quarantine)
+    deduplicated: Counter = Counter(stats.get("deduplicated_ids", []))
+    unit_mod = {u["source_id"]: u["modality"] for u in inputs}
+    per: dict[str, Counter] = defaultdict(Counter)
+    for uid, mod in unit_mod.items():
+        n = written[uid] + quarantined[uid] + deduplicated[uid]
+        if n != 1:
+            rep.errors.append(f"input unit {uid}: accounted {n} times (must be exactly once)")
+        per[mod]["inputs"] += 1
+        per[mod]["written"] += written[uid] > 0
+        per[mod]["quarantined"] += quarantined[uid] > 0
+        per[mod]["deduplicated"] += deduplicated[uid] > 0
+    extra = (set(written) | set(quarantined) | set(deduplicated)) - set(unit_mod)
+    if extra:
+        rep.errors.append(f"{len(extra)} source ids in outputs that are not input units")
+    n_files = len({u["file_id"] for u in inputs})
+    if n_files != stats.get("n_files"):
+        rep.errors.append(f"{stats.get('n_files')} files discovered but {n_files} accounted for")
+    for mod, c in per.items():
+        if c["inputs"] != c["written"] + c["quarantined"] + c["deduplicated"]:
+            rep.errors.append(f"{mod}: inputs != written + quarantined + deduplicated")
+        recorded = stats.get("per_modality", {}).get(mod, {})
+        if {k: recorded.get(k) for k in c} != dict(c) or recorded.get("inputs") != c["inputs"]:
+            rep.errors.append(f"{mod}: stats.json accounting differs from the manifests")
+    return rep
