@@ -16,10 +16,27 @@ from importlib import metadata
 from pathlib import Path
 
 from pipelines.config import BuildConfig
-from pipelines.decode import KIND_MODALITY, DecodeTask, SeriesTask, assemble_series_task, decode_item, quarantine
+from pipelines.decode import (
+    KIND_MODALITY,
+    DecodeTask,
+    SeriesTask,
+    assemble_series_task,
+    decode_item,
+    quarantine,
+)
 from pipelines.discover import discover
 from pipelines.link import link_by_study
-from pipelines.manifest import BUILD, INPUT_SCHEMA, INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS, write_records, write_table
+from pipelines.manifest import (
+    BUILD,
+    INPUT_SCHEMA,
+    INPUTS,
+    MANIFEST,
+    QUARANTINE,
+    SHARDS,
+    STATS,
+    write_records,
+    write_table,
+)
 from pipelines.runners import Runner, make_runner
 from pipelines.samples import build_sample
 from pipelines.shards import plan_shards, remove_stale, write_shard, write_sizes
@@ -119,7 +136,11 @@ def run_build(
 
         for item, outs in zip(items, decoded, strict=True):
             if not outs:
-                reason = ReasonCode.REPORT_EMPTY if item.kind in (InputKind.REPORT_TABLE, InputKind.REPORT_TEXT) else ReasonCode.DECODER_ERROR
+                reason = (
+                    ReasonCode.REPORT_EMPTY
+                    if item.kind in (InputKind.REPORT_TABLE, InputKind.REPORT_TEXT)
+                    else ReasonCode.DECODER_ERROR
+                )
                 outs = [quarantine(item, reason, "input produced no records")]
             for rec in outs:
                 if isinstance(rec, QuarantineRecord):
@@ -160,7 +181,10 @@ def run_build(
         # 4. link, 5. split (by patient), 6. samples
         groups = link_by_study(records)
         demo = pseudo.is_demo
-        samples = [build_sample(g, split_of(g.patient or g.group_key, pseudo, cfg.split), pseudo, demo) for g in groups]
+        samples = [
+            build_sample(g, split_of(g.patient or g.group_key, pseudo, cfg.split), pseudo, demo)
+            for g in groups
+        ]
         # 7. shards
         plan = plan_shards(samples, cfg.shards, out_dir)
         results = runner.map(write_shard, plan, "write")
@@ -192,7 +216,9 @@ def run_build(
                     )
                 )
         shard_rows = [
-            ShardRecord(r.name, r.split, r.n_samples, r.n_bytes, r.sha256, t.samples[0].key, t.samples[-1].key)
+            ShardRecord(
+                r.name, r.split, r.n_samples, r.n_bytes, r.sha256, t.samples[0].key, t.samples[-1].key
+            )
             for r, t in zip(results, plan, strict=True)
         ]
         quarantined.sort(key=lambda q: (q.source_id, q.stage, q.reason.value))
@@ -237,7 +263,9 @@ def run_build(
             runner.close()
     n_err = sum(q.reason is ReasonCode.DECODER_ERROR for q in quarantined)
     if n_err:
-        log.error("%d inputs hit unexpected decoder exceptions (bugs): see quarantine reason decoder_error", n_err)
+        log.error(
+            "%d inputs hit unexpected decoder exceptions (bugs): see quarantine reason decoder_error", n_err
+        )
     return BuildResult(
         out_dir=out_dir,
         n_files=len(items),
@@ -267,7 +295,8 @@ def accounting(units: dict, rows: list[SampleRecord], quarantined: list[Quaranti
     reasons = Counter(q.reason.value for q in quarantined)
     return {
         "per_modality": {
-            m: {k: c[k] for k in ("inputs", "written", "quarantined", "deduplicated")} for m, c in sorted(per.items())
+            m: {k: c[k] for k in ("inputs", "written", "quarantined", "deduplicated")}
+            for m, c in sorted(per.items())
         },
         "quarantine_reasons": dict(sorted(reasons.items())),
         "n_units": len(units),

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
+        msg = (
+            str(exc)
+            if not isinstance(exc, OSError) or not exc.filename
+            else f"{exc.strerror}: {exc.filename}"
+        )
         print(f"medcorpus {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

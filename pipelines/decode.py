@@ -121,7 +121,9 @@ def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
     except Exception as exc:
         if task.strict:
             raise
-        log.error("decoder bug on source %s: %s (quarantined as decoder_error)", item.source_id, type(exc).__name__)
+        log.error(
+            "decoder bug on source %s: %s (quarantined as decoder_error)", item.source_id, type(exc).__name__
+        )
         return [quarantine(item, ReasonCode.DECODER_ERROR, f"unexpected {type(exc).__name__} in decoder")]
 
 

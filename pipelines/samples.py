@@ -58,7 +58,12 @@ class BuiltSample:
 def _record_summary(rec) -> dict:
     out = {}
     for f in fields(rec):
-        if not f.metadata.get("arrow", True) or f.name in ("meta_json", "source_ids", "text", "structured_json"):
+        if not f.metadata.get("arrow", True) or f.name in (
+            "meta_json",
+            "source_ids",
+            "text",
+            "structured_json",
+        ):
             continue
         v = getattr(rec, f.name)
         out[f.name] = v.value if hasattr(v, "value") else (list(v) if isinstance(v, tuple) else v)
@@ -100,6 +105,8 @@ def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_bui
         "conventions": CONVENTIONS,
         "demo_build": demo_build,
     }
-    members[META_MEMBER] = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    members[META_MEMBER] = json.dumps(
+        meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
     ordered = {name: members[name] for name in sorted(members)}
     return BuiltSample(key=key, split=split, group=group, members=ordered)

@@ -75,7 +75,14 @@ def plan_shards(samples: list[BuiltSample], cfg: ShardConfig, out_dir: Path) -> 
         for s in todo:
             b = sample_tar_bytes(s)
             if current and (len(current) >= cfg.max_samples or size + b > cfg.max_bytes):
-                tasks.append(ShardTask(str(out_dir), shard_name(split, len([t for t in tasks if t.split == split])), split, tuple(current)))
+                tasks.append(
+                    ShardTask(
+                        str(out_dir),
+                        shard_name(split, len([t for t in tasks if t.split == split])),
+                        split,
+                        tuple(current),
+                    )
+                )
                 current, size = [], TAR_END
             current.append(s)
             size += b
@@ -110,7 +117,9 @@ def write_shard(task: ShardTask) -> ShardResult:
         except (OSError, json.JSONDecodeError):
             done = {}
         if done.get("fingerprint") == fp and done.get("sha256") == sha256_file(task.tar_path):
-            return ShardResult(task.name, task.split, len(task.samples), task.tar_path.stat().st_size, done["sha256"], True)
+            return ShardResult(
+                task.name, task.split, len(task.samples), task.tar_path.stat().st_size, done["sha256"], True
+            )
     task.stats_path.unlink(missing_ok=True)  # stats are the completion marker: remove before rewriting
     with TarShardWriter(task.tar_path) as w:
         for s in task.samples:
@@ -129,7 +138,9 @@ def remove_stale(out_dir: Path, tasks: list[ShardTask]) -> int:
     if not root.exists():
         return 0
     for p in root.rglob("*"):
-        if p.is_file() and (".tmp-" in p.name or (p.suffix in (".tar", ".json") and p.name != "sizes.json" and p not in keep)):
+        if p.is_file() and (
+            ".tmp-" in p.name or (p.suffix in (".tar", ".json") and p.name != "sizes.json" and p not in keep)
+        ):
             p.unlink()
             removed += 1
     return removed

@@ -65,8 +65,12 @@ def validate_build(out_dir: Path) -> ValidationReport:
             rep.errors.append(f"{sh['shard']}: sha256 mismatch")
         expected = sorted(by_shard.get(sh["shard"], []), key=lambda s: s["index_in_shard"])
         if len(expected) != sh["n_samples"]:
-            rep.errors.append(f"{sh['shard']}: manifest lists {len(expected)} samples, shard record {sh['n_samples']}")
-        want = [(s["key"], m, d) for s in expected for m, d in zip(s["members"], s["member_sha256"], strict=True)]
+            rep.errors.append(
+                f"{sh['shard']}: manifest lists {len(expected)} samples, shard record {sh['n_samples']}"
+            )
+        want = [
+            (s["key"], m, d) for s in expected for m, d in zip(s["members"], s["member_sha256"], strict=True)
+        ]
         got = []
         with tarfile.open(path) as tar:
             for info in tar:

@@ -151,7 +151,6 @@ def schema_for(cls: type) -> pa.Schema:
 def to_table(records: list, cls: type) -> pa.Table:
     """Records → Arrow table (enum values as strings, payload fields dropped)."""
     from dataclasses import fields
-
     from enum import Enum
 
     schema = schema_for(cls)

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_config(args.config), args)
     res = run_build(args.input, args.out, cfg, quiet=args.quiet, use_cache=not args.no_cache)
     mods = ", ".join(
-        f"{m} {c['inputs']} in/{c['written']} written/{c['quarantined']} quarantined" for m, c in res.per_modality.items()
+        f"{m} {c['inputs']} in/{c['written']} written/{c['quarantined']} quarantined"
+        for m, c in res.per_modality.items()
     )
     print(
         f"medcorpus build: {res.n_samples} samples in {res.n_shards} shards "

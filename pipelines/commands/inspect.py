@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         for name in sorted(k for k in sample if not k.startswith("__")):
             print(f"    {name:<18} {len(sample[name]):>10,d} bytes")
         for it in meta["items"]:
-            extra = {k: it[k] for k in ("dicom_modality", "shape", "leads", "language", "acquired_at") if k in it}
+            extra = {
+                k: it[k] for k in ("dicom_modality", "shape", "leads", "language", "acquired_at") if k in it
+            }
             print(f"    - {it['member_prefix']}: {json.dumps(extra, ensure_ascii=False)[:160]}")
     return 0

@@ -24,5 +24,7 @@ def run(args: argparse.Namespace) -> int:
     for e in rep.errors[:50]:
         print(f"  FAIL {e}")
     status = "OK" if rep.ok else f"FAILED ({len(rep.errors)} problems)"
-    print(f"medcorpus validate: {status}: {rep.n_shards} shards, {rep.n_samples} samples, {rep.n_units} input units")
+    print(
+        f"medcorpus validate: {status}: {rep.n_shards} shards, {rep.n_samples} samples, {rep.n_units} input units"
+    )
     return 0 if rep.ok else 1
