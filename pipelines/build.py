@@ -19,13 +19,13 @@ from pipelines.config import BuildConfig
 from pipelines.decode import (
     KIND_MODALITY,
     DecodeTask,
-    SeriesTask,
-    assemble_series_task,
+    SeriesAssembler,
     decode_item,
     quarantine,
+    series_group_key,
 )
 from pipelines.discover import discover
-from pipelines.link import link_by_study
+from pipelines.link import link_group, link_key
 from pipelines.manifest import (
     BUILD,
     INPUT_SCHEMA,
@@ -38,7 +38,7 @@ from pipelines.manifest import (
     write_table,
 )
 from pipelines.runners import Runner, make_runner
-from pipelines.samples import build_sample
+from pipelines.samples import build_sample_task
 from pipelines.shards import plan_shards, remove_stale, write_shard, write_sizes
 from pipelines.split import split_of
 from pipelines.writer import write_atomic
@@ -153,14 +153,14 @@ def run_build(
                     records.append(rec)
                     for sid in rec.source_ids:
                         add_unit(sid, item, rec.modality)
-        # 3. series → volumes (parallel per series)
-        series_tasks = [
-            SeriesTask(tuple(sorted(v, key=lambda s: s.source_id)), ctxs[k[0]], cfg.strict)
-            for k, v in sorted(slices.items())
-        ]
-        slice_units = {s.source_id for v in slices.values() for s in v}
+        # 3. series → volumes (a keyed group stage: one group per DICOM series)
+        all_slices = [s for k in sorted(slices) for s in sorted(slices[k], key=lambda s: s.source_id)]
+        slice_units = {s.source_id for s in all_slices}
         assembled_units: set[str] = set()
-        for outs in runner.map(assemble_series_task, series_tasks, "series"):
+        assembled = runner.group_map(
+            series_group_key, SeriesAssembler(ctxs, cfg.strict), all_slices, "series"
+        )
+        for outs in assembled:
             for rec in outs:
                 if isinstance(rec, QuarantineRecord):
                     quarantined.append(rec)
@@ -178,13 +178,14 @@ def run_build(
         missing = slice_units - assembled_units
         if missing:
             raise RuntimeError(f"series assembler dropped {len(missing)} slices without a record (bug)")
-        # 4. link, 5. split (by patient), 6. samples
-        groups = link_by_study(records)
+        # 4. link (keyed group stage), 5. split by patient, 6. samples (parallel)
+        records.sort(key=lambda r: r.record_id)
+        groups = [g for gs in runner.group_map(link_key, link_group, records, "link") for g in gs]
         demo = pseudo.is_demo
-        samples = [
-            build_sample(g, split_of(g.patient or g.group_key, pseudo, cfg.split), pseudo, demo)
-            for g in groups
+        sample_tasks = [
+            (g, split_of(g.patient or g.group_key, pseudo, cfg.split), pseudo, demo) for g in groups
         ]
+        samples = runner.map(build_sample_task, sample_tasks, "samples")
         # 7. shards
         plan = plan_shards(samples, cfg.shards, out_dir)
         results = runner.map(write_shard, plan, "write")

@@ -148,37 +148,45 @@ def decode_item(task: DecodeTask) -> list[DecodedRecord]:
     return records
 
 
-@dataclass(frozen=True)
-class SeriesTask:
-    """All slices of one DICOM series, for :func:`assemble_series_task`."""
-
-    slices: tuple[SeriesSlice, ...]
-    ctx: WorkerContext
-    strict: bool
+def series_group_key(s: SeriesSlice) -> str:
+    """Group key of a slice: its source and (pseudonymous) series."""
+    return f"{s.source_name}/{s.series_key}"
 
 
-def assemble_series_task(task: SeriesTask) -> list[DecodedRecord]:
-    """Group step: slices of one series → a volume (or images / quarantine records)."""
-    assembler = _resolve(SERIES_ASSEMBLER)
-    try:
-        return list(assembler(list(task.slices), task.ctx))
-    except QuarantineError as exc:
-        return [
-            QuarantineRecord(s.source_id, s.source_name, Modality.VOLUME, "series", exc.reason, exc.message)
-            for s in task.slices
-        ]
-    except Exception as exc:
-        if task.strict:
-            raise
-        log.error("series assembler bug: %s (quarantined as decoder_error)", type(exc).__name__)
-        return [
-            QuarantineRecord(
-                s.source_id,
-                s.source_name,
-                Modality.VOLUME,
-                "series",
-                ReasonCode.DECODER_ERROR,
-                f"unexpected {type(exc).__name__} in series assembly",
-            )
-            for s in task.slices
-        ]
+class SeriesAssembler:
+    """Group step: all slices of one series → a volume (or images / quarantine records).
+
+    Picklable callable ``(group_key, slices) -> records`` for any runner's ``group_map``.
+    """
+
+    def __init__(self, ctxs: dict[str, WorkerContext], strict: bool) -> None:
+        self.ctxs = ctxs
+        self.strict = strict
+
+    def __call__(self, key: str, slices: list[SeriesSlice]) -> list[DecodedRecord]:
+        assembler = _resolve(SERIES_ASSEMBLER)
+        ctx = self.ctxs[slices[0].source_name]
+        try:
+            return list(assembler(list(slices), ctx))
+        except QuarantineError as exc:
+            return [
+                QuarantineRecord(
+                    s.source_id, s.source_name, Modality.VOLUME, "series", exc.reason, exc.message
+                )
+                for s in slices
+            ]
+        except Exception as exc:
+            if self.strict:
+                raise
+            log.error("series assembler bug: %s (quarantined as decoder_error)", type(exc).__name__)
+            return [
+                QuarantineRecord(
+                    s.source_id,
+                    s.source_name,
+                    Modality.VOLUME,
+                    "series",
+                    ReasonCode.DECODER_ERROR,
+                    f"unexpected {type(exc).__name__} in series assembly",
+                )
+                for s in slices
+            ]

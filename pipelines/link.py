@@ -44,3 +44,23 @@ def link_by_study(records: list[ItemRecord]) -> list[SampleGroup]:
             )
         )
     return out
+
+
+def link_key(rec: ItemRecord) -> str:
+    """Skeleton link key: the study when known, else the record itself."""
+    return f"study-{rec.study}" if rec.study else f"record-{rec.record_id}"
+
+
+def link_group(key: str, recs: list[ItemRecord]) -> list[SampleGroup]:
+    """Records sharing a link key → sample group(s); picklable for any runner's ``group_map``."""
+    recs = sorted(recs, key=lambda r: (r.modality.value, r.acquired_at, r.record_id))
+    patients = sorted({r.patient for r in recs if r.patient})
+    return [
+        SampleGroup(
+            group_key=key,
+            patient=patients[0] if patients else "",
+            study=recs[0].study,
+            records=tuple(recs),
+            patient_conflict=len(patients) > 1,
+        )
+    ]

@@ -110,3 +110,8 @@ def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_bui
     ).encode()
     ordered = {name: members[name] for name in sorted(members)}
     return BuiltSample(key=key, split=split, group=group, members=ordered)
+
+
+def build_sample_task(task: tuple[SampleGroup, str, Pseudonymizer, bool]) -> BuiltSample:
+    """Picklable wrapper of :func:`build_sample` for a runner's ``map``."""
+    return build_sample(*task)

@@ -14,11 +14,21 @@ R = TypeVar("R")
 
 
 class Runner(Protocol):
-    """Ordered parallel map: ``map(fn, tasks)[i] == fn(tasks[i])``."""
+    """Ordered parallel map: ``map(fn, tasks)[i] == fn(tasks[i])``; keyed grouping for global stages.
+
+    ``group_map(key_fn, fn, items)`` groups ``items`` by ``key_fn(item)`` (a str), sorts the
+    groups by key and each group's items by their position in ``items``, and returns
+    ``[fn(key, group_items) for each key in sorted order]`` — a GroupByKey on Beam, a
+    groupby/shuffle on Dask. Results must not depend on the engine or the worker count.
+    """
 
     workers: int
 
     def map(self, fn: Callable[[T], R], tasks: Sequence[T], desc: str) -> list[R]: ...
+
+    def group_map(
+        self, key_fn: Callable[[T], str], fn: Callable[[str, list[T]], R], items: Sequence[T], desc: str
+    ) -> list[R]: ...
 
     def close(self) -> None: ...
 

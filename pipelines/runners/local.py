@@ -38,8 +38,28 @@ class LocalRunner:
             bar.close()
         return out
 
+    def group_map(
+        self, key_fn: Callable[[T], str], fn: Callable[[str, list[T]], R], items: Sequence[T], desc: str
+    ) -> list[R]:
+        """Group in-process (the shuffle is free locally), apply ``fn`` per group in parallel."""
+        groups: dict[str, list[T]] = {}
+        for it in items:
+            groups.setdefault(key_fn(it), []).append(it)
+        keys = sorted(groups)
+        return self.map(_ApplyGroup(fn), [(k, groups[k]) for k in keys], desc)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool.join()
             self._pool = None
+
+
+class _ApplyGroup:
+    """Picklable ``(key, items) -> fn(key, items)`` adapter."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def __call__(self, kv):
+        return self.fn(kv[0], kv[1])
