@@ -1,0 +1,149 @@
+"""Reading DICOM files the way PACS exports hold them, with bad input mapped to reason codes.
+
+Handles: Part 10 files with and without preamble/file meta (``force``), implicit/explicit VR,
+little and big endian, deflated transfer syntax (pydicom inflates it), gzip-wrapped files
+(``.dcm.gz`` or no extension: detected by magic bytes, inflated under the file-size limit),
+files without extension. Truncation is detected from pydicom's own signals (short element
+values, "End of file reached" warnings, an empty dataset after the file meta).
+
+Every failure raises :class:`schemas.QuarantineError` with a PHI-free message.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import warnings
+import zlib
+from pathlib import Path
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from schemas import QuarantineError, ReasonCode
+
+log = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_CHUNK = 1 << 20
+
+
+def _read_bytes(path: str, max_bytes: int) -> bytes:
+    """File content, gunzipped if gzip-wrapped; LIMIT_EXCEEDED past ``max_bytes``."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "file larger than max_file_bytes")
+        with p.open("rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise QuarantineError(
+            ReasonCode.UNREADABLE_FILE, f"cannot read file ({type(exc).__name__})"
+        ) from None
+    if not data:
+        raise QuarantineError(ReasonCode.EMPTY_FILE, "empty file")
+    if data[:2] == GZIP_MAGIC:
+        out = io.BytesIO()
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                while True:
+                    chunk = gz.read(_CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    if out.tell() > max_bytes:
+                        raise QuarantineError(
+                            ReasonCode.LIMIT_EXCEEDED, "gzip content larger than max_file_bytes"
+                        )
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            reason = ReasonCode.DICOM_TRUNCATED if isinstance(exc, EOFError) else ReasonCode.DICOM_CORRUPT
+            raise QuarantineError(reason, f"broken gzip wrapper ({type(exc).__name__})") from None
+        data = out.getvalue()
+        if not data:
+            raise QuarantineError(ReasonCode.EMPTY_FILE, "empty gzip content")
+    return data
+
+
+def _short_elements(ds: Dataset) -> bool:
+    """True if a raw (not yet parsed) element holds fewer bytes than its declared length."""
+    for elem in ds._dict.values():
+        if isinstance(elem, RawDataElement) and elem.value is not None and elem.length != 0xFFFFFFFF:
+            if len(elem.value) < elem.length:
+                return True
+    return False
+
+
+def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
+    """Parse DICOM bytes with pydicom (``force=True``), mapping failures to reason codes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=stop_before_pixels)
+        except (EOFError, zlib.error) as exc:
+            raise QuarantineError(
+                ReasonCode.DICOM_TRUNCATED, f"file ends early ({type(exc).__name__})"
+            ) from None
+        except (
+            InvalidDicomError,
+            ValueError,
+            KeyError,
+            TypeError,
+            OverflowError,
+            NotImplementedError,
+        ) as exc:
+            raise QuarantineError(
+                ReasonCode.DICOM_CORRUPT, f"unparseable DICOM ({type(exc).__name__})"
+            ) from None
+        except Exception as exc:  # pydicom raises many types on garbage; none of them is our bug
+            raise QuarantineError(
+                ReasonCode.DICOM_CORRUPT, f"unparseable DICOM ({type(exc).__name__})"
+            ) from None
+    messages = [str(w.message) for w in caught]
+    if any("End of file" in m or "end of file" in m for m in messages):
+        raise QuarantineError(ReasonCode.DICOM_TRUNCATED, "file ends inside an element or sequence")
+    has_meta = bool(getattr(ds, "file_meta", None))
+    if len(ds._dict) == 0:
+        if has_meta:
+            raise QuarantineError(ReasonCode.DICOM_TRUNCATED, "file meta present but no dataset follows")
+        raise QuarantineError(ReasonCode.DICOM_CORRUPT, "no DICOM elements found")
+    if _short_elements(ds):
+        raise QuarantineError(ReasonCode.DICOM_TRUNCATED, "an element value is shorter than its length")
+    try:
+        keys = list(ds.keys())
+    except Exception:  # pragma: no cover - defensive
+        raise QuarantineError(ReasonCode.DICOM_CORRUPT, "unreadable element list") from None
+    # ``force=True`` accepts any bytes; a real object has at least one element from groups
+    # 0008-0028 or a DICOMDIR record sequence.
+    if not has_meta and not any(0x0008 <= k.group <= 0x7FE0 for k in keys):
+        raise QuarantineError(ReasonCode.DICOM_CORRUPT, "no DICOM attributes found")
+    return ds
+
+
+def read_dicom(path: str, max_file_bytes: int, *, stop_before_pixels: bool = False) -> Dataset:
+    """Read one DICOM file (gzip-wrapped or not). Raises QuarantineError on bad input."""
+    return parse_dicom_bytes(_read_bytes(path, max_file_bytes), stop_before_pixels=stop_before_pixels)
+
+
+def sop_class_uid(ds: Dataset) -> str:
+    """SOP Class UID, falling back to the file meta's Media Storage SOP Class UID."""
+    value = str(ds.get("SOPClassUID", "") or "").strip()
+    if not value:
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:
+            value = str(meta.get("MediaStorageSOPClassUID", "") or "").strip()
+    return value
+
+
+def is_dicomdir(ds: Dataset) -> bool:
+    """True for a DICOMDIR (Media Storage Directory): an index of files, not an image."""
+    return sop_class_uid(ds) == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
