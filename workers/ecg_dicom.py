@@ -1,0 +1,253 @@
+"""DICOM ECG waveforms (12-lead, general, ambulatory ECG Storage) → corpus ECGs.
+
+The DICOM decoder (``workers.dicom_decode``) reads the file and dispatches waveform SOP classes
+here. Signal values come from pydicom's own waveform support, ``ds.waveform_array(i)``
+(raw × ChannelSensitivity × correction factor + ChannelBaseline, in the units of
+ChannelSensitivityUnitsSequence, converted to mV). Samples equal to the group's
+WaveformPaddingValue become NaN; raw samples at the limits of the stored integer type are
+marked as ADC saturation for QC.
+
+Group choice: the rhythm group, never the representative (median) beat: the longest group
+whose MultiplexGroupLabel contains ``RHYTHM``; else the longest group not labelled as a beat
+(``BEAT``, ``MEDIAN``, ``REPRESENTATIVE``, ``AVERAGE``, ``TEMPLATE``); if only beat groups
+exist the object is quarantined (``ecg_signal_missing``).
+
+Leads are found by the coded channel source (SCP-ECG ``5.6.3-9-N`` or MDC ``2:N``), else by
+CodeMeaning (``Lead I (Einthoven)``), else by ChannelLabel; then ``ecg_convention.conform``
+applies the corpus convention (mV, 500 Hz, canonical order, 10 s, QC).
+
+Identity comes from ``workers.dicom_identity`` (pseudonymous patient/study, shifted time).
+Nothing of the DICOM header is carried over except PatientAge (ages > 89 → ``90+``),
+PatientSex, manufacturer/model and the acquisition parameters in meta; the audit lists which
+identifying attributes were present (keywords only).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.waveforms.numpy_handler import multiplex_array
+
+from schemas.modality import Modality
+from schemas.reasons import QuarantineError, ReasonCode
+from schemas.records import DecodedRecord, InputItem
+from workers.context import WorkerContext
+from workers.dicom_identity import dicom_identity
+from workers.ecg_convention import (
+    SourceChannel,
+    conform,
+    deidentify_age,
+    make_ecg_record,
+    match_lead,
+    match_lead_code,
+    normalise_sex,
+    units_to_mv,
+)
+
+log = logging.getLogger(__name__)
+
+#: waveform SOP classes that hold ECGs (PS3.4 B.5): 12-lead, general, ambulatory
+ECG_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storage",
+    "1.2.840.10008.5.1.4.1.1.9.1.2": "General ECG Waveform Storage",
+    "1.2.840.10008.5.1.4.1.1.9.1.3": "Ambulatory ECG Waveform Storage",
+}
+_BEAT_WORDS = ("BEAT", "MEDIAN", "REPRESENT", "AVERAGE", "TEMPLATE")
+#: identifying attributes whose presence the audit records (they are never carried over)
+_IDENTIFYING = (
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientSize",
+    "PatientWeight",
+    "ReferringPhysicianName",
+    "RequestingPhysician",
+    "NameOfPhysiciansReadingStudy",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "StationName",
+    "DeviceSerialNumber",
+    "AccessionNumber",
+    "StudyID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "AdmissionID",
+    "CurrentPatientLocation",
+    "PatientInstitutionResidence",
+    "VisitComments",
+    "ReasonForStudy",
+    "ReasonForTheRequestedProcedure",
+    "StudyDescription",
+    "AcquisitionContextSequence",
+    "WaveformAnnotationSequence",
+)
+
+
+def choose_rhythm_group(ds: Dataset) -> int:
+    """Index of the rhythm multiplex group (see module docstring); raises QuarantineError."""
+    groups = list(ds.get("WaveformSequence", None) or [])
+    if not groups:
+        raise QuarantineError(ReasonCode.ECG_SIGNAL_MISSING, "waveform object has no multiplex group")
+    scored: list[tuple[int, float, int]] = []  # (class: 0 rhythm / 1 other / 2 beat, -duration, index)
+    for i, g in enumerate(groups):
+        label = str(g.get("MultiplexGroupLabel", "") or "").upper()
+        try:
+            duration = float(g.NumberOfWaveformSamples) / float(g.SamplingFrequency)
+        except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if not duration > 0:
+            continue
+        cls = 0 if "RHYTHM" in label else 2 if any(w in label for w in _BEAT_WORDS) else 1
+        scored.append((cls, -duration, i))
+    if not scored:
+        raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "no multiplex group has a valid rate and length")
+    best = min(scored)
+    if best[0] == 2:
+        raise QuarantineError(
+            ReasonCode.ECG_SIGNAL_MISSING, "only representative-beat groups, no rhythm waveform"
+        )
+    return best[2]
+
+
+def _channel_name_and_match(ch: Dataset) -> tuple[str, object]:
+    src = (ch.get("ChannelSourceSequence", None) or [None])[0]
+    code = str(src.get("CodeValue", "") or "") if src is not None else ""
+    scheme = str(src.get("CodingSchemeDesignator", "") or "") if src is not None else ""
+    meaning = str(src.get("CodeMeaning", "") or "") if src is not None else ""
+    label = str(ch.get("ChannelLabel", "") or "")
+    match = match_lead_code(code, scheme) or match_lead(meaning) or match_lead(label)
+    return (meaning or label or code), match
+
+
+def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
+    """Decode a DICOM ECG waveform object into one :class:`EcgRecord` (rhythm group only).
+
+    Payload ``("npy", float16 (12, rate × seconds))`` in mV, canonical lead order.
+    """
+    idx = choose_rhythm_group(ds)
+    group = ds.WaveformSequence[idx]
+    fs = float(group.SamplingFrequency)
+    try:
+        values = ds.waveform_array(idx)
+        raw = multiplex_array(ds, idx, as_raw=True)
+    except (AttributeError, KeyError, ValueError, TypeError) as exc:
+        raise QuarantineError(
+            ReasonCode.ECG_SIGNAL_CORRUPT, f"waveform data cannot be decoded ({type(exc).__name__})"
+        ) from None
+    n_samples = int(values.shape[0])
+    if values.ndim != 2 or n_samples == 0:
+        raise QuarantineError(ReasonCode.ECG_SIGNAL_CORRUPT, "waveform group holds no samples")
+    if n_samples * values.shape[1] > ctx.limits.max_ecg_samples:
+        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG waveform exceeds the sample limit")
+
+    padding = group.get("WaveformPaddingValue", None)
+    pad_value = None
+    if padding is not None:
+        pad_value = (
+            int(np.frombuffer(bytes(padding), dtype=raw.dtype)[0])
+            if isinstance(padding, bytes)
+            else int(padding)
+        )
+    info = np.iinfo(raw.dtype) if np.issubdtype(raw.dtype, np.integer) else None
+    channel_defs = list(group.get("ChannelDefinitionSequence", None) or [])
+    if len(channel_defs) != values.shape[1]:
+        raise QuarantineError(
+            ReasonCode.ECG_HEADER_INVALID, "channel definitions do not match the channel count"
+        )
+
+    channels: list[SourceChannel] = []
+    units_in: set[str] = set()
+    filters: set[tuple] = set()
+    for j, ch in enumerate(channel_defs):
+        name, match = _channel_name_and_match(ch)
+        units_seq = ch.get("ChannelSensitivityUnitsSequence", None) or []
+        unit = str(units_seq[0].get("CodeValue", "") or "") if units_seq else ""
+        factor = units_to_mv(unit) if "ChannelSensitivity" in ch else None
+        if factor is None:
+            # raw counts without a voltage unit cannot be placed on the mV scale
+            match = None
+            factor = 1.0
+        units_in.add(unit or "<none>")
+        x = values[:, j].astype(np.float64) * factor
+        r = raw[:, j]
+        if pad_value is not None:
+            x[r == pad_value] = np.nan
+        at_limit = None
+        if info is not None:
+            at_limit = (r <= info.min + (1 if pad_value == info.min else 0)) | (r >= info.max)
+            if pad_value is not None:
+                at_limit &= r != pad_value
+        filters.add(
+            (
+                _num(ch.get("FilterLowFrequency", None)),
+                _num(ch.get("FilterHighFrequency", None)),
+                _num(ch.get("NotchFilterFrequency", None)),
+            )
+        )
+        channels.append(SourceChannel(name=name, signal=x, rate_hz=fs, match=match, at_adc_limit=at_limit))
+    if not any(c.match is not None for c in channels) and units_in <= {"<none>"}:
+        raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "channel sensitivity units missing")
+
+    conformed = conform(channels, ctx.ecg, source_duration_s=n_samples / fs)
+    patient, study, acquired_at = dicom_identity(ds, ctx.pseudo)
+
+    header: dict = {}
+    age = deidentify_age(str(ds.get("PatientAge", "") or ""))
+    if age:
+        header["age"] = age
+    sex = normalise_sex(str(ds.get("PatientSex", "") or ""))
+    if sex:
+        header["sex"] = sex
+    sop = str(ds.get("SOPClassUID", "") or "")
+    meta = {
+        **conformed.meta,
+        "modality": Modality.ECG.value,
+        "source": {
+            "format": "dicom_waveform",
+            "sop_class": ECG_SOP_CLASSES.get(sop, "other waveform"),
+            "n_groups": len(ds.WaveformSequence),
+            "group_index": idx,
+            "group_label": str(group.get("MultiplexGroupLabel", "") or "").upper()[:32],
+            "n_channels": int(values.shape[1]),
+            "n_samples": n_samples,
+            "rate_hz": fs,
+            "bits_allocated": int(group.get("WaveformBitsAllocated", 0) or 0),
+            "sample_interpretation": str(group.get("WaveformSampleInterpretation", "") or ""),
+            "units_in": sorted(units_in),
+            "filters_hz_low_high_notch": sorted([list(f) for f in filters], key=str),
+            "manufacturer": str(ds.get("Manufacturer", "") or "")[:64],
+            "model": str(ds.get("ManufacturerModelName", "") or "")[:64],
+            "values": "pydicom Dataset.waveform_array (sensitivity × correction + baseline)",
+        },
+        "header": header,
+        "deid": {
+            "identity": "workers.dicom_identity: PatientID → pseudonym, Accession/StudyUID → study, time shifted",
+            "not_carried_over": sorted(k for k in _IDENTIFYING if k in ds),
+            "age_over_89_capped": age == "90+",
+            "annotations_dropped": len(ds.get("WaveformAnnotationSequence", None) or []),
+        },
+        "link": {"study_from": "AccessionNumber, else StudyInstanceUID", "study_found": bool(study)},
+    }
+    return [
+        make_ecg_record(
+            item, ctx, conformed, patient=patient, study=study, acquired_at=acquired_at, meta=meta
+        )
+    ]
+
+
+def _num(value) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None

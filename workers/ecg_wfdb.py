@@ -1,0 +1,486 @@
+"""WFDB ECG records → corpus ECGs (mV, 500 Hz, canonical leads, 10 s; see ``ecg_convention``).
+
+Reads everything ``wfdb`` reads: signal formats 8, 16, 24, 32, 61, 80, 160, 212, 310, 311 and
+FLAC 508/516/524; several signals per file and signals split over several files (PTB ``.dat`` +
+``.xyz``); PhysioNet/CinC MATLAB v4 ``.mat`` signal files (``16x1+24``: a byte offset into the
+``.mat``); multi-frequency records (``samps_per_frame`` > 1, each lead resampled from its own
+rate); multi-segment records (fixed or variable layout, ``~`` gap segments become NaN).
+Only the window plus a filter margin is read (``sampto``), so long Holter files cost little.
+
+Identity: WFDB has no patient field. ``study`` is the link id taken from the record name by
+``EcgConfig.study_id_pattern`` (first group, then ``normalise_id``: ``HR06000`` → ``6000``,
+``00001_lr`` → ``1``), so an ECG links to its PTB-XL report row (ecg_id). ``patient`` is ``""``
+unless a header comment names a patient id (``# Patient ID: …``), which is pseudonymised.
+``acquired_at`` (the record line's base date/time) is kept, shifted, only when the patient is
+known; otherwise it is dropped (a date shift needs a patient).
+
+Header comments are metadata *and* possible PHI. They are parsed into ``meta["header"]``
+(age, sex, diagnoses, clinical fields) under these rules, and the audit in ``meta["deid"]``
+names what was dropped by field name/category only, never by value:
+
+* ``Age`` over 89 → ``"90+"``; ``Sex`` normalised to female/male/other;
+* ``Dx`` (CinC: SNOMED-CT codes, comma separated) kept as a list, ``Rx/Hx/Sx`` kept as text;
+* fields whose name suggests identity (name, id, birth, address, phone, physician, operator,
+  institution, …) are dropped; fields whose name or value is a date or time are dropped;
+* other fields are kept only when their name belongs to a clinical vocabulary (diagnosis,
+  infarction, medication, pressure, …) and their value holds no date, title+name or long digit
+  string; everything else, and free text without ``key: value`` form, is dropped and counted.
+  The MIT-BIH free-text form ``"69 M …"`` yields age and sex only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import wfdb
+
+from schemas.modality import Modality
+from schemas.reasons import QuarantineError, ReasonCode
+from schemas.records import DecodedRecord, InputItem
+from workers.context import WorkerContext
+from workers.ecg_convention import (
+    SourceChannel,
+    conform,
+    deidentify_age,
+    make_ecg_record,
+    match_lead,
+    normalise_sex,
+    read_margin_samples,
+    units_to_mv,
+    window_source_samples,
+)
+from workers.ids import normalise_id
+
+log = logging.getLogger(__name__)
+
+try:  # wfdb's own tables of digital ranges and invalid-sample values per format
+    from wfdb.io._signal import INVALID_SAMPLE_VALUE as _INVALID
+    from wfdb.io._signal import SAMPLE_VALUE_RANGE as _RANGE
+except ImportError:  # pragma: no cover - older/newer wfdb layouts
+    _RANGE = {"16": (-32768, 32767), "212": (-2048, 2047), "80": (-128, 127)}
+    _INVALID = {"16": -32768, "212": -2048, "80": -128}
+
+# ---------------------------------------------------------------------------------------------
+# header comments
+# ---------------------------------------------------------------------------------------------
+
+_PATIENT_KEYS = {"patient", "patient_id", "patientid", "pid", "subject", "subject_id", "mrn"}
+#: always identifying, whatever else the field name says
+_DENY_STRONG = re.compile(
+    r"name|(^|_)id($|_)|ident|mrn|ssn|social|birth|dob|address|street|city|zip|postal|phone|"
+    r"(^|_)tel($|_)|fax|mail|account|insurance|accession|serial|residence|contact"
+)
+#: identifying unless the name is clearly clinical ("in hospital medication" is kept)
+_DENY = re.compile(
+    r"physician|doctor|(^|_)dr($|_)|operator|technician|nurse|referr|hospital|institution|clinic|"
+    r"(^|_)site($|_)|ward|room|(^|_)bed($|_)|device|location(?!al)"
+)
+_TEMPORAL = re.compile(r"date|time|(^|_)hh($|_)|(^|_)day|month|(^|_)year|when|dob")
+_CLINICAL = (
+    "diagn",
+    "infarct",
+    "smok",
+    "vessel",
+    "ventric",
+    "x_ray",
+    "xray",
+    "pressure",
+    "cardiac",
+    "stroke",
+    "aort",
+    "stenos",
+    "echo",
+    "medica",
+    "therap",
+    "lytic",
+    "lysis",
+    "dosage",
+    "admission",
+    "rhythm",
+    "heart",
+    "height",
+    "weight",
+    "bmi",
+    "pacemaker",
+    "drug",
+    "symptom",
+    "hemodynamic",
+    "catheter",
+    "wedge",
+    "localization",
+    "indication",
+    "finding",
+    "interpretation",
+)
+#: words a removed field's name may contain for the name itself to appear in the audit
+_AUDIT_WORDS = set(
+    "patient id name first last family given birth date dob time day month year address street city zip "
+    "postal phone telephone tel fax mail email physician doctor dr operator technician nurse referring "
+    "hospital institution clinic site ward room bed account insurance accession serial device location "
+    "residence contact ecg recording record acquisition admission discharge infarction acute previous "
+    "catheterization start lysis therapy hh mm of the at in on and or to for 1 2 3 study visit exam test "
+    "measurement".split()
+)
+_DATE_VALUE = re.compile(
+    r"\b\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b|\b\d{1,2}[ .-][A-Za-z]{3,9}[ .-]\d{2,4}\b|"
+    r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2},? \d{2,4}\b",
+    re.I,
+)
+_TIME_VALUE = re.compile(r"^\s*\d{1,2}[:.h]\d{2}(?:[:.]\d{2})?\s*$")
+_TITLE_NAME = re.compile(r"\b(dr|prof|mr|mrs|ms|herr|frau)\.?\s+[A-Z]", re.I)
+_LONG_DIGITS = re.compile(r"\d{7,}")
+_EMPTY_VALUES = {"", "unknown", "n/a", "na", "nan", "none", "?", "-"}
+_MITDB_AGE_SEX = re.compile(r"^\s*(\d{1,3}|\?)\s+([MF?])\b")
+
+
+def _norm_key(key: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_")
+
+
+def _audit_name(nkey: str) -> str:
+    """The field name as the audit may show it: only if made of known header words."""
+    words = [w for w in nkey.split("_") if w]
+    return nkey if words and len(words) <= 8 and all(w in _AUDIT_WORDS for w in words) else "<field>"
+
+
+def parse_header_comments(comments: list[str]) -> tuple[dict, dict, str]:
+    """Split WFDB header comments into (kept metadata, de-identification audit, raw patient id).
+
+    See the module docstring for the rules. Values never reach the audit or the logs.
+    """
+    header: dict = {}
+    fields: dict[str, str] = {}
+    removed: dict[str, str] = {}
+    counts = {"unlisted_fields_dropped": 0, "free_text_lines_dropped": 0}
+    age_capped = False
+    age_sex_from_free_text = False
+    patient_raw = ""
+
+    def remove(nkey: str, why: str) -> None:
+        removed[_audit_name(nkey)] = why
+
+    for line in comments:
+        text = (line or "").strip()
+        if not text:
+            continue
+        if ":" not in text:
+            m = _MITDB_AGE_SEX.match(text)
+            if m and "age" not in header and "sex" not in header:
+                age = deidentify_age(m.group(1))
+                if age:
+                    header["age"] = age
+                    age_capped = age_capped or age == "90+"
+                sex = normalise_sex(m.group(2))
+                if sex:
+                    header["sex"] = sex
+                age_sex_from_free_text = True
+            counts["free_text_lines_dropped"] += 1
+            continue
+        key, value = (part.strip() for part in text.split(":", 1))
+        nkey = _norm_key(key)
+        if not nkey:
+            counts["free_text_lines_dropped"] += 1
+            continue
+        if value.lower() in _EMPTY_VALUES:
+            continue  # section headings ("Diagnose:") and placeholders carry nothing
+        if nkey == "age":
+            age = deidentify_age(value)
+            if age:
+                header["age"] = age
+                age_capped = age_capped or age == "90+"
+            else:
+                remove(nkey, "unparseable_age")
+        elif nkey in ("sex", "gender"):
+            sex = normalise_sex(value)
+            if sex:
+                header["sex"] = sex
+        elif nkey == "dx":
+            codes = [c.strip() for c in value.split(",") if c.strip()]
+            header["dx"] = codes
+            if codes and all(c.isdigit() for c in codes):
+                header["dx_coding"] = "SNOMED-CT (PhysioNet/CinC)"
+        elif nkey in _PATIENT_KEYS:
+            patient_raw = value
+            removed["patient_id"] = "pseudonymised"
+        elif _DENY_STRONG.search(nkey) or (_DENY.search(nkey) and not any(st in nkey for st in _CLINICAL)):
+            remove(nkey, "identifying_field")
+        elif _TEMPORAL.search(nkey):
+            remove(nkey, "temporal_field")
+        elif nkey in ("rx", "hx", "sx") or any(stem in nkey for stem in _CLINICAL):
+            if _DATE_VALUE.search(value) or _TIME_VALUE.match(value):
+                remove(nkey, "date_in_value")
+            elif _TITLE_NAME.search(value):
+                remove(nkey, "name_in_value")
+            elif _LONG_DIGITS.search(value):
+                remove(nkey, "identifier_like_value")
+            else:
+                fields[nkey] = value[:500]
+        else:
+            counts["unlisted_fields_dropped"] += 1
+    if fields:
+        header["fields"] = fields
+    audit = {
+        "removed": dict(sorted(removed.items())),
+        "age_over_89_capped": age_capped,
+        "age_sex_from_free_text": age_sex_from_free_text,
+        **counts,
+    }
+    return header, audit, patient_raw
+
+
+# ---------------------------------------------------------------------------------------------
+# identity
+# ---------------------------------------------------------------------------------------------
+
+
+def study_link_id(record_name: str, pattern: str) -> str:
+    """Raw link id of a record name: first group of ``pattern``, normalised (``HR06000`` → ``6000``)."""
+    try:
+        m = re.search(pattern, record_name)
+    except re.error as exc:
+        raise ValueError(f"invalid EcgConfig.study_id_pattern: {exc}") from exc
+    if not m:
+        return ""
+    return normalise_id(m.group(1) if m.groups() else m.group(0))
+
+
+def segment_headers(header_path: str) -> list[str]:
+    """Paths of the segment headers a multi-segment record refers to ([] for a single record).
+
+    Discovery can use it to not treat segment headers as records of their own.
+    """
+    base = str(Path(header_path).with_suffix(""))
+    try:
+        header = wfdb.rdheader(base)
+    except Exception:  # noqa: BLE001 - an unreadable header has no segments to list
+        return []
+    if not isinstance(header, wfdb.MultiRecord):
+        return []
+    d = os.path.dirname(base)
+    return [os.path.join(d, s + ".hea") for s in header.seg_name if s and s != "~"]
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _adc_limit_mask(d: np.ndarray, fmt: str, adc_res: int | None, adc_zero: int | None) -> np.ndarray | None:
+    """Samples at the converter's limits: the ADC range if ``adc_res`` narrows the format's
+    range, else the format's range (its lowest value is WFDB's invalid-sample code)."""
+    rng = _RANGE.get(str(fmt))
+    if rng is None or str(fmt) == "8":  # format 8 stores first differences: no amplitude bound
+        return None
+    lo, hi = rng
+    invalid = _INVALID.get(str(fmt))
+    bits = int(math.log2(hi - lo + 1))
+    if adc_res and 0 < int(adc_res) < bits:
+        half = 2 ** (int(adc_res) - 1)
+        lo, hi = int(adc_zero or 0) - half, int(adc_zero or 0) + half - 1
+    elif invalid is not None and invalid == lo:
+        lo += 1
+    return ((d <= lo) | (d >= hi)) & (d != invalid if invalid is not None else True)
+
+
+def _quarantine_missing_files(base: str, header) -> None:
+    d = os.path.dirname(base)
+    if isinstance(header, wfdb.MultiRecord):
+        segs = [s for s in header.seg_name if s and s != "~"]
+        missing = 0
+        for seg in segs:
+            seg_base = os.path.join(d, seg)
+            if not os.path.isfile(seg_base + ".hea"):
+                missing += 1
+                continue
+            try:
+                seg_header = wfdb.rdheader(seg_base)
+            except Exception:  # noqa: BLE001 - third-party parser on untrusted input
+                raise QuarantineError(
+                    ReasonCode.ECG_HEADER_INVALID, "a segment header cannot be parsed"
+                ) from None
+            for fname in set(getattr(seg_header, "file_name", None) or []):
+                if fname and fname != "~" and not os.path.isfile(os.path.join(d, fname)):
+                    missing += 1
+                    break
+        if missing:
+            raise QuarantineError(
+                ReasonCode.ECG_SIGNAL_MISSING,
+                f"multi-segment record: {missing} of {len(segs)} segments missing",
+            )
+        return
+    files = sorted({f for f in (header.file_name or []) if f})
+    absent = [f for f in files if not os.path.isfile(os.path.join(d, f))]
+    if absent:
+        raise QuarantineError(
+            ReasonCode.ECG_SIGNAL_MISSING,
+            f"{len(absent)} of {len(files)} signal files named in the header missing",
+        )
+    empty = [f for f in files if os.path.getsize(os.path.join(d, f)) == 0]
+    if empty:
+        raise QuarantineError(ReasonCode.ECG_SIGNAL_MISSING, f"{len(empty)} signal file(s) are empty")
+
+
+def _read_channels(base: str, header, ctx: WorkerContext) -> tuple[list[SourceChannel], dict]:
+    """Read the window + margin of every channel as mV at its own rate."""
+    fs = float(header.fs)
+    multi_segment = isinstance(header, wfdb.MultiRecord)
+    spf = [1] * int(header.n_sig) if multi_segment else [int(s or 1) for s in header.samps_per_frame]
+    multi_freq = any(s > 1 for s in spf)
+    n_frames_needed = max(
+        int(
+            math.ceil(
+                (
+                    window_source_samples(fs * s, ctx.ecg.seconds)
+                    + read_margin_samples(fs * s, ctx.ecg.rate_hz)
+                )
+                / s
+            )
+        )
+        for s in spf
+    )
+    sig_len = int(header.sig_len or 0)
+    sampto = min(sig_len, n_frames_needed) if sig_len else None
+    n_read_est = (sampto if sampto is not None else sig_len) * sum(spf)
+    if n_read_est > ctx.limits.max_ecg_samples:
+        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG window exceeds the sample limit")
+    if sampto is None:
+        total = sum(
+            os.path.getsize(os.path.join(os.path.dirname(base), f)) for f in set(header.file_name or [])
+        )
+        if total // 2 > ctx.limits.max_ecg_samples:
+            raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG of unknown length exceeds the sample limit")
+
+    try:
+        if multi_segment:
+            rec = wfdb.rdrecord(base, sampto=sampto, physical=True, m2s=True, return_res=64)
+            signals = [rec.p_signal[:, i] for i in range(rec.n_sig)]
+            digital = [None] * rec.n_sig
+        else:
+            rec = wfdb.rdrecord(
+                base, sampto=sampto, physical=False, smooth_frames=not multi_freq, return_res=64
+            )
+            if multi_freq:
+                digital = list(rec.e_d_signal)
+                signals = list(rec.dac(expanded=True, return_res=64))
+            else:
+                digital = [rec.d_signal[:, i] for i in range(rec.n_sig)]
+                phys = rec.dac(expanded=False, return_res=64)
+                signals = [phys[:, i] for i in range(rec.n_sig)]
+    except QuarantineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - third-party reader on untrusted input
+        raise QuarantineError(
+            ReasonCode.ECG_SIGNAL_CORRUPT, f"signal data cannot be read ({type(exc).__name__})"
+        ) from None
+
+    expected = sampto if sampto is not None else int(rec.sig_len or 0)
+    got = min((len(sig) // spf[i] for i, sig in enumerate(signals)), default=0)
+    if got == 0 or got < expected:
+        raise QuarantineError(
+            ReasonCode.ECG_SIGNAL_CORRUPT, "signal file holds fewer samples than the header declares"
+        )
+
+    channels: list[SourceChannel] = []
+    non_voltage: list[str] = []
+    names = list(rec.sig_name or [])
+    units = list(rec.units or ["mV"] * len(names))
+    fmts = list(getattr(rec, "fmt", None) or [None] * len(names))
+    adc_res = list(getattr(rec, "adc_res", None) or [None] * len(names))
+    adc_zero = list(getattr(rec, "adc_zero", None) or [None] * len(names))
+    for i, name in enumerate(names):
+        factor = units_to_mv(units[i] or "mV")
+        match = match_lead(name)
+        if factor is None:
+            if match is not None:
+                non_voltage.append(match.lead)
+            match = None
+            factor = 1.0
+        x = np.asarray(signals[i], dtype=np.float64) * factor
+        clip = None
+        if digital[i] is not None and fmts[i] is not None:
+            clip = _adc_limit_mask(np.asarray(digital[i]), str(fmts[i]), adc_res[i], adc_zero[i])
+        channels.append(
+            SourceChannel(name=name, signal=x, rate_hz=fs * spf[i], match=match, at_adc_limit=clip)
+        )
+    source = {
+        "format": "wfdb",
+        "record_kind": "multi_segment" if multi_segment else "single_segment",
+        "signal_formats": sorted({str(f) for f in fmts if f is not None}),
+        "n_signal_files": len({f for f in (getattr(header, "file_name", None) or []) if f}),
+        "n_segments": len(header.seg_name) if multi_segment else 1,
+        "n_channels": len(names),
+        "frame_rate_hz": fs,
+        "samples_per_frame": spf,
+        "units_in": sorted({str(u) for u in units}),
+        "lead_named_channels_with_non_voltage_units": sorted(non_voltage),
+    }
+    return channels, source
+
+
+def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
+    """Decode one WFDB record (``item.path`` = its ``.hea``) into one :class:`EcgRecord`.
+
+    Payload ``("npy", float16 (12, rate × seconds))`` in mV, canonical lead order; see
+    ``workers.ecg_convention`` for the window, resampling and QC conventions.
+    """
+    base = str(Path(item.path).with_suffix("")) if item.path.lower().endswith(".hea") else item.path
+    record_name = os.path.basename(base)
+    try:
+        header = wfdb.rdheader(base)
+    except FileNotFoundError:
+        raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "header file not readable") from None
+    except Exception as exc:  # noqa: BLE001 - third-party parser on untrusted input
+        raise QuarantineError(
+            ReasonCode.ECG_HEADER_INVALID, f"header cannot be parsed ({type(exc).__name__})"
+        ) from None
+    try:
+        fs = float(header.fs)
+    except (TypeError, ValueError):
+        fs = float("nan")
+    if not (math.isfinite(fs) and fs > 0):
+        raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "header has no valid sampling frequency")
+    if not int(header.n_sig or 0):
+        raise QuarantineError(ReasonCode.ECG_SIGNAL_MISSING, "header declares no signals")
+    _quarantine_missing_files(base, header)
+
+    channels, source = _read_channels(base, header, ctx)
+    conformed = conform(channels, ctx.ecg, source_duration_s=(int(header.sig_len or 0) / fs))
+
+    header_meta, audit, patient_raw = parse_header_comments(list(header.comments or []))
+    patient = ctx.pseudo.patient(normalise_id(patient_raw))
+    study = ctx.pseudo.study(study_link_id(record_name, ctx.ecg.study_id_pattern))
+    base_dt = None
+    if getattr(header, "base_date", None) is not None:
+        base_dt = datetime.combine(header.base_date, header.base_time or datetime.min.time())
+    if base_dt is not None and patient:
+        acquired_at = ctx.pseudo.shift_datetime(base_dt, patient).isoformat()
+        audit["base_datetime"] = "shifted"
+    else:
+        acquired_at = ""
+        audit["base_datetime"] = "dropped_no_patient" if base_dt is not None else "absent"
+    audit["record_name"] = "replaced by the pseudonymous study key"
+    audit["method"] = "header comments: allow-list of clinical fields; ages > 89 → 90+; dates dropped"
+
+    meta = {
+        **conformed.meta,
+        "modality": Modality.ECG.value,
+        "source": source,
+        "header": header_meta,
+        "deid": audit,
+        "link": {
+            "study_from": "record name via EcgConfig.study_id_pattern",
+            "study_found": bool(study),
+            "patient_from": "header comment" if patient else "none (WFDB has no patient field)",
+        },
+    }
+    return [
+        make_ecg_record(
+            item, ctx, conformed, patient=patient, study=study, acquired_at=acquired_at, meta=meta
+        )
+    ]
