@@ -1,0 +1,446 @@
+"""WebDataset loader for medcorpus shards, in the way open_clip reads WebDataset.
+
+Training stream (per rank, per DataLoader worker)::
+
+    seeded shard stream (resampled with replacement, or a seeded pass over the shards split by
+    rank then worker) → tar → samples → seeded shuffle buffer → decode → batch + collate
+    → with_epoch(batches per worker)
+
+Every rank yields exactly ``num_batches`` batches per epoch, whatever its shards hold, so DDP
+ranks never wait on each other at the end of an epoch. Order is a pure function of
+(seed, epoch, rank, worker), which is what makes resume reproducible. The epoch lives in a
+shared-memory value, so DataLoader worker processes see :meth:`TrainLoader.set_epoch`.
+
+Batch layout (``collate``), for ``B`` samples and ``K = max_items``:
+    ``image`` float32 (B, K, 1, S, S) in [-1, 1];   ``volume`` float32 (B, K, 1, D, H, W) in [-1, 1]
+    ``ecg`` float32 (B, K, 12, 5000 / ecg_downsample) in mV;  ``report`` list[str]
+    ``{modality}_items`` bool (B, K): which item slots hold data (padding is zeros)
+    ``modality_mask`` bool (B, 4) over ``schemas.modality.SAMPLE_MODALITIES`` (sample has ≥ 1 item)
+    ``labels`` float32 (B, len(ALL_LABELS)): findings asserted ``present`` in ``report_*.json``
+    ``labels_known`` bool (B,): the sample has a structured report;  ``key`` list[str]
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import multiprocessing as mp
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from schemas.contract import ECG_LEADS, ECG_RATE_HZ, ECG_SECONDS, SHARDS_DIR, SIZES_FILE, SPLITS, parse_member
+from schemas.labels import ALL_LABELS
+from schemas.modality import SAMPLE_MODALITIES
+from trainer.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+MODALITY_NAMES: tuple[str, ...] = tuple(m.value for m in SAMPLE_MODALITIES)
+LABEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(ALL_LABELS)}
+ECG_SAMPLES = ECG_RATE_HZ * ECG_SECONDS
+
+
+class ShardSetError(ValueError):
+    """The shard folder is missing, empty or inconsistent (message names no PHI)."""
+
+
+# --------------------------------------------------------------------------- shard listing
+
+
+def split_dir(shards: str | Path, split: str) -> Path:
+    """Folder of ``split``: accepts a build output dir (``OUT``), its ``shards/`` or the split dir."""
+    root = Path(shards)
+    for cand in (root / SHARDS_DIR / split, root / split):
+        if cand.is_dir():
+            return cand
+    if root.is_dir() and root.name == split:
+        return root
+    raise ShardSetError(f"no shard folder for split {split!r} under the given path")
+
+
+def list_shards(shards: str | Path, split: str) -> tuple[list[str], int]:
+    """Sorted shard paths of ``split`` and their total sample count (from ``sizes.json``).
+
+    ``sizes.json`` maps shard file name → sample count (open_clip); keys given as
+    ``split/name.tar`` are accepted too. Without ``sizes.json`` the tars are counted (slow).
+    """
+    d = split_dir(shards, split)
+    tars = sorted(p for p in d.glob(f"{split}-*.tar"))
+    if not tars:
+        raise ShardSetError(f"split {split!r} has no shards")
+    sizes_path = d / SIZES_FILE
+    if sizes_path.is_file():
+        try:
+            raw = json.loads(sizes_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ShardSetError(f"{SIZES_FILE} of split {split!r} is not valid JSON") from None
+        sizes = {Path(k).name: int(v) for k, v in raw.items()}
+        missing = [t.name for t in tars if t.name not in sizes]
+        if missing:
+            raise ShardSetError(f"{SIZES_FILE} of split {split!r} lacks {len(missing)} shard(s)")
+        total = sum(sizes[t.name] for t in tars)
+    else:
+        log.warning("split %s has no %s; counting samples (slow)", split, SIZES_FILE)
+        total = sum(_count_samples(t) for t in tars)
+    return [str(t) for t in tars], total
+
+
+def _count_samples(path: Path) -> int:
+    import tarfile
+
+    keys = set()
+    with tarfile.open(path) as tf:
+        for member in tf:
+            if member.isfile():
+                keys.add(member.name.split(".", 1)[0])
+    return len(keys)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float32)
+            lo, hi = float(arr.min()), float(arr.max())
+            return (arr - lo) / max(hi - lo, 1.0)
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
+def _load_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _square_resize_2d(img: np.ndarray, size: int) -> torch.Tensor:
+    """(rows, cols) in [0, 1] → (1, size, size) in [-1, 1], zero-padded to a centred square."""
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    h, w = t.shape
+    side = max(h, w)
+    if h != w:
+        pad_h, pad_w = side - h, side - w
+        t = F.pad(t, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    t = t[None, None]
+    if side != size:
+        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False)
+    return (t[0] * 2.0 - 1.0).clamp_(-1.0, 1.0)
+
+
+class SampleDecoder:
+    """Turn one raw WebDataset sample (``{"__key__": ..., "ecg_0.npy": bytes, ...}``) into tensors.
+
+    Picklable (it runs in DataLoader workers). Only the modalities in ``cfg.modalities`` are
+    decoded; the presence mask covers all four. Member names outside the contract are ignored.
+    """
+
+    def __init__(self, cfg: DataConfig) -> None:
+        self.cfg = cfg
+        self.modalities = tuple(cfg.modalities)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.cfg
+        items: dict[str, dict[int, dict[str, bytes]]] = {m: {} for m in MODALITY_NAMES}
+        for name, value in sample.items():
+            if name.startswith("__"):
+                continue
+            parsed = parse_member(name)
+            if parsed is None or parsed[0] == "meta":
+                continue
+            modality, index, suffix = parsed
+            items[modality].setdefault(index, {})[suffix] = value
+        out: dict[str, Any] = {"key": sample["__key__"]}
+        out["modality_mask"] = torch.tensor([bool(items[m]) for m in MODALITY_NAMES], dtype=torch.bool)
+        k = cfg.max_items
+        if "image" in self.modalities:
+            shape = (1, cfg.image_size, cfg.image_size)
+            out["image"], out["image_items"] = self._stack(items["image"], k, shape, self._image)
+        if "volume" in self.modalities:
+            shape = (1, *cfg.volume_size)
+            out["volume"], out["volume_items"] = self._stack(items["volume"], k, shape, self._volume)
+        if "ecg" in self.modalities:
+            shape = (len(ECG_LEADS), ECG_SAMPLES // cfg.ecg_downsample)
+            out["ecg"], out["ecg_items"] = self._stack(items["ecg"], k, shape, self._ecg)
+        texts, labels, known = [], np.zeros(len(ALL_LABELS), dtype=np.float32), False
+        for index in sorted(items["report"]):
+            parts = items["report"][index]
+            if "txt" in parts:
+                texts.append(parts["txt"].decode("utf-8", errors="replace").strip())
+            if "json" in parts:
+                known = True
+                for finding in json.loads(parts["json"]).get("findings", []):
+                    if finding.get("assertion") == "present" and finding.get("label") in LABEL_INDEX:
+                        labels[LABEL_INDEX[finding["label"]]] = 1.0
+        out["report"] = "\n\n".join(t for t in texts if t)[: cfg.text_max_chars]
+        out["labels"] = torch.from_numpy(labels)
+        out["labels_known"] = known
+        return out
+
+    @staticmethod
+    def _stack(found: dict[int, dict[str, bytes]], k: int, shape: tuple[int, ...], fn) -> tuple:
+        # numpy allocation: torch.zeros goes through the OpenMP pool, slow on a busy machine
+        data = torch.from_numpy(np.zeros((k, *shape), dtype=np.float32))
+        mask = torch.from_numpy(np.zeros(k, dtype=np.bool_))
+        slot = 0
+        for index in sorted(found):
+            if slot >= k:
+                break
+            t = fn(found[index])
+            if t is None:
+                continue
+            data[slot] = t
+            mask[slot] = True
+            slot += 1
+        return data, mask
+
+    def _image(self, parts: dict[str, bytes]) -> torch.Tensor | None:
+        if self.cfg.image_source == "raw" and "raw.npy" in parts:
+            arr = _load_npy(parts["raw.npy"]).astype(np.float32)
+            if arr.ndim == 3:  # (frames, rows, cols): first frame
+                arr = arr[0]
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) / max(hi - lo, 1e-6)
+        elif "png" in parts:
+            arr = _decode_png(parts["png"])
+        else:
+            return None
+        return _square_resize_2d(arr, self.cfg.image_size)
+
+    def _ecg(self, parts: dict[str, bytes]) -> torch.Tensor | None:
+        if "npy" not in parts:
+            return None
+        arr = _load_npy(parts["npy"]).astype(np.float32)
+        if arr.ndim != 2:
+            return None
+        fixed = np.zeros((len(ECG_LEADS), ECG_SAMPLES), dtype=np.float32)
+        leads, n = min(arr.shape[0], len(ECG_LEADS)), min(arr.shape[1], ECG_SAMPLES)
+        fixed[:leads, :n] = arr[:leads, :n]
+        np.nan_to_num(fixed, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.clip(fixed, -self.cfg.ecg_clip_mv, self.cfg.ecg_clip_mv, out=fixed)
+        f = self.cfg.ecg_downsample
+        if f > 1:
+            fixed = fixed[:, : (ECG_SAMPLES // f) * f].reshape(len(ECG_LEADS), -1, f).mean(axis=2)
+        return torch.from_numpy(np.ascontiguousarray(fixed))
+
+    def _volume(self, parts: dict[str, bytes]) -> torch.Tensor | None:
+        if "npy" not in parts:
+            return None
+        arr = _load_npy(parts["npy"])
+        if arr.ndim == 4:
+            arr = arr[..., 0]
+        if arr.ndim != 3:
+            return None
+        target = self.cfg.volume_size
+        # stride-subsample very large volumes to ≤ 2x the target before interpolating (memory)
+        steps = tuple(max(1, s // (2 * t)) for s, t in zip(arr.shape, target, strict=True))
+        arr = arr[:: steps[0], :: steps[1], :: steps[2]].astype(np.float32)
+        lo, hi = self.cfg.hu_window
+        arr = (np.clip(arr, lo, hi) - lo) / (hi - lo) * 2.0 - 1.0
+        t = torch.from_numpy(np.ascontiguousarray(arr))[None, None]
+        t = F.interpolate(t, size=target, mode="trilinear", align_corners=False)
+        return t[0]
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack decoded samples into a batch (see the module docstring for the layout)."""
+    batch: dict[str, Any] = {
+        "key": [s["key"] for s in samples],
+        "report": [s["report"] for s in samples],
+        "modality_mask": torch.stack([s["modality_mask"] for s in samples]),
+        "labels": torch.stack([s["labels"] for s in samples]),
+        "labels_known": torch.tensor([s["labels_known"] for s in samples], dtype=torch.bool),
+    }
+    for m in ("image", "volume", "ecg"):
+        if m in samples[0]:
+            batch[m] = torch.stack([s[m] for s in samples])
+            batch[f"{m}_items"] = torch.stack([s[f"{m}_items"] for s in samples])
+    return batch
+
+
+# --------------------------------------------------------------------------- seeded streams
+
+
+class SharedEpoch:
+    """An epoch counter in shared memory, readable from DataLoader worker processes."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        self.value = mp.Value("i", epoch)
+
+    def set(self, epoch: int) -> None:
+        self.value.value = epoch
+
+    def get(self) -> int:
+        return self.value.value
+
+
+def _worker() -> tuple[int, int]:
+    info = get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+class ShardStream(IterableDataset):
+    """Infinite stream of ``{"url": shard}`` for one rank (and DataLoader worker).
+
+    ``resampled``: shards drawn with replacement from an RNG seeded by
+    (seed, epoch, rank, worker). Otherwise: successive passes over all shards, each shuffled
+    by (seed, epoch, pass) identically on every rank, then split by rank and by worker
+    (``urls[rank::world][worker::workers]``), so within a pass no two consumers share a shard.
+    """
+
+    def __init__(
+        self, urls: list[str], *, seed: int, epoch: SharedEpoch, rank: int, world: int, resampled: bool
+    ) -> None:
+        super().__init__()
+        self.urls, self.seed, self.epoch = list(urls), seed, epoch
+        self.rank, self.world, self.resampled = rank, world, resampled
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        epoch = self.epoch.get()
+        worker, workers = _worker()
+        if self.resampled:
+            rng = random.Random(f"shards-{self.seed}-{epoch}-{self.rank}-{worker}")
+            while True:
+                yield {"url": rng.choice(self.urls)}
+        n_pass = 0
+        while True:
+            urls = list(self.urls)
+            random.Random(f"pass-{self.seed}-{epoch}-{n_pass}").shuffle(urls)
+            mine = urls[self.rank :: self.world][worker::workers]
+            if not mine:
+                raise ShardSetError("more rank x worker consumers than shards: use resampled shards")
+            for url in mine:
+                yield {"url": url}
+            n_pass += 1
+
+
+class SeededShuffle(wds.PipelineStage):
+    """Sample shuffle buffer whose RNG is seeded by (seed, epoch, rank, worker)."""
+
+    def __init__(self, bufsize: int, initial: int, *, seed: int, epoch: SharedEpoch, rank: int) -> None:
+        self.bufsize, self.initial, self.seed, self.epoch, self.rank = bufsize, initial, seed, epoch, rank
+
+    def run(self, src: Iterator) -> Iterator:
+        worker, _ = _worker()
+        rng = random.Random(f"samples-{self.seed}-{self.epoch.get()}-{self.rank}-{worker}")
+        return wds.shuffle(self.bufsize, self.initial, rng=rng)(src)
+
+
+def _skip_bad_sample(exn: Exception) -> bool:
+    """WebDataset handler: log (type only, no paths) and skip a sample that fails to read/decode."""
+    log.warning("skipping an unreadable sample (%s)", type(exn).__name__)
+    return True
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+@dataclass
+class TrainLoader:
+    """A DataLoader over the training stream with a fixed number of batches per epoch.
+
+    ``num_batches`` is the per-rank batch count of every epoch (a multiple of the worker count);
+    ``num_samples`` is the nominal epoch length over all ranks.
+    """
+
+    dataloader: DataLoader
+    epoch: SharedEpoch
+    num_batches: int
+    num_samples: int
+    seed: int
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.set(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.dataloader)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+
+def make_train_loader(
+    shards: str | Path,
+    cfg: DataConfig,
+    *,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    pin_memory: bool = False,
+    batch_multiple: int = 1,
+) -> TrainLoader:
+    """Build the training loader of ``cfg.train_split`` for ``rank`` of ``world``.
+
+    Batches per worker = ceil(samples / (batch_size * world * workers)), rounded up so the
+    per-rank total is a multiple of ``batch_multiple`` (the gradient-accumulation count).
+    """
+    urls, total = list_shards(shards, cfg.train_split)
+    num_samples = cfg.samples_per_epoch or total
+    if num_samples <= 0:
+        raise ShardSetError(f"split {cfg.train_split!r} holds no samples")
+    workers = max(1, cfg.workers)
+    if not cfg.resampled and len(urls) < world * workers:
+        raise ShardSetError(
+            f"{len(urls)} shard(s) for {world} rank(s) x {workers} worker(s): set data.resampled or fewer workers"
+        )
+    global_batch = cfg.batch_size * world
+    per_worker = math.ceil(num_samples / (global_batch * workers))
+    while (per_worker * workers) % batch_multiple:
+        per_worker += 1
+    epoch = SharedEpoch(0)
+    pipeline = wds.DataPipeline(
+        ShardStream(urls, seed=seed, epoch=epoch, rank=rank, world=world, resampled=cfg.resampled),
+        wds.tarfile_to_samples(handler=_skip_bad_sample),
+        SeededShuffle(cfg.shuffle_buffer, cfg.shuffle_initial, seed=seed, epoch=epoch, rank=rank),
+        wds.map(SampleDecoder(cfg), handler=_skip_bad_sample),
+        wds.batched(cfg.batch_size, collation_fn=collate, partial=False),
+    ).with_epoch(per_worker)
+    dl = DataLoader(
+        pipeline,
+        batch_size=None,
+        shuffle=False,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+    return TrainLoader(dl, epoch, per_worker * workers, num_samples, seed)
+
+
+def make_eval_loader(
+    shards: str | Path,
+    split: str,
+    cfg: DataConfig,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+) -> tuple[DataLoader, int]:
+    """A single ordered pass over every sample of ``split`` (partial last batch kept).
+
+    Returns the loader and the sample count from ``sizes.json``. Shards are split over workers,
+    so with ``workers > 1`` samples arrive interleaved (deterministically).
+    """
+    if split not in SPLITS:
+        raise ShardSetError(f"unknown split {split!r}")
+    urls, total = list_shards(shards, split)
+    n_workers = min(cfg.workers if workers is None else workers, len(urls))
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList(urls),
+        wds.split_by_worker,
+        wds.tarfile_to_samples(handler=_skip_bad_sample),
+        wds.map(SampleDecoder(cfg), handler=_skip_bad_sample),
+        wds.batched(batch_size or cfg.batch_size, collation_fn=collate, partial=True),
+    )
+    dl = DataLoader(pipeline, batch_size=None, shuffle=False, num_workers=n_workers)
+    return dl, total

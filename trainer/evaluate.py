@@ -1,0 +1,313 @@
+"""Evaluation of a trained checkpoint on the val/test split.
+
+Metrics (pairwise ones on cosine similarity; the multilinear one on the raw representations):
+- Retrieval R@1/5/10 for every ordered modality pair (a → b), over the samples holding both:
+  query a_i, candidates b_*, the hit is b_i. Ties are broken at random *in expectation*
+  (R@k = P(rank ≤ k) with the true item uniformly placed among equal scores), so identical
+  embeddings (e.g. identical template reports) earn no credit. ``chance`` is k / N.
+- For 3+ modalities, Symile-style retrieval: the element-wise product of the other modalities
+  as the query against one target modality (multilinear inner product), over complete samples.
+- Zero-shot classification from the report entity labels (``report_*.json`` findings asserted
+  ``present``): for each label with positives and negatives among the labelled samples,
+  score = cos(x, prompt(label)) − cos(x, negative_prompt(label)); AUROC (Mann–Whitney) and
+  accuracy of score > 0. CXR labels are scored on images/volumes, ECG labels on ECGs.
+- Modality gap (Liang et al., NeurIPS 2022): ‖mean(a) − mean(b)‖₂ over paired samples, with the
+  mean cosine of true pairs beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import rankdata
+
+from schemas.labels import ALL_LABELS, CXR_LABELS, ECG_LABELS
+from trainer.config import ConfigError, config_from_dict
+from trainer.data import ShardSetError, make_eval_loader
+from trainer.distributed import pick_device
+from trainer.encoders import MultiModalEncoder
+from trainer.losses import mip_scores
+from trainer.train import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROMPT = "{label}"
+DEFAULT_NEGATIVE_PROMPT = "no {label}"
+KS = (1, 5, 10)
+
+
+@dataclass
+class Embedded:
+    """Embeddings of one split: ``reps[m]`` (N, d) as the model emits them (unit rows for ``l2``),
+    ``mask`` (N, M) bool in the order of ``modalities``. Pairwise metrics use cosine similarity."""
+
+    modalities: tuple[str, ...]
+    reps: dict[str, torch.Tensor]
+    mask: torch.Tensor
+    labels: torch.Tensor
+    labels_known: torch.Tensor
+    keys: list[str]
+
+
+def load_model(checkpoint: str | Path, device: torch.device) -> tuple[MultiModalEncoder, Any]:
+    """Rebuild the model of a checkpoint (its config is stored inside) in eval mode."""
+    state = load_checkpoint(checkpoint)
+    cfg = config_from_dict(state["config"])
+    model = MultiModalEncoder(cfg.model, cfg.data)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def embed_split(
+    model: MultiModalEncoder,
+    shards: str | Path,
+    split: str,
+    cfg,
+    device: torch.device,
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+) -> Embedded:
+    """Encode every sample of ``split`` once (ordered pass)."""
+    loader, _ = make_eval_loader(shards, split, cfg.data, batch_size=batch_size, workers=workers)
+    reps: dict[str, list[torch.Tensor]] = {m: [] for m in model.modalities}
+    masks, labels, known, keys = [], [], [], []
+    for batch in loader:
+        out, mask = model(batch)
+        for m in model.modalities:
+            reps[m].append(out[m].float().cpu())
+        masks.append(mask.cpu())
+        labels.append(batch["labels"])
+        known.append(batch["labels_known"])
+        keys.extend(batch["key"])
+    if not keys:
+        raise ShardSetError(f"split {split!r} yielded no samples")
+    return Embedded(
+        modalities=model.modalities,
+        reps={m: torch.cat(v) for m, v in reps.items()},
+        mask=torch.cat(masks),
+        labels=torch.cat(labels),
+        labels_known=torch.cat(known),
+        keys=keys,
+    )
+
+
+def recall_at_k(scores: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Expected R@k for (Q, C=Q) scores whose diagonal holds the true matches (random tie-break).
+
+    With g candidates scoring above the truth and t others tied with it, the truth sits
+    uniformly at ranks g+1 … g+t+1, so P(rank ≤ k) = clip((k − g) / (t + 1), 0, 1).
+    Also returns the mean rank (expected, 1-based).
+    """
+    true = scores.diagonal()[:, None]
+    greater = (scores > true).sum(1).double()
+    ties = (scores == true).sum(1).double() - 1.0
+    out = {f"R@{k}": float(((k - greater) / (ties + 1)).clamp(0, 1).mean()) for k in ks}
+    out["mean_rank"] = float((greater + 1 + ties / 2).mean())
+    return out
+
+
+def retrieval(emb: Embedded, ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
+    """R@k (and chance) for every ordered modality pair, plus MIP retrieval for 3+ modalities."""
+    res: dict[str, dict[str, float]] = {}
+    mods = emb.modalities
+    for i, j in combinations(range(len(mods)), 2):
+        sel = emb.mask[:, i] & emb.mask[:, j]
+        n = int(sel.sum())
+        if n < 2:
+            continue
+        a, b = F.normalize(emb.reps[mods[i]][sel], dim=-1), F.normalize(emb.reps[mods[j]][sel], dim=-1)
+        s = a @ b.T
+        for name, scores in ((f"{mods[i]}->{mods[j]}", s), (f"{mods[j]}->{mods[i]}", s.T)):
+            res[name] = {"n": n, **recall_at_k(scores, ks), **{f"chance@{k}": min(1.0, k / n) for k in ks}}
+    if len(mods) >= 3:
+        sel = emb.mask.all(1)
+        n = int(sel.sum())
+        if n >= 2:
+            for t, target in enumerate(mods):
+                queries = [emb.reps[m][sel] for k, m in enumerate(mods) if k != t]
+                s = mip_scores(emb.reps[target][sel], queries)
+                name = "mip:" + "+".join(m for m in mods if m != target) + f"->{target}"
+                res[name] = {"n": n, **recall_at_k(s, ks), **{f"chance@{k}": min(1.0, k / n) for k in ks}}
+    return res
+
+
+def auroc(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the ROC curve via the Mann–Whitney U statistic (ties count one half)."""
+    pos, neg = int(truth.sum()), int((~truth).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[truth].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def label_text(label: str) -> str:
+    """``sinus_tachycardia`` → ``sinus tachycardia``."""
+    return label.replace("_", " ")
+
+
+@torch.no_grad()
+def zero_shot(
+    model: MultiModalEncoder,
+    emb: Embedded,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+    min_count: int = 1,
+) -> dict[str, Any]:
+    """Per-label AUROC/accuracy of prompt-vs-negative-prompt scores, and their macro means."""
+    if "report" not in emb.modalities:
+        return {}
+    out: dict[str, Any] = {}
+    label_index = {name: i for i, name in enumerate(ALL_LABELS)}
+    for j, m in enumerate(emb.modalities):
+        if m == "report":
+            continue
+        vocab = ECG_LABELS if m == "ecg" else CXR_LABELS
+        rows = emb.mask[:, j] & emb.labels_known
+        if int(rows.sum()) < 2:
+            continue
+        x = F.normalize(emb.reps[m][rows], dim=-1)
+        per_label: dict[str, dict[str, float]] = {}
+        for label in vocab:
+            truth = emb.labels[rows, label_index[label]].numpy() > 0.5
+            if truth.sum() < min_count or (~truth).sum() < min_count:
+                continue
+            t = model.encode_text(
+                [prompt.format(label=label_text(label)), negative_prompt.format(label=label_text(label))]
+            ).cpu()
+            t = F.normalize(t, dim=-1)
+            score = (x @ t[0] - x @ t[1]).numpy()
+            per_label[label] = {
+                "auroc": auroc(score, truth),
+                "accuracy": float(((score > 0) == truth).mean()),
+                "positives": int(truth.sum()),
+                "n": int(truth.size),
+            }
+        if per_label:
+            out[m] = {
+                "labels": per_label,
+                "macro_auroc": float(np.nanmean([v["auroc"] for v in per_label.values()])),
+                "macro_accuracy": float(np.mean([v["accuracy"] for v in per_label.values()])),
+            }
+    return out
+
+
+def modality_gap(emb: Embedded) -> dict[str, dict[str, float]]:
+    """‖centroid(a) − centroid(b)‖ over paired samples and the mean cosine of the true pairs."""
+    res = {}
+    mods = emb.modalities
+    for i, j in combinations(range(len(mods)), 2):
+        sel = emb.mask[:, i] & emb.mask[:, j]
+        if int(sel.sum()) < 1:
+            continue
+        a = F.normalize(emb.reps[mods[i]][sel], dim=-1)
+        b = F.normalize(emb.reps[mods[j]][sel], dim=-1)
+        res[f"{mods[i]}-{mods[j]}"] = {
+            "gap": float((a.mean(0) - b.mean(0)).norm()),
+            "pair_cosine": float((a * b).sum(1).mean()),
+            "n": int(sel.sum()),
+        }
+    return res
+
+
+def evaluate(
+    checkpoint: str | Path,
+    shards: str | Path,
+    split: str = "test",
+    *,
+    device: str = "auto",
+    batch_size: int = 64,
+    workers: int | None = None,
+    prompt: str = DEFAULT_PROMPT,
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+) -> dict[str, Any]:
+    """All metrics of ``checkpoint`` on ``split`` as a JSON-able dict."""
+    dev = pick_device(device)
+    model, cfg = load_model(checkpoint, dev)
+    emb = embed_split(model, shards, split, cfg, dev, batch_size=batch_size, workers=workers)
+    counts = {m: int(emb.mask[:, j].sum()) for j, m in enumerate(emb.modalities)}
+    return {
+        "split": split,
+        "n_samples": len(emb.keys),
+        "modality_counts": counts,
+        "loss": cfg.loss.name,
+        "retrieval": retrieval(emb),
+        "zero_shot": zero_shot(model, emb, prompt=prompt, negative_prompt=negative_prompt),
+        "modality_gap": modality_gap(emb),
+    }
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """Short human-readable summary of :func:`evaluate`'s result."""
+    lines = [f"split {result['split']}: {result['n_samples']} samples, loss {result['loss']}"]
+    for name, r in result["retrieval"].items():
+        lines.append(
+            f"  {name:28s} n={r['n']:5d}  R@1 {r['R@1']:.3f} (chance {r['chance@1']:.3f}, x{r['R@1'] / r['chance@1']:.1f})"
+            f"  R@5 {r['R@5']:.3f}  R@10 {r['R@10']:.3f}"
+        )
+    for m, z in result["zero_shot"].items():
+        lines.append(f"  zero-shot {m}: macro AUROC {z['macro_auroc']:.3f} over {len(z['labels'])} label(s)")
+    for pair, g in result["modality_gap"].items():
+        lines.append(f"  gap {pair}: {g['gap']:.3f} (pair cosine {g['pair_cosine']:.3f})")
+    return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``medcorpus evaluate`` / ``python -m trainer.evaluate``."""
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by medcorpus train")
+    parser.add_argument("--shards", required=True, help="build output dir (or its shards/ folder)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--out", default=None, help="write the metrics JSON here")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="positive zero-shot prompt, with {label}")
+    parser.add_argument(
+        "--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="negative prompt, with {label}"
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Evaluate from parsed arguments; bad input gives a one-line error and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = evaluate(
+            args.checkpoint,
+            args.shards,
+            args.split,
+            device=args.device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+        )
+    except (ConfigError, ShardSetError) as exc:
+        print(f"medcorpus evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True))
+    print("\n".join(summary_lines(result)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainer.evaluate", description="Evaluate a trained checkpoint")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
