@@ -24,8 +24,9 @@ from pipelines.decode import (
     quarantine,
     series_group_key,
 )
+from pipelines.dedup import DEDUP, DEDUP_SCHEMA, run_dedup
 from pipelines.discover import discover
-from pipelines.link import link_group, link_key
+from pipelines.link import PatientLinker, link_group, link_key, patient_key
 from pipelines.manifest import (
     BUILD,
     INPUT_SCHEMA,
@@ -180,7 +181,15 @@ def run_build(
             raise RuntimeError(f"series assembler dropped {len(missing)} slices without a record (bug)")
         # 4. link (keyed group stage), 5. split by patient, 6. samples (parallel)
         records.sort(key=lambda r: r.record_id)
-        groups = [g for gs in runner.group_map(link_key, link_group, records, "link") for g in gs]
+        study_groups = [g for gs in runner.group_map(link_key, link_group, records, "link") for g in gs]
+        groups = []
+        for outs in runner.group_map(patient_key, PatientLinker(cfg.linking), study_groups, "link-patient"):
+            for g in outs:
+                (quarantined if isinstance(g, QuarantineRecord) else groups).append(g)
+        # dedup (exact → near via embedding LSH → patient-aware policy), before the split
+        dd = run_dedup(groups, cfg.dedup, runner, cache_dir)
+        groups = dd.groups
+        quarantined.extend(dd.quarantined)
         demo = pseudo.is_demo
         sample_tasks = [
             (g, split_of(g.patient or g.group_key, pseudo, cfg.split), pseudo, demo) for g in groups
@@ -236,7 +245,7 @@ def run_build(
             },
             schema=INPUT_SCHEMA,
         )
-        stats = accounting(units, rows, quarantined)
+        stats = accounting(units, rows, quarantined, dd.deduplicated_ids)
         stats |= {
             "n_files": len(items),
             "files_per_kind": dict(sorted(Counter(it.kind.value for it in items).items())),
@@ -245,7 +254,9 @@ def run_build(
             "shards_per_split": dict(sorted(Counter(r.split for r in results).items())),
             "samples_with_modalities": dict(sorted(Counter("+".join(r.modalities) for r in rows).items())),
             "demo_build": demo,
+            "dedup": dd.counts,
         }
+        write_table(out_dir / DEDUP, dd.table if dd.table is not None else DEDUP_SCHEMA.empty_table())
         write_records(out_dir / MANIFEST, rows, SampleRecord)
         write_records(out_dir / SHARDS, shard_rows, ShardRecord)
         write_records(out_dir / QUARANTINE, quarantined, QuarantineRecord)
@@ -282,10 +293,13 @@ def run_build(
     )
 
 
-def accounting(units: dict, rows: list[SampleRecord], quarantined: list[QuarantineRecord]) -> dict:
+def accounting(
+    units: dict, rows: list[SampleRecord], quarantined: list[QuarantineRecord], deduplicated: list[str]
+) -> dict:
     """Per-modality accounting: inputs = written + quarantined + deduplicated (unit counts)."""
     written_ids = {sid for r in rows for sid in r.source_ids}
     quarantined_ids = {q.source_id for q in quarantined}
+    dedup_ids = set(deduplicated)
     per: dict[str, Counter] = defaultdict(Counter)
     for uid, (_, _, _, modality) in units.items():
         per[modality]["inputs"] += 1
@@ -293,13 +307,17 @@ def accounting(units: dict, rows: list[SampleRecord], quarantined: list[Quaranti
             per[modality]["written"] += 1
         elif uid in quarantined_ids:
             per[modality]["quarantined"] += 1
+        elif uid in dedup_ids:
+            per[modality]["deduplicated"] += 1
     reasons = Counter(q.reason.value for q in quarantined)
+    dedup_by_mod = Counter(units[u][3] for u in dedup_ids)
     return {
         "per_modality": {
             m: {k: c[k] for k in ("inputs", "written", "quarantined", "deduplicated")}
             for m, c in sorted(per.items())
         },
         "quarantine_reasons": dict(sorted(reasons.items())),
+        "deduplicated_per_modality": dict(sorted(dedup_by_mod.items())),
         "n_units": len(units),
         "n_quarantined": len(quarantined),
     }

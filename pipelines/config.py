@@ -71,6 +71,47 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class LinkWindow:
+    """Link a record of ``modality`` to an ``anchor`` record of the same patient when it was
+    acquired between ``min_hours`` and ``max_hours`` after the anchor (negative: before).
+    Symile-MIMIC: anchor ecg, image within [24, 72] h."""
+
+    anchor: str
+    modality: str
+    min_hours: float
+    max_hours: float
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Declarative linking rules, applied in order: shared study first (if ``by_study``), then
+    patient time windows. ``unlinked``: ``keep`` (single-modality samples) or ``drop``
+    (quarantined with reason ``unlinked``, so they are still counted)."""
+
+    by_study: bool = True
+    windows: tuple[LinkWindow, ...] = ()
+    unlinked: str = "keep"
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Tiered dedup: exact (decoded content) then near-duplicate (embedding LSH, cosine >=
+    threshold per modality). ``same_patient_window_days``: near-duplicates of one patient are
+    duplicates only within this many days (0 = any time). ``checkpoints``: optional TorchScript
+    encoder per modality (default: weight-free thumbnail embeddings; MiniLM for text)."""
+
+    enabled: bool = True
+    image_threshold: float = 0.97
+    ecg_threshold: float = 0.97
+    volume_threshold: float = 0.97
+    report_threshold: float = 0.97
+    same_patient_window_days: float = 0.0
+    image_checkpoint: str = ""
+    ecg_checkpoint: str = ""
+    volume_checkpoint: str = ""
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything a build needs. ``sources`` empty means: the whole input folder, defaults."""
 
@@ -79,6 +120,8 @@ class BuildConfig:
     shards: ShardConfig = field(default_factory=ShardConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    linking: LinkConfig = field(default_factory=LinkConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     workers: int = 1
     runner: str = "local"
     strict: bool = False  # True: an unexpected exception fails the build (tests use this)
@@ -145,6 +188,8 @@ _NESTED = {
     "DeidConfig": DeidConfig,
     "ShardConfig": ShardConfig,
     "SplitConfig": SplitConfig,
+    "LinkConfig": LinkConfig,
+    "DedupConfig": DedupConfig,
 }
 
 
@@ -152,6 +197,10 @@ def _coerce(type_str: Any, value: Any, where: str, owner: type, name: str) -> An
     t = str(type_str)
     if t in _NESTED:
         return _build(_NESTED[t], value, where)
+    if t.startswith("tuple[LinkWindow"):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of windows")
+        return tuple(_build(LinkWindow, v, f"{where}[{i}]") for i, v in enumerate(value))
     if t.startswith("tuple[float"):
         seq = value if isinstance(value, list | tuple) else [value]
         try:
@@ -217,6 +266,18 @@ def validate_config(cfg: BuildConfig) -> None:
         raise ConfigError("shards: max_samples must be >= 1 and max_bytes >= 1KiB")
     if cfg.workers < 1:
         raise ConfigError("workers: must be >= 1")
+    if cfg.linking.unlinked not in ("keep", "drop"):
+        raise ConfigError("linking.unlinked: must be keep or drop")
+    mods = ("image", "volume", "ecg", "report")
+    for w in cfg.linking.windows:
+        if w.anchor not in mods or w.modality not in mods or w.anchor == w.modality:
+            raise ConfigError(f"linking.windows: anchor/modality must be two of {', '.join(mods)}")
+        if w.min_hours > w.max_hours:
+            raise ConfigError("linking.windows: min_hours must be <= max_hours")
+    for name in ("image", "ecg", "volume", "report"):
+        t = getattr(cfg.dedup, f"{name}_threshold")
+        if not 0.5 <= t <= 1.0:
+            raise ConfigError(f"dedup.{name}_threshold: must be in [0.5, 1]")
     if cfg.runner not in ("local", "beam", "dask"):
         raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipelines.dedup import DEDUP
 from pipelines.manifest import BUILD, INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
 from pipelines.writer import sha256_file
 from schemas.contract import SHARDS_DIR, SIZES_FILE, SPLITS, is_valid_key
@@ -103,7 +104,11 @@ def validate_build(out_dir: Path) -> ValidationReport:
     # accounting: every unit exactly once
     written = Counter(sid for s in samples for sid in s["source_ids"])
     quarantined = Counter(q["source_id"] for q in quarantine)
-    deduplicated: Counter = Counter(stats.get("deduplicated_ids", []))
+    dedup_path = out_dir / DEDUP
+    dedup_rows = _read(dedup_path) if dedup_path.exists() else []
+    deduplicated: Counter = Counter(
+        sid for d in dedup_rows if d["verdict"] == "duplicate" for sid in d["source_ids"]
+    )
     unit_mod = {u["source_id"]: u["modality"] for u in inputs}
     per: dict[str, Counter] = defaultdict(Counter)
     for uid, mod in unit_mod.items():
