@@ -436,6 +436,7 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
     rates = sorted({c.rate_hz for c in (channels[i] for i, _ in assignment.sources.values())})
     original_rate = float(max(rates))
     array = np.clip(out, -65504.0, 65504.0).astype(np.float16)
+    array[array == 0] = 0  # one zero: -0.0 (inverted leads, tiny negatives) would change the content hash
     meta = {
         "convention": {
             "version": CONVENTION_VERSION,

@@ -125,7 +125,7 @@ _AUDIT_WORDS = set(
     "hospital institution clinic site ward room bed account insurance accession serial device location "
     "residence contact ecg recording record acquisition admission discharge infarction acute previous "
     "catheterization start lysis therapy hh mm of the at in on and or to for 1 2 3 study visit exam test "
-    "measurement".split()
+    "measurement additional reason rx hx sx dx".split()
 )
 _DATE_VALUE = re.compile(
     r"\b\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b|\b\d{1,2}[ .-][A-Za-z]{3,9}[ .-]\d{2,4}\b|"
@@ -146,7 +146,8 @@ def _norm_key(key: str) -> str:
 def _audit_name(nkey: str) -> str:
     """The field name as the audit may show it: only if made of known header words."""
     words = [w for w in nkey.split("_") if w]
-    return nkey if words and len(words) <= 8 and all(w in _AUDIT_WORDS for w in words) else "<field>"
+    known = all(w in _AUDIT_WORDS or any(stem in w for stem in _CLINICAL) for w in words)
+    return nkey if words and len(words) <= 8 and known else "<field>"
 
 
 def parse_header_comments(comments: list[str]) -> tuple[dict, dict, str]:
@@ -447,6 +448,10 @@ def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
         raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "header has no valid sampling frequency")
     if not int(header.n_sig or 0):
         raise QuarantineError(ReasonCode.ECG_SIGNAL_MISSING, "header declares no signals")
+    if not isinstance(header, wfdb.MultiRecord) and len(header.sig_name or []) != int(header.n_sig):
+        raise QuarantineError(
+            ReasonCode.ECG_HEADER_INVALID, "signal lines do not match the declared signal count"
+        )
     _quarantine_missing_files(base, header)
 
     channels, source = _read_channels(base, header, ctx)
