@@ -15,6 +15,8 @@ import importlib
 import logging
 import os
 import pickle
+import signal
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -127,10 +129,36 @@ def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
         return [quarantine(item, ReasonCode.DECODER_ERROR, f"unexpected {type(exc).__name__} in decoder")]
 
 
+class _ItemTimeout(BaseException):  # not caught by decoders' broad handlers
+    pass
+
+
+def _on_alarm(signum, frame):  # noqa: ARG001
+    raise _ItemTimeout()
+
+
+def _decode_with_timeout(task: DecodeTask) -> list[DecodedRecord]:
+    """Run the decoder under a wall-clock limit (SIGALRM; main thread of a process only)."""
+    limit = task.ctx.limits.item_timeout_s
+    if limit <= 0 or threading.current_thread() is not threading.main_thread():
+        return _decode_uncached(task)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return _decode_uncached(task)
+    except _ItemTimeout:
+        return [
+            quarantine(task.item, ReasonCode.TIMEOUT, f"decoding exceeded limits.item_timeout_s={limit:g}")
+        ]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def decode_item(task: DecodeTask) -> list[DecodedRecord]:
     """Decode one input (from cache when possible). Runs in any runner's worker process."""
     if not task.cache_dir or task.item.kind in (InputKind.EMPTY, InputKind.UNKNOWN):
-        return _decode_uncached(task)
+        return _decode_with_timeout(task)
     try:
         key = _cache_key(task)
     except OSError:
@@ -139,7 +167,7 @@ def decode_item(task: DecodeTask) -> list[DecodedRecord]:
     if path.exists():
         with open(path, "rb") as f:
             return pickle.load(f)
-    records = _decode_uncached(task)
+    records = _decode_with_timeout(task)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:

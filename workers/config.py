@@ -63,3 +63,5 @@ class LimitsConfig:
     max_ecg_samples: int = 50_000_000
     max_text_chars: int = 200_000
     max_file_bytes: int = 4_000_000_000
+    max_decompression_ratio: float = 200.0  # decoded bytes / file bytes (JPEG 2000, deflate bombs)
+    item_timeout_s: float = 300.0  # wall-clock seconds per input item; 0 disables

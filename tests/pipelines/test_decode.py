@@ -1,0 +1,50 @@
+"""The decode step's failure semantics: timeouts, bugs (strict vs lenient), cache."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from pipelines import decode
+from schemas.records import InputItem, InputKind
+from workers.config import LimitsConfig
+
+
+@pytest.fixture()
+def nifti_item(shared_data):
+    p = shared_data / "nifti/nibabel_functional.nii"
+    return InputItem("f-test", str(p), InputKind.NIFTI, "s", "MIT", p.stat().st_size)
+
+
+def test_hanging_decoder_is_quarantined_with_timeout(monkeypatch, nifti_item, ctx):
+    monkeypatch.setitem(decode.DECODERS, InputKind.NIFTI, "tests.fixtures.faulty_decoders:hang")
+    ctx = replace(ctx, limits=LimitsConfig(item_timeout_s=0.3))
+    t = time.perf_counter()
+    out = decode.decode_item(decode.DecodeTask(nifti_item, ctx, True, ""))
+    assert time.perf_counter() - t < 5
+    assert [q.reason.value for q in out] == ["timeout"]
+
+
+def test_bug_raises_in_strict_mode_and_is_quarantined_otherwise(monkeypatch, nifti_item, ctx):
+    monkeypatch.setitem(decode.DECODERS, InputKind.NIFTI, "tests.fixtures.faulty_decoders:bug")
+    with pytest.raises(RuntimeError, match="a bug"):
+        decode.decode_item(decode.DecodeTask(nifti_item, ctx, True, ""))
+    out = decode.decode_item(decode.DecodeTask(nifti_item, ctx, False, ""))
+    assert [q.reason.value for q in out] == ["decoder_error"]
+    assert "a bug" not in out[0].message  # exception messages may hold PHI: only the type is kept
+
+
+def test_cache_hit_returns_identical_records(nifti_item, ctx, tmp_path):
+    task = decode.DecodeTask(nifti_item, ctx, True, str(tmp_path))
+    first = decode.decode_item(task)
+    files = list(tmp_path.rglob("*.pkl"))
+    assert len(files) == 1
+    assert decode.decode_item(task) == first
+    # a different secret must not reuse the sidecar (pseudonyms are baked into records)
+    from workers.pseudonym import Pseudonymizer
+
+    other = replace(task, ctx=replace(ctx, pseudo=Pseudonymizer("a-different-secret-42")))
+    decode.decode_item(other)
+    assert len(list(tmp_path.rglob("*.pkl"))) == 2
