@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import dictionary_has_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -69,13 +70,13 @@ def _read_bytes(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def _short_elements(ds: Dataset) -> bool:
-    """True if a raw (not yet parsed) element holds fewer bytes than its declared length."""
+def _short_element(ds: Dataset) -> RawDataElement | None:
+    """A raw (not yet parsed) element holding fewer bytes than its declared length, if any."""
     for elem in ds._dict.values():
         if isinstance(elem, RawDataElement) and elem.value is not None and elem.length != 0xFFFFFFFF:
             if len(elem.value) < elem.length:
-                return True
-    return False
+                return elem
+    return None
 
 
 def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
@@ -111,8 +112,13 @@ def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Datas
         if has_meta:
             raise QuarantineError(ReasonCode.DICOM_TRUNCATED, "file meta present but no dataset follows")
         raise QuarantineError(ReasonCode.DICOM_CORRUPT, "no DICOM elements found")
-    if _short_elements(ds):
-        raise QuarantineError(ReasonCode.DICOM_TRUNCATED, "an element value is shorter than its length")
+    short = _short_element(ds)
+    if short is not None:
+        # a known attribute cut short is a truncated file; an unknown tag with an absurd length
+        # is what ``force=True`` makes of bytes that are not DICOM at all
+        if dictionary_has_tag(short.tag) or short.tag == 0x7FE00010:
+            raise QuarantineError(ReasonCode.DICOM_TRUNCATED, "an element value is shorter than its length")
+        raise QuarantineError(ReasonCode.DICOM_CORRUPT, "unparseable element (unknown tag, bad length)")
     try:
         keys = list(ds.keys())
     except Exception:  # pragma: no cover - defensive
