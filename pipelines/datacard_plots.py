@@ -108,7 +108,12 @@ def ecg_figure(signal: np.ndarray, rate_hz: float, title: str = "", dpi: int = 1
     for r, leads in enumerate(rows):
         base = -ECG_ROW_MV * r
         # 1 mV x 0.2 s calibration pulse
-        ax.plot([-0.35, -0.3, -0.3, -0.1, -0.1, -0.05], [base, base, base + 1, base + 1, base, base], color=TRACE, lw=0.9)
+        ax.plot(
+            [-0.35, -0.3, -0.3, -0.1, -0.1, -0.05],
+            [base, base, base + 1, base + 1, base, base],
+            color=TRACE,
+            lw=0.9,
+        )
         for c, lead in enumerate(leads):
             if len(leads) == 1:
                 lo, hi = 0, n
@@ -117,8 +122,14 @@ def ecg_figure(signal: np.ndarray, rate_hz: float, title: str = "", dpi: int = 1
             y = sig[lead_idx[lead], lo:hi]
             missing = bool(np.all(np.isnan(y)))
             ax.plot(t[lo:hi], base + y, color=TRACE, lw=0.7, zorder=2)
-            ax.text(t[lo] + 0.05, base + 0.75, lead + (" (missing)" if missing else ""), fontsize=8,
-                    color="#333", zorder=3)
+            ax.text(
+                t[lo] + 0.05,
+                base + 0.75,
+                lead + (" (missing)" if missing else ""),
+                fontsize=8,
+                color="#333",
+                zorder=3,
+            )
             if c > 0:
                 ax.vlines(t[lo], base - 0.35, base + 0.35, colors=TRACE, linewidth=0.9, zorder=3)
     ax.set_xticks([])
@@ -241,7 +252,9 @@ def barh(counts: Mapping[str, int], title: str, xlabel: str = "count", dpi: int 
     return png_bytes(fig, dpi)
 
 
-def entity_bars(rows: Sequence[Mapping[str, int]], assertions: Sequence[str], title: str, dpi: int = 100) -> bytes:
+def entity_bars(
+    rows: Sequence[Mapping[str, int]], assertions: Sequence[str], title: str, dpi: int = 100
+) -> bytes:
     """Stacked horizontal bars of entity counts by assertion; ``rows`` have ``label`` + counts."""
     fig, ax = plt.subplots(figsize=(6.0, max(1.8, 0.3 * len(rows) + 1.0)))
     left = np.zeros(len(rows))
