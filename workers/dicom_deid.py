@@ -20,7 +20,8 @@ the sequence and replace the UIDs it contains. A ``D`` on a sequence empties it.
 
 Beyond the table (hardening, listed in the audit under ``hardening``): private attributes are
 removed (``X`` for odd groups, the table's "Private attributes" row); every PN anywhere is
-emptied; every DA/DT anywhere is shifted; every UI that is not a registered DICOM UID (SOP
+emptied; every DA/DT anywhere is shifted; unlisted free text (LT/ST/UT/UC) is removed; a ``C``
+on a time or UTC offset keeps it only if well-formed; every UI that is not a registered DICOM UID (SOP
 classes, transfer syntaxes, coding schemes, ...) is replaced; curve (50xx) and overlay data
 (60xx,3000) and comments are removed. The rules apply recursively inside sequences.
 
@@ -37,6 +38,7 @@ values) of what was removed, emptied, replaced, shifted or cleaned.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -652,6 +654,8 @@ class _Audit:
             "hardened_names_emptied": set(),
             "hardened_dates_shifted": set(),
             "hardened_uids_replaced": set(),
+            "hardened_free_text_removed": set(),
+            "kept_by_caller": set(),
         }
         self.private_removed = 0
 
@@ -662,6 +666,20 @@ class _Audit:
         out: dict[str, object] = {k: sorted(v) for k, v in self.sets.items()}
         out["private_tags_removed"] = self.private_removed
         return out
+
+
+_TM_RE = re.compile(r"^\d{2}(:?\d{2}(:?\d{2}(\.\d{1,6})?)?)?$")
+_TZ_RE = re.compile(r"^[+-]\d{4}$")
+
+
+def _clean_time_like(elem: DataElement) -> bool:
+    """True if every value is a well-formed TM or UTC offset (so keeping it reveals nothing)."""
+    value = elem.value
+    if value in (None, ""):
+        return True
+    values = [value] if isinstance(value, str) else list(value)
+    pattern = _TM_RE if elem.VR == "TM" else _TZ_RE
+    return all(pattern.match(str(v).strip()) for v in values if str(v).strip())
 
 
 def _is_registered_uid(value: str) -> bool:
@@ -680,7 +698,8 @@ def _apply_value(elem: DataElement, fn: Callable[[str], str]) -> None:
 
 
 class _Deidentifier:
-    def __init__(self, ctx, patient_pseudonym: str) -> None:
+    def __init__(self, ctx, patient_pseudonym: str, keep: frozenset[str] = frozenset()) -> None:
+        self.keep = keep
         self.pseudo = ctx.pseudo
         self.patient = patient_pseudonym
         self.days = ctx.pseudo.date_shift_days(patient_pseudonym)
@@ -701,6 +720,9 @@ class _Deidentifier:
         """Apply the profile to every element of ``ds`` (recursively), in place."""
         for tag in list(ds.keys()):
             elem = ds[tag]
+            if elem.keyword and elem.keyword in self.keep and not tag.is_private:
+                self.audit.add("kept_by_caller", tag)
+                continue
             if tag.is_private:
                 del ds[tag]
                 self.audit.private_removed += 1
@@ -714,7 +736,7 @@ class _Deidentifier:
                 del ds[tag]
                 self.audit.add("removed", tag)
             elif action == "Z":
-                elem.value = Sequence() if elem.VR == "SQ" else ("" if elem.VR not in _NUMERIC_VRS else None)
+                elem.value = Sequence() if elem.VR == "SQ" else ("" if elem.VR in _STRING_VRS else None)
                 self.audit.add("emptied", tag)
             elif action == "D":
                 if elem.VR == "SQ":
@@ -743,14 +765,26 @@ class _Deidentifier:
                 if elem.VR in ("DA", "DT"):
                     self.shift(elem)
                     self.audit.add("dates_shifted", tag)
-                else:  # TM and Timezone Offset: unchanged by a whole-day shift
+                elif elem.VR in ("TM", "SH") and _clean_time_like(elem):
+                    # TM and Timezone Offset From UTC: unchanged by a whole-day shift
                     self.audit.add("times_kept", tag)
+                else:  # malformed time text, or a binary timestamp we cannot shift: remove
+                    del ds[tag]
+                    self.audit.add("removed", tag)
             elif action == "K":
                 pass
 
     def _unlisted(self, ds: Dataset, elem: DataElement) -> None:
-        """Attributes Table E.1-1 does not list: recurse, and harden PN/DA/DT/UI."""
+        """Attributes Table E.1-1 does not list: recurse, and harden PN/DA/DT/UI/free text."""
         tag = elem.tag
+        if elem.keyword in self.keep:
+            self.audit.add("kept_by_caller", tag)
+            return
+        if elem.VR in _FREE_TEXT_VRS:
+            if elem.value not in (None, ""):
+                del ds[tag]
+                self.audit.add("hardened_free_text_removed", tag)
+            return
         if elem.VR == "SQ":
             for item in elem.value or []:
                 self.clean_dataset(item)
@@ -778,6 +812,11 @@ class _Deidentifier:
 
 
 _NUMERIC_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "IS", "DS"})
+_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+#: long free-text VRs: removed when the table does not list the attribute (hardening)
+_FREE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
 
 
 def _copy_dataset(ds: Dataset) -> Dataset:
@@ -803,13 +842,18 @@ def patient_pseudonym(ds: Dataset, ctx) -> str:
     return ctx.pseudo.patient(normalise_id(ds.get("PatientID", "") or ""))
 
 
-def deidentify(ds: Dataset, ctx) -> tuple[Dataset, dict]:
+def deidentify(
+    ds: Dataset, ctx, *, keep_keywords: frozenset[str] | set[str] = frozenset()
+) -> tuple[Dataset, dict]:
     """De-identify a pydicom Dataset per PS3.15 Annex E (see module docstring).
 
     Args:
         ds: the dataset as read (not modified; pixel data bytes are shared, not copied).
         ctx: a :class:`workers.context.WorkerContext` (its ``pseudo`` service gives the patient
             pseudonym, the per-patient date shift and replacement UIDs).
+        keep_keywords: attributes a caller needs verbatim and cleans itself (e.g. an SR decoder
+            keeping ``ContentSequence``/``TextValue`` for its own text de-identification); they
+            are listed in the audit under ``kept_by_caller``. Empty for images.
 
     Returns:
         ``(clean_dataset, audit)``: ``audit`` is a JSON-serialisable dict with ``profile``,
@@ -817,7 +861,7 @@ def deidentify(ds: Dataset, ctx) -> tuple[Dataset, dict]:
     """
     patient = patient_pseudonym(ds, ctx)
     out = _copy_dataset(ds)
-    worker = _Deidentifier(ctx, patient)
+    worker = _Deidentifier(ctx, patient, frozenset(keep_keywords))
     worker.clean_dataset(out)
 
     # File meta: Media Storage SOP Instance UID follows the SOP Instance UID (U).
@@ -872,6 +916,7 @@ def deidentify(ds: Dataset, ctx) -> tuple[Dataset, dict]:
             "unlisted PN emptied",
             "unlisted DA/DT shifted",
             "unlisted non-registry UIDs replaced",
+            "unlisted free text (LT/ST/UT/UC) removed",
         ],
         **worker.audit.as_dict(),
     }
