@@ -1,0 +1,256 @@
+"""Versioned shard sets for schedulers: ``partitions``, ``stage-partition``, ``build-set``,
+``check-build``, ``publish``, ``corpus-status``.
+
+One incremental step (what the Airflow DAG in ``dags/`` runs per partition)::
+
+    medcorpus partitions INBOX --start 2026-01-02 --end 2026-01-03          # -> 2026-01-02
+    medcorpus stage-partition INBOX 2026-01-02 --corpus-root R --config C   # snapshot the input
+    medcorpus build-set 2026-01-02 --corpus-root R --config C               # rerun = resume
+    medcorpus check-build --corpus-root R --version 2026-01-02              # validate + quarantine gate
+    medcorpus publish 2026-01-02 --corpus-root R                            # atomic rename + CURRENT
+
+With ``--json`` each command's last stdout line is one JSON object (what a scheduler task keeps).
+Exit codes: 0 ok, 1 check failed (validation or quarantine gate: nothing was published),
+2 usage error (missing folder, bad version, nothing built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from pipelines.config import ConfigError
+
+FRACTION_ENV = "MEDCORPUS_MAX_QUARANTINE_FRACTION"
+
+
+def _fraction(value: str) -> float:
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= f <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {f}")
+    return f
+
+
+def _default_fraction() -> float:
+    from pipelines.publish import DEFAULT_MAX_QUARANTINE_FRACTION
+
+    raw = os.environ.get(FRACTION_ENV, "")
+    if not raw:
+        return DEFAULT_MAX_QUARANTINE_FRACTION
+    try:
+        return _fraction(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"${FRACTION_ENV}: {exc}") from None
+
+
+def _emit(args: argparse.Namespace, human: str, obj: dict) -> None:
+    print(human)
+    if args.json:
+        print(json.dumps(obj, sort_keys=True, separators=(",", ":")))
+
+
+def _user_errors(fn):
+    """Turn partition/publish errors into the CLI's one-line user errors (exit 2)."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        from pipelines.partitions import PartitionError
+        from pipelines.publish import PublishError
+
+        try:
+            return fn(args)
+        except (PartitionError, PublishError) as exc:
+            raise ConfigError(str(exc)) from None
+
+    return wrapped
+
+
+def register(sub) -> None:
+    from pipelines.partitions import LAYOUTS
+
+    def common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
+        if corpus:
+            p.add_argument(
+                "--corpus-root", type=Path, required=True, help="corpus root (sets/, versions.json, CURRENT)"
+            )
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    p = sub.add_parser("partitions", help="list the inbox partitions whose data arrived in [start, end)")
+    p.add_argument("inbox", type=Path)
+    p.add_argument("--start", required=True, help="interval start, ISO 8601 (UTC if naive)")
+    p.add_argument("--end", required=True, help="interval end (exclusive)")
+    p.add_argument(
+        "--layout", choices=LAYOUTS, default="daily", help="inbox layout (see pipelines/partitions.py)"
+    )
+    common(p, corpus=False)
+    p.set_defaults(func=_user_errors(run_partitions))
+
+    p = sub.add_parser("stage-partition", help="snapshot one partition as a build input (idempotent)")
+    p.add_argument("inbox", type=Path)
+    p.add_argument("version", help="partition version, as listed by `medcorpus partitions`")
+    p.add_argument("--layout", choices=LAYOUTS, default="daily")
+    p.add_argument("--config", type=Path, help="build config: its source folders are created if absent")
+    p.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
+    common(p)
+    p.set_defaults(func=_user_errors(run_stage))
+
+    p = sub.add_parser("build-set", help="build (or resume) the shard set of a staged partition")
+    p.add_argument("version")
+    p.add_argument("--config", type=Path, help="YAML build config")
+    p.add_argument("--workers", type=int, help="parallel worker processes (overrides config)")
+    p.add_argument("--runner", choices=["local", "beam", "dask"], help="executor (overrides config)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    common(p)
+    p.set_defaults(func=_user_errors(run_build_set))
+
+    p = sub.add_parser(
+        "check-build", help="validate a build and apply the quarantine gate (exit 1 on failure)"
+    )
+    p.add_argument("build", type=Path, nargs="?", help="a build folder (or give --corpus-root and --version)")
+    p.add_argument("--corpus-root", type=Path)
+    p.add_argument("--version")
+    p.add_argument(
+        "--max-quarantine-fraction",
+        type=_fraction,
+        help=f"fail when more input units are quarantined (default ${FRACTION_ENV} or 0.25)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_user_errors(run_check))
+
+    p = sub.add_parser("publish", help="publish a checked build as an immutable set; move CURRENT (atomic)")
+    p.add_argument("version")
+    p.add_argument("--max-quarantine-fraction", type=_fraction)
+    p.add_argument("--interval-start", help="the scheduler's data interval (recorded in versions.json)")
+    p.add_argument("--interval-end")
+    common(p)
+    p.set_defaults(func=_user_errors(run_publish))
+
+    p = sub.add_parser("corpus-status", help="print the published versions and CURRENT of a corpus root")
+    common(p)
+    p.set_defaults(func=_user_errors(run_status))
+
+
+def run_partitions(args: argparse.Namespace) -> int:
+    from pipelines.partitions import list_partitions
+
+    parts = list_partitions(args.inbox, args.start, args.end, args.layout)
+    _emit(
+        args,
+        f"medcorpus partitions: {len(parts)} partition(s): {', '.join(p.version for p in parts) or '-'}",
+        {"partitions": [p.to_json() for p in parts]},
+    )
+    return 0
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+    from pipelines.partitions import partition_from_version, stage_partition
+    from pipelines.publish import CorpusRoot
+
+    part = partition_from_version(args.version, args.layout)
+    dirs = tuple(s.path for s in load_config(args.config).resolved_sources()) if args.config else ()
+    staged = stage_partition(
+        args.inbox, part, CorpusRoot(args.corpus_root).staging(), source_dirs=dirs, copy=args.copy
+    )
+    how = "reused" if staged.reused else "staged"
+    _emit(
+        args, f"medcorpus stage-partition: {how} {staged.version}: {staged.n_files} files", staged.to_json()
+    )
+    return 0
+
+
+def run_build_set(args: argparse.Namespace) -> int:
+    from pipelines import cli
+    from pipelines.partitions import INPUT_DIR
+    from pipelines.publish import CorpusRoot
+
+    corpus = CorpusRoot(args.corpus_root)
+    if corpus.is_published(args.version):  # a published set is immutable: never rebuilt
+        _emit(
+            args,
+            f"medcorpus build-set: {args.version} is already published; nothing to build",
+            {"version": args.version, "build_dir": str(corpus.set_dir(args.version)), "published": True},
+        )
+        return 0
+    inp = corpus.staging() / args.version / INPUT_DIR
+    if not inp.is_dir():
+        raise ConfigError(f"partition {args.version} is not staged (run stage-partition first)")
+    out = corpus.build_dir(args.version)
+    argv = ["build", str(inp), "--out", str(out)]
+    if args.config:
+        argv += ["--config", str(args.config)]
+    if args.workers is not None:
+        argv += ["--workers", str(args.workers)]
+    if args.runner:
+        argv += ["--runner", args.runner]
+    if args.quiet:
+        argv.append("--quiet")
+    rc = cli.main(argv)  # the real build command: same flags, same resume behaviour
+    if rc == 0:
+        _emit(
+            args,
+            f"medcorpus build-set: built {args.version}",
+            {"version": args.version, "build_dir": str(out), "published": False},
+        )
+    return rc
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from pipelines.publish import CorpusRoot, check_build
+
+    if args.build is None:
+        if not (args.corpus_root and args.version):
+            raise ConfigError("give a build folder, or --corpus-root and --version")
+        corpus = CorpusRoot(args.corpus_root)
+        build, published = corpus.current_build(args.version), corpus.is_published(args.version)
+    else:
+        build, published = args.build, False
+    if not build.is_dir():
+        raise ConfigError(f"build folder not found: {build}")
+    frac = args.max_quarantine_fraction if args.max_quarantine_fraction is not None else _default_fraction()
+    rep = check_build(build, frac, write_marker=not published)
+    for e in rep.validation_errors[:50]:
+        print(f"  FAIL {e}")
+    if rep.gate_error:
+        print(f"  FAIL quarantine gate: {rep.gate_error}")
+    q = rep.quarantine
+    status = "OK" if rep.ok else "FAILED"
+    _emit(
+        args,
+        f"medcorpus check-build: {status}: {rep.n_shards} shards, {rep.n_samples} samples, "
+        f"{q.n_quarantined if q else 0}/{q.n_units if q else 0} input units quarantined",
+        rep.to_json(),
+    )
+    return 0 if rep.ok else 1
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from pipelines.publish import CheckFailed, publish_set
+
+    frac = args.max_quarantine_fraction if args.max_quarantine_fraction is not None else _default_fraction()
+    interval = (args.interval_start, args.interval_end) if args.interval_start and args.interval_end else None
+    try:
+        res = publish_set(args.corpus_root, args.version, max_quarantine_fraction=frac, interval=interval)
+    except CheckFailed as exc:
+        print(f"medcorpus publish: FAILED: {exc}")
+        return 1
+    how = "already published" if res.already_published else "published"
+    _emit(args, f"medcorpus publish: {how} {res.version}; CURRENT = {res.current}", res.to_json())
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from pipelines.publish import current_version, read_index
+
+    index = read_index(args.corpus_root)
+    cur = current_version(args.corpus_root)
+    lines = [f"medcorpus corpus-status: {len(index['versions'])} published set(s); CURRENT = {cur or '-'}"]
+    lines += [
+        f"  {e['version']}: {e['n_samples']} samples, {e['n_shards']} shards" for e in index["versions"]
+    ]
+    _emit(args, "\n".join(lines), {"current": cur, "versions": index["versions"]})
+    return 0
