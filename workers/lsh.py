@@ -24,7 +24,7 @@ class LshConfig:
     """``threshold``: cosine at or above which two items are near-duplicates."""
 
     threshold: float = 0.97
-    rows: int = 24
+    rows: int = 20
     target_recall: float = 0.999
     seed: int = 20261128
     max_bucket: int = 64
@@ -49,12 +49,13 @@ def _band_keys(emb: np.ndarray, cfg: LshConfig, bands: int) -> np.ndarray:
     n, d = emb.shape
     rng = np.random.default_rng(cfg.seed)
     planes = rng.standard_normal((d, bands * cfg.rows)).astype(np.float32)
-    weights = (np.uint64(1) << np.arange(cfg.rows, dtype=np.uint64)).astype(np.uint64)
+    nbytes = (cfg.rows + 7) // 8
+    shifts = (np.uint64(8) * np.arange(nbytes - 1, -1, -1, dtype=np.uint64)).astype(np.uint64)
     keys = np.empty((bands, n), dtype=np.uint64)
     for start in range(0, n, cfg.chunk):
-        bits = (emb[start : start + cfg.chunk] @ planes) > 0  # (chunk, bands*rows)
-        bits = bits.reshape(-1, bands, cfg.rows).astype(np.uint64)
-        keys[:, start : start + cfg.chunk] = (bits * weights).sum(axis=2).T
+        bits = (emb[start : start + cfg.chunk] @ planes) > 0  # (chunk, bands*rows) bool
+        packed = np.packbits(bits.reshape(-1, bands, cfg.rows), axis=2)  # (chunk, bands, nbytes)
+        keys[:, start : start + cfg.chunk] = (packed.astype(np.uint64) << shifts).sum(axis=2).T
     return keys
 
 
@@ -71,8 +72,9 @@ def candidate_pairs(emb: np.ndarray, cfg: LshConfig) -> np.ndarray:
         sk = keys[b][order]
         starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
         sizes = np.diff(np.r_[starts, n])
-        multi = sizes > 1
-        for s, size in zip(starts[multi], sizes[multi], strict=True):
+        two = starts[sizes == 2]  # the common case, vectorised
+        out.append(np.stack([order[two], order[two + 1]], axis=1))
+        for s, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
             members = order[s : s + size]
             if size <= cfg.max_bucket:
                 i, j = np.triu_indices(size, k=1)
@@ -82,9 +84,9 @@ def candidate_pairs(emb: np.ndarray, cfg: LshConfig) -> np.ndarray:
                 chain = members[np.argsort(proj, kind="stable")]
                 for w in range(1, cfg.max_bucket):
                     out.append(np.stack([chain[:-w], chain[w:]], axis=1))
-    if not out:
-        return np.zeros((0, 2), dtype=np.int64)
     pairs = np.concatenate(out).astype(np.int64)
+    if len(pairs) == 0:
+        return pairs.reshape(0, 2)
     pairs.sort(axis=1)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     return _decode_pairs(np.unique(pairs[:, 0] * n + pairs[:, 1]), n)
