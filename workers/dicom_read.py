@@ -23,6 +23,7 @@ from pydicom.datadict import dictionary_has_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
 
 from schemas import QuarantineError, ReasonCode
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+DEFLATED = "1.2.840.10008.1.2.1.99"
 _CHUNK = 1 << 20
 
 
@@ -77,6 +79,28 @@ def _short_element(ds: Dataset) -> RawDataElement | None:
             if len(elem.value) < elem.length:
                 return elem
     return None
+
+
+def _check_deflate_bomb(data: bytes, max_bytes: int) -> None:
+    """A Deflated Explicit VR LE dataset must not inflate past ``max_bytes`` (pydicom inflates
+    it in one unbounded call, so the ratio is checked here first, with a bounded inflater)."""
+    if DEFLATED.encode() not in data[:4096]:
+        return
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, True)
+        meta = _read_file_meta_info(fp)
+    except Exception:
+        return
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data[fp.tell() :], max_bytes + 1)
+    except zlib.error:
+        raise QuarantineError(ReasonCode.DICOM_CORRUPT, "deflated dataset does not inflate") from None
+    if len(out) > max_bytes:
+        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "deflated dataset inflates past max_file_bytes")
 
 
 def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
@@ -132,7 +156,9 @@ def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Datas
 
 def read_dicom(path: str, max_file_bytes: int, *, stop_before_pixels: bool = False) -> Dataset:
     """Read one DICOM file (gzip-wrapped or not). Raises QuarantineError on bad input."""
-    return parse_dicom_bytes(_read_bytes(path, max_file_bytes), stop_before_pixels=stop_before_pixels)
+    data = _read_bytes(path, max_file_bytes)
+    _check_deflate_bomb(data, max_file_bytes)
+    return parse_dicom_bytes(data, stop_before_pixels=stop_before_pixels)
 
 
 def sop_class_uid(ds: Dataset) -> str:

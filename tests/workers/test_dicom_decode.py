@@ -381,6 +381,18 @@ def test_gzip_and_no_extension(tmp_path, shared_data):
     assert reason_of(broken, ctx) == ReasonCode.DICOM_TRUNCATED
 
 
+def test_deflate_bomb_is_a_limit(tmp_path):
+    ds = pydicom.dcmread(pydicom_file("image_dfl.dcm"))
+    ds.add_new(0x00091010, "OB", bytes(20_000_000))  # 20 MB of zeros deflate to ~20 kB
+    out = tmp_path / "bomb.dcm"
+    ds.save_as(out)
+    assert out.stat().st_size < 1_000_000
+    small = make_ctx(limits=LimitsConfig(max_file_bytes=5_000_000), image=ImageConfig(allow_burned_in=True))
+    assert reason_of(out, small) == ReasonCode.LIMIT_EXCEEDED
+    (rec,) = decode(pydicom_file("image_dfl.dcm"), small)  # the real deflated file is fine
+    assert isinstance(rec, ImageRecord)
+
+
 def test_truncated_and_corrupt_files(tmp_path, shared_data):
     ctx = make_ctx()
     assert reason_of(pydicom_file("MR_truncated.dcm"), ctx) == ReasonCode.DICOM_TRUNCATED
