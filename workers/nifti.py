@@ -95,7 +95,7 @@ def _source_meta(img, path: str) -> dict:
     slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
     units = hdr.get_xyzt_units()
     return {
-        "format": "nifti2" if isinstance(img, nib.Nifti2Pair) else "nifti1",
+        "format": "nifti2" if isinstance(hdr, nib.Nifti2Header) else "nifti1",
         "container": _container(img, path),
         "endianness": "big" if hdr.endianness == ">" else "little",
         "shape": [int(n) for n in img.shape],
@@ -202,8 +202,8 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     if policy not in ("first", "all", "quarantine"):
         raise ValueError(f"unknown VolumeConfig.four_d_policy {policy!r}")
     img = _load(item.path)
-    source = _source_meta(img, item.path)
     _check_header(img, ctx)
+    source = _source_meta(img, item.path)
     hdr = img.header
     descrip = bytes(hdr["descrip"].item() or b"").split(b"\x00")[0].decode("latin-1", "replace")
     dropped_text = [f for f in _TEXT_FIELDS if f in hdr and bytes(hdr[f].item() or b"").strip(b"\x00 ")]
