@@ -1,0 +1,201 @@
+"""End-to-end PHI canaries: plant unique fake identifiers wherever PHI hides, build, scan every output.
+
+Places: DICOM attributes (public, private, in sequences, non-ASCII), file and folder names,
+WFDB header comments, report text, CSV columns that are not the text. Outputs scanned: every
+tar member, every parquet cell, every JSON/HTML file and the build's own log output, for each
+canary in plain, upper/lower case, base64, hex and UTF-16 forms.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from tests.conftest import REPO
+
+CANARIES = {
+    "name": "Zyxwickham^Quentessa",
+    "name2": "Brumbleforth",
+    "unicode_name": "Jürgenßøn^Ådelheid",
+    "mrn": "MRN7731904",
+    "accession": "ACC99120077",
+    "phone": "555-867-5309",
+    "email": "quentessa.zyx@example.org",
+    "street": "742 Evergreen Terrace",
+    "private": "PRIVATECANARY4471",
+    "seq": "SEQCANARY9920",
+    "folder": "PatientFolderQZX",
+    "file": "QZXfilename",
+    "wfdb": "Wfdbcanaryname",
+    "csvcol": "CSVCANARY5521",
+    "institution": "Canarytown General Hospital",
+}
+DATES = ["19870314", "1987-03-14", "14.03.1987", "03/14/1987"]
+
+
+def _variants(s: str) -> list[bytes]:
+    raw = s.encode()
+    forms = {
+        raw,
+        s.upper().encode(),
+        s.lower().encode(),
+        base64.b64encode(raw),
+        raw.hex().encode(),
+        s.encode("utf-16-le"),
+    }
+    for part in s.replace("^", " ").split():  # each name component alone
+        if len(part) >= 6:
+            forms |= {part.encode(), part.lower().encode(), part.upper().encode()}
+    return sorted(forms)
+
+
+def _plant_dicom(src: Path, dst: Path) -> None:
+    ds = pydicom.dcmread(src)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = CANARIES["unicode_name"]
+    ds.PatientID = CANARIES["mrn"]
+    ds.OtherPatientNames = CANARIES["name"]
+    ds.PatientBirthDate = DATES[0]
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = DATES[0]
+    ds.AccessionNumber = CANARIES["accession"]
+    ds.ReferringPhysicianName = CANARIES["name2"]
+    ds.InstitutionName = CANARIES["institution"]
+    ds.PatientAddress = CANARIES["street"]
+    ds.PatientTelephoneNumbers = CANARIES["phone"]
+    ds.StudyDescription = f"chest for {CANARIES['name2']}"
+    ds.ImageComments = f"contact {CANARIES['email']}"
+    block = ds.private_block(0x0011, "CANARY PRIVATE", create=True)
+    block.add_new(0x01, "LO", CANARIES["private"])
+    item = Dataset()
+    item.PatientName = CANARIES["seq"]
+    item.PatientID = CANARIES["seq"]
+    ds.ReferencedPatientSequence = Sequence([item])
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dst, enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def canary_build(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("canary")
+    inp = root / "input"
+    # DICOM: a CT slice, an MR slice and a CR without extension, under a PHI-named folder
+    d = inp / "dicom" / CANARIES["folder"]
+    _plant_dicom(shared_data / "dicom/ct/CT_small.dcm", d / f"{CANARIES['file']}_{CANARIES['mrn']}.dcm")
+    _plant_dicom(shared_data / "dicom/mr/MR_small.dcm", d / "mr_slice")
+    _plant_dicom(shared_data / "dicom/dicomdir_sample/77654033/CR1/6154", d / "cr")
+    _plant_dicom(shared_data / "ecg/dicom_waveform/waveform_ecg.dcm", d / "ecg_waveform.dcm")
+    # WFDB: PHI in header comments
+    w = inp / "ecg"
+    w.mkdir(parents=True)
+    for ext in ("hea", "mat"):
+        shutil.copy(shared_data / f"ecg/wfdb/ptbxl_500hz_cinc2021/HR06001.{ext}", w)
+    hea = w / "HR06001.hea"
+    hea.write_text(
+        hea.read_text()
+        + f"# Patient: {CANARIES['wfdb']}\n# MRN: {CANARIES['mrn']}\n# Recorded: {DATES[1]}\n# Phone: {CANARIES['phone']}\n"
+    )
+    # reports: real PTB-XL rows with planted PHI in the text and in non-text columns
+    with open(shared_data / "reports/ptbxl_ecg/ptbxl_database_subset_partA.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:6]
+    rows[0]["report"] += (
+        f" Pat. {CANARIES['name2']}, geb. {DATES[2]}, Tel. {CANARIES['phone']}, {CANARIES['street']}."
+    )
+    rows[1]["report"] = (
+        f"Dr. {CANARIES['name2']} reviewed on {DATES[3]}. MRN: {CANARIES['mrn']}. " + rows[1]["report"]
+    )
+    rows[2]["report"] += f" Contact {CANARIES['email']}."
+    rows[3]["nurse"] = CANARIES["csvcol"]
+    rows[3]["patient_id"] = CANARIES["mrn"]
+    r = inp / "reports"
+    r.mkdir(parents=True)
+    with open(r / "export.csv", "w", newline="", encoding="utf-8") as f:
+        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    cfg = root / "cfg.yaml"
+    cfg.write_text(
+        "deid: {demo: true}\n"
+        "sources:\n"
+        "  - {name: dicom, path: dicom, licence: MIT}\n"
+        "  - {name: ecg, path: ecg, licence: CC-BY-4.0}\n"
+        "  - name: reports\n    path: reports\n    licence: CC-BY-4.0\n"
+        "    report: {columns: {report_id: ecg_id, patient_id: patient_id, study_id: ecg_id, timestamp: recording_date, text: [report], report_type: cardiology}}\n"
+        "workers: 1\n"
+    )
+    out = root / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "-v",
+            "build",
+            str(inp),
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+            "--strict",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return out, res.stdout + res.stderr
+
+
+def _output_texts(out: Path) -> list[tuple[str, bytes]]:
+    blobs = []
+    for p in sorted(out.rglob("*")):
+        if not p.is_file() or "cache" in p.relative_to(out).parts:
+            continue
+        rel = p.relative_to(out).as_posix()
+        blobs.append((f"path:{rel}", rel.encode()))
+        if p.suffix == ".tar":
+            with tarfile.open(p) as tf:
+                for m in tf.getmembers():
+                    blobs.append((f"{rel}:{m.name}", m.name.encode() + b"\n" + tf.extractfile(m).read()))
+        elif p.suffix == ".parquet":
+            t = pq.read_table(p)
+            buf = io.StringIO()
+            for row in t.to_pylist():
+                buf.write(repr(row))
+            blobs.append((rel, buf.getvalue().encode()))
+        else:
+            blobs.append((rel, p.read_bytes()))
+    return blobs
+
+
+def test_no_canary_survives_anywhere(canary_build):
+    out, log = canary_build
+    blobs = _output_texts(out) + [("log", log.encode())]
+    assert any(name.endswith(".tar") or ".tar:" in name for name, _ in blobs)
+    leaks = []
+    for key, value in list(CANARIES.items()) + [(f"date{i}", d) for i, d in enumerate(DATES)]:
+        for form in _variants(value):
+            for name, data in blobs:
+                if form in data:
+                    leaks.append(f"{key} ({form[:20]!r}) in {name}")
+    assert leaks == []
+
+
+def test_canary_build_still_produced_samples(canary_build):
+    out, _ = canary_build
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    mods = {m for row in manifest for m in row["modalities"]}
+    assert {"image", "ecg", "report"} <= mods
