@@ -26,6 +26,7 @@ from pipelines.decode import (
 )
 from pipelines.dedup import DEDUP, DEDUP_SCHEMA, run_dedup
 from pipelines.discover import discover
+from pipelines.errors import UserError
 from pipelines.link import PatientLinker, link_group, link_key, patient_key
 from pipelines.manifest import (
     BUILD,
@@ -110,7 +111,11 @@ def run_build(
     pseudo = Pseudonymizer(cfg.secret())
     own_runner = runner is None
     runner = runner or make_runner(cfg.runner, cfg.workers, quiet=quiet)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    lock = _lock(out_dir)
+    removed = _remove_temp_files(out_dir)
+    if removed:
+        log.info("removed %d temp files left by an interrupted build", removed)
     try:
         # 1. discover
         sources = cfg.resolved_sources()
@@ -273,6 +278,7 @@ def run_build(
     finally:
         if own_runner:
             runner.close()
+        lock.close()
     n_err = sum(q.reason is ReasonCode.DECODER_ERROR for q in quarantined)
     if n_err:
         log.error(
@@ -291,6 +297,29 @@ def run_build(
         demo_build=demo,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _lock(out_dir: Path):
+    """Exclusive lock on the output folder: two builds never write the same corpus at once."""
+    import fcntl
+
+    f = open(out_dir / ".lock", "w")  # noqa: SIM115 - held for the whole build
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise UserError(f"another build is writing {out_dir} (lock held)") from None
+    return f
+
+
+def _remove_temp_files(out_dir: Path) -> int:
+    """Delete ``*.tmp-<pid>`` files of interrupted builds (we hold the folder lock)."""
+    n = 0
+    for p in out_dir.rglob("*.tmp-*"):
+        if p.is_file():
+            p.unlink()
+            n += 1
+    return n
 
 
 def accounting(

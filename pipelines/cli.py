@@ -15,10 +15,7 @@ import sys
 
 from pipelines import commands
 from pipelines.config import ConfigError
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line."""
+from pipelines.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
