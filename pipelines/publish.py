@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.manifest import BUILD, INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
+from pipelines.manifest import MANIFEST, SHARDS, STATS
 from pipelines.writer import sha256_file, write_atomic
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,6 @@ LOCK_FILE = ".lock"
 CHECK_MARKER = "CHECKED.json"
 SET_INFO = "SET.json"
 CACHE_DIR = "cache"
-#: the small files whose digests bind a check to the build it checked
-CHECKED_FILES: tuple[str, ...] = (STATS, BUILD, MANIFEST, SHARDS, QUARANTINE, INPUTS)
 DEFAULT_MAX_QUARANTINE_FRACTION = 0.25
 INDEX_FORMAT = 1
 
@@ -162,7 +160,12 @@ class CheckReport:
 
 
 def _digests(build_dir: Path) -> dict[str, str]:
-    return {name: sha256_file(build_dir / name) for name in CHECKED_FILES if (build_dir / name).exists()}
+    """sha256 of every top-level file of a build (manifests, stats; shards are covered by shards.parquet)."""
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(build_dir.iterdir())
+        if p.is_file() and p.name not in (CHECK_MARKER, SET_INFO, LOCK_FILE) and ".tmp-" not in p.name
+    }
 
 
 def gate(summary: QuarantineSummary, max_fraction: float) -> str:
