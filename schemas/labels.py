@@ -37,6 +37,15 @@ CXR_LABELS: tuple[str, ...] = (
     "central_line",
     "endotracheal_tube",
     "surgical_clips",
+    # added by the report rules (frequent in the Indiana gold labels)
+    "copd",
+    "kyphosis",
+    "scarring",
+    "tortuous_aorta",
+    "aortic_atherosclerosis",
+    "low_lung_volumes",
+    "elevated_diaphragm",
+    "osteopenia",
 )
 
 #: ECG statements, following the PTB-XL SCP-ECG statement groups
@@ -77,6 +86,12 @@ ECG_LABELS: tuple[str, ...] = (
     "st_t_change",
     "long_qt",
     "low_voltage",
+    # added by the report rules (PTB-XL SCP statements)
+    "posterior_mi",
+    "ivcd",
+    "abnormal_qrs",
+    "q_waves",
+    "digitalis_effect",
 )
 
 ALL_LABELS: tuple[str, ...] = CXR_LABELS + ECG_LABELS

@@ -1,0 +1,160 @@
+"""The medspaCy pipeline of the rule path, built once per process (module-level lazy cache).
+
+Components (no downloaded model): medspaCy tokenizer → sentence splitter → medspaCy
+``TargetMatcher`` (:mod:`workers.nlp_vocab`, one regex rule per label) → medspaCy ``ConText``
+(its default English modifiers + :data:`workers.nlp_rules.CONTEXT_RULES`) → medspaCy
+``Sectionizer`` (:data:`workers.nlp_rules.SECTION_RULES`, headings at a line start).
+
+Sentence splitter: spaCy's rule-based ``sentencizer`` plus a boundary after every line break
+(``"fast"``, the default), or medspaCy's PyRuSH (``"pyrush"``). On the Indiana reports PyRuSH costs
+≈ 20 ms per report (pure-Python rule engine) against < 1 ms, and the label scores of
+``medcorpus eval-labels`` do not improve with it (see ``bench/bench_reports.py``), so the fast
+splitter is the default.
+
+Speed fix: medspaCy 1.3.1's ``RegexMatcher`` recomputes ``doc.text_with_ws`` (a walk over all
+tokens) for *every* regex rule; :func:`_patch_regex_matcher` hoists it out of the loop. Results
+are identical (same matches, same order); only the repeated work is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # PyRuSH logs DEBUG per token otherwise
+
+_LOCK = threading.Lock()
+_NLP: dict[str, object] = {}
+
+#: version of the rules; recorded in each report's metadata
+RULES_VERSION = "rules-1"
+SENTENCE_SPLITTERS = ("fast", "pyrush")
+
+
+def _patch_regex_matcher() -> None:
+    """Make medspaCy's RegexMatcher read the doc text once per doc instead of once per rule."""
+    from medspacy.common import regex_matcher as rm
+
+    if getattr(rm.RegexMatcher, "_medcorpus_patched", False):
+        return
+
+    def __call__(self, doc):  # same logic as medspacy 1.3.1 RegexMatcher.__call__
+        text = doc.text_with_ws
+        matches = []
+        for match_id, patterns in self._patterns.items():
+            for pattern in patterns:
+                on_match = self._callbacks[match_id]
+                for re_match in pattern.finditer(text):
+                    span = doc.char_span(re_match.start(), re_match.end())
+                    if span is None:
+                        start = rm.get_token_for_char(doc, re_match.start(), resolve=self.resolve_start)
+                        end = rm.get_token_for_char(doc, re_match.end(), resolve=self.resolve_end)
+                        span = doc[start.i : len(doc) if end is None else end.i]
+                    if len(span):
+                        matches.append((match_id, span.start, span.end))
+                    if on_match is not None:
+                        on_match(self, doc, len(matches) - 1, matches)
+        return matches
+
+    rm.RegexMatcher.__call__ = __call__
+    rm.RegexMatcher._medcorpus_patched = True
+
+
+def _register_newline_sentences() -> None:
+    from spacy.language import Language
+
+    if "medcorpus_newline_sentences" in Language.factories:
+        return
+
+    @Language.component("medcorpus_newline_sentences")
+    def newline_sentences(doc):
+        """A token that follows a line break starts a sentence (headings, list items, statements)."""
+        for i in range(1, len(doc)):
+            if "\n" in doc[i - 1].text or "\n" in doc[i - 1].whitespace_:
+                doc[i].is_sent_start = True
+        return doc
+
+
+def _target_rules():
+    from medspacy.target_matcher import TargetRule
+
+    from workers.nlp_vocab import CXR_TARGETS, ECG_TARGETS
+
+    rules = []
+    for domain, table in (("cxr", CXR_TARGETS), ("ecg", ECG_TARGETS)):
+        for label, patterns in table.items():
+            # one rule per label (fewer, larger alternations are faster); matches start at a
+            # word boundary ("stent" must not match inside "consistent")
+            combined = r"(?<![^\W_])(?:" + "|".join(f"(?:{p})" for p in patterns) + ")"
+            rules.append(TargetRule(literal=f"{domain}:{label}", category=label, pattern=combined))
+    return rules
+
+
+def _context_rules():
+    from medspacy.context import ConTextRule
+
+    from workers.nlp_rules import CONTEXT_RULES
+
+    return [
+        ConTextRule(literal=f"mc:{i}", category=cat, pattern=regex, direction=direction, max_scope=scope)
+        for i, (regex, cat, direction, scope) in enumerate(CONTEXT_RULES)
+    ]
+
+
+def _section_rules():
+    from medspacy.section_detection import SectionRule
+
+    from workers.nlp_rules import SECTION_RULES
+
+    rules = []
+    for regex, category in SECTION_RULES:
+        # a heading at the start of a line, followed by a colon or the end of the line
+        pattern = r"(?m)^[ \t]*" + regex + r"[ \t]*(?::|(?=\n)|$)"
+        rules.append(SectionRule(literal=f"sec:{category}:{len(rules)}", category=category, pattern=pattern))
+    # any other upper-case heading line ("SECTION HEADING:", "CLINICAL DATA:") opens an "other"
+    # section, so its text does not run into the previous section
+    known = "|".join(f"(?:{regex})" for regex, _ in SECTION_RULES)
+    catch_all = (
+        r"(?m)^[ \t]*(?!(?:"
+        + known
+        + r")[ \t]*(?::|\n|$))(?-i:[A-Z][A-Z0-9 /&()'-]{1,40})[ \t]*:(?=[ \t]*(?:\n|$))"
+    )
+    rules.append(SectionRule(literal="sec:other:heading", category="other", pattern=catch_all))
+    return rules
+
+
+def build_nlp(sentences: str = "fast"):
+    """Build a fresh pipeline (use :func:`get_nlp` for the shared one).
+
+    ``sentences``: ``"fast"`` (spaCy sentencizer + line breaks) or ``"pyrush"`` (medspaCy default).
+    """
+    import medspacy
+
+    if sentences not in SENTENCE_SPLITTERS:
+        raise ValueError(f"unknown sentence splitter {sentences!r}")
+    _patch_regex_matcher()
+    if sentences == "pyrush":
+        nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_pyrush"])
+    else:
+        _register_newline_sentences()
+        nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer"])
+        nlp.add_pipe("sentencizer")
+        nlp.add_pipe("medcorpus_newline_sentences")
+    matcher = nlp.add_pipe("medspacy_target_matcher")
+    matcher.add(_target_rules())
+    context = nlp.add_pipe("medspacy_context", config={"rules": "default", "max_scope": None})
+    context.add(_context_rules())
+    sectionizer = nlp.add_pipe("medspacy_sectionizer", config={"rules": None})
+    sectionizer.add(_section_rules())
+    return nlp
+
+
+def get_nlp(sentences: str = "fast"):
+    """The process-wide pipeline, built on first use (thread-safe)."""
+    nlp = _NLP.get(sentences)
+    if nlp is None:
+        with _LOCK:
+            nlp = _NLP.get(sentences)
+            if nlp is None:
+                nlp = _NLP[sentences] = build_nlp(sentences)
+    return nlp

@@ -1,0 +1,153 @@
+"""The rule path of report structuring: medspaCy sections, target findings and ConText assertions.
+
+``structure_with_rules`` returns a dict valid under :data:`schemas.report_schema.REPORT_JSON_SCHEMA`
+(the LLM path fills the same schema and falls back to this one).
+
+Conventions:
+- Sections: headings found by the medspaCy sectionizer (:data:`workers.nlp_rules.SECTION_RULES`),
+  mapped onto ``SECTION_NAMES``; text before the first heading is ``findings`` when the report
+  has no heading at all (ECG statements, impression-only reports), ``other`` otherwise.
+- Findings: one entry per (label, assertion, section), in order of first mention, with the
+  matched words as ``evidence``. Radiology reports get chest-radiograph labels, cardiology
+  reports ECG labels, ``other`` both.
+- Assertion from ConText: negated > family > uncertain (incl. hypothetical) > historical > present.
+- ``normal``: radiology: no present/uncertain/historical finding outside indication/history/
+  comparison/technique (then ``no_finding`` is added as present); cardiology: a normal-ECG
+  statement that is not negated.
+"""
+
+from __future__ import annotations
+
+import re
+
+from schemas.labels import CXR_LABELS, ECG_LABELS
+from schemas.report_schema import REPORT_SCHEMA_VERSION, SECTION_NAMES
+from workers.nlp_pipeline import get_nlp
+
+REPORT_TYPES: tuple[str, ...] = ("radiology", "cardiology", "other")
+#: sections whose findings describe the request, not the study
+CONTEXT_SECTIONS = frozenset({"indication", "history", "comparison", "technique"})
+POSITIVE_ASSERTIONS = frozenset({"present", "uncertain", "historical"})
+
+_CXR = frozenset(CXR_LABELS)
+_ECG = frozenset(ECG_LABELS)
+_IN_SPAN_NEGATION = re.compile(r"\b(?:not|no|without|kein\w*|nicht|ingen|inga|inte|ej)\b", re.IGNORECASE)
+_WIDE_GAP = re.compile(r"[ \t]{3,}")
+
+_TYPE_SYNONYMS = {
+    "radiology": "radiology", "rad": "radiology", "cxr": "radiology", "xray": "radiology", "x-ray": "radiology",
+    "ct": "radiology", "mr": "radiology", "mri": "radiology", "imaging": "radiology", "radiologie": "radiology",
+    "cardiology": "cardiology", "ecg": "cardiology", "ekg": "cardiology", "cardio": "cardiology",
+    "kardiologie": "cardiology",
+}  # fmt: skip
+
+
+def normalise_report_type(value: str) -> str:
+    """Map a configured/recorded report type onto ``radiology``/``cardiology``/``other``."""
+    return _TYPE_SYNONYMS.get((value or "").strip().lower(), "other")
+
+
+def prepare_nlp_text(text: str) -> str:
+    """Text as the pipeline sees it: runs of ≥ 3 blanks (line breaks flattened by the PTB-XL
+    export) become line breaks, so statement lists split into sentences."""
+    return _WIDE_GAP.sub("\n", text).strip()
+
+
+def _assertion(ent) -> str:
+    if ent._.is_negated or _IN_SPAN_NEGATION.search(ent.text):
+        return "negated"
+    if ent._.is_family:
+        return "family"
+    if ent._.is_uncertain or ent._.is_hypothetical:
+        return "uncertain"
+    if ent._.is_historical:
+        return "historical"
+    return "present"
+
+
+def _allowed_labels(report_type: str) -> frozenset[str]:
+    if report_type == "radiology":
+        return _CXR
+    if report_type == "cardiology":
+        return _ECG
+    return _CXR | _ECG
+
+
+def structure_docs(docs, report_types: list[str], languages: list[str]) -> list[dict]:
+    """Structured JSON of already-processed spaCy docs (see :func:`structure_with_rules`)."""
+    return [_structure_doc(d, t, lang) for d, t, lang in zip(docs, report_types, languages, strict=True)]
+
+
+def _structure_doc(doc, report_type: str, language: str) -> dict:
+    rtype = normalise_report_type(report_type)
+    has_headings = any(sec.category is not None for sec in doc._.sections)
+    default_section = "other" if has_headings else "findings"
+
+    sections: dict[str, str] = {}
+    for sec in doc._.sections:
+        name = sec.category if sec.category in SECTION_NAMES else default_section
+        body_text = doc[sec.body_start : sec.body_end].text.strip()
+        if body_text:
+            sections[name] = f"{sections[name]}\n{body_text}" if name in sections else body_text
+
+    allowed = _allowed_labels(rtype)
+    findings: list[dict] = []
+    seen: set[tuple[str, str, str]] = set()
+    for ent in doc.ents:
+        if ent.label_ not in allowed:
+            continue
+        section = ent._.section_category
+        section = section if section in SECTION_NAMES else default_section
+        assertion = _assertion(ent)
+        key = (ent.label_, assertion, section)
+        if key in seen:
+            continue
+        seen.add(key)
+        findings.append(
+            {"label": ent.label_, "assertion": assertion, "section": section, "evidence": ent.text[:200]}
+        )
+
+    if rtype == "cardiology":
+        normal = any(
+            f["label"] == "normal_ecg" and f["assertion"] in ("present", "uncertain") for f in findings
+        )
+    else:
+        normal = not any(
+            f["assertion"] in POSITIVE_ASSERTIONS and f["section"] not in CONTEXT_SECTIONS
+            for f in findings
+            if f["label"] in _CXR
+        )
+        if rtype == "radiology" and normal:
+            findings.append({"label": "no_finding", "assertion": "present", "section": "impression"
+                             if "impression" in sections else default_section})  # fmt: skip
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "report_type": rtype,
+        "language": (language or "und")[:8],
+        "sections": sections,
+        "findings": findings,
+        "normal": normal,
+    }
+
+
+def structure_with_rules(text: str, report_type: str, language: str) -> dict:
+    """Sections, findings with assertions and the normal flag of one de-identified report.
+
+    Args:
+        text: de-identified report text.
+        report_type: ``radiology``/``cardiology``/``other`` (synonyms such as ``ecg`` accepted).
+        language: ISO 639-1 code recorded in the output (rules cover en/de/sv).
+
+    Returns:
+        A dict valid under :data:`schemas.report_schema.REPORT_JSON_SCHEMA`.
+    """
+    doc = get_nlp()(prepare_nlp_text(text))
+    return _structure_doc(doc, report_type, language)
+
+
+def structure_many(
+    texts: list[str], report_types: list[str], languages: list[str], batch_size: int = 64
+) -> list[dict]:
+    """Batch form of :func:`structure_with_rules` (``nlp.pipe``), same output per report."""
+    docs = get_nlp().pipe((prepare_nlp_text(t) for t in texts), batch_size=batch_size)
+    return structure_docs(docs, report_types, languages)
