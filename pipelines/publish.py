@@ -51,6 +51,7 @@ TRASH_DIR = ".trash"
 VERSIONS_FILE = "versions.json"
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
+BUILD_LOCK = ".lock"  # the lock file pipelines.build keeps in its output folder
 CHECK_MARKER = "CHECKED.json"
 SET_INFO = "SET.json"
 CACHE_DIR = "cache"
@@ -164,7 +165,7 @@ def _digests(build_dir: Path) -> dict[str, str]:
     return {
         p.name: sha256_file(p)
         for p in sorted(build_dir.iterdir())
-        if p.is_file() and p.name not in (CHECK_MARKER, SET_INFO, LOCK_FILE) and ".tmp-" not in p.name
+        if p.is_file() and p.name not in (CHECK_MARKER, SET_INFO, BUILD_LOCK) and ".tmp-" not in p.name
     }
 
 
@@ -256,6 +257,17 @@ def corpus_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _lock_build(build_dir: Path) -> int:
+    """Take the build folder's own lock (``pipelines.build`` holds it while building), or refuse."""
+    fd = os.open(build_dir / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PublishError("a build is still writing this version; not published") from None
+    return fd
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -332,44 +344,53 @@ def publish_set(
             raise PublishError(f"sets/{version} exists but is not a published set (remove it by hand)")
         if not build_dir.is_dir():
             raise PublishError(f"nothing built for version {version} (run build-set first)")
-        marker = _marker_valid(build_dir, max_quarantine_fraction)
-        if marker is None:
-            rep = check_build(build_dir, max_quarantine_fraction)
-            if not rep.ok:
-                raise CheckFailed(
-                    f"version {version} failed its check, not published: "
-                    + "; ".join([*rep.validation_errors[:5], rep.gate_error]).strip("; ")
-                )
+        build_lock = _lock_build(build_dir)
+        try:
             marker = _marker_valid(build_dir, max_quarantine_fraction)
-            assert marker is not None
-        staged = corpus.staging() / version / "STAGED.json"
-        entry = {
-            "version": version,
-            "path": f"{SETS_DIR}/{version}",
-            "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "interval_start": interval[0] if interval else None,
-            "interval_end": interval[1] if interval else None,
-            "partition": json.loads(staged.read_text()).get("partition") if staged.exists() else None,
-            "n_shards": marker["n_shards"],
-            "n_samples": marker["n_samples"],
-            "n_units": marker["n_units"],
-            "n_quarantined": marker["n_quarantined"],
-            "quarantine_fraction": marker["quarantine_fraction"],
-            "shards_sha256": marker["digests"][SHARDS],
-            "manifest_sha256": marker["digests"][MANIFEST],
-        }
-        # the decode cache is a build-time sidecar, not part of a published set
-        if (build_dir / CACHE_DIR).exists():
-            trash = root / TRASH_DIR / f"{version}-cache-{os.getpid()}"
-            trash.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(build_dir / CACHE_DIR, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        info = {"version": version, "entry": entry, "check": {k: v for k, v in marker.items() if k != "ok"}}
-        write_atomic(build_dir / SET_INFO, json.dumps(info, sort_keys=True, indent=1).encode())
-        _make_read_only(build_dir)
-        set_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(build_dir, set_dir)  # the publish itself: atomic on one file system
-        _fsync_dir(set_dir.parent)
+            if marker is None:
+                rep = check_build(build_dir, max_quarantine_fraction)
+                if not rep.ok:
+                    raise CheckFailed(
+                        f"version {version} failed its check, not published: "
+                        + "; ".join([*rep.validation_errors[:5], rep.gate_error]).strip("; ")
+                    )
+                marker = _marker_valid(build_dir, max_quarantine_fraction)
+                assert marker is not None
+            staged = corpus.staging() / version / "STAGED.json"
+            entry = {
+                "version": version,
+                "path": f"{SETS_DIR}/{version}",
+                "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "interval_start": interval[0] if interval else None,
+                "interval_end": interval[1] if interval else None,
+                "partition": json.loads(staged.read_text()).get("partition") if staged.exists() else None,
+                "n_shards": marker["n_shards"],
+                "n_samples": marker["n_samples"],
+                "n_units": marker["n_units"],
+                "n_quarantined": marker["n_quarantined"],
+                "quarantine_fraction": marker["quarantine_fraction"],
+                "shards_sha256": marker["digests"][SHARDS],
+                "manifest_sha256": marker["digests"][MANIFEST],
+            }
+            # the decode cache is a build-time sidecar, not part of a published set
+            if (build_dir / CACHE_DIR).exists():
+                trash = root / TRASH_DIR / f"{version}-cache-{os.getpid()}"
+                trash.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(build_dir / CACHE_DIR, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            info = {
+                "version": version,
+                "entry": entry,
+                "check": {k: v for k, v in marker.items() if k != "ok"},
+            }
+            write_atomic(build_dir / SET_INFO, json.dumps(info, sort_keys=True, indent=1).encode())
+            _make_read_only(build_dir)
+            set_dir.parent.mkdir(parents=True, exist_ok=True)
+            (build_dir / BUILD_LOCK).unlink(missing_ok=True)  # the build's lock: not part of the set
+            os.rename(build_dir, set_dir)  # the publish itself: atomic on one file system
+            _fsync_dir(set_dir.parent)
+        finally:
+            os.close(build_lock)
         current = _update_index(root, entry)
     shutil.rmtree(corpus.staging() / version, ignore_errors=True)
     log.info(

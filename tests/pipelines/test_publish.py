@@ -274,6 +274,20 @@ def test_a_stale_check_marker_is_not_trusted(built, tmp_path):
     assert not (root / "sets").exists()
 
 
+def test_publish_refuses_while_a_build_is_writing(built, tmp_path):
+    import fcntl
+
+    root = tmp_path / "corpus"
+    build = _copy_build(built, root, "2026-01-01")
+    with open(build / ".lock", "w") as held:  # what pipelines.build holds while it writes
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(PublishError, match="still writing"):
+            publish_set(root, "2026-01-01")
+    assert not (root / "sets").exists()
+    assert publish_set(root, "2026-01-01").set_dir.is_dir()
+    assert not (root / "sets/2026-01-01/.lock").exists()
+
+
 def _publish_worker(args: tuple[str, str]) -> str:
     root, version = args
     return publish_set(Path(root), version).version
