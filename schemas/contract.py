@@ -4,7 +4,7 @@ Keys:     ``[a-z0-9_-]+``, never a dot (WebDataset splits ``key.member`` at the 
           DICOM UIDs are dotted, so they never appear in keys). Keys derive from keyed hashes of
           pseudonymous IDs, never from PHI.
 Members:  ``meta.json`` plus ``{modality}_{i}.{suffix}`` with ``i`` = 0, 1, ... per modality:
-          ``image_{i}.png``      8-bit model-ready rendition (grey, uint8)
+          ``image_{i}.png``      8-bit model-ready rendition (grey "L", or "RGB" for colour images)
           ``image_{i}.raw.npy``  stored pixel values after the Modality LUT, lossless (rows, cols)
                                  or (frames, rows, cols)
           ``volume_{i}.npy``     int16 (X, Y, Z) in RAS, HU for CT
