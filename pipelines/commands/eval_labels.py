@@ -1,0 +1,73 @@
+"""``medcorpus eval-labels --gold {indiana,ptbxl} --data-dir DIR [--split test] [--structurer rules|llm]``.
+
+Scores the findings the report path extracts against human gold labels and prints per-label
+precision/recall/F1, micro/macro averages and the negation confusion (see
+``pipelines.eval_labels``). ``--json FILE`` also writes the numbers as JSON. Exit code 0, or 2
+for a bad path/option (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipelines.config import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval-labels",
+        help="score extracted report findings against gold labels (Indiana CXR, PTB-XL ECG)",
+        description="Per-label precision/recall/F1, micro/macro averages and negation confusion of the "
+        "report structurer on a held-out split of a gold file.",
+    )
+    p.add_argument(
+        "--gold", required=True, nargs="+", choices=("indiana", "ptbxl"), help="gold set(s) to score"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="folder holding indiana_cxr/ and ptbxl_ecg/ (e.g. ../shared/data/reports); read in place",
+    )
+    p.add_argument(
+        "--split", default="test", choices=("test", "dev", "all"), help="held-out split (default test)"
+    )
+    p.add_argument("--structurer", default="rules", choices=("rules", "llm"), help="which path to score")
+    p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    llm = p.add_argument_group("LLM path (--structurer llm)")
+    llm.add_argument("--llm-mode", default="server", choices=("server", "offline"))
+    llm.add_argument("--llm-base-url", default="http://127.0.0.1:8000/v1")
+    llm.add_argument(
+        "--llm-model", default="", help="served model name (server) or local model folder (offline)"
+    )
+    llm.add_argument("--llm-cache-dir", default="", help="sidecar cache folder (empty: no cache)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.eval_labels import evaluate, format_result, llm_structure_fn
+
+    if not args.data_dir.is_dir():
+        raise ConfigError(f"data folder not found: {args.data_dir}")
+    fn = None
+    if args.structurer == "llm":
+        if not args.llm_model:
+            raise ConfigError("--structurer llm needs --llm-model")
+        fn = llm_structure_fn(
+            mode=args.llm_mode, base_url=args.llm_base_url, model=args.llm_model, cache_dir=args.llm_cache_dir
+        )
+    results = []
+    for gold in args.gold:
+        try:
+            res = evaluate(gold, args.data_dir, args.split, args.structurer, fn)
+        except (FileNotFoundError, KeyError) as exc:
+            raise ConfigError(f"gold file for {gold!r} not readable under {args.data_dir}: {exc}") from exc
+        print(format_result(res))
+        print()
+        results.append(res.to_dict())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return 0
