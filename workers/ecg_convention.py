@@ -47,6 +47,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -233,6 +234,7 @@ def units_to_mv(units: str) -> float | None:
     return _UNIT_TO_MV.get(key)
 
 
+@lru_cache(maxsize=256)
 def resample_factors(rate_in: float, rate_out: int) -> tuple[int, int, bool]:
     """Rational ``(up, down, exact)`` with ``up/down = rate_out/rate_in``.
 
@@ -278,21 +280,33 @@ def _interp_nans(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def resample_lead(x: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
-    """Resample one lead (1-D, float64) to ``rate_out`` with the corpus convention.
+def resample_leads(x: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
+    """Resample leads ``x`` (leads, samples; float64) to ``rate_out`` with the corpus convention.
 
-    NaN samples are bridged for filtering and put back (as NaN) at the nearest output sample.
-    Output length is ``ceil(len(x) × up / down)``.
+    One ``resample_poly`` call along the sample axis (one filter design for all leads). NaN
+    samples are bridged for filtering and put back (as NaN) at the nearest output sample.
+    Output length is ``ceil(samples × up / down)``.
     """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     up, down, _ = resample_factors(rate_in, rate_out)
-    nan = np.isnan(x)
     if up == down == 1:
-        return x.astype(np.float64, copy=True)
-    y = resample_poly(_interp_nans(x), up, down, padtype=RESAMPLE_PADTYPE)
-    if nan.any():
-        src = np.minimum(np.rint(np.arange(y.size) * down / up).astype(np.int64), x.size - 1)
-        y[nan[src]] = np.nan
+        return x.copy()
+    nan = np.isnan(x)
+    has_nan = nan.any(axis=1)
+    filled = x.copy() if has_nan.any() else x
+    for r in np.flatnonzero(has_nan):
+        filled[r] = _interp_nans(x[r])
+    y = resample_poly(filled, up, down, axis=1, padtype=RESAMPLE_PADTYPE)
+    if has_nan.any():
+        src = np.minimum(np.rint(np.arange(y.shape[1]) * down / up).astype(np.int64), x.shape[1] - 1)
+        for r in np.flatnonzero(has_nan):
+            y[r, nan[r, src]] = np.nan
     return y
+
+
+def resample_lead(x: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
+    """One lead (1-D) through :func:`resample_leads`."""
+    return resample_leads(np.asarray(x, dtype=np.float64)[None, :], rate_in, rate_out)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,42 +314,62 @@ def resample_lead(x: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _longest_run(mask: np.ndarray) -> int:
-    """Length of the longest run of True in a 1-D boolean array."""
-    if not mask.any():
-        return 0
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    d = np.diff(padded)
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    return int((ends - starts).max())
+def _longest_runs(mask: np.ndarray) -> np.ndarray:
+    """Length of the longest run of True in each row of a 2-D boolean array."""
+    k, m = mask.shape
+    out = np.zeros(k, dtype=np.int64)
+    if m == 0 or not mask.any():
+        return out
+    padded = np.zeros((k, m + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    d = np.diff(padded, axis=1)
+    starts, ends = np.nonzero(d == 1), np.nonzero(d == -1)  # row-major: the pairs line up
+    np.maximum.at(out, starts[0], ends[1] - starts[1])
+    return out
+
+
+def leads_qc(x: np.ndarray, rate_hz: float, at_adc_limit: np.ndarray | None = None) -> list[list[str]]:
+    """QC kinds (``nan``, ``flat``, ``clipped``, ``implausible_amplitude``) of lead windows.
+
+    ``x`` (leads, samples) is the source-rate window in mV (NaN = invalid); ``at_adc_limit``
+    (same shape) marks samples the decoder found at the converter's limits (None: unknown).
+    Vectorised over leads; see the module docstring for the rules.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    nan = np.isnan(x)
+    any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
+    same = (np.diff(x, axis=1) == 0) & ~nan[:, 1:] & ~nan[:, :-1]
+    flat = _longest_runs(same) + 1 >= max(2, int(round(FLAT_RUN_S * rate_hz)))
+    filled_hi = np.where(nan, -np.inf, x)
+    filled_lo = np.where(nan, np.inf, x)
+    hi, lo = filled_hi.max(axis=1), filled_lo.min(axis=1)
+    need = max(3, int(math.ceil(CLIP_RUN_S * rate_hz)))
+    plateau = (hi > lo) & (
+        (_longest_runs(x == hi[:, None]) >= need) | (_longest_runs(x == lo[:, None]) >= need)
+    )
+    adc = (at_adc_limit & ~nan).any(axis=1) if at_adc_limit is not None else np.zeros(len(x), bool)
+    amp = np.maximum(np.abs(hi), np.abs(lo)) > MAX_PLAUSIBLE_MV
+    kinds: list[list[str]] = []
+    for r in range(len(x)):
+        k = ["nan"] if any_nan[r] else []
+        if not all_nan[r]:
+            k += [
+                name
+                for name, hit in (
+                    ("flat", flat[r]),
+                    ("clipped", adc[r] or plateau[r]),
+                    ("implausible_amplitude", amp[r]),
+                )
+                if hit
+            ]
+        kinds.append(k)
+    return kinds
 
 
 def lead_qc(x: np.ndarray, rate_hz: float, at_adc_limit: np.ndarray | None = None) -> list[str]:
-    """QC kinds (``nan``, ``flat``, ``clipped``, ``implausible_amplitude``) of one lead window.
-
-    ``x`` is the source-rate window in mV (NaN = invalid); ``at_adc_limit`` marks samples the
-    decoder found at the converter's limits (None when unknown).
-    """
-    kinds: list[str] = []
-    nan = np.isnan(x)
-    if nan.any():
-        kinds.append("nan")
-    if nan.all():
-        return kinds
-    same = (np.diff(x) == 0) & ~nan[1:] & ~nan[:-1]
-    if _longest_run(same) + 1 >= max(2, int(round(FLAT_RUN_S * rate_hz))):
-        kinds.append("flat")
-    clipped = bool(at_adc_limit is not None and (at_adc_limit & ~nan).any())
-    if not clipped:
-        hi, lo = np.nanmax(x), np.nanmin(x)
-        need = max(3, int(math.ceil(CLIP_RUN_S * rate_hz)))
-        if hi > lo and (_longest_run(x == hi) >= need or _longest_run(x == lo) >= need):
-            clipped = True
-    if clipped:
-        kinds.append("clipped")
-    if np.nanmax(np.abs(x)) > MAX_PLAUSIBLE_MV:
-        kinds.append("implausible_amplitude")
-    return kinds
+    """QC kinds of one lead window (1-D); see :func:`leads_qc`."""
+    mask = None if at_adc_limit is None else np.asarray(at_adc_limit, dtype=bool)[None, :]
+    return leads_qc(np.asarray(x, dtype=np.float64)[None, :], rate_hz, mask)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,22 +429,16 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
     resampling: dict[str, dict] = {}
     unusable = 0
     padded_to: list[int] = []
+    groups: dict[tuple[float, int], list[tuple[int, str, np.ndarray, np.ndarray | None]]] = {}
     for row, lead in enumerate(ECG_LEADS):
         if lead not in assignment.sources:
             continue
         idx, match = assignment.sources[lead]
         ch = channels[idx]
         x = np.asarray(ch.signal, dtype=np.float64) * match.sign
-        n_win = window_source_samples(ch.rate_hz, cfg.seconds)
-        kinds = lead_qc(x[:n_win], ch.rate_hz, None if ch.at_adc_limit is None else ch.at_adc_limit[:n_win])
-        flags.update(f"{k}:{lead}" for k in kinds)
+        groups.setdefault((float(ch.rate_hz), x.size), []).append((row, lead, x, ch.at_adc_limit))
         if match.modified:
             flags.add("modified_leads")
-        if np.isnan(x[:n_win]).all() or "flat" in kinds:
-            unusable += 1
-        y = resample_lead(x, ch.rate_hz, rate_out)[:n_out]
-        out[row, : y.size] = y
-        padded_to.append(y.size)
         up, down, exact = resample_factors(ch.rate_hz, rate_out)
         key = _fmt_rate(ch.rate_hz)
         if key not in resampling:
@@ -428,8 +456,29 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
             "modified": match.modified,
             "rate_hz": float(ch.rate_hz),
         }
+    stacked: list[tuple[float, list[int], np.ndarray]] = []
+    for (rate, _), members in groups.items():
+        xs = np.stack([x for _, _, x, _ in members])
+        n_win = window_source_samples(rate, cfg.seconds)
+        masks = None
+        if any(m is not None for *_, m in members):
+            masks = np.stack(
+                [np.zeros(xs.shape[1], bool) if m is None else np.asarray(m, bool) for *_, m in members]
+            )
+            masks = masks[:, :n_win]
+        all_nan = np.isnan(xs[:, :n_win]).all(axis=1)
+        for (_, lead, _, _), kinds, dead in zip(
+            members, leads_qc(xs[:, :n_win], rate, masks), all_nan, strict=True
+        ):
+            flags.update(f"{k}:{lead}" for k in kinds)
+            unusable += int(bool(dead) or "flat" in kinds)
+        stacked.append((rate, [row for row, *_ in members], xs))
     if unusable == len(assignment.sources):
         raise QuarantineError(ReasonCode.ECG_QC_FAILED, "every present lead is flat or invalid in the window")
+    for rate, rows, xs in stacked:
+        y = resample_leads(xs, rate, rate_out)[:, :n_out]
+        out[rows, : y.shape[1]] = y
+        padded_to.append(y.shape[1])
     if padded_to and min(padded_to) < n_out:
         flags.add("padded")
 

@@ -51,9 +51,7 @@ from workers.ecg_convention import (
     make_ecg_record,
     match_lead,
     normalise_sex,
-    read_margin_samples,
     units_to_mv,
-    window_source_samples,
 )
 from workers.ids import normalise_id
 
@@ -327,52 +325,60 @@ def _quarantine_missing_files(base: str, header) -> None:
         raise QuarantineError(ReasonCode.ECG_SIGNAL_MISSING, f"{len(empty)} signal file(s) are empty")
 
 
-def _read_channels(base: str, header, ctx: WorkerContext) -> tuple[list[SourceChannel], dict]:
-    """Read the window + margin of every channel as mV at its own rate."""
+_RECORD_LINE = re.compile(
+    r"^(?P<name>[^\s/]+)(?:/(?P<nseg>\d+))?\s+(?P<nsig>\d+)"
+    r"(?:\s+(?P<fs>[0-9.eE+-]+)(?:/\S*)?(?:\s+(?P<len>\d+))?)?"
+)
+
+
+def _peek_record_line(path: str) -> dict | None:
+    """The record line's fields (name, nseg, nsig, fs, len) as text, without parsing the rest."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(65536)
+    except OSError:
+        raise QuarantineError(ReasonCode.UNREADABLE_FILE, "header file not readable") from None
+    for line in raw.decode("latin-1").splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            m = _RECORD_LINE.match(text)
+            return m.groupdict() if m else None
+    return None
+
+
+def _frames_needed(fs: float, ctx: WorkerContext) -> int:
+    """Frames to read: the window plus a margin that covers the resampling filter of every
+    channel, whatever its samples per frame (see ``ecg_convention.read_margin_samples``: the
+    filter reaches at most max(10, rate/50) source samples, i.e. max(10, fs/50) frames)."""
+    return (
+        int(math.ceil(ctx.ecg.seconds * fs)) + 1 + int(math.ceil(fs)) + int(math.ceil(max(10.0, fs / 50.0)))
+    )
+
+
+def _read_signals(base: str, header, ctx: WorkerContext):
+    """Slow path (multi-segment records, headers without a length, diagnostics): ``rdrecord``
+    of the window + margin after ``rdheader``. Returns (record, signals, digital, spf)."""
     fs = float(header.fs)
     multi_segment = isinstance(header, wfdb.MultiRecord)
-    spf = [1] * int(header.n_sig) if multi_segment else [int(s or 1) for s in header.samps_per_frame]
-    multi_freq = any(s > 1 for s in spf)
-    n_frames_needed = max(
-        int(
-            math.ceil(
-                (
-                    window_source_samples(fs * s, ctx.ecg.seconds)
-                    + read_margin_samples(fs * s, ctx.ecg.rate_hz)
-                )
-                / s
-            )
-        )
-        for s in spf
-    )
     sig_len = int(header.sig_len or 0)
-    sampto = min(sig_len, n_frames_needed) if sig_len else None
-    n_read_est = (sampto if sampto is not None else sig_len) * sum(spf)
-    if n_read_est > ctx.limits.max_ecg_samples:
+    sampto = min(sig_len, _frames_needed(fs, ctx)) if sig_len else None
+    n_sig = int(header.n_sig)
+    if sampto is not None and sampto * n_sig > ctx.limits.max_ecg_samples:
         raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG window exceeds the sample limit")
     if sampto is None:
+        d = os.path.dirname(base)
         total = sum(
-            os.path.getsize(os.path.join(os.path.dirname(base), f)) for f in set(header.file_name or [])
+            os.path.getsize(os.path.join(d, f)) for f in set(getattr(header, "file_name", None) or [])
         )
         if total // 2 > ctx.limits.max_ecg_samples:
             raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG of unknown length exceeds the sample limit")
-
     try:
         if multi_segment:
             rec = wfdb.rdrecord(base, sampto=sampto, physical=True, m2s=True, return_res=64)
-            signals = [rec.p_signal[:, i] for i in range(rec.n_sig)]
-            digital = [None] * rec.n_sig
-        else:
-            rec = wfdb.rdrecord(
-                base, sampto=sampto, physical=False, smooth_frames=not multi_freq, return_res=64
-            )
-            if multi_freq:
-                digital = list(rec.e_d_signal)
-                signals = list(rec.dac(expanded=True, return_res=64))
-            else:
-                digital = [rec.d_signal[:, i] for i in range(rec.n_sig)]
-                phys = rec.dac(expanded=False, return_res=64)
-                signals = [phys[:, i] for i in range(rec.n_sig)]
+            return rec, [rec.p_signal[:, i] for i in range(rec.n_sig)], [None] * rec.n_sig, [1] * rec.n_sig
+        multi_freq = any(s > 1 for s in _spf(header))
+        rec = wfdb.rdrecord(base, sampto=sampto, physical=False, smooth_frames=not multi_freq, return_res=64)
+        return (rec, *_split(rec, multi_freq))
     except QuarantineError:
         raise
     except Exception as exc:  # noqa: BLE001 - third-party reader on untrusted input
@@ -380,12 +386,62 @@ def _read_channels(base: str, header, ctx: WorkerContext) -> tuple[list[SourceCh
             ReasonCode.ECG_SIGNAL_CORRUPT, f"signal data cannot be read ({type(exc).__name__})"
         ) from None
 
-    expected = sampto if sampto is not None else int(rec.sig_len or 0)
+
+def _split(rec, expanded: bool) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """(physical per channel, digital per channel, samples per frame) of a digital read."""
+    if expanded:  # smooth_frames=False: e_d_signal holds each channel at its own rate
+        return list(rec.dac(expanded=True, return_res=64)), list(rec.e_d_signal), _spf(rec)
+    phys = rec.dac(expanded=False, return_res=64)
+    n = int(rec.n_sig)
+    return [phys[:, i] for i in range(n)], [rec.d_signal[:, i] for i in range(n)], [1] * n
+
+
+def _spf(rec) -> list[int]:
+    return [int(s or 1) for s in (rec.samps_per_frame or [1] * int(rec.n_sig))]
+
+
+def _fast_read(item_path: str, base: str, ctx: WorkerContext):
+    """One ``rdrecord`` call (one header parse) for single-segment records whose record line
+    gives the rate and length; None when the slow path must decide (it also diagnoses errors)."""
+    peek = _peek_record_line(item_path)
+    if not peek or peek["nseg"] or not peek["fs"] or not peek["len"]:
+        return None
+    try:
+        fs = float(peek["fs"])
+    except ValueError:
+        return None
+    if not (math.isfinite(fs) and fs > 0):
+        return None
+    sampto = min(int(peek["len"]), _frames_needed(fs, ctx))
+    if sampto * max(1, int(peek["nsig"])) > ctx.limits.max_ecg_samples:
+        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG window exceeds the sample limit")
+    if sampto == 0:
+        return None
+    try:
+        rec = wfdb.rdrecord(base, sampto=sampto, physical=False, smooth_frames=True, return_res=64)
+        if float(rec.fs) != fs or int(rec.sig_len) != sampto or rec.d_signal is None:
+            return None
+        if any(s > 1 for s in _spf(rec)):
+            return None  # multi-frequency: frames were averaged; the slow path reads each lead's own rate
+        rec.sig_len = int(peek["len"])  # rdrecord reports the samples read; keep the declared length
+        return (rec, *_split(rec, False))
+    except Exception:  # noqa: BLE001 - any failure: the slow path reads again and names the reason
+        return None
+
+
+def _channels(header, rec, signals, digital, spf, ctx: WorkerContext) -> tuple[list[SourceChannel], dict]:
+    """Source channels in mV at their own rates, and the source part of meta."""
+    fs = float(header.fs)
+    multi_segment = isinstance(header, wfdb.MultiRecord)
+    sig_len = int(header.sig_len or 0)
+    expected = min(sig_len, _frames_needed(fs, ctx)) if sig_len else int(rec.sig_len or 0)
     got = min((len(sig) // spf[i] for i, sig in enumerate(signals)), default=0)
     if got == 0 or got < expected:
         raise QuarantineError(
             ReasonCode.ECG_SIGNAL_CORRUPT, "signal file holds fewer samples than the header declares"
         )
+    if sum(len(sig) for sig in signals) > ctx.limits.max_ecg_samples:
+        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG window exceeds the sample limit")
 
     channels: list[SourceChannel] = []
     non_voltage: list[str] = []
@@ -424,22 +480,7 @@ def _read_channels(base: str, header, ctx: WorkerContext) -> tuple[list[SourceCh
     return channels, source
 
 
-def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
-    """Decode one WFDB record (``item.path`` = its ``.hea``) into one :class:`EcgRecord`.
-
-    Payload ``("npy", float16 (12, rate × seconds))`` in mV, canonical lead order; see
-    ``workers.ecg_convention`` for the window, resampling and QC conventions.
-    """
-    base = str(Path(item.path).with_suffix("")) if item.path.lower().endswith(".hea") else item.path
-    record_name = os.path.basename(base)
-    try:
-        header = wfdb.rdheader(base)
-    except FileNotFoundError:
-        raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "header file not readable") from None
-    except Exception as exc:  # noqa: BLE001 - third-party parser on untrusted input
-        raise QuarantineError(
-            ReasonCode.ECG_HEADER_INVALID, f"header cannot be parsed ({type(exc).__name__})"
-        ) from None
+def _validate_header(header) -> float:
     try:
         fs = float(header.fs)
     except (TypeError, ValueError):
@@ -452,9 +493,35 @@ def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
         raise QuarantineError(
             ReasonCode.ECG_HEADER_INVALID, "signal lines do not match the declared signal count"
         )
-    _quarantine_missing_files(base, header)
+    return fs
 
-    channels, source = _read_channels(base, header, ctx)
+
+def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
+    """Decode one WFDB record (``item.path`` = its ``.hea``) into one :class:`EcgRecord`.
+
+    Payload ``("npy", float16 (12, rate × seconds))`` in mV, canonical lead order; see
+    ``workers.ecg_convention`` for the window, resampling and QC conventions.
+    """
+    base = str(Path(item.path).with_suffix("")) if item.path.lower().endswith(".hea") else item.path
+    record_name = os.path.basename(base)
+    fast = _fast_read(item.path, base, ctx)
+    if fast is not None:
+        header = fast[0]
+        fs = _validate_header(header)
+    else:
+        try:
+            header = wfdb.rdheader(base)
+        except FileNotFoundError:
+            raise QuarantineError(ReasonCode.UNREADABLE_FILE, "header file not readable") from None
+        except Exception as exc:  # noqa: BLE001 - third-party parser on untrusted input
+            raise QuarantineError(
+                ReasonCode.ECG_HEADER_INVALID, f"header cannot be parsed ({type(exc).__name__})"
+            ) from None
+        fs = _validate_header(header)
+        _quarantine_missing_files(base, header)
+        fast = _read_signals(base, header, ctx)
+    channels, source = _channels(header, *fast, ctx)
+    source["read_path"] = "single rdrecord" if fast[0] is header else "rdheader + rdrecord"
     conformed = conform(channels, ctx.ecg, source_duration_s=(int(header.sig_len or 0) / fs))
 
     header_meta, audit, patient_raw = parse_header_comments(list(header.comments or []))
