@@ -7,10 +7,11 @@ ChannelSensitivityUnitsSequence, converted to mV). Samples equal to the group's
 WaveformPaddingValue become NaN; raw samples at the limits of the stored integer type are
 marked as ADC saturation for QC.
 
-Group choice: the rhythm group, never the representative (median) beat: the longest group
-whose MultiplexGroupLabel contains ``RHYTHM``; else the longest group not labelled as a beat
-(``BEAT``, ``MEDIAN``, ``REPRESENTATIVE``, ``AVERAGE``, ``TEMPLATE``); if only beat groups
-exist the object is quarantined (``ecg_signal_missing``).
+Group choice: the rhythm group, never the representative (median) beat: among the groups whose
+MultiplexGroupLabel contains ``RHYTHM`` (else those not labelled as a beat: ``BEAT``,
+``MEDIAN``, ``REPRESENTATIVE``, ``AVERAGE``, ``TEMPLATE``) the one with the most standard
+leads, then the longest; if only beat groups exist the object is quarantined
+(``ecg_signal_missing``).
 
 Leads are found by the coded channel source (SCP-ECG ``5.6.3-9-N`` or MDC ``2:N``), else by
 CodeMeaning (``Lead I (Einthoven)``), else by ChannelLabel; then ``ecg_convention.conform``
@@ -36,6 +37,7 @@ from schemas.records import DecodedRecord, InputItem
 from workers.context import WorkerContext
 from workers.dicom_identity import dicom_identity
 from workers.ecg_convention import (
+    LeadMatch,
     SourceChannel,
     conform,
     deidentify_age,
@@ -99,7 +101,8 @@ def choose_rhythm_group(ds: Dataset) -> int:
     groups = list(ds.get("WaveformSequence", None) or [])
     if not groups:
         raise QuarantineError(ReasonCode.ECG_SIGNAL_MISSING, "waveform object has no multiplex group")
-    scored: list[tuple[int, float, int]] = []  # (class: 0 rhythm / 1 other / 2 beat, -duration, index)
+    # (class: 0 rhythm / 1 other / 2 beat, -standard leads, -duration, index)
+    scored: list[tuple[int, int, float, int]] = []
     for i, g in enumerate(groups):
         label = str(g.get("MultiplexGroupLabel", "") or "").upper()
         try:
@@ -109,7 +112,12 @@ def choose_rhythm_group(ds: Dataset) -> int:
         if not duration > 0:
             continue
         cls = 0 if "RHYTHM" in label else 2 if any(w in label for w in _BEAT_WORDS) else 1
-        scored.append((cls, -duration, i))
+        leads = {
+            m.lead
+            for m in (_channel_name_and_match(ch)[1] for ch in g.get("ChannelDefinitionSequence", None) or [])
+            if m
+        }
+        scored.append((cls, -len(leads), -duration, i))
     if not scored:
         raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "no multiplex group has a valid rate and length")
     best = min(scored)
@@ -117,10 +125,10 @@ def choose_rhythm_group(ds: Dataset) -> int:
         raise QuarantineError(
             ReasonCode.ECG_SIGNAL_MISSING, "only representative-beat groups, no rhythm waveform"
         )
-    return best[2]
+    return best[3]
 
 
-def _channel_name_and_match(ch: Dataset) -> tuple[str, object]:
+def _channel_name_and_match(ch: Dataset) -> tuple[str, LeadMatch | None]:
     src = (ch.get("ChannelSourceSequence", None) or [None])[0]
     code = str(src.get("CodeValue", "") or "") if src is not None else ""
     scheme = str(src.get("CodingSchemeDesignator", "") or "") if src is not None else ""

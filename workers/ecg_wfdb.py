@@ -489,10 +489,16 @@ def _validate_header(header) -> float:
         raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "header has no valid sampling frequency")
     if not int(header.n_sig or 0):
         raise QuarantineError(ReasonCode.ECG_SIGNAL_MISSING, "header declares no signals")
-    if not isinstance(header, wfdb.MultiRecord) and len(header.sig_name or []) != int(header.n_sig):
-        raise QuarantineError(
-            ReasonCode.ECG_HEADER_INVALID, "signal lines do not match the declared signal count"
-        )
+    if not isinstance(header, wfdb.MultiRecord):
+        if len(header.sig_name or []) != int(header.n_sig):
+            raise QuarantineError(
+                ReasonCode.ECG_HEADER_INVALID, "signal lines do not match the declared signal count"
+            )
+        if header.sig_len == 0 or all(f == "~" for f in (header.file_name or [])):
+            raise QuarantineError(
+                ReasonCode.ECG_SIGNAL_MISSING,
+                "header without samples (e.g. the layout header of a multi-segment record)",
+            )
     return fs
 
 

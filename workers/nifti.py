@@ -15,7 +15,8 @@ Steps, in order (recorded in ``meta["steps"]``):
 5. Optional resampling to ``VolumeConfig.target_spacing_mm`` (default ``()``: off) with
    ``nibabel.processing.resample_to_output`` (trilinear, outside value −1024 HU for CT, 0 else).
 6. Value convention. A volume is treated as CT (Hounsfield units) when its values are integral
-   and it holds air (min ≤ −500) or its description says CT. CT is stored as **int16 HU**,
+   and it holds air (min ≤ −500) or its description says CT, unless the description names a
+   non-CT acquisition (MR, fMRI, BOLD, DWI, phase, PET, SPM/FSL outputs, ...). CT is stored as **int16 HU**,
    after a plausibility check (finite, inside the int16 range, and at least half the voxels in
    [−1024, 3071] HU) that otherwise quarantines with ``volume_values_implausible``. Other volumes
    keep their **native dtype** in little-endian byte order, except float64 (and scaled integer
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import zlib
 
 import nibabel as nib
@@ -55,6 +57,23 @@ HU_MIN_FRACTION_IN_RANGE = 0.5
 CT_OUTSIDE_VALUE = -1024.0
 _READ_ERRORS = (EOFError, OSError, ValueError, zlib.error, gzip.BadGzipFile, HeaderDataError, MemoryError)
 _TEXT_FIELDS = ("descrip", "aux_file", "intent_name", "db_name")
+#: words in ``descrip`` that rule out CT (MR phase maps and PET can hold air-like negative values)
+_NOT_CT_WORDS = {
+    "mr",
+    "mri",
+    "fmri",
+    "bold",
+    "epi",
+    "dwi",
+    "dti",
+    "flair",
+    "t1",
+    "t2",
+    "phase",
+    "pet",
+    "spm",
+    "fsl",
+}
 
 
 def _r(x: float, nd: int = 6) -> float:
@@ -146,7 +165,10 @@ def _classify_ct(data: np.ndarray, descrip: str) -> tuple[bool, str]:
     else:
         integral = True
     vmin = float(data.min())
-    says_ct = " ct" in f" {descrip.lower()}".replace("_", " ") or descrip.lower().startswith("ct")
+    words = set(re.findall(r"[a-z0-9]+", descrip.lower()))
+    says_ct = "ct" in words
+    if words & _NOT_CT_WORDS and not says_ct:
+        return False, "description names a non-CT acquisition"
     if integral and vmin <= HU_AIR_MAX:
         return True, f"integral values with air (min <= {HU_AIR_MAX:g})"
     if says_ct:

@@ -178,3 +178,16 @@ def test_identity_from_dicom_identity_and_no_phi_in_meta(ds, ecg_path, ctx):
     assert "PatientName" in meta["deid"]["not_carried_over"]
     assert meta["header"]["sex"] == {"F": "female", "M": "male"}[str(ds.PatientSex)]
     assert meta["header"]["age"] == str(int(str(ds.PatientAge).rstrip("Y")))
+
+
+def test_a_longer_rhythm_strip_with_fewer_leads_does_not_win(ds, ecg_path, ctx):
+    reference = array_of(decode(copy.deepcopy(ds), ecg_path, ctx))
+    strip = copy.deepcopy(ds.WaveformSequence[0])
+    raw = multiplex_array(ds, 0, as_raw=True)[:, :3]
+    strip.WaveformData = np.ascontiguousarray(np.tile(raw, (2, 1))).astype("<i2").tobytes()  # 20 s, 3 leads
+    strip.NumberOfWaveformSamples = raw.shape[0] * 2
+    strip.NumberOfWaveformChannels = 3
+    strip.ChannelDefinitionSequence = Sequence(list(strip.ChannelDefinitionSequence)[:3])
+    ds.WaveformSequence = Sequence([strip, *ds.WaveformSequence])
+    assert choose_rhythm_group(ds) == 1
+    np.testing.assert_array_equal(array_of(decode(ds, ecg_path, ctx)), reference)

@@ -36,19 +36,20 @@ def test_every_ecg_file_is_a_record_or_a_specific_quarantine(shared_data, ctx):
     assert files, "no ECG sample files found"
     outcomes: dict[str, str] = {}
     claimed: set[Path] = set()
+
+    def decode(path: Path) -> list:
+        if path.suffix == ".hea":
+            return decode_wfdb(_item(path, InputKind.WFDB, ctx.pseudo, root), ctx)
+        return decode_dicom_ecg(pydicom.dcmread(path), _item(path, InputKind.DICOM, ctx.pseudo, root), ctx)
+
     for path in files:
         if path.suffix == ".hea":
             header = wfdb.rdheader(str(path.with_suffix("")))
             claimed.update(path.parent / f for f in header.file_name)
-            call = lambda p=path: decode_wfdb(_item(p, InputKind.WFDB, ctx.pseudo, root), ctx)  # noqa: E731
-        elif path.suffix == ".dcm":
-            call = lambda p=path: decode_dicom_ecg(
-                pydicom.dcmread(p), _item(p, InputKind.DICOM, ctx.pseudo, root), ctx
-            )  # noqa: E731
-        else:
+        elif path.suffix != ".dcm":
             continue
         try:
-            (rec,) = call()
+            (rec,) = decode(path)
         except QuarantineError as exc:
             assert exc.reason != ReasonCode.DECODER_ERROR
             outcomes[path.name] = exc.reason.value

@@ -364,6 +364,10 @@ def test_multi_segment_record_with_a_missing_segment_is_quarantined(missing, wfd
 def test_multi_segment_gap_segment_becomes_nan_and_flagged(wfdb_dir, tmp_path, ctx):
     r = wfdb.rdrecord(str(wfdb_dir / "ptbxl_500hz_cinc2021" / "HR06000"), physical=False)
     rec = decode(_write_segments(r, tmp_path, gap=True), ctx)
+    # the layout header on its own holds no samples: a specific quarantine, not a crash
+    with pytest.raises(QuarantineError) as exc:
+        decode_wfdb(item_for(tmp_path / "layout.hea", ctx.pseudo), ctx)
+    assert exc.value.reason == ReasonCode.ECG_SIGNAL_MISSING
     arr = array_of(rec).astype(np.float64)
     assert not np.isnan(arr[:, :2490]).any()
     assert np.isnan(arr[:, 2510:]).all()
