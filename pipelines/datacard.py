@@ -177,7 +177,7 @@ def _sanitise_config(cfg: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def collect_counts(build_dir: Path) -> dict[str, Any]:
+def collect_counts(build_dir: Path, cfg: DatacardConfig = DatacardConfig()) -> dict[str, Any]:
     """All table numbers of the card that come from the parquet files (and stats/build json)."""
     build_dir = Path(build_dir)
     for name in (MANIFEST, QUARANTINE, INPUTS):
@@ -263,7 +263,7 @@ def collect_counts(build_dir: Path) -> dict[str, Any]:
             "units": len(ids),
             "by_modality": _counts(q["modality"] for q in qs),
             "stages": sorted({q["stage"] for q in qs}),
-            "examples": ids[:3],
+            "examples": ids[: cfg.example_ids],
             "example_message": sorted(q["message"] for q in qs)[0],
         }
     quarantine_card = {
@@ -784,6 +784,7 @@ def _render_dedup_clusters(
             clusters[c], key=lambda r: (not r["kept"], _verdict(r) not in KEEPER_VERDICTS, r["record_id"])
         )
         tiles = []
+        keeper_visual = ""
         for r in members:
             key, prefix, _ = scan.record_index.get(r["record_id"], ("", "", ""))
             thumb = r.get("thumb_png")
@@ -794,8 +795,13 @@ def _render_dedup_clusters(
                 visual = _img(png, f"record {r['record_id']}", role="dedup")
             elif key and prefix.startswith("report_"):
                 visual = f'<p class="rtext small">{_e(scan.texts.get((key, prefix), "")[:200])}</p>'
+            elif not r["kept"] and r.get("tier") == "exact" and keeper_visual:
+                # exact tier = equal decoded-content hash: the keeper's rendition *is* this content
+                visual = keeper_visual + '<p class="muted small">identical decoded content</p>'
             else:
                 visual = '<p class="muted small">(no preview stored)</p>'
+            if r["kept"] and not keeper_visual:
+                keeper_visual = visual
             status = "kept" if r["kept"] else "not kept"
             detail = " · ".join(
                 x
@@ -940,7 +946,8 @@ def _counter_table(
 ) -> str:
     if not counts:
         return '<p class="muted">none</p>'
-    return _table([label, value_label], [[f"<td>{_e(k)}</td>", _n([*path, k], v)] for k, v in counts.items()])
+    rows = [[f'<td class="k">{_e(k)}</td>', _n([*path, k], v)] for k, v in counts.items()]  # k: a label
+    return _table([label, value_label], rows)
 
 
 def _summary_table(rows: Sequence[tuple[str, Sequence[Any], Mapping[str, Any]]]) -> str:
@@ -1294,7 +1301,7 @@ def build_card(
     """Compute the JSON twin and the HTML page of a finished build (nothing is written)."""
     build_dir = Path(build_dir)
     card: dict[str, Any] = {"card_version": CARD_VERSION}
-    card.update(collect_counts(build_dir))
+    card.update(collect_counts(build_dir, cfg))
     info = json.loads((build_dir / BUILD).read_text()) if (build_dir / BUILD).exists() else {}
     card["build"] = {
         "demo_build": bool(info.get("demo_build", False)),
@@ -1344,9 +1351,7 @@ def write_datacard(
     json_path = Path(json_path) if json_path else html_path.with_suffix(".json")
     card, page = build_card(build_dir, cfg, quiet)
     data = page.encode("utf-8")
-    write_atomic(
-        json_path, json.dumps(card, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
-    )
+    write_atomic(json_path, json.dumps(card, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
     write_atomic(html_path, data)
     res = DatacardResult(
         html_path=html_path,
