@@ -293,6 +293,22 @@ def test_signal_formats_decode_like_wfdb_reads_them(fmt, wfdb_dir, tmp_path, ctx
     assert json.loads(rec.meta_json)["source"]["signal_formats"] == [fmt]
 
 
+def test_microvolt_units_are_converted_to_millivolts(wfdb_dir, tmp_path, ctx):
+    src = wfdb_dir / "ptbxl_500hz_cinc2021" / "HR06002"
+    r = wfdb.rdrecord(str(src), physical=False)
+    # same digital samples, gain expressed per µV (1000 × 1/mV gain / 1000): values become µV
+    hea = write_digital(
+        tmp_path / "uv",
+        r,
+        r.d_signal,
+        list(r.sig_name),
+        units=["uV"] * 12,
+        adc_gain=[r.adc_gain[0] / 1000] * 12,
+    )
+    assert wfdb.rdrecord(str(tmp_path / "uv")).units == ["uV"] * 12
+    np.testing.assert_array_equal(array_of(decode(hea, ctx)), array_of(decode(src.with_suffix(".hea"), ctx)))
+
+
 def test_multi_frequency_record_resamples_each_lead_from_its_own_rate(wfdb_dir, tmp_path, ctx):
     r = wfdb.rdrecord(str(wfdb_dir / "ptbxl_500hz_cinc2021" / "HR06003"))
     e = [r.p_signal[:, i] for i in range(12)]
