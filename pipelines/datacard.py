@@ -849,19 +849,19 @@ nav a{margin-right:16px;color:var(--accent);text-decoration:none;font-weight:600
 main{padding:8px 32px 40px;max-width:1400px}
 section{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:18px 22px;margin:18px 0}
 h2{margin:0 0 12px;font-size:19px}h3{margin:18px 0 8px;font-size:15px}
-.kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:12px}
-.kpi{border:1px solid var(--line);border-radius:8px;padding:10px 14px}.kpi .v{font-size:24px;font-weight:700}
+.kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(128px,1fr));gap:12px}
+.kpi{border:1px solid var(--line);border-radius:8px;padding:10px 14px}.kpi .v{font-size:22px;font-weight:700;white-space:nowrap}
 .kpi .l{color:var(--muted);font-size:12px}.ok{color:var(--present)}.bad{color:var(--negated)}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:18px 26px;align-items:start}\n.tw{overflow-x:auto}.gallery{display:flex;flex-wrap:wrap;gap:0 14px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(350px,1fr));gap:18px 26px;align-items:start}\n.grid.wide{grid-template-columns:repeat(auto-fill,minmax(520px,1fr))}.tw{overflow-x:auto}.gallery{display:flex;flex-wrap:wrap;gap:0 14px}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid var(--line);
 text-align:left;vertical-align:top}th{background:#f9fafb;cursor:pointer;user-select:none;white-space:nowrap}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr.total td{font-weight:700;border-top:2px solid #c8ccd4}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f2f4f7;padding:1px 4px;border-radius:4px}
 .muted{color:var(--muted)}.small{font-size:12px}.note{color:var(--muted);margin:6px 0}
-.sample{border:1px solid var(--line);border-radius:8px;padding:10px 12px;margin:12px 0;flex:1 1 300px;max-width:560px}\n.sample.wide{flex-basis:100%;max-width:none}
+.sample{border:1px solid var(--line);border-radius:8px;padding:10px 12px;margin:12px 0;flex:1 1 250px;max-width:calc(50% - 7px)}\n.sample.wide{flex:1 1 560px}
 .sample header{margin-bottom:8px}.pill{background:#eef2f7;border-radius:10px;padding:1px 8px;font-size:12px}
 .mods{color:var(--muted);font-size:12px}figure{margin:6px 8px 10px 0;display:inline-block;vertical-align:top}
-figure.wide img{max-width:100%;height:auto}figure.thumb img{background:#000;max-width:256px}
+figure.wide{display:block;margin-right:0}figure.wide img{width:100%;height:auto}figure.thumb img{background:#000;max-width:100%;height:auto}
 figcaption{font-size:12px;color:var(--muted);max-width:1100px}
 .report{border-left:3px solid var(--accent);padding:4px 10px;margin:6px 0;background:#fafbfc}
 .report .cap{font-size:12px;color:var(--muted)}.rtext{white-space:pre-wrap;margin:6px 0}
@@ -1031,14 +1031,15 @@ def render_html(
         for lic, v in card["licences"].items()
     ]
     counts = (
-        '<div class="grid">'
+        '<div class="grid wide">'
         f"<div><h3>Per split</h3>{_table(['split', 'samples', 'patients', 'studies', 'shards', 'shard bytes'], split_rows, total=split_total)}"
         f'<p class="note">{_n(["totals", "samples_without_patient"], t["samples_without_patient"], tag="span")} samples carry no patient pseudonym (their inputs named none); '
         "split assignment is by patient, so no patient appears in two splits.</p></div>"
-        f"<div><h3>Per modality</h3>{_table(['modality', 'samples with it', 'items'], mod_rows)}"
-        f"<h3>Modality combinations</h3>{_counter_table('modalities', ['modality_combinations'], card['modality_combinations'], 'samples')}</div>"
-        f"<div><h3>Per source</h3>{_table(['source', 'samples', 'input units', 'written', 'quarantined'], src_rows)}"
-        f"<h3>Per licence</h3>{_table(['licence', 'samples'], lic_rows)}"
+        f"<div><h3>Per source</h3>{_table(['source', 'samples', 'input units', 'written', 'quarantined'], src_rows)}</div>"
+        '</div><div class="grid">'
+        f"<div><h3>Per modality</h3>{_table(['modality', 'samples with it', 'items'], mod_rows)}</div>"
+        f"<div><h3>Modality combinations</h3>{_counter_table('modalities', ['modality_combinations'], card['modality_combinations'], 'samples')}</div>"
+        f"<div><h3>Per licence</h3>{_table(['licence', 'samples'], lic_rows)}"
         f"<h3>Input files by detected kind</h3>{_counter_table('kind', ['inputs_by_kind'], card['inputs_by_kind'], 'input units')}</div>"
         "</div>"
     )
@@ -1131,7 +1132,7 @@ def render_html(
             "A keeper is <i>representative</i>; same-patient copies are dropped (<i>duplicate</i>, counted as "
             "deduplicated); report clusters across patients are <i>templates</i>: flagged, kept; image/ECG/volume "
             "clusters across patients are <i>conflicts</i> (quarantined).</p>"
-            + _table(list(dk), [[_n(["dedup", k], d[k]) for k in dk]])
+            + _table([k.replace("_", " ") for k in dk], [[_n(["dedup", k], d[k]) for k in dk]])
             + '<div class="grid">'
             + f"<div><h3>Verdicts</h3>{_counter_table('verdict', ['dedup', 'verdicts'], d['verdicts'], 'records')}</div>"
             + (
@@ -1169,7 +1170,7 @@ def render_html(
     ]
     distributions = (
         '<div class="grid">'
-        f"<div><h3>Images ({_e(_fmt(im['items']))})</h3>{fig('image_sizes')}"
+        f"<div><h3>Images ({_n(['distributions', 'image', 'items'], im['items'], tag='span')})</h3>{fig('image_sizes')}"
         + _summary_table(
             [
                 ("rows (px)", ["distributions", "image", "rows"], im["rows"]),
@@ -1180,12 +1181,12 @@ def render_html(
         + f"<h3>DICOM modality</h3>{_counter_table('modality', ['distributions', 'image', 'dicom_modality'], im['dicom_modality'])}"
         + f"<h3>Photometric interpretation (stored)</h3>{_counter_table('photometric', ['distributions', 'image', 'photometric'], im['photometric'])}"
         + f"<h3>Pixel pipeline steps</h3>{_counter_table('step', ['distributions', 'image', 'pixel_steps'], im['pixel_steps'], 'images')}</div>"
-        f"<div><h3>Volumes ({_e(_fmt(vo['items']))})</h3>"
+        f"<div><h3>Volumes ({_n(['distributions', 'volume', 'items'], vo['items'], tag='span')})</h3>"
         + f"{_counter_table('shape (X x Y x Z)', ['distributions', 'volume', 'shape'], vo['shape'])}"
         + f"<h3>Spacing (mm)</h3>{_counter_table('spacing', ['distributions', 'volume', 'spacing_mm'], vo['spacing_mm'])}"
         + f"<h3>Orientation</h3>{_counter_table('axes', ['distributions', 'volume', 'orientation'], vo['orientation'])}"
         + f"<h3>Source format</h3>{_counter_table('format', ['distributions', 'volume', 'source_format'], vo['source_format'])}</div>"
-        f"<div><h3>ECGs ({_e(_fmt(ec['items']))})</h3>{fig('ecg_durations')}"
+        f"<div><h3>ECGs ({_n(['distributions', 'ecg', 'items'], ec['items'], tag='span')})</h3>{fig('ecg_durations')}"
         + _summary_table(
             [("source duration (s)", ["distributions", "ecg", "source_duration_s"], ec["source_duration_s"])]
         )
@@ -1193,7 +1194,7 @@ def render_html(
         + f"<h3>Source sampling rate (Hz)</h3>{_counter_table('Hz', ['distributions', 'ecg', 'original_rate_hz'], ec['original_rate_hz'])}"
         + f'<h3>QC flags</h3><p class="note">{_n(["distributions", "ecg", "with_qc_flags"], ec["with_qc_flags"], tag="span")} ECGs carry at least one flag.</p>'
         + f"{_counter_table('flag', ['distributions', 'ecg', 'qc_flags'], ec['qc_flags'], 'leads/records')}</div>"
-        f"<div><h3>Reports ({_e(_fmt(rp['items']))})</h3>{fig('report_lengths')}"
+        f"<div><h3>Reports ({_n(['distributions', 'report', 'items'], rp['items'], tag='span')})</h3>{fig('report_lengths')}"
         + _summary_table(
             [
                 ("length (characters)", ["distributions", "report", "length_chars"], rp["length_chars"]),
@@ -1264,11 +1265,11 @@ def render_html(
     )
     sections = [
         ("overview", "Overview", overview),
+        ("gallery", "Sample gallery", gallery),
         ("counts", "What is in it", counts),
         ("accounting", "Accounting", accounting),
         ("quarantine", "What was thrown away, and why", quarantine),
         ("dedup", "Duplicates", dedup),
-        ("gallery", "Sample gallery", gallery),
         ("distributions", "Distributions", distributions),
         ("deid", "Conventions, de-identification and tools", deid),
     ]
@@ -1280,7 +1281,8 @@ def render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>medcorpus data card</title><style>{CSS}</style></head><body>"
         f'<div class="top"><h1>medcorpus data card</h1><div class="sub">'
-        f"{_e(_fmt(t['samples']))} samples in {_e(_fmt(t['shards']))} shards from {_e(_fmt(t['input_units']))} input units "
+        f"{_n(['totals', 'samples'], t['samples'], tag='span')} samples in {_n(['totals', 'shards'], t['shards'], tag='span')} "
+        f"shards from {_n(['totals', 'input_units'], t['input_units'], tag='span')} input units "
         f"· medcorpus {_e(version)} · card v{CARD_VERSION}</div>{demo_banner}</div>"
         f"<nav>{nav}</nav><main>"
         + "".join(_section(sid, title, body) for sid, title, body in sections)
