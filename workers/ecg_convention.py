@@ -67,6 +67,8 @@ CLIP_RUN_S = 0.05
 MAX_PLAUSIBLE_MV = 20.0
 #: largest up/down factor used exactly; beyond it the ratio is approximated (recorded in meta)
 MAX_POLY_FACTOR = 1000
+#: plausible source sampling rates of an ECG, in Hz (outside: ``ecg_header_invalid``)
+MIN_RATE_HZ, MAX_RATE_HZ = 10.0, 100_000.0
 CONVENTION_VERSION = "ecg-convention/1"
 
 # ---------------------------------------------------------------------------------------------
@@ -242,8 +244,8 @@ def resample_factors(rate_in: float, rate_out: int) -> tuple[int, int, bool]:
     if either factor would exceed :data:`MAX_POLY_FACTOR` the ratio is approximated and
     ``exact`` is False (the relative rate error is recorded in meta).
     """
-    if not (rate_in > 0 and math.isfinite(rate_in)):
-        raise ValueError("sampling rate must be positive")
+    if not (MIN_RATE_HZ <= rate_in <= MAX_RATE_HZ):
+        raise ValueError(f"sampling rate outside [{MIN_RATE_HZ:g}, {MAX_RATE_HZ:g}] Hz")
     ratio = Fraction(rate_out) / Fraction(rate_in).limit_denominator(1000)
     exact = max(ratio.numerator, ratio.denominator) <= MAX_POLY_FACTOR
     if not exact:
@@ -411,6 +413,11 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
     """
     rate_out = int(cfg.rate_hz)
     n_out = int(round(cfg.seconds * rate_out))
+    for c in channels:
+        if not (MIN_RATE_HZ <= c.rate_hz <= MAX_RATE_HZ):
+            raise QuarantineError(
+                ReasonCode.ECG_HEADER_INVALID, f"sampling rate outside [{MIN_RATE_HZ:g}, {MAX_RATE_HZ:g}] Hz"
+            )
     assignment = assign_leads([c.match for c in channels])
     if not assignment.sources:
         raise QuarantineError(ReasonCode.ECG_LEADS_MISSING, "no channel is a standard 12-lead ECG lead")

@@ -146,10 +146,15 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
     idx = choose_rhythm_group(ds)
     group = ds.WaveformSequence[idx]
     fs = float(group.SamplingFrequency)
+    n_defs = len(group.get("ChannelDefinitionSequence", None) or [])
+    if n_defs != int(group.get("NumberOfWaveformChannels", 0) or 0):
+        raise QuarantineError(
+            ReasonCode.ECG_HEADER_INVALID, "channel definitions do not match the channel count"
+        )
     try:
         values = ds.waveform_array(idx)
         raw = multiplex_array(ds, idx, as_raw=True)
-    except (AttributeError, KeyError, ValueError, TypeError) as exc:
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise QuarantineError(
             ReasonCode.ECG_SIGNAL_CORRUPT, f"waveform data cannot be decoded ({type(exc).__name__})"
         ) from None
@@ -161,12 +166,11 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
 
     padding = group.get("WaveformPaddingValue", None)
     pad_value = None
-    if padding is not None:
-        pad_value = (
-            int(np.frombuffer(bytes(padding), dtype=raw.dtype)[0])
-            if isinstance(padding, bytes)
-            else int(padding)
-        )
+    if isinstance(padding, bytes | bytearray):
+        if len(padding) >= raw.dtype.itemsize:  # OB/OW value: one sample in the group's encoding
+            pad_value = int(np.frombuffer(bytes(padding)[: raw.dtype.itemsize], dtype=raw.dtype)[0])
+    elif padding is not None:
+        pad_value = int(padding)
     info = np.iinfo(raw.dtype) if np.issubdtype(raw.dtype, np.integer) else None
     channel_defs = list(group.get("ChannelDefinitionSequence", None) or [])
     if len(channel_defs) != values.shape[1]:

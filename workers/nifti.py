@@ -40,6 +40,7 @@ import zlib
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import io_orientation
 from nibabel.spatialimages import HeaderDataError
 
 from schemas.modality import Modality
@@ -136,6 +137,8 @@ def _check_header(img, ctx: WorkerContext) -> None:
     shape = tuple(int(n) for n in img.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
+    if any(n <= 0 for n in shape):
+        raise QuarantineError(ReasonCode.VOLUME_HEADER_INVALID, "a dimension of the data is zero")
     if len(shape) not in (3, 4):
         raise QuarantineError(
             ReasonCode.VOLUME_UNSUPPORTED_DIMS, f"{len(shape)}-D data is not a 3-D/4-D volume"
@@ -153,6 +156,10 @@ def _check_header(img, ctx: WorkerContext) -> None:
         raise QuarantineError(ReasonCode.VOLUME_HEADER_INVALID, "voxel sizes are not positive")
     if not np.all(np.isfinite(aff)) or abs(np.linalg.det(aff[:3, :3])) < 1e-12:
         raise QuarantineError(ReasonCode.VOLUME_HEADER_INVALID, "affine is not finite and invertible")
+    if np.isnan(io_orientation(aff)).any():
+        raise QuarantineError(
+            ReasonCode.VOLUME_HEADER_INVALID, "affine gives an axis no anatomical direction"
+        )
     dt = np.dtype(img.header.get_data_dtype())
     if dt.fields is not None or dt.kind == "c":
         raise QuarantineError(ReasonCode.UNSUPPORTED_FORMAT, "RGB/complex NIfTI data is not a scalar volume")
