@@ -4,7 +4,8 @@ Reads everything ``wfdb`` reads: signal formats 8, 16, 24, 32, 61, 80, 160, 212,
 FLAC 508/516/524; several signals per file and signals split over several files (PTB ``.dat`` +
 ``.xyz``); PhysioNet/CinC MATLAB v4 ``.mat`` signal files (``16x1+24``: a byte offset into the
 ``.mat``); multi-frequency records (``samps_per_frame`` > 1, each lead resampled from its own
-rate); multi-segment records (fixed or variable layout, ``~`` gap segments become NaN).
+rate); multi-segment records (fixed or variable layout; ``~`` null segments of variable-layout
+records become NaN, while wfdb cannot read them in a fixed layout: ``ecg_signal_corrupt``).
 Only the window plus a filter margin is read (``sampto``), so long Holter files cost little.
 
 Identity: WFDB has no patient field. ``study`` is the link id taken from the record name by
@@ -527,7 +528,6 @@ def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
         _quarantine_missing_files(base, header)
         fast = _read_signals(base, header, ctx)
     channels, source = _channels(header, *fast, ctx)
-    source["read_path"] = "single rdrecord" if fast[0] is header else "rdheader + rdrecord"
     conformed = conform(channels, ctx.ecg, source_duration_s=(int(header.sig_len or 0) / fs))
 
     header_meta, audit, patient_raw = parse_header_comments(list(header.comments or []))

@@ -390,6 +390,15 @@ def test_multi_segment_gap_segment_becomes_nan_and_flagged(wfdb_dir, tmp_path, c
     assert {f"nan:{lead}" for lead in ECG_LEADS} <= set(rec.qc_flags)
 
 
+def test_fixed_layout_null_segment_is_a_specific_quarantine(wfdb_dir, tmp_path, ctx):
+    r = wfdb.rdrecord(str(wfdb_dir / "ptbxl_500hz_cinc2021" / "HR06000"), physical=False)
+    write_digital(tmp_path / "seg_1", r, r.d_signal[:2500], list(r.sig_name))
+    (tmp_path / "fixed.hea").write_text("fixed/2 12 500 5000\nseg_1 2500\n~ 2500\n")
+    with pytest.raises(QuarantineError) as exc:
+        decode_wfdb(item_for(tmp_path / "fixed.hea", ctx.pseudo), ctx)
+    assert exc.value.reason == ReasonCode.ECG_SIGNAL_CORRUPT
+
+
 # --- QC ------------------------------------------------------------------------------------------
 
 
