@@ -80,14 +80,23 @@ def _as_text(head: bytes) -> str | None:
     return None
 
 
-def _wfdb_record_name(text: str) -> str | None:
+def _wfdb_record_line(text: str) -> re.Match | None:
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        m = _WFDB_RECORD_LINE.match(line)
-        return m.group("name") if m else None
+        return _WFDB_RECORD_LINE.match(line)
     return None
+
+
+def _wfdb_record_name(text: str) -> str | None:
+    m = _wfdb_record_line(text)
+    return m.group("name") if m else None
+
+
+def _is_multisegment(path: Path) -> bool:
+    m = _wfdb_record_line(_as_text(_read_head(path)) or "")
+    return bool(m and m.group("nseg"))
 
 
 def _is_table(text: str) -> bool:
@@ -130,6 +139,14 @@ def sniff(path: Path) -> InputKind:
     return InputKind.REPORT_TEXT
 
 
+def _same_record(hea: Path) -> list[Path]:
+    """Files beside a WFDB header with the same record name (signals, annotations)."""
+    stem = hea.name.split(".")[0]
+    return sorted(
+        q for q in hea.parent.iterdir() if q != hea and q.is_file() and q.name.split(".")[0] == stem
+    )
+
+
 def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
     parts = rel.split("/")
     return any(fnmatch.fnmatch(p, pat) for p in parts for pat in patterns)
@@ -159,11 +176,14 @@ def discover(root: Path, sources: tuple[SourceConfig, ...], pseudo: Pseudonymize
         companions: dict[Path, tuple[str, ...]] = {}
         for p, kind in kinds.items():
             if kind is InputKind.WFDB:
-                stem = p.name.split(".")[0]
-                comp = sorted(
-                    q for q in p.parent.iterdir() if q != p and q.is_file() and q.name.split(".")[0] == stem
-                )
-                companions[p] = tuple(str(q) for q in comp)
+                comp = _same_record(p)
+                if _is_multisegment(p):  # segment headers (and their signals) belong to the master
+                    from workers.ecg_wfdb import segment_headers
+
+                    for seg in map(Path, segment_headers(str(p))):
+                        if seg.is_file():
+                            comp += [seg, *_same_record(seg)]
+                companions[p] = tuple(str(q) for q in sorted(set(comp)))
                 claimed.update(comp)
         for p in files:
             if p in claimed:

@@ -67,3 +67,20 @@ def test_first_source_claims_file(examples_dir):
     items = discover(examples_dir, srcs, P)
     assert sum(i.source_name == "series" for i in items) == 20
     assert not any(i.source_name == "all" and "series_01" in i.path for i in items)
+
+
+def test_multi_segment_record_claims_its_segments(shared_data, tmp_path):
+    import wfdb
+
+    from tests.workers.test_ecg_wfdb import _write_segments
+
+    r = wfdb.rdrecord(str(shared_data / "ecg/wfdb/ptbxl_500hz_cinc2021/HR06000"), physical=False)
+    _write_segments(r, tmp_path)
+    items = discover(tmp_path, (SourceConfig(name="ms"),), P)
+    assert [(i.path.rsplit("/", 1)[1], i.kind) for i in items] == [("msrec.hea", InputKind.WFDB)]
+    assert sorted(c.rsplit("/", 1)[1] for c in items[0].companions) == [
+        "seg_1.dat",
+        "seg_1.hea",
+        "seg_2.dat",
+        "seg_2.hea",
+    ]
