@@ -35,6 +35,7 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from schemas import ImageRecord, Modality, QuarantineRecord, ReasonCode, SeriesSlice, VolumeRecord
 from workers.dicom_pixels import render_grey, view_from_attrs
 from workers.dicom_records import image_record, volume_record
+from workers.volume_redundancy import slice_redundancy
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ def _build_volume(run: list[_S], ctx, notes: dict, series_size: int) -> VolumeRe
             "int16_cast": "exact" if casts == {"exact"} else sorted(casts - {"exact"})[0],
             **notes,
         },
+        "redundancy": slice_redundancy(vol, axis=2),  # "Less is More": near-duplicate slices
         "deid": _merge_audits(run),
     }
     return volume_record(
