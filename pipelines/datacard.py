@@ -83,6 +83,18 @@ CARD_VERSION = "1"
 NO_DEDUP_NOTE = "no dedup stage in this build"
 #: dedup verdicts of a cluster's keeper; any other verdict on a kept record is a flag (e.g. template)
 KEEPER_VERDICTS = ("representative", "")
+#: the manifest columns the card counts with (hashes and ids are not needed)
+MANIFEST_COLUMNS = (
+    "split",
+    "patient",
+    "study",
+    "modalities",
+    "members",
+    "n_bytes",
+    "source_ids",
+    "source_names",
+    "licences",
+)
 #: keys of a per-item de-identification audit shown verbatim (descriptions, not values)
 DEID_TEXT_KEYS = ("profile", "options", "table", "method", "date_shift", "hardening", "identity")
 #: list-valued audit keys that name the attributes/fields an action touched (names, never values)
@@ -134,8 +146,13 @@ class DatacardResult:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> list[dict]:
-    return pq.read_table(path).to_pylist() if path.exists() else []
+def _read(path: Path, columns: Sequence[str] | None = None) -> list[dict]:
+    """Rows of a parquet file as dicts (only ``columns`` if given); ``[]`` if it does not exist."""
+    if not path.exists():
+        return []
+    if columns is not None:
+        columns = [c for c in columns if c in pq.read_schema(path).names]
+    return pq.read_table(path, columns=columns).to_pylist()
 
 
 def _counts(values: Iterable[Any]) -> dict[str, int]:
@@ -183,12 +200,15 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DatacardConfig()) -> d
     for name in (MANIFEST, QUARANTINE, INPUTS):
         if not (build_dir / name).exists():
             raise FileNotFoundError(f"not a finished build (missing {name}): {build_dir}")
-    samples = _read(build_dir / MANIFEST)
+    samples = _read(build_dir / MANIFEST, MANIFEST_COLUMNS)
     shards = _read(build_dir / SHARDS)
     quarantine = _read(build_dir / QUARANTINE)
     inputs = _read(build_dir / INPUTS)
     stats = json.loads((build_dir / STATS).read_text()) if (build_dir / STATS).exists() else {}
-    dedup_rows = _read(build_dir / DEDUP)
+    dedup_rows = _read(
+        build_dir / DEDUP,
+        ("cluster_id", "record_id", "kept", "verdict", "reason", "source_ids", "modality", "tier"),
+    )
 
     # splits
     splits: dict[str, dict[str, int]] = {}

@@ -501,3 +501,27 @@ def test_png_payload_roundtrip_in_card(page):
     for b64 in srcs:
         with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
             assert im.format == "PNG" and im.mode in ("L", "RGB") and max(im.size) <= 256
+
+
+def test_card_of_a_build_with_no_samples(examples_dir, tmp_path):
+    """Only broken inputs: the card still renders, every unit is quarantined and accounted for."""
+    shutil.copytree(examples_dir / "quarantine_demo", tmp_path / "in" / "broken")
+    (tmp_path / "cfg.yaml").write_text(
+        "deid: {demo: true}\nsources:\n  - {name: broken, path: broken, licence: generated}\nworkers: 1\n"
+    )
+    out = tmp_path / "out"
+    run_build(tmp_path / "in", out, replace(load_config(tmp_path / "cfg.yaml"), strict=True), quiet=True)
+    res = write_datacard(out, quiet=True)
+    card = json.loads(res.json_path.read_text())
+    n_files = sum(1 for p in (examples_dir / "quarantine_demo").rglob("*") if p.is_file())
+    assert card["totals"]["samples"] == 0 and card["gallery"] == [] and card["figures"] == []
+    assert card["accounting"]["total"] == {
+        "inputs": n_files,
+        "written": 0,
+        "quarantined": n_files,
+        "deduplicated": 0,
+        "unaccounted": 0,
+        "holds": True,
+    }
+    assert card["quarantine"]["units"] == n_files
+    assert 'data-role="gallery"' not in res.html_path.read_text()
