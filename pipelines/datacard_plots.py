@@ -210,11 +210,14 @@ def _style(ax, title: str) -> None:
 
 
 def histogram(values: Sequence[float], title: str, xlabel: str, bins: int = 20, dpi: int = 100) -> bytes:
-    """A small histogram (counts per bin); returns PNG bytes."""
+    """A small histogram (counts per bin; one bar per value when there are few distinct values)."""
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
     vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if vals.size:
-        ax.hist(vals, bins=min(bins, max(1, len(np.unique(vals)))), color="#3b6ea8", edgecolor="white")
+    uniq, counts = np.unique(vals, return_counts=True)
+    if 0 < len(uniq) <= 8:
+        ax.bar([f"{u:g}" for u in uniq], counts, color="#3b6ea8", width=0.6)
+    elif vals.size:
+        ax.hist(vals, bins=bins, color="#3b6ea8", edgecolor="white")
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel("count", fontsize=8)
     _style(ax, title)
