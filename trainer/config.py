@@ -222,6 +222,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config {key}: expected an integer")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"config {key}: expected a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config {key}: expected a number")
         return float(value)
@@ -266,7 +271,7 @@ def load_config(path: str | Path | None) -> TrainConfig:
     try:
         import yaml
 
-        data = yaml.safe_load(text)
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except Exception as exc:  # yaml.YAMLError and friends
         raise ConfigError(f"config file is not valid YAML/JSON ({type(exc).__name__})") from None
     return config_from_dict(data or {})

@@ -184,7 +184,8 @@ class MiniLMTextEncoder(nn.Module):
             layers = [m for name, m in self.st.named_modules() if name.endswith("encoder.layer")]
             for p in layers[-1][-1].parameters():
                 p.requires_grad = True
-        self.out_dim = self.st.get_sentence_embedding_dimension()
+        dim_fn = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
+        self.out_dim = int(dim_fn())
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
 

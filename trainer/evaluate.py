@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 
 from schemas.labels import ALL_LABELS, CXR_LABELS, ECG_LABELS
+from trainer.cli import DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT, add_evaluate_arguments
 from trainer.config import ConfigError, config_from_dict
 from trainer.data import ShardSetError, make_eval_loader
 from trainer.distributed import pick_device
@@ -41,8 +42,6 @@ from trainer.train import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROMPT = "{label}"
-DEFAULT_NEGATIVE_PROMPT = "no {label}"
 KS = (1, 5, 10)
 
 
@@ -264,21 +263,6 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``medcorpus evaluate`` / ``python -m trainer.evaluate``."""
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by medcorpus train")
-    parser.add_argument("--shards", required=True, help="build output dir (or its shards/ folder)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--out", default=None, help="write the metrics JSON here")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="positive zero-shot prompt, with {label}")
-    parser.add_argument(
-        "--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="negative prompt, with {label}"
-    )
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """Evaluate from parsed arguments; bad input gives a one-line error and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -305,7 +289,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trainer.evaluate", description="Evaluate a trained checkpoint")
-    add_arguments(parser)
+    add_evaluate_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 
 

@@ -7,7 +7,7 @@ under torchrun for DDP::
 
 Layout of ``RUN``: ``checkpoints/step-XXXXXXXX.pt`` and ``checkpoints/latest.pt`` (written
 atomically), ``metrics.jsonl`` (one line per logged step: step, epoch, loss, lr, logit_scale,
-samples_per_s), ``config.json``. A checkpoint holds model, optimizer, scheduler, grad scaler,
+samples_per_s), ``config.json``, ``rank{R}.json`` (batches each rank consumed per epoch). A checkpoint holds model, optimizer, scheduler, grad scaler,
 step, epoch, batches consumed in that epoch, the loader seed and the RNG states; resuming
 replays the loader to the same batch, so the loss curve continues as if never stopped.
 """
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.cli import add_train_arguments
 from trainer.config import (
     ConfigError,
     TrainConfig,
@@ -64,6 +65,7 @@ class TrainResult:
     total_steps: int
     batches_per_epoch: int
     losses: list[float] = field(default_factory=list)
+    epoch_batches: list[int] = field(default_factory=list)
     checkpoint: str = ""
     samples_per_s: float = 0.0
     seconds: float = 0.0
@@ -379,6 +381,7 @@ def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume
             if step >= stop_at:
                 done = True
                 break
+        result.epoch_batches.append(micro)
         if micro < limit and not done:
             raise RuntimeError(f"loader yielded {micro} of {limit} batches in epoch {epoch}")
     seconds = time.perf_counter() - t_start
@@ -386,6 +389,12 @@ def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume
         bar.close()
     if metrics is not None:
         metrics.close()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"rank{info.rank}.json").write_text(
+        json.dumps(
+            {"rank": info.rank, "world": info.world, "epoch_batches": result.epoch_batches, "steps": step}
+        )
+    )
     result.steps = step
     result.checkpoint = last_ckpt
     result.seconds = seconds
@@ -397,29 +406,10 @@ def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume
 # --------------------------------------------------------------------------- command line
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``medcorpus train`` / ``python -m trainer.train``."""
-    parser.add_argument("--shards", required=True, help="build output dir (or its shards/ folder)")
-    parser.add_argument("--config", default=None, help="training config YAML/JSON (defaults if omitted)")
-    parser.add_argument("--out", default="runs/train", help="run folder: checkpoints, metrics.jsonl")
-    parser.add_argument(
-        "--resume", default=None, help="checkpoint path, or 'auto' for OUT/checkpoints/latest.pt"
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)",
-    )
-    parser.add_argument("--log-level", default="INFO")
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """Run training from parsed arguments; bad input gives a one-line error and exit code 2."""
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
@@ -448,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="trainer.train", description="Contrastive training on medcorpus shards"
     )
-    add_arguments(parser)
+    add_train_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 
 
