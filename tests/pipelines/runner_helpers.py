@@ -4,6 +4,7 @@ because Beam's SDK workers and Dask's worker processes unpickle them by referenc
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -106,3 +107,17 @@ class BugInjectingRunner:
 
     def close(self) -> None:
         self.inner.close()
+
+
+@contextlib.contextmanager
+def repo_on_pythonpath(repo: Path):
+    """Beam's worker-pool processes are fresh ``python -m`` processes: make ``tests.*`` importable."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), old) if p)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old

@@ -20,14 +20,8 @@ RUNNERS = ("local", "beam", "dask")
 
 @pytest.fixture(scope="module", autouse=True)
 def _importable_helpers():
-    """Beam SDK workers are fresh ``python -m`` processes: make ``tests.*`` importable there."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)
-    yield
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
+    with h.repo_on_pythonpath(REPO):
+        yield
 
 
 @pytest.fixture(scope="module", params=RUNNERS)
