@@ -238,11 +238,8 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DatacardConfig()) -> d
             1
             for r in with_m
             for name in r["members"]
-            if name.startswith(f"{m.value}_")
-            and "." in name
-            and name.split(".", 1)[1] in ("png", "npy", "txt")
-            and not name.endswith(".raw.npy")
-        )
+            if name.startswith(f"{m.value}_") and name.split(".", 1)[-1] in ("png", "npy", "txt")
+        )  # one main member per item: image png, volume/ecg npy, report txt (raw.npy is a second one)
         modalities[m.value] = {"samples": len(with_m), "items": items}
 
     # sources and licences
@@ -426,15 +423,19 @@ class _Scan:
     """Everything the card needs from inside the shards (payloads only for the gallery)."""
 
     items: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
-    texts: dict[tuple[str, str], str] = field(default_factory=dict)  # (key, prefix) → report text
-    structured: dict[tuple[str, str], dict] = field(default_factory=dict)
-    samples: dict[str, dict] = field(default_factory=dict)  # key → {shard, split, modalities, items}
+    texts: dict[tuple[str, str], str] = field(default_factory=dict)  # (key, prefix) → text head
+    text_size: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # → (chars, words)
+    findings: dict[tuple[str, str], list[dict]] = field(default_factory=dict)  # structured report findings
+    samples: dict[str, dict] = field(
+        default_factory=dict
+    )  # key → {shard, split, modalities, prefixes, items}
     record_index: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # record → (key, prefix, mod)
     conventions: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    demo_flags: Counter = field(default_factory=Counter)
 
 
-def _scan_shards(build_dir: Path, shard_names: list[str], quiet: bool) -> _Scan:
+def _scan_shards(build_dir: Path, shard_names: list[str], keep_chars: int, quiet: bool) -> _Scan:
+    """Read every sample's meta.json and report members; keep only the first ``keep_chars`` + 1
+    characters of each report text (enough for an excerpt and to know it was cut)."""
     scan = _Scan()
     for name in tqdm(shard_names, desc="datacard: scan", unit="shard", disable=quiet, leave=False):
         with tarfile.open(build_dir / SHARDS_DIR / name) as tar:
@@ -449,6 +450,7 @@ def _scan_shards(build_dir: Path, shard_names: list[str], quiet: bool) -> _Scan:
                         "split": meta.get("split", ""),
                         "modalities": list(meta.get("modalities", [])),
                         "prefixes": [it.get("member_prefix", "") for it in meta.get("items", [])],
+                        "items": meta.get("items", []),
                     }
                     for it in meta.get("items", []):
                         scan.items[it.get("modality", "")].append(it)
@@ -459,14 +461,16 @@ def _scan_shards(build_dir: Path, shard_names: list[str], quiet: bool) -> _Scan:
                         )
                     for k, v in sorted(meta.get("conventions", {}).items()):
                         scan.conventions[k][str(v)] += 1
-                    scan.demo_flags[bool(meta.get("demo_build"))] += 1
                 elif suffix.startswith("report_") and suffix.endswith(".txt"):
-                    scan.texts[(key, suffix[:-4])] = tar.extractfile(member).read().decode("utf-8", "replace")
+                    text = tar.extractfile(member).read().decode("utf-8", "replace")
+                    scan.texts[(key, suffix[:-4])] = text[: keep_chars + 1]
+                    scan.text_size[(key, suffix[:-4])] = (len(text), len(text.split()))
                 elif suffix.startswith("report_") and suffix.endswith(".json"):
                     try:
-                        scan.structured[(key, suffix[:-5])] = json.loads(tar.extractfile(member).read())
-                    except ValueError:
-                        scan.structured[(key, suffix[:-5])] = {}
+                        found = json.loads(tar.extractfile(member).read()).get("findings") or []
+                    except (ValueError, AttributeError):
+                        found = []
+                    scan.findings[(key, suffix[:-5])] = [f for f in found if isinstance(f, dict)]
     return scan
 
 
@@ -527,10 +531,10 @@ def _distributions(scan: _Scan, cfg: DatacardConfig) -> tuple[dict[str, Any], di
         for prefix in info["prefixes"]:
             if not prefix.startswith("report_"):
                 continue
-            text = scan.texts.get((key, prefix), "")
-            lengths.append(len(text))
-            words.append(len(text.split()))
-            for f in scan.structured.get((key, prefix), {}).get("findings", []) or []:
+            n_chars, n_words = scan.text_size.get((key, prefix), (0, 0))
+            lengths.append(n_chars)
+            words.append(n_words)
+            for f in scan.findings.get((key, prefix), []):
                 entities[str(f.get("label", ""))][str(f.get("assertion", ""))] += 1
                 n_findings += 1
     for r in reps:
@@ -614,22 +618,23 @@ def _pick(cands: list[str], info: dict[str, dict], n: int, taken: list[str]) -> 
 
 
 def _select_gallery(scan: _Scan, cfg: DatacardConfig) -> list[str]:
+    """Sample keys to show: ECGs, volumes, images, then reports (preferring ones with findings)."""
     info = scan.samples
-    has = lambda m: [k for k, v in info.items() if any(p.startswith(m + "_") for p in v["prefixes"])]  # noqa: E731
+    has = {
+        m: [k for k, v in info.items() if any(p.startswith(m + "_") for p in v["prefixes"])]
+        for m in ("ecg", "volume", "image", "report")
+    }
     chosen: list[str] = []
     for modality, n in (
         ("ecg", cfg.gallery_ecgs),
         ("volume", cfg.gallery_volumes),
         ("image", cfg.gallery_images),
     ):
-        chosen += _pick(has(modality), info, n, chosen)
-    with_findings = [
-        k
-        for k in has("report")
-        if any(scan.structured.get((k, p), {}).get("findings") for p in info[k]["prefixes"])
-    ]
-    already = sum(1 for k in chosen if k in set(has("report")))
-    chosen += _pick(with_findings or has("report"), info, max(0, cfg.gallery_reports - already), chosen)
+        chosen += _pick(has[modality], info, n, chosen)
+    with_findings = [k for k in has["report"] if any(scan.findings.get((k, p)) for p in info[k]["prefixes"])]
+    reports = set(has["report"])
+    already = sum(1 for k in chosen if k in reports)
+    chosen += _pick(with_findings or has["report"], info, max(0, cfg.gallery_reports - already), chosen)
     return chosen
 
 
@@ -687,12 +692,6 @@ def _render_gallery(
     """HTML of the gallery, its JSON summary and the number of images in it."""
     info = scan.samples
     wanted: dict[str, set[str]] = defaultdict(set)
-    items_by_key: dict[str, list[dict]] = defaultdict(list)
-    # re-associate items with samples through the record index (meta items carry record ids)
-    for rid, (key, prefix, modality) in scan.record_index.items():
-        if key in keys:
-            items_by_key[key].append({"record_id": rid, "prefix": prefix, "modality": modality})
-    meta_by_record = {it.get("record_id", ""): it for items in scan.items.values() for it in items}
     for key in keys:
         for p in info[key]["prefixes"]:
             if p.startswith("image_"):
@@ -703,13 +702,11 @@ def _render_gallery(
     cards, summary, n_images = [], [], 0
     for key in tqdm(keys, desc="datacard: gallery", unit="sample", disable=quiet, leave=False):
         s = info[key]
-        recs = sorted(items_by_key[key], key=lambda r: s["prefixes"].index(r["prefix"]))
         blocks = []
-        for r in recs:
-            it = meta_by_record.get(r["record_id"], {})
-            p = r["prefix"]
+        for it in s["items"]:  # in member order (meta.json lists items as written)
+            p = it.get("member_prefix", "")
             if p.startswith("image_") and f"{key}.{p}.png" in data:
-                thumb, (w, h) = plots.thumbnail_png(data[f"{key}.{p}.png"], cfg.thumb_px)
+                thumb, _ = plots.thumbnail_png(data[f"{key}.{p}.png"], cfg.thumb_px)
                 cap = (
                     f"{it.get('dicom_modality', '')} {it.get('body_part', '')} {it.get('view_position', '')}".strip()
                     + f" · {it.get('columns', '?')}x{it.get('rows', '?')} px · {it.get('photometric', '')}"
@@ -747,8 +744,7 @@ def _render_gallery(
                 n_images += 1
             elif p.startswith("report_"):
                 text = scan.texts.get((key, p), "")
-                st = scan.structured.get((key, p), {})
-                findings = st.get("findings", []) or []
+                findings = scan.findings.get((key, p), [])
                 body, n_marked = _highlight(text, findings, cfg.excerpt_chars)
                 chips = "".join(
                     f'<span class="chip as-{html.escape(str(f.get("assertion", "")))}">'
@@ -757,7 +753,7 @@ def _render_gallery(
                 )
                 cap = (
                     f"{p}: {it.get('report_type', '')} · language {it.get('language', '') or '?'} · "
-                    f"{len(text)} chars · {len(findings)} findings ({n_marked} located in the excerpt)"
+                    f"{scan.text_size.get((key, p), (0, 0))[0]} chars · {len(findings)} findings ({n_marked} located in the excerpt)"
                 )
                 blocks.append(
                     f'<div class="report"><div class="cap">{html.escape(cap)}</div>'
@@ -775,7 +771,7 @@ def _render_gallery(
                 "key": key,
                 "split": s["split"],
                 "modalities": s["modalities"],
-                "items": [r["prefix"] for r in recs],
+                "items": list(s["prefixes"]),
             }
         )
     return "".join(cards), summary, n_images
@@ -1332,7 +1328,7 @@ def build_card(
         "config": _sanitise_config(info.get("config", {})),
     }
     shard_names = [r["shard"] for r in _read(build_dir / SHARDS)]
-    scan = _scan_shards(build_dir, shard_names, quiet)
+    scan = _scan_shards(build_dir, shard_names, max(cfg.excerpt_chars, 200), quiet)
     card["scanned_samples"] = len(scan.samples)
     dists, raw = _distributions(scan, cfg)
     card["distributions"] = dists
@@ -1380,7 +1376,7 @@ def write_datacard(
         json_path=json_path,
         html_bytes=len(data),
         n_samples=card["totals"]["samples"],
-        n_quarantined=card["quarantine"]["units"],
+        n_quarantined=card["accounting"]["total"]["quarantined"],
         n_gallery_images=card["gallery_images"],
         identity_holds=card["accounting"]["identity_holds"],
         seconds=time.perf_counter() - t0,
