@@ -1178,48 +1178,84 @@ def render_html(
     fig = lambda name: (  # noqa: E731
         f'<div class="plots">{_img(figures[name], name, role="plot")}</div>' if name in figures else ""
     )
-    im, vo, ec, rp = ds["image"], ds["volume"], ds["ecg"], ds["report"]
+    rp = ds["report"]
+
     ent_rows = [
         [f"<td>{_e(r['label'])}</td>"]
         + [_n(["distributions", "report", "top_entities", i, a], r[a]) for a in (*ASSERTIONS, "total")]
         for i, r in enumerate(rp["top_entities"])
     ]
+
+    def block(
+        modality: str, title: str, figure: str, summaries: list[tuple[str, str]], tables: list[tuple]
+    ) -> str:
+        """One modality's column: count, figure, summary statistics and counter tables."""
+        d = ds[modality]
+        html_ = (
+            f"<div><h3>{_e(title)} ({_n(['distributions', modality, 'items'], d['items'], tag='span')})</h3>"
+        )
+        html_ += fig(figure)
+        if summaries:
+            html_ += _summary_table(
+                [(label, ["distributions", modality, key], d[key]) for label, key in summaries]
+            )
+        for t in tables:  # (key, heading, label[, value label]) of a counter table, or raw HTML
+            if isinstance(t, str):
+                html_ += t
+                continue
+            key, heading, label, *value_label = t
+            html_ += (f"<h3>{_e(heading)}</h3>" if heading else "") + _counter_table(
+                label, ["distributions", modality, key], d[key], *value_label
+            )
+        return html_ + "</div>"
+
     distributions = (
         '<div class="grid">'
-        f"<div><h3>Images ({_n(['distributions', 'image', 'items'], im['items'], tag='span')})</h3>{fig('image_sizes')}"
-        + _summary_table(
+        + block(
+            "image",
+            "Images",
+            "image_sizes",
+            [("rows (px)", "rows"), ("columns (px)", "columns")],
             [
-                ("rows (px)", ["distributions", "image", "rows"], im["rows"]),
-                ("columns (px)", ["distributions", "image", "columns"], im["columns"]),
-            ]
+                ("pixel_spacing_mm", "Pixel spacing (mm)", "row x column"),
+                ("dicom_modality", "DICOM modality", "modality"),
+                ("photometric", "Photometric interpretation (stored)", "photometric"),
+                ("pixel_steps", "Pixel pipeline steps", "step", "images"),
+            ],
         )
-        + f"<h3>Pixel spacing (mm)</h3>{_counter_table('row x column', ['distributions', 'image', 'pixel_spacing_mm'], im['pixel_spacing_mm'])}"
-        + f"<h3>DICOM modality</h3>{_counter_table('modality', ['distributions', 'image', 'dicom_modality'], im['dicom_modality'])}"
-        + f"<h3>Photometric interpretation (stored)</h3>{_counter_table('photometric', ['distributions', 'image', 'photometric'], im['photometric'])}"
-        + f"<h3>Pixel pipeline steps</h3>{_counter_table('step', ['distributions', 'image', 'pixel_steps'], im['pixel_steps'], 'images')}</div>"
-        f"<div><h3>Volumes ({_n(['distributions', 'volume', 'items'], vo['items'], tag='span')})</h3>"
-        + f"{_counter_table('shape (X x Y x Z)', ['distributions', 'volume', 'shape'], vo['shape'])}"
-        + f"<h3>Spacing (mm)</h3>{_counter_table('spacing', ['distributions', 'volume', 'spacing_mm'], vo['spacing_mm'])}"
-        + f"<h3>Orientation</h3>{_counter_table('axes', ['distributions', 'volume', 'orientation'], vo['orientation'])}"
-        + f"<h3>Source format</h3>{_counter_table('format', ['distributions', 'volume', 'source_format'], vo['source_format'])}</div>"
-        f"<div><h3>ECGs ({_n(['distributions', 'ecg', 'items'], ec['items'], tag='span')})</h3>{fig('ecg_durations')}"
-        + _summary_table(
-            [("source duration (s)", ["distributions", "ecg", "source_duration_s"], ec["source_duration_s"])]
-        )
-        + f"<h3>Stored as</h3>{_counter_table('layout', ['distributions', 'ecg', 'stored'], ec['stored'])}"
-        + f"<h3>Source sampling rate (Hz)</h3>{_counter_table('Hz', ['distributions', 'ecg', 'original_rate_hz'], ec['original_rate_hz'])}"
-        + f'<h3>QC flags</h3><p class="note">{_n(["distributions", "ecg", "with_qc_flags"], ec["with_qc_flags"], tag="span")} ECGs carry at least one flag.</p>'
-        + f"{_counter_table('flag', ['distributions', 'ecg', 'qc_flags'], ec['qc_flags'], 'leads/records')}</div>"
-        f"<div><h3>Reports ({_n(['distributions', 'report', 'items'], rp['items'], tag='span')})</h3>{fig('report_lengths')}"
-        + _summary_table(
+        + block(
+            "volume",
+            "Volumes",
+            "",
+            [],
             [
-                ("length (characters)", ["distributions", "report", "length_chars"], rp["length_chars"]),
-                ("length (words)", ["distributions", "report", "length_words"], rp["length_words"]),
-            ]
+                ("shape", "", "shape (X x Y x Z)"),
+                ("spacing_mm", "Spacing (mm)", "spacing"),
+                ("orientation", "Orientation", "axes"),
+                ("source_format", "Source format", "format"),
+            ],
         )
-        + f"<h3>Languages</h3>{_counter_table('language', ['distributions', 'report', 'languages'], rp['languages'])}"
-        + f"<h3>Report types</h3>{_counter_table('type', ['distributions', 'report', 'report_types'], rp['report_types'])}</div>"
-        "</div>"
+        + block(
+            "ecg",
+            "ECGs",
+            "ecg_durations",
+            [("source duration (s)", "source_duration_s")],
+            [
+                ("stored", "Stored as", "layout"),
+                ("original_rate_hz", "Source sampling rate (Hz)", "Hz"),
+                f'<h3>QC flags</h3><p class="note">{_n(["distributions", "ecg", "with_qc_flags"], ds["ecg"]["with_qc_flags"], tag="span")} '
+                "ECGs carry at least one flag.</p>",
+                ("qc_flags", "", "flag", "leads/records"),
+            ],
+        )
+        + block(
+            "report",
+            "Reports",
+            "report_lengths",
+            [("length (characters)", "length_chars"), ("length (words)", "length_words")],
+            [("languages", "Languages", "language"), ("report_types", "Report types", "type")],
+        )
+        + "</div>"
         + f"<h3>Top entities by assertion ({_n(['distributions', 'report', 'findings'], rp['findings'], tag='span')} findings, "
         f"{_n(['distributions', 'report', 'distinct_labels'], rp['distinct_labels'], tag='span')} distinct labels)</h3>"
         + '<div class="grid"><div>'
