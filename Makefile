@@ -11,8 +11,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: env demo test test-full lint format bench clean
 
-# optional fragments owned by sub-systems (e.g. the vLLM CPU test environment)
--include mk/*.mk
+# `make` alone builds the demo
+.DEFAULT_GOAL := demo
+
+# fragments owned by sub-systems (e.g. the vLLM CPU test environment)
+include mk/*.mk
 
 $(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,11 +31,11 @@ demo: env
 	$(BIN)/medcorpus build examples --config examples/demo.yaml --out build/demo
 	$(BIN)/medcorpus validate build/demo
 
-test: env
+test: env browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-test-full: env
+test-full: env browser
 	MEDCORPUS_FULL=1 $(BIN)/python -m pytest -q tests
 
 lint: env

@@ -24,6 +24,7 @@ from pipelines.decode import (
     quarantine,
     series_group_key,
 )
+from pipelines.datacard import write_datacard
 from pipelines.dedup import DEDUP, DEDUP_SCHEMA, run_dedup
 from pipelines.discover import discover
 from pipelines.errors import UserError
@@ -279,6 +280,7 @@ def run_build(
         if own_runner:
             runner.close()
         lock.close()
+    write_datacard(out_dir, quiet=quiet)  # the corpus report: datacard.html + datacard.json
     n_err = sum(q.reason is ReasonCode.DECODER_ERROR for q in quarantined)
     if n_err:
         log.error(
