@@ -129,3 +129,40 @@ def run_medcorpus(args: Sequence[str]) -> dict[str, Any]:
     if not lines:
         raise RuntimeError(f"medcorpus {args[0]} printed no JSON result")
     return json.loads(lines[-1])
+
+
+def choose_published_set(
+    triggering: Sequence[Mapping[str, Any]],
+    version: str | None,
+    corpus_root: str | None,
+    latest: Mapping[str, Any] | None,
+    runs_dir: str | None = None,
+) -> dict[str, str]:
+    """Which published set a training run uses, from corpus Asset event extras.
+
+    ``triggering``: extras of the events that triggered the run (the newest version wins);
+    else ``version`` (+ ``corpus_root``) given by hand; else ``latest``, the corpus's last
+    event. Returns ``{"version", "set_dir", "run_dir"}``; ``run_dir`` is
+    ``runs_dir/<version>`` (default ``<corpus root>/runs/<version>``).
+    """
+    if triggering:
+        extra = dict(max(triggering, key=lambda x: x["version"]))
+    elif version:
+        if not corpus_root:
+            raise AirflowFailException("a version given by hand needs corpus_root too")
+        extra = {
+            "version": version,
+            "corpus_root": corpus_root,
+            "set_dir": os.path.join(corpus_root, "sets", version),
+        }
+    elif latest:
+        extra = dict(latest)
+    else:
+        raise AirflowFailException("no published corpus version yet")
+    root = extra.get("corpus_root") or os.path.dirname(os.path.dirname(extra["set_dir"]))
+    runs = runs_dir or os.path.join(root, "runs")
+    return {
+        "version": extra["version"],
+        "set_dir": extra["set_dir"],
+        "run_dir": os.path.join(runs, extra["version"]),
+    }

@@ -17,7 +17,14 @@ import shlex
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from medcorpus_dagkit import CORPUS_ASSET, default_args, medcorpus_bin, optional, setting
+from medcorpus_dagkit import (
+    CORPUS_ASSET,
+    choose_published_set,
+    default_args,
+    medcorpus_bin,
+    optional,
+    setting,
+)
 
 
 @dag(
@@ -39,29 +46,20 @@ from medcorpus_dagkit import CORPUS_ASSET, default_args, medcorpus_bin, optional
 def medcorpus_train_on_new_set():
     @task(inlets=[CORPUS_ASSET], retries=0)
     def pick_set(params=None, triggering_asset_events=None, inlet_events=None) -> dict:
-        events = list(triggering_asset_events[CORPUS_ASSET]) if triggering_asset_events else []
-        if events:  # scheduled by the Asset: the newest version that triggered this run
-            extra = max((e.extra for e in events), key=lambda x: x["version"])
-        elif params.get("version"):
-            root = setting(params, "corpus_root")
-            extra = {"version": params["version"], "corpus_root": root}
-            extra["set_dir"] = os.path.join(root, "sets", params["version"])
-        else:  # a manual run without a version: the latest published event of the corpus
-            latest = list(inlet_events[CORPUS_ASSET])
-            if not latest:
-                raise AirflowFailException("no published corpus version yet")
-            extra = latest[-1].extra
-        if not os.path.isdir(extra["set_dir"]):
-            raise AirflowFailException(f"published set not found: {extra['set_dir']}")
-        runs = params.get("runs_dir") or os.environ.get("MEDCORPUS_RUNS_DIR")
-        runs = runs or os.path.join(
-            extra.get("corpus_root") or os.path.dirname(os.path.dirname(extra["set_dir"])), "runs"
+        triggering = (
+            [e.extra for e in triggering_asset_events[CORPUS_ASSET]] if triggering_asset_events else []
         )
-        return {
-            "version": extra["version"],
-            "set_dir": extra["set_dir"],
-            "run_dir": os.path.join(runs, extra["version"]),
-        }
+        latest = list(inlet_events[CORPUS_ASSET])
+        picked = choose_published_set(
+            triggering,
+            params.get("version"),
+            setting(params, "corpus_root", required=False),
+            latest[-1].extra if latest else None,
+            setting(params, "runs_dir", required=False),
+        )
+        if not os.path.isdir(picked["set_dir"]):
+            raise AirflowFailException(f"published set not found: {picked['set_dir']}")
+        return picked
 
     @task.bash
     def train(picked: dict, params=None) -> str:
