@@ -203,7 +203,7 @@ def _temporal(clean: Dataset) -> dict:
 
 def _make_slice(ds: Dataset, clean: Dataset, item: InputItem, ctx, identity, geometry, audit) -> SeriesSlice:
     ipp, iop, ps = geometry
-    check_pixel_header(ds, ctx.limits.max_pixels)
+    check_pixel_header(ds, ctx.limits.max_pixels, ctx.limits.max_decompression_ratio)
     arr, photometric = decode_pixels(ds)
     if arr.ndim != 2:
         raise QuarantineError(ReasonCode.DICOM_CORRUPT, "slice pixel data is not 2D")
@@ -355,7 +355,7 @@ def decode_dataset(ds: Dataset, item: InputItem, ctx) -> list[_DecodedRecord]:
     clean, audit = deidentify(ds, ctx)
     _check_filters(clean, ctx)
     _check_burned_in(clean, sop, ctx)
-    check_pixel_header(ds, ctx.limits.max_pixels)
+    check_pixel_header(ds, ctx.limits.max_pixels, ctx.limits.max_decompression_ratio)
 
     modality = _canon(clean.get("Modality", ""))
     frames = n_frames(ds)
@@ -364,7 +364,7 @@ def decode_dataset(ds: Dataset, item: InputItem, ctx) -> list[_DecodedRecord]:
         if geometry is not None:
             return [_make_slice(ds, clean, item, ctx, identity, geometry, audit)]
 
-    result = run_pixel_pipeline(ds, ctx.limits.max_pixels)
+    result = run_pixel_pipeline(ds, ctx.limits.max_pixels, ctx.limits.max_decompression_ratio)
     if frames > 1 and modality in VOLUME_MODALITIES:
         vol = _multiframe_volume(ds, clean, item, ctx, identity, audit, result)
         if vol is not None:

@@ -625,9 +625,9 @@ def _shift_da(value: str, days: int) -> str:
         return ""
     try:
         d = date(int(v[:4]), int(v[4:6]), int(v[6:8]))
-    except ValueError:
+        return (d + timedelta(days=days)).strftime("%Y%m%d")
+    except (ValueError, OverflowError):  # no such date, or shifted before year 1
         return ""
-    return (d + timedelta(days=days)).strftime("%Y%m%d")
 
 
 def _shift_dt(value: str, days: int) -> str:

@@ -47,5 +47,8 @@ def dicom_identity(ds, pseudo: Pseudonymizer) -> tuple[str, str, str]:
         if when is not None:
             break
         when = _parse_dicom_datetime(str(ds.get(d, "") or ""), str(ds.get(t, "") or ""))
-    acquired_at = pseudo.shift_datetime(when, patient).isoformat() if when else ""
+    try:
+        acquired_at = pseudo.shift_datetime(when, patient).isoformat() if when else ""
+    except OverflowError:  # a date in year 1 shifts out of range: unknown, like an absent date
+        acquired_at = ""
     return patient, study, acquired_at

@@ -72,8 +72,9 @@ def pixel_count(ds: Dataset) -> int:
     return rows * cols * n_frames(ds) * spp
 
 
-def check_pixel_header(ds: Dataset, max_pixels: int) -> None:
-    """Quarantine before decoding: missing geometry, or more pixels than ``max_pixels``."""
+def check_pixel_header(ds: Dataset, max_pixels: int, max_ratio: float = float("inf")) -> None:
+    """Quarantine before decoding: missing geometry, more pixels than ``max_pixels``, or (for
+    compressed pixel data) a decompression bomb (see :func:`check_compressed_pixels`)."""
     rows = int(ds.get("Rows", 0) or 0)
     cols = int(ds.get("Columns", 0) or 0)
     if rows <= 0 or cols <= 0:
@@ -82,6 +83,92 @@ def check_pixel_header(ds: Dataset, max_pixels: int) -> None:
         raise QuarantineError(ReasonCode.DICOM_CORRUPT, "image pixel module incomplete")
     if pixel_count(ds) > max_pixels:
         raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "pixel count exceeds max_pixels")
+    check_compressed_pixels(ds, max_pixels, max_ratio)
+
+
+#: decoded sizes up to this many bytes skip the ratio limit: small uniform images (blank
+#: frames, masks) legitimately compress far beyond any ratio and cost little memory
+RATIO_FLOOR_BYTES = 16 << 20
+_J2K_SYNTAXES = frozenset("1.2.840.10008.1.2.4." + s for s in ("90", "91", "92", "93", "201", "202", "203"))
+_JPEG_SYNTAXES = frozenset("1.2.840.10008.1.2.4." + s for s in ("50", "51", "57", "70", "80", "81"))
+
+
+def expected_pixel_bytes(ds: Dataset) -> int:
+    """Bytes of the decoded pixel data the header declares (rows x columns x frames x samples
+    x bytes per sample; 1-bit data packed 8 per byte)."""
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    if bits == 1:
+        return (pixel_count(ds) + 7) // 8
+    return pixel_count(ds) * max(1, (bits + 7) // 8)
+
+
+def _is_compressed(ts: str) -> bool:
+    from pydicom.uid import UID
+
+    try:
+        return bool(UID(ts).is_compressed)
+    except ValueError:  # not a transfer syntax UID at all: decode_pixels names the problem
+        return False
+
+
+def check_compressed_pixels(ds: Dataset, max_pixels: int, max_ratio: float) -> None:
+    """Decompression-bomb checks on encapsulated pixel data, before any decoder runs.
+
+    - ratio: declared decoded bytes / compressed bytes above ``max_ratio`` is LIMIT_EXCEEDED
+      (once the decoded size passes :data:`RATIO_FLOOR_BYTES`);
+    - JPEG 2000 / JPEG codestreams: decoders allocate what each frame's *codestream* declares,
+      so a frame declaring more than ``max_pixels`` is LIMIT_EXCEEDED and one whose size
+      differs from Rows/Columns is DICOM_PIXEL_DECODE.
+    """
+    ts = _transfer_syntax(ds)
+    if "PixelData" not in ds or not _is_compressed(ts):
+        return
+    try:
+        data = ds.PixelData
+    except Exception:  # pydicom raises many types on a garbled element
+        raise QuarantineError(ReasonCode.DICOM_CORRUPT, "pixel data element unreadable") from None
+    compressed = len(data or b"")
+    expected = expected_pixel_bytes(ds)
+    if expected > RATIO_FLOOR_BYTES and expected > max_ratio * max(compressed, 1):
+        raise QuarantineError(
+            ReasonCode.LIMIT_EXCEEDED, "decompression ratio exceeds limits.max_decompression_ratio"
+        )
+    if ts not in _J2K_SYNTAXES and ts not in _JPEG_SYNTAXES:
+        return
+    from pydicom.encaps import generate_frames
+
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    try:
+        frames = list(generate_frames(data, number_of_frames=n_frames(ds)))
+    except Exception:  # pydicom raises ValueError/struct errors on broken fragment tables
+        raise QuarantineError(ReasonCode.DICOM_PIXEL_DECODE, "encapsulated frames unreadable") from None
+    for frame in frames:
+        size = _codestream_size(bytes(frame), ts in _J2K_SYNTAXES)
+        if size is None:
+            continue  # unparseable header: the decoder itself reports the broken codestream
+        c_rows, c_cols, c_spp = size
+        if c_rows * c_cols * max(c_spp, 1) > max_pixels:
+            raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "codestream declares more than max_pixels")
+        if (c_rows, c_cols) != (rows, cols) and c_rows:
+            raise QuarantineError(
+                ReasonCode.DICOM_PIXEL_DECODE, "codestream image size differs from Rows/Columns"
+            )
+
+
+def _codestream_size(frame: bytes, j2k: bool) -> tuple[int, int, int] | None:
+    """(rows, columns, components) a JPEG 2000 or JPEG codestream declares, None if unreadable."""
+    try:
+        if j2k:
+            import openjpeg
+
+            p = openjpeg.get_parameters(frame)
+            return int(p["rows"]), int(p["columns"]), int(p["samples_per_pixel"])
+        from pydicom.pixels.utils import _get_jpg_parameters
+
+        p = _get_jpg_parameters(frame)
+        return (int(p["height"]), int(p["width"]), int(p["components"])) if p else None
+    except Exception:  # header parsers raise on garbage; the decoder will say what is wrong
+        return None
 
 
 def _transfer_syntax(ds: Dataset) -> str:
@@ -125,6 +212,13 @@ def decode_pixels(ds: Dataset) -> tuple[np.ndarray, str]:
             ReasonCode.DICOM_PIXEL_DECODE, f"pixel decoding failed ({type(exc).__name__})"
         ) from None
     photometric = str(meta.get("photometric_interpretation", ds.get("PhotometricInterpretation", "")))
+    frames = n_frames(ds)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    shape = (rows, cols) if frames == 1 else (frames, rows, cols)
+    if arr.shape[: len(shape)] != shape or arr.ndim not in (len(shape), len(shape) + 1):
+        raise QuarantineError(
+            ReasonCode.DICOM_CORRUPT, "pixel data does not match Rows/Columns/Number of Frames"
+        )
     return arr, photometric
 
 
@@ -204,6 +298,8 @@ def apply_modality(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, str]:
     step = _has_modality_lut(views[0])
     if not step:
         return arr, ""
+    for v in views:
+        _check_rescale(v)
     keys = {
         (
             str(v.get("RescaleSlope", "")),
@@ -217,6 +313,20 @@ def apply_modality(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, str]:
     else:
         out = np.stack([apply_modality_lut(arr[i], views[i]) for i in range(arr.shape[0])])
     return _compact(np.asarray(out)), step
+
+
+def _check_rescale(view: Dataset) -> None:
+    """Rescale Slope/Intercept must be single finite numbers (else no Modality LUT can apply)."""
+    for kw in ("RescaleSlope", "RescaleIntercept"):
+        if kw not in view:
+            continue
+        elem = view[kw]
+        try:
+            ok = elem.VM == 1 and elem.value is not None and np.isfinite(float(elem.value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise QuarantineError(ReasonCode.DICOM_CORRUPT, f"{kw} is not a single finite number")
 
 
 def _voi_range(view: Dataset) -> tuple[float, float]:
@@ -269,9 +379,9 @@ def to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
 
 
-def run_pixel_pipeline(ds: Dataset, max_pixels: int) -> PixelResult:
+def run_pixel_pipeline(ds: Dataset, max_pixels: int, max_ratio: float = float("inf")) -> PixelResult:
     """Decode ``ds`` (the dataset as read) and produce stored values + an 8-bit rendition."""
-    check_pixel_header(ds, max_pixels)
+    check_pixel_header(ds, max_pixels, max_ratio)
     arr, photometric = decode_pixels(ds)
     frames = n_frames(ds)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)

@@ -33,6 +33,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 DEFLATED = "1.2.840.10008.1.2.1.99"
 _CHUNK = 1 << 20
+#: deepest sequence nesting accepted (real objects, SR content trees included, stay far below);
+#: deeper input would exhaust the recursion of pydicom's copy/walk code downstream
+MAX_SEQUENCE_DEPTH = 32
 
 
 def _read_bytes(path: str, max_bytes: int) -> bytes:
@@ -151,7 +154,30 @@ def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Datas
     # 0008-0028 or a DICOMDIR record sequence.
     if not has_meta and not any(0x0008 <= k.group <= 0x7FE0 for k in keys):
         raise QuarantineError(ReasonCode.DICOM_CORRUPT, "no DICOM attributes found")
+    _convert_all(ds)
     return ds
+
+
+def _convert_all(ds: Dataset) -> None:
+    """Convert every raw element now (pydicom converts lazily, so a garbled element would
+    otherwise raise deep inside de-identification), walking sequences without recursion.
+    Unconvertible elements and nesting deeper than :data:`MAX_SEQUENCE_DEPTH` are DICOM_CORRUPT."""
+    stack = [(ds, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise QuarantineError(
+                ReasonCode.DICOM_CORRUPT, f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels"
+            )
+        for tag in list(current._dict):
+            try:
+                elem = current[tag]
+            except Exception as exc:  # pydicom raises many types on a garbled element
+                raise QuarantineError(
+                    ReasonCode.DICOM_CORRUPT, f"unparseable element ({type(exc).__name__})"
+                ) from None
+            if elem.VR == "SQ":
+                stack.extend((item, depth + 1) for item in elem.value or [] if isinstance(item, Dataset))
 
 
 def read_dicom(path: str, max_file_bytes: int, *, stop_before_pixels: bool = False) -> Dataset:
