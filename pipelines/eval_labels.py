@@ -234,6 +234,7 @@ class GoldSet:
     reports: tuple[GoldReport, ...]
     excluded: int  # rows without gold labels (e.g. Indiana "No Indexing")
     scope: str  # "non_context_sections" or "all_sections"
+    normal_label: str  # label scored from the structured report's ``normal`` flag
 
 
 def indiana_labels(mesh: str, problems: str) -> frozenset[str] | None:
@@ -293,7 +294,7 @@ def load_gold(name: str, data_dir: Path, split: str = "test") -> GoldSet:
         labels = ("normal",) + tuple(lab for lab in CXR_LABELS if lab in scorable)
         return GoldSet(
             name, path, ("indication", "comparison", "findings", "impression"), "uid", "uid", "",
-            "radiology", labels, tuple(reports), excluded, "non_context_sections",
+            "radiology", labels, tuple(reports), excluded, "non_context_sections", "normal",
         )  # fmt: skip
     path = data_dir / "ptbxl_ecg" / "ptbxl_database_subset_partA.csv"
     statements = data_dir / "ptbxl_ecg" / "scp_statements.csv"
@@ -313,7 +314,7 @@ def load_gold(name: str, data_dir: Path, split: str = "test") -> GoldSet:
     labels = tuple(lab for lab in ECG_LABELS if lab in scorable)
     return GoldSet(
         name, path, ("report",), "patient_id", "ecg_id", "recording_date", "cardiology", labels,
-        tuple(reports), excluded, "all_sections",
+        tuple(reports), excluded, "all_sections", "normal_ecg",
     )  # fmt: skip
 
 
@@ -321,17 +322,20 @@ def load_gold(name: str, data_dir: Path, split: str = "test") -> GoldSet:
 # predictions
 
 
-def predicted_labels(structured: dict, scope: str) -> tuple[frozenset[str], dict[str, str]]:
+def predicted_labels(
+    structured: dict, scope: str, normal_label: str = "normal"
+) -> tuple[frozenset[str], dict[str, str]]:
     """Positive labels of a structured report and the resolved assertion of every mentioned label.
 
     ``scope``: ``non_context_sections`` ignores findings in indication/history/comparison/
-    technique; ``all_sections`` keeps all. The ``normal`` flag becomes the label ``normal``.
+    technique; ``all_sections`` keeps all. The ``normal`` flag becomes the label ``normal_label``
+    (``normal`` for Indiana, ``normal_ecg`` for PTB-XL: there the flag, not the stated phrase).
     """
     mentioned: dict[str, set[str]] = {}
     for f in structured.get("findings", []):
         if scope == "non_context_sections" and f.get("section") in CONTEXT_SECTIONS:
             continue
-        if f["label"] == "no_finding":
+        if f["label"] in ("no_finding", normal_label):
             continue
         for lab in expand([f["label"]]):
             mentioned.setdefault(lab, set()).add(f["assertion"])
@@ -341,7 +345,7 @@ def predicted_labels(structured: dict, scope: str) -> tuple[frozenset[str], dict
         resolved[lab] = pos[0] if pos else ("negated" if "negated" in asserts else "family")
     positive = {lab for lab, a in resolved.items() if a in POSITIVE}
     if structured.get("normal"):
-        positive.add("normal")
+        positive.add(normal_label)
     return frozenset(positive), resolved
 
 
@@ -466,7 +470,7 @@ def score(
                 s.fp += 1
             elif lab in g:
                 s.fn += 1
-            if lab == "normal":
+            if lab in ("normal", "normal_ecg"):
                 continue
             row = res.get(lab, "not_mentioned")
             confusion[row]["gold_present" if lab in g else "gold_absent"] += 1
@@ -515,7 +519,7 @@ def evaluate(
     else:
         fn = structure_fn or llm_structure_fn()
         structured = fn([(rec.text, rec.report_type, rec.language) for _, rec in kept])
-    preds = [predicted_labels(s, gold.scope) for s in structured]
+    preds = [predicted_labels(s, gold.scope, gold.normal_label) for s in structured]
     per, micro, macro, confusion = score(
         [rep.labels for rep, _ in kept], [p for p, _ in preds], [r for _, r in preds], gold.labels
     )

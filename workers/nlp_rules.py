@@ -25,6 +25,7 @@ NEG, POSS, HIST, HYPO, FAM, TERM, PSEUDO = (
 FWD, BWD, BI = "FORWARD", "BACKWARD", "BIDIRECTIONAL"
 
 #: (regex, category, direction, max_scope or None)
+# fmt: off
 CONTEXT_RULES: list[tuple[str, str, str, int | None]] = [
     # --- English radiology / cardiology additions
     (
@@ -34,6 +35,8 @@ CONTEXT_RULES: list[tuple[str, str, str, int | None]] = [
         None,
     ),
     (r"\bnor\b", NEG, FWD, None),
+    (r"\b(?:is|are|appears?|remains?)\s+(?:within\s+(?:the\s+)?(?:limits\s+of\s+)?normal(?:\s+limits)?|normal|unremarkable)\b|\bwithin\s+(?:the\s+)?(?:limits\s+of\s+)?normal(?:\s+limits)?\b", NEG, BWD, 6),
+    (r"\b(?:may|might|can)\s+not\s+be\s+(?:demonstrated|visible|seen|detected|identified|apparent)\b", NEG, BWD, 6),
     (
         r"\b(?:is|are)\s+(?:not\s+(?:seen|identified|present|evident|visualized|appreciated|demonstrated)|absent)\b",
         NEG,
@@ -67,7 +70,7 @@ CONTEXT_RULES: list[tuple[str, str, str, int | None]] = [
         8,
     ),
     (
-        r"\b(?:possible|possibly|probable|probably|likely|questionable|question\s+of|suspected|suspicious|suggest(?:s|ive|ing)?(?:\s+of)?|equivocal|borderline|presumed|presumably|cannot\s+(?:be\s+)?(?:excluded|ruled\s+out)|not\s+(?:be\s+)?excluded|difficult\s+to\s+exclude|versus|vs\.?|differential|concern(?:ing)?\s+for|worrisome|may\s+represent|could\s+represent|compatible\s+with|favor(?:ed)?|atypical|indeterminate|uncertain|may\s+be\s+due\s+to)\b",
+        r"\b(?:possible|possibly|probable|probably|likely|questionable|question\s+of|suspected|suspicious|suggest(?:s|ive|ing)?(?:\s+of)?|equivocal|presumed|presumably|cannot\s+(?:be\s+)?(?:excluded|ruled\s+out)|not\s+(?:be\s+)?excluded|difficult\s+to\s+exclude|versus|vs\.?|differential|concern(?:ing)?\s+for|worrisome|may\s+represent|could\s+represent|compatible\s+with|favor(?:ed)?|atypical|indeterminate|uncertain|may\s+be\s+due\s+to)\b",
         POSS,
         BI,
         8,
@@ -148,6 +151,7 @@ CONTEXT_RULES: list[tuple[str, str, str, int | None]] = [
     (r"\b(?:gammal|gamla|tidigare|genomgången)\b", HIST, FWD, 3),
     (r"\b(?:men|dock)\b", TERM, BI, None),
 ]
+# fmt: on
 
 #: section heading regexes (case-insensitive, at a line start, colon optional) → SECTION_NAMES
 SECTION_RULES: list[tuple[str, str]] = [

@@ -26,6 +26,7 @@ _SIZE = r"(?:(?:mildly|moderately|markedly|massively|severely|slightly|minimally
 _HEART = r"(?:heart|cardiac\s+(?:silhouette|shadow|size|contour)|heart\s+size|cardiac)"
 _BE = r"(?:\s+(?:is|are|appears?|remains?|seems?|was|has\s+become|is\s+again|again\s+appears?))?"
 
+# fmt: off
 CXR_TARGETS: dict[str, list[str]] = {
     "cardiomegaly": [
         r"cardiomegaly",
@@ -89,6 +90,7 @@ CXR_TARGETS: dict[str, list[str]] = {
     "support_devices": [
         r"(?:support|medical|cardiac|implanted|monitoring)\s+devices?|lines?\s+and\s+tubes?|tubes?\s+and\s+lines?",
         r"(?:enteric|feeding|nasogastric|orogastric|chest|dobhoff|tracheostomy|drainage)\s+tubes?|\bng\s*tube|\bog\s*tube|tracheostomy",
+        r"(?:external\s+)?(?:cardiac\s+)?monitor(?:ing)?\s+leads|electronic\s+device|(?:gastrostomy|jejunostomy|g-?j?)\s+tube|(?:vp|ventriculoperitoneal)?\s*shunt(?:\s+tubing)?|tubing|\btips\b|prosthetic\s+(?:\w+\s+)?valve|xxxx-a-xxxx",
         r"\bicd\b|\baicd\b|defibrillator|stimulator|loop\s+recorder|port-?a-?cath|\bport\b|catheters?|\bpicc\b|drains?\b|stents?\b|valve\s+(?:replacement|prosthesis)|prosthetic\s+valve|annuloplasty|occluder|electrodes?|leads?\s+(?:in|over|overlying|project|terminat)",
         de(r"schrittmacher|katheter|zentraler?\s+venenkatheter|\bzvk\b|drainage|magensonde|tubus"),
     ],
@@ -105,8 +107,8 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"endotrachealtubus|tubus"),
     ],
     "surgical_clips": [
-        r"(?:surgical|cholecystectomy|vascular|metallic|postsurgical)\s+clips?|clips?\b|staples?\b|sutures?\b|suture\s+material|sternotomy\s+wires?|cerclage\s+wires?|(?:median\s+)?sternotomy|surgical\s+(?:hardware|material)|post-?(?:operative|surgical)\s+changes|cabg|anchors?\b",
-        de(r"clips?|sternotomie|cerclagen?|osteosynthese(?:material)?"),
+        r"(?<!cholecystectomy\s)(?:(?:surgical|vascular|metallic|postsurgical)\s+)?clips?\b|(?:surgical\s+)?staples?\b|sutures?\b|suture\s+material|surgical\s+(?:hardware|material)|anchors?\b",
+        de(r"clips?|cerclagen?|osteosynthese(?:material)?"),
     ],
     "nodule": [
         r"nodules?|nodular(?:ity)?|micronodul(?:es?|ar)|\bspn\b",
@@ -138,15 +140,15 @@ CXR_TARGETS: dict[str, list[str]] = {
     ],
     "kyphosis": [r"kyphosis|kyphotic|kyphoscoliosis|exaggerated\s+(?:thoracic\s+)?kyphosis", de(r"kyphose")],
     "calcification": [
-        r"calcifi(?:cation|cations|ed)|calcific\b|calcinosis|calcium\s+deposit",
+        r"(?<!atherosclerotic\s)(?<!atherosclerotic\svascular\s)(?:calcifi(?:cation|cations|ed)|calcific\b)(?![^.;,\n]{0,40}granulom)|calcinosis|calcium\s+deposit",
         de(r"verkalkung(?:en)?|verkalkt(?:e|er|es)?|kalk"),
     ],
     "airspace_disease": [
         r"air[- ]?space\s+(?:disease|opacit(?:y|ies)|process|consolidation|filling)|alveolar\s+(?:disease|process|opacit(?:y|ies)|filling)",
     ],
     "interstitial_disease": [
-        r"interstitial\s+(?:lung\s+)?(?:disease|markings|prominence|opacit(?:y|ies)|pattern|changes|fibrosis|thickening|process|infiltrates?|edema)|(?:pulmonary|interstitial|lung)\s+fibrosis|fibrotic\s+changes|fibrosis|reticular|reticulonodular|honeycomb(?:ing)?",
-        r"(?:increased|prominent|coarse(?:ned)?|chronic)\s+(?:interstitial|lung|pulmonary|bronchovascular|bronchial)\s+markings",
+        r"interstitial\s+(?:lung\s+)?(?:disease|markings|prominence|pattern|changes|fibrosis|thickening|process)|(?:pulmonary|interstitial|lung)\s+fibrosis|fibrotic\s+changes|fibrosis|reticular(?:\s+(?:markings|pattern|changes))?|reticulonodular|honeycomb(?:ing)?",
+        r"(?:increased|prominent|coarse(?:ned)?|chronic)\s+(?:interstitial|lung|pulmonary|bronchial)\s+markings",
         de(r"fibrose|interstitielle\s+zeichnungsvermehrung"),
     ],
     "hyperinflation": [
@@ -174,7 +176,7 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"elongiert(?:e|er)?\s+aorta|aortenelongation|elongation"),
     ],
     "aortic_atherosclerosis": [
-        r"atheroscleros(?:is|es)|atherosclerotic|atheromatous|(?:aortic|aorta|vascular)\s+calcifi(?:cation|cations|ed)|calcifi(?:ed|cation\s+of\s+the)\s+(?:\w+\s+)?aort(?:a|ic)|calcific\s+(?:aortic|atherosclerotic)",
+        r"atheroscleros(?:is|es)|atherosclerotic(?:\s+(?:vascular\s+|aortic\s+)?calcifi(?:cation|cations|ed))?|atheromatous",
         de(r"arteriosklerose|atherosklerose|aortensklerose"),
     ],
     "osteopenia": [
@@ -182,6 +184,7 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"osteopenie|osteoporose"),
     ],
 }
+# fmt: on
 
 #: phrases stating a normal chest radiograph (for the ``normal`` flag together with no findings)
 CXR_NORMAL = [
@@ -197,6 +200,7 @@ CXR_NORMAL = [
 # ---------------------------------------------------------------------------------------------
 # ECG statements (PTB-XL SCP-ECG groups), English, German and Swedish
 
+# fmt: off
 ECG_TARGETS: dict[str, list[str]] = {
     "normal_ecg": [
         r"normal\s+(?:ecg|ekg|electrocardiogram|tracing)|(?:ecg|ekg|tracing)\s+(?:is\s+)?(?:within\s+normal\s+limits|normal)|no\s+definite\s+pathology|within\s+normal\s+limits",
@@ -239,7 +243,7 @@ ECG_TARGETS: dict[str, list[str]] = {
     "premature_ventricular_complex": [
         r"(?:premature\s+)?ventricular\s+(?:premature\s+)?(?:complex(?:es)?|contractions?|beats?|ectopics?|extrasystoles?|ectopy)|\bpvcs?\b|\bvpcs?\b|\bves\b|ventricular\s+bigeminy",
         de(
-            r"ventrikuläre\s+extrasystolen?(?:\(n\))?|ventrikulär(?:a)?\s+extrasystol(?:er|i)?|kammarextrasystol(?:er)?|\bves\b"
+            r"ventrikuläre\s+extrasystolen?(?:\(n\))?|ventrikulär(?:\(a\)|a)?\s+(?:extrasystol\w*(?:\(er\))?|extraslag)|kammarextrasystol(?:er)?|\bves\b"
         ),
     ],
     "left_axis_deviation": [
@@ -273,7 +277,7 @@ ECG_TARGETS: dict[str, list[str]] = {
     "complete_right_bundle_branch_block": [
         r"(?:complete\s+)?right\s+bundle(?:[- ]branch)?\s+block|\brbbb\b|\bcrbbb\b",
         de(
-            r"(?:kompletter\s+|vollständiger\s+)?rechtsschenkelblock|\brsb\b|högersidigt\s+skänkelblock|höger\s+skänkelblock"
+            r"(?:kompletter\s+|vollständiger\s+)?rechts\s?schenkelblock|schenkelblock,?\s+rechts|\brsb\b|högersidigt\s+skänkelblock|höger\s+skänkelblock"
         ),
     ],
     "incomplete_right_bundle_branch_block": [
@@ -285,7 +289,7 @@ ECG_TARGETS: dict[str, list[str]] = {
     "complete_left_bundle_branch_block": [
         r"(?:complete\s+)?left\s+bundle(?:[- ]branch)?\s+block|\blbbb\b|\bclbbb\b",
         de(
-            r"(?:kompletter\s+|vollständiger\s+)?linksschenkelblock|\blsb\b|vänstersidigt\s+skänkelblock|vänster\s+skänkelblock"
+            r"(?:kompletter\s+|vollständiger\s+)?links\s?schenkelblock|schenkelblock,?\s+links|\blsb\b|vänstersidigt\s+skänkelblock|vänster\s+skänkelblock"
         ),
     ],
     "incomplete_left_bundle_branch_block": [
@@ -373,6 +377,10 @@ ECG_TARGETS: dict[str, list[str]] = {
         ),
     ],
     "ischemia": [
+        # PTB-XL statement "ST-T abnormal, probably <region> ischaemia or LV strain" is coded as
+        # ischaemia (ISC*), not as LV hypertrophy or non-specific ST-T change
+        de(r"(?:st(?:\s*&\s*t|-t)?\s+abnorm(?:al)?,?\s+(?:wahrscheinlich|möglicherweise)\s+)?(?:[a-zäöü-]+\s+)?(?:ischämie|innenschicht\w*)\s+oder\s+links(?:herz)?belastung"),
+        de(r"(?:st-?t\s+sänkning,?\s+(?:såsom\s+vid\s+)?)?(?:[a-zäöü-]+\s+)?ischemi\s+eller\s+vänster\s+(?:kammar)?belastning"),
         r"isch(?:a)?emi(?:a|c)|ischaemia|ischaemic|subendocardial\s+injury|(?:myocardial|coronary)\s+insufficiency",
         de(
             r"ischämie|ischämisch(?:e[rn]?)?|innenschicht(?:ischämie|schaden|schädigung|läsion)|koronarinsuffizienz|ischemi|ischemisk|subendokardiell\s+skada"
@@ -381,7 +389,7 @@ ECG_TARGETS: dict[str, list[str]] = {
     "st_t_change": [
         r"st[- ]?t(?:[- ]wave)?\s+(?:changes?|abnormalit(?:y|ies)|wave\s+(?:changes?|abnormalit(?:y|ies)))|st(?:[- ]segments?)?\s+(?:are\s+|is\s+)?(?:depress(?:ed|ion)|elevat(?:ed|ion)|changes?|abnormalit(?:y|ies)|sagging)|t[- ]?waves?\s+(?:are\s+)?(?:\w+\s+)?(?:inver(?:ted|sion)|flat(?:tened|tening)?|low|abnormal(?:ity|ities)?|changes?|peaked|biphasic|negative)|(?:inverted|flat(?:tened)?|low|biphasic|negative|abnormal)\s+t[- ]?waves?|t[- ]?wave\s+flattening|repolari[sz]ation\s+(?:abnormalit(?:y|ies)|changes?|disturbances?)|non-?specific\s+(?:st|t)",
         de(
-            r"st\s*&\s*t\s+abnorm(?:al)?|st-?t\s+abnorm(?:al)?|st\s+abnorm(?:al)?|t\s+abnorm(?:al)?|(?:unspezifische[sn]?\s+)?abnorme[sn]?\s+t|st-?(?:strecken)?-?(?:senkung|hebung|veränderung)(?:en)?|t-?(?:wellen)?-?(?:negativierung|abflachung|inversion|veränderung)(?:en)?|t-?negativierung|erregungsrückbildungsstörung(?:en)?|repolarisationsstörung(?:en)?|t-?veraenderungen|st-?t-?(?:förändring|avvikelse)|t-?förändring|st-?sänkning|st-?höjning|avvikande\s+st-?t|flache[sn]?\s+t"
+            r"st\s*&\s*t\s+abnorm(?:al)?|st-?t\s+abnorm(?:al)?|st\s+abnorm(?:al)?|t\s+abnorm(?:al)?|(?:unspezifische[sn]?\s+)?abnorm(?:al)?e[sn]?\s+t\b|st-?(?:strecken)?-?(?:senkung|hebung|veränderung)(?:en)?|t-?(?:wellen)?-?(?:negativierung|abflachung|inversion|veränderung)(?:en)?|t-?negativierung|erregungsrückbildungsstörung(?:en)?|repolarisationsstörung(?:en)?|t-?veraenderungen|st-?t-?(?:förändring|avvikelse)|t-?förändring|st-?sänkning|st-?höjning|avvikande\s+st-?t|flache[sn]?\s+t"
         ),
     ],
     "long_qt": [
@@ -409,3 +417,4 @@ ECG_TARGETS: dict[str, list[str]] = {
         de(r"digitalis(?:wirkung|effekt)?|digitaliseffekt"),
     ],
 }
+# fmt: on

@@ -8,17 +8,20 @@ Conventions:
   mapped onto ``SECTION_NAMES``; text before the first heading is ``findings`` when the report
   has no heading at all (ECG statements, impression-only reports), ``other`` otherwise.
 - Findings: one entry per (label, assertion, section), in order of first mention, with the
-  matched words as ``evidence``. Radiology reports get chest-radiograph labels, cardiology
+  matched words as ``evidence``; a matched span also yields every other label whose patterns
+  occur inside it (:func:`span_labels`). Radiology reports get chest-radiograph labels, cardiology
   reports ECG labels, ``other`` both.
 - Assertion from ConText: negated > family > uncertain (incl. hypothetical) > historical > present.
 - ``normal``: radiology: no present/uncertain/historical finding outside indication/history/
   comparison/technique (then ``no_finding`` is added as present); cardiology: a normal-ECG
-  statement that is not negated.
+  statement that is not negated, or sinus rhythm with no other statement than
+  :data:`BENIGN_ECG`.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from schemas.labels import CXR_LABELS, ECG_LABELS
 from schemas.report_schema import REPORT_SCHEMA_VERSION, SECTION_NAMES
@@ -53,8 +56,25 @@ def prepare_nlp_text(text: str) -> str:
     return _WIDE_GAP.sub("\n", text).strip()
 
 
+#: labels whose own wording may contain a negation word ("no definite pathology")
+_NORMAL_LABELS = frozenset({"normal_ecg", "no_finding"})
+#: ECG statements that do not make an ECG abnormal (for the inferred ``normal`` flag)
+BENIGN_ECG = frozenset({"normal_ecg", "sinus_rhythm", "sinus_arrhythmia"})
+
+
+def _negated(ent) -> bool:
+    if ent.label_ in _NORMAL_LABELS:
+        # only a negation outside the phrase counts ("no definite pathology" is itself the
+        # normal statement)
+        return any(
+            m.category == "NEGATED_EXISTENCE" and not (ent.start <= m._start and m._end <= ent.end)
+            for m in ent._.modifiers
+        )
+    return bool(ent._.is_negated or _IN_SPAN_NEGATION.search(ent.text))
+
+
 def _assertion(ent) -> str:
-    if ent._.is_negated or _IN_SPAN_NEGATION.search(ent.text):
+    if _negated(ent):
         return "negated"
     if ent._.is_family:
         return "family"
@@ -63,6 +83,29 @@ def _assertion(ent) -> str:
     if ent._.is_historical:
         return "historical"
     return "present"
+
+
+@lru_cache(maxsize=1)
+def _label_regexes() -> dict[str, re.Pattern]:
+    """Each label's target patterns as one compiled regex (for co-labels of a matched span)."""
+    from workers.nlp_vocab import CXR_TARGETS, ECG_TARGETS
+
+    return {
+        label: re.compile(r"(?<![^\W_])(?:" + "|".join(f"(?:{p})" for p in patterns) + ")", re.IGNORECASE)
+        for table in (CXR_TARGETS, ECG_TARGETS)
+        for label, patterns in table.items()
+    }
+
+
+def span_labels(label: str, text: str, allowed: frozenset[str]) -> list[str]:
+    """The matched label first, then every other allowed label whose patterns also occur in the
+    span ("airspace opacities" is airspace disease *and* a lung opacity; the target matcher
+    keeps only the longest match, so the shorter readings are recovered here)."""
+    out = [label]
+    for other, rx in _label_regexes().items():
+        if other != label and other in allowed and rx.search(text):
+            out.append(other)
+    return out
 
 
 def _allowed_labels(report_type: str) -> frozenset[str]:
@@ -99,18 +142,24 @@ def _structure_doc(doc, report_type: str, language: str) -> dict:
         section = ent._.section_category
         section = section if section in SECTION_NAMES else default_section
         assertion = _assertion(ent)
-        key = (ent.label_, assertion, section)
-        if key in seen:
-            continue
-        seen.add(key)
-        findings.append(
-            {"label": ent.label_, "assertion": assertion, "section": section, "evidence": ent.text[:200]}
-        )
+        # co-labels for chest radiographs only: ECG statements are coded as whole phrases
+        labels = span_labels(ent.label_, ent.text, allowed & _CXR) if ent.label_ in _CXR else [ent.label_]
+        for label in labels:
+            key = (label, assertion, section)
+            if key in seen:
+                continue
+            seen.add(key)
+            findings.append(
+                {"label": label, "assertion": assertion, "section": section, "evidence": ent.text[:200]}
+            )
 
     if rtype == "cardiology":
-        normal = any(
+        positive = {f["label"] for f in findings if f["assertion"] in POSITIVE_ASSERTIONS}
+        stated = any(
             f["label"] == "normal_ecg" and f["assertion"] in ("present", "uncertain") for f in findings
         )
+        inferred = "sinus_rhythm" in positive and not (positive - BENIGN_ECG)
+        normal = stated or inferred
     else:
         normal = not any(
             f["assertion"] in POSITIVE_ASSERTIONS and f["section"] not in CONTEXT_SECTIONS
