@@ -346,6 +346,7 @@ class LlmStructurer:
                 "attempts": entry["attempts"],
                 "invalid_reasons": entry["invalid_reasons"],
                 "completion_tokens": entry["completion_tokens"],
+                "prompt_tokens": entry["prompt_tokens"],
             },
         }
 
@@ -364,6 +365,7 @@ class LlmStructurer:
                 s.valid_retry += 1
             if not meta["cache_hit"]:
                 s.completion_tokens += meta["completion_tokens"]
+                s.prompt_tokens += meta["prompt_tokens"]
             for reason in meta["invalid_reasons"]:
                 s.invalid_reasons[reason] = s.invalid_reasons.get(reason, 0) + 1
 
@@ -380,7 +382,7 @@ def structure_reports(texts: list[ReportIn], config: LlmConfig) -> list[dict]:
     * ``llm`` (dict or None) and ``rules`` (dict): both structured forms, side by side;
     * ``disagreement``: :func:`disagreement` of the two (None on fallback);
     * ``llm_meta``: cache key/hit, model id, prompt id, schema version, attempts, PHI-free
-      invalid reasons, output tokens.
+      invalid reasons, prompt and output tokens.
 
     Raises :class:`~workers.llm_config.LlmShardError` (server down, worker died): fail the shard.
     """
