@@ -402,5 +402,5 @@ def decode_dicom(item: InputItem, ctx) -> list[_DecodedRecord]:
     ``DICOM_NO_PIXELS``, ``DICOM_UNSUPPORTED_SOP``, ``DICOM_BURNED_IN``, ``FILTERED_OUT``,
     ``LIMIT_EXCEEDED``, ...).
     """
-    ds = read_dicom(item.path, ctx.limits.max_file_bytes)
+    ds = read_dicom(item.path, ctx.limits.max_file_bytes, max_ratio=ctx.limits.max_decompression_ratio)
     return decode_dataset(ds, item, ctx)

@@ -26,6 +26,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
 from schemas import QuarantineError, ReasonCode
+from workers.dicom_pixels import RATIO_FLOOR_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,16 @@ _CHUNK = 1 << 20
 MAX_SEQUENCE_DEPTH = 32
 
 
-def _read_bytes(path: str, max_bytes: int) -> bytes:
-    """File content, gunzipped if gzip-wrapped; LIMIT_EXCEEDED past ``max_bytes``."""
+def inflate_limit(compressed_bytes: int, max_bytes: int, max_ratio: float) -> int:
+    """Most bytes a compressed stream of ``compressed_bytes`` may inflate to: ``max_bytes``, and
+    ``max_ratio`` x its size once past :data:`~workers.dicom_pixels.RATIO_FLOOR_BYTES`."""
+    by_ratio = max(float(RATIO_FLOOR_BYTES), max_ratio * compressed_bytes)
+    return int(min(float(max_bytes), by_ratio))
+
+
+def _read_bytes(path: str, max_bytes: int, max_ratio: float = float("inf")) -> bytes:
+    """File content, gunzipped if gzip-wrapped; LIMIT_EXCEEDED past ``max_bytes`` (or past the
+    decompression ratio limit, for a gzip wrapper)."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -54,6 +63,7 @@ def _read_bytes(path: str, max_bytes: int) -> bytes:
     if not data:
         raise QuarantineError(ReasonCode.EMPTY_FILE, "empty file")
     if data[:2] == GZIP_MAGIC:
+        limit = inflate_limit(len(data), max_bytes, max_ratio)
         out = io.BytesIO()
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
@@ -62,9 +72,10 @@ def _read_bytes(path: str, max_bytes: int) -> bytes:
                     if not chunk:
                         break
                     out.write(chunk)
-                    if out.tell() > max_bytes:
+                    if out.tell() > limit:
                         raise QuarantineError(
-                            ReasonCode.LIMIT_EXCEEDED, "gzip content larger than max_file_bytes"
+                            ReasonCode.LIMIT_EXCEEDED,
+                            "gzip content exceeds max_file_bytes or max_decompression_ratio",
                         )
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             reason = ReasonCode.DICOM_TRUNCATED if isinstance(exc, EOFError) else ReasonCode.DICOM_CORRUPT
@@ -84,9 +95,10 @@ def _short_element(ds: Dataset) -> RawDataElement | None:
     return None
 
 
-def _check_deflate_bomb(data: bytes, max_bytes: int) -> None:
-    """A Deflated Explicit VR LE dataset must not inflate past ``max_bytes`` (pydicom inflates
-    it in one unbounded call, so the ratio is checked here first, with a bounded inflater)."""
+def _check_deflate_bomb(data: bytes, max_bytes: int, max_ratio: float = float("inf")) -> None:
+    """A Deflated Explicit VR LE dataset must not inflate past ``max_bytes`` nor past the ratio
+    limit (pydicom inflates it in one unbounded call, so the size is counted here first, by a
+    streaming inflater whose output is discarded: memory stays O(chunk))."""
     if DEFLATED.encode() not in data[:4096]:
         return
     fp = io.BytesIO(data)
@@ -97,13 +109,25 @@ def _check_deflate_bomb(data: bytes, max_bytes: int) -> None:
         return
     if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
         return
+    src = memoryview(data)[fp.tell() :]
+    limit = inflate_limit(len(src), max_bytes, max_ratio)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
     try:
-        out = inflater.decompress(data[fp.tell() :], max_bytes + 1)
+        for start in range(0, len(src), _CHUNK):
+            pending = bytes(src[start : start + _CHUNK])
+            while pending:
+                total += len(inflater.decompress(pending, _CHUNK))
+                pending = inflater.unconsumed_tail
+                if total > limit:
+                    raise QuarantineError(
+                        ReasonCode.LIMIT_EXCEEDED,
+                        "deflated dataset exceeds max_file_bytes or max_decompression_ratio",
+                    )
+            if inflater.eof:
+                break
     except zlib.error:
         raise QuarantineError(ReasonCode.DICOM_CORRUPT, "deflated dataset does not inflate") from None
-    if len(out) > max_bytes:
-        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "deflated dataset inflates past max_file_bytes")
 
 
 def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
@@ -180,10 +204,15 @@ def _convert_all(ds: Dataset) -> None:
                 stack.extend((item, depth + 1) for item in elem.value or [] if isinstance(item, Dataset))
 
 
-def read_dicom(path: str, max_file_bytes: int, *, stop_before_pixels: bool = False) -> Dataset:
-    """Read one DICOM file (gzip-wrapped or not). Raises QuarantineError on bad input."""
-    data = _read_bytes(path, max_file_bytes)
-    _check_deflate_bomb(data, max_file_bytes)
+def read_dicom(
+    path: str, max_file_bytes: int, *, stop_before_pixels: bool = False, max_ratio: float = float("inf")
+) -> Dataset:
+    """Read one DICOM file (gzip-wrapped or not). Raises QuarantineError on bad input.
+
+    ``max_ratio``: decompression ratio limit of a gzip wrapper or a deflated dataset.
+    """
+    data = _read_bytes(path, max_file_bytes, max_ratio)
+    _check_deflate_bomb(data, max_file_bytes, max_ratio)
     return parse_dicom_bytes(data, stop_before_pixels=stop_before_pixels)
 
 
