@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -182,6 +183,38 @@ def test_rerunning_an_interval_never_duplicates_a_set(airflow, incremental):
         -1
     ]
     assert last["extra"]["version"] == "2026-01-02" and last["extra"]["already_published"] is True
+
+
+TINY_TRAINING = """\
+data: {modalities: [ecg, report], batch_size: 2, workers: 0, ecg_downsample: 10, shuffle_buffer: 4, shuffle_initial: 2}
+model: {embed_dim: 16, ecg_width: 4, text_dim: 16, text_buckets: 512, head: linear}
+optim: {warmup_steps: 1, lr: 0.003}
+epochs: 1
+threads: 1
+log_every: 1
+progress: false
+"""
+
+
+def test_training_dag_trains_and_evaluates_on_the_newest_published_set(airflow, incremental, tmp_path):
+    root = incremental["root"]
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(TINY_TRAINING)
+    # a manual run with no version takes the corpus Asset's latest event: the set of interval 2
+    res = airflow.dag_test(
+        "medcorpus_train_on_new_set", run_conf={"train_config": str(cfg), "eval_split": "val"}
+    )
+    assert res["state"] == "success", airflow.log_tail()
+    assert [ti["task_id"] for ti in res["tis"]] == ["evaluate", "pick_set", "train"]
+    run = root / "runs" / "2026-01-02"
+    ckpts = sorted((run / "checkpoints").glob("step-*.pt"))
+    assert ckpts, "no checkpoint written"
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert metrics and all(math.isfinite(m["loss"]) for m in metrics)
+    stats = json.loads((root / "sets" / "2026-01-02" / "stats.json").read_text())
+    ev = json.loads((run / "eval-val.json").read_text())
+    assert ev["split"] == "val" and ev["n_samples"] == stats["samples_per_split"]["val"] > 0
+    assert set(ev["modality_counts"]) == {"ecg", "report"}
 
 
 def test_the_training_set_is_picked_from_asset_events(airflow):
