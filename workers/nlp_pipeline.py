@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 
 os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # PyRuSH logs DEBUG per token otherwise
 
@@ -130,6 +131,8 @@ def build_nlp(sentences: str = "fast"):
     """
     import medspacy
 
+    # medspaCy's matchers hold an empty spaCy Matcher when all rules are regexes (harmless)
+    warnings.filterwarnings("ignore", message=r"\[W036\]")
     if sentences not in SENTENCE_SPLITTERS:
         raise ValueError(f"unknown sentence splitter {sentences!r}")
     _patch_regex_matcher()

@@ -20,7 +20,9 @@ Conventions:
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from functools import lru_cache
 
 from schemas.labels import CXR_LABELS, ECG_LABELS
@@ -179,6 +181,14 @@ def _structure_doc(doc, report_type: str, language: str) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence spaCy W036 (medspaCy keeps an empty token Matcher when all its rules are regexes)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\[W036\]")
+        yield
+
+
 def structure_with_rules(text: str, report_type: str, language: str) -> dict:
     """Sections, findings with assertions and the normal flag of one de-identified report.
 
@@ -190,7 +200,8 @@ def structure_with_rules(text: str, report_type: str, language: str) -> dict:
     Returns:
         A dict valid under :data:`schemas.report_schema.REPORT_JSON_SCHEMA`.
     """
-    doc = get_nlp()(prepare_nlp_text(text))
+    with _quiet():
+        doc = get_nlp()(prepare_nlp_text(text))
     return _structure_doc(doc, report_type, language)
 
 
@@ -198,5 +209,6 @@ def structure_many(
     texts: list[str], report_types: list[str], languages: list[str], batch_size: int = 64
 ) -> list[dict]:
     """Batch form of :func:`structure_with_rules` (``nlp.pipe``), same output per report."""
-    docs = get_nlp().pipe((prepare_nlp_text(t) for t in texts), batch_size=batch_size)
+    with _quiet():
+        docs = list(get_nlp().pipe((prepare_nlp_text(t) for t in texts), batch_size=batch_size))
     return structure_docs(docs, report_types, languages)

@@ -51,17 +51,36 @@ class _Span:
     priority: int
 
 
-def _resolve(spans: list[_Span]) -> list[_Span]:
-    """Keep non-overlapping spans: higher priority first, then longer, then earlier."""
+#: categories whose replacement is a fixed token: an overlapped span keeps its free parts
+_SPLITTABLE = frozenset({"name", "address", "id", "phone"})
+
+
+def _resolve(spans: list[_Span], text: str) -> list[_Span]:
+    """Non-overlapping spans: higher priority first, then longer, then earlier.
+
+    A lower-priority redaction overlapping a kept span is not dropped (recall first): its parts
+    outside the kept spans are still redacted when they contain a letter or digit.
+    """
     chosen: list[_Span] = []
-    taken: list[tuple[int, int]] = []
     for s in sorted(spans, key=lambda s: (-s.priority, -(s.end - s.start), s.start)):
         if s.end <= s.start:
             continue
-        if any(s.start < e and b < s.end for b, e in taken):
+        overlaps = sorted((c.start, c.end) for c in chosen if s.start < c.end and c.start < s.end)
+        if not overlaps:
+            chosen.append(s)
             continue
-        chosen.append(s)
-        taken.append((s.start, s.end))
+        if s.category not in _SPLITTABLE:
+            continue
+        pos = s.start
+        for b, e in overlaps + [(s.end, s.end)]:
+            lo, hi = pos, min(b, s.end)
+            while lo < hi and not text[lo].isalnum():
+                lo += 1
+            while hi > lo and not text[hi - 1].isalnum():
+                hi -= 1
+            if hi > lo and not any(lo < ce and cb < hi for cb, ce in ((c.start, c.end) for c in chosen)):
+                chosen.append(_Span(lo, hi, s.category, s.replacement, s.priority))
+            pos = max(pos, e)
     return sorted(chosen, key=lambda s: s.start)
 
 
@@ -103,8 +122,8 @@ _FIVE_DIGITS = re.compile(r"(?<![\d.,/-])\d{5}(?![\d]|[.,]\d)(?!" + _UNIT_AFTER 
 # phone numbers
 
 _PHONE_KEYWORD = re.compile(
-    r"\b(?:tel(?:ephone|efon)?|phone|ph|fax|telefax|pager|beeper|pgr|mobile|mob|cell|handy|call|contact|ext)"
-    r"\.?\s*(?:no\.?|nr\.?|number|#)?\s*[:.]?\s*(?P<value>\+?\(?\d[\d\s()./-]{4,}\d)",
+    r"\b(?:tel(?:ephone|efon)?|phone|fax|telefax|pager|beeper|pgr|mobile|mob|cell|handy|call|contact|ext)"
+    r"\.?\s*(?:no\.?|nr\.?|number|#)?\s*[:.]?\s*(?P<value>\+?\(?\d[\d\s()./-]{2,}\d)(?![\d.]*\s*(?:mg|ml|%))",
     re.IGNORECASE,
 )
 _PHONE_SHAPES = (
@@ -174,6 +193,11 @@ _DATE_DMY = re.compile(
 # "March 2019", "März 2019" (month-year)
 _DATE_MY = re.compile(r"\b" + _MONTH_RE + r"(?P<comma>,?\s+)(?P<y>" + _YEAR4 + r")\b", re.IGNORECASE)
 # year-less numeric dates after a cue: "on 3/12", "am 12.03.", "vom 12.3."
+# "28:4:92", "20 & 21:3:92" (PTB-XL English reports: day:month:year; never a time, the last
+# field is a year: 4 digits or > 59)
+_DATE_COLON = re.compile(
+    r"(?<![\d:])(?:(?P<d0>\d{1,2})\s*(?:&|and|und|,)\s*)?(?P<d>\d{1,2}):(?P<m>\d{1,2}):(?P<y>\d{4}|\d{2})(?![\d:])"
+)
 _DATE_CUE_NUM = re.compile(
     r"\b(?:on|dated|date|am|vom|seit|bis|from|since|until)\s+(?P<a>\d{1,2})(?P<sep>[./])(?P<b>\d{1,2})(?P<dot>\.)?"
     r"(?![\d]|[./]\d)",
@@ -319,6 +343,26 @@ class _DateShifter:
                 month_like = text[m.start("month") : m.end("month")]
                 dot = "." if text[m.end("month") : m.end("month") + 1] == "." else ""
                 add(m, f"{_month_word(new.month, style, month_like)}{dot}{m['comma']}{new.year:04d}", 68)
+        for m in _DATE_COLON.finditer(text):
+            ys = m["y"]
+            if len(ys) == 2 and int(ys) < 60:
+                continue  # could be a time of day
+            year = int(ys) if len(ys) == 4 else _two_digit_year(int(ys))
+            new = self._shift(year, int(m["m"]), int(m["d"]))
+            if new is None:
+                add(m, None)
+                continue
+            repl = f"{_pad(new.day, m['d'])}:{_pad(new.month, m['m'])}:{_fmt_year(new.year, ys)}"
+            if m["d0"]:
+                first = self._shift(year, int(m["m"]), int(m["d0"]))
+                between = text[m.end("d0") : m.start("d")]
+                if first is None:
+                    repl = "[DATE]" + between + repl
+                elif (first.month, first.year) == (new.month, new.year):
+                    repl = f"{_pad(first.day, m['d0'])}{between}{repl}"
+                else:
+                    repl = f"{first.day}:{first.month}:{_fmt_year(first.year, ys)}{between}{repl}"
+            add(m, repl, 71)
         for m in _DATE_CUE_NUM.finditer(text):
             a, b = int(m["a"]), int(m["b"])
             mo, dy = (b, a) if m["sep"] == "." else (a, b)
@@ -436,7 +480,7 @@ def _name_lists() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
 _CAP_WORD = re.compile(r"\b[A-ZÄÖÜ][a-zäöüßéèáàçñ'’]+(?:-[A-ZÄÖÜ][a-zäöüßéèáàçñ'’]+)?\b")
 _INITIAL_BEFORE = re.compile(r"(?:\b[A-ZÄÖÜ]\.\s*){1,2}$")
 _NAME_FIELD_END = re.compile(
-    r"\n|\t| {2,}|[;|]|\b\d|\s[A-Z][A-Za-z]{1,20}\s?:|\s(?:DOB|MRN|Geb\.|geb\.|geboren|Sex|Age|Alter)\b"
+    r"\n|\t| {2,}|[;|]|\b\d|(?<=[a-z]{3})\.\s|\s[A-Z][A-Za-z]{1,20}\s?:|\s(?:DOB|MRN|Geb\.|geb\.|geboren|Sex|Age|Alter)\b"
 )
 
 
@@ -592,7 +636,7 @@ def find_phi_spans(text: str, patient: str, pseudo: Pseudonymizer) -> list[tuple
     spans += [_Span(m.start(), m.end(), "id", "[ID]", 30) for m in _LONG_DIGITS.finditer(text)]
     spans += [_Span(m.start(), m.end(), "id", "[ID]", 29) for m in _ALNUM_ID.finditer(text)]
     spans += [_Span(m.start(), m.end(), "id", "[ID]", 20) for m in _FIVE_DIGITS.finditer(text)]
-    return [(s.start, s.end, s.category, s.replacement) for s in _resolve(spans)]
+    return [(s.start, s.end, s.category, s.replacement) for s in _resolve(spans, text)]
 
 
 def deidentify_text(text: str, patient: str, pseudo: Pseudonymizer) -> tuple[str, dict[str, int]]:
