@@ -145,6 +145,22 @@ class LlmConfig:
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
+    @classmethod
+    def from_mapping(cls, data: dict) -> LlmConfig:
+        """Build from a plain mapping (e.g. the ``llm:`` section of the build YAML).
+
+        ``bounds`` may be a mapping of :class:`GenerationBounds` fields; unknown keys raise
+        ``ValueError`` (a typo must not silently fall back to a default).
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown LlmConfig keys: {unknown}")
+        values = dict(data)
+        if isinstance(values.get("bounds"), dict):
+            values["bounds"] = GenerationBounds(**values["bounds"])
+        return cls(**values)
+
 
 def model_fingerprint(model: str) -> str:
     """``name@sha12`` for a local model folder (config, tokenizer and weight names/sizes); else ``model``.

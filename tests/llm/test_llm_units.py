@@ -369,3 +369,13 @@ def test_valid_output_is_kept_beside_the_rules(tmp_path):
     assert res["rules"] != llm and not list(VALIDATOR.iter_errors(res["rules"]))
     assert res["disagreement"] == disagreement(llm, res["rules"])
     assert "atrial_fibrillation:present" in res["disagreement"]["llm_only"]
+
+
+def test_config_from_mapping_roundtrips_yaml_style_sections():
+    cfg = LlmConfig.from_mapping(
+        {"mode": "offline", "model": "/models/m", "bounds": {"max_findings": 5}, "tensor_parallel_size": 2}
+    )
+    assert cfg.bounds == GenerationBounds(max_findings=5) and cfg.tensor_parallel_size == 2
+    assert LlmConfig.from_mapping(json.loads(cfg.to_json())) == cfg
+    with pytest.raises(ValueError, match="max_inflight"):
+        LlmConfig.from_mapping({"model": "m", "max_inflight": 4})

@@ -7,6 +7,7 @@ whole batch with a specific exception and no output, after which a rerun complet
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -103,7 +104,7 @@ def test_server_mode_schema_valid_and_cached(vllm_server, ptbxl_reports, tmp_pat
 
 def test_killed_server_fails_shard_cleanly_then_rerun_completes(vllm_server, ptbxl_reports, tmp_path):
     # reports not seen by the other test, so nothing is cached yet
-    reports = list(dict.fromkeys(ptbxl_reports[40:160]))[:80]
+    reports = list(dict.fromkeys(ptbxl_reports[40:160]))[:48]
     cache_dir = tmp_path / "cache"
     cfg = _server_config(vllm_server, cache_dir, max_in_flight=2)
     outcome: dict = {}
@@ -142,7 +143,7 @@ def test_killed_server_fails_shard_cleanly_then_rerun_completes(vllm_server, ptb
     assert all(r["llm_meta"]["cache_hit"] for r in LlmStructurer(cfg)(cached))
 
     vllm_server.start(timeout_s=420)
-    with LlmStructurer(cfg) as structurer:
+    with LlmStructurer(dataclasses.replace(cfg, max_in_flight=8)) as structurer:
         results = structurer(reports)
     _check_results(results, reports)
     assert structurer.stats.cache_hits == len(done)
