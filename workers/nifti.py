@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import re
 import zlib
 
@@ -56,7 +57,16 @@ HU_RANGE = (-1024.0, 3071.0)
 HU_AIR_MAX = -500.0
 HU_MIN_FRACTION_IN_RANGE = 0.5
 CT_OUTSIDE_VALUE = -1024.0
-_READ_ERRORS = (EOFError, OSError, ValueError, zlib.error, gzip.BadGzipFile, HeaderDataError, MemoryError)
+_READ_ERRORS = (
+    EOFError,
+    OSError,
+    ValueError,
+    zlib.error,
+    gzip.BadGzipFile,
+    HeaderDataError,
+    MemoryError,
+    OverflowError,
+)
 _TEXT_FIELDS = ("descrip", "aux_file", "intent_name", "db_name")
 #: words in ``descrip`` that rule out CT (MR phase maps and PET can hold air-like negative values)
 _NOT_CT_WORDS = {
@@ -94,7 +104,7 @@ def _load(path: str):
         raise QuarantineError(
             ReasonCode.VOLUME_DATA_CORRUPT, "compressed stream is truncated or corrupt"
         ) from None
-    except (HeaderDataError, ValueError, OSError) as exc:
+    except (HeaderDataError, ValueError, OSError, OverflowError) as exc:  # e.g. vox_offset inf/huge
         raise QuarantineError(
             ReasonCode.VOLUME_HEADER_INVALID, f"NIfTI header cannot be parsed ({type(exc).__name__})"
         ) from None
@@ -113,13 +123,16 @@ def _source_meta(img, path: str) -> dict:
     hdr = img.header
     sform_code, qform_code = int(hdr["sform_code"]), int(hdr["qform_code"])
     slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
-    units = hdr.get_xyzt_units()
+    try:
+        units = hdr.get_xyzt_units()
+    except KeyError:  # a units code NIfTI does not define
+        raise QuarantineError(ReasonCode.VOLUME_HEADER_INVALID, "unknown xyzt_units code") from None
     return {
         "format": "nifti2" if isinstance(hdr, nib.Nifti2Header) else "nifti1",
         "container": _container(img, path),
         "endianness": "big" if hdr.endianness == ">" else "little",
         "shape": [int(n) for n in img.shape],
-        "zooms": [_r(z) for z in hdr.get_zooms()],
+        "zooms": [_r(z) if np.isfinite(z) else None for z in hdr.get_zooms()],  # 4th (time) may be NaN
         "dtype": str(np.dtype(hdr.get_data_dtype()).newbyteorder("=")),
         "affine": _affine_list(img.affine),
         "axcodes": "".join(str(c) for c in nib.aff2axcodes(img.affine)),
@@ -163,6 +176,34 @@ def _check_header(img, ctx: WorkerContext) -> None:
     dt = np.dtype(img.header.get_data_dtype())
     if dt.fields is not None or dt.kind == "c":
         raise QuarantineError(ReasonCode.UNSUPPORTED_FORMAT, "RGB/complex NIfTI data is not a scalar volume")
+
+
+#: decoded sizes up to this many bytes skip the decompression-ratio limit (small uniform
+#: volumes such as masks legitimately compress beyond any ratio and cost little memory)
+RATIO_FLOOR_BYTES = 16 << 20
+
+
+def _check_limits(img, path: str, ctx: WorkerContext) -> None:
+    """Voxels to be read (all volumes of a 4-D series under policy ``all``) against
+    ``limits.max_pixels``, and stored bytes against ``limits.max_decompression_ratio`` x the
+    size of a gzip file: both before nibabel allocates anything."""
+    shape = tuple(int(n) for n in img.shape)
+    n_read = int(np.prod(shape[:3], dtype=np.int64))
+    if len(shape) == 4 and ctx.volume.four_d_policy == "all":
+        n_read *= shape[3]
+    if n_read > ctx.limits.max_pixels:
+        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "voxels to read exceed the voxel limit")
+    stored = n_read * np.dtype(img.header.get_data_dtype()).itemsize
+    try:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        size = os.path.getsize(path)
+    except OSError:
+        raise QuarantineError(ReasonCode.UNREADABLE_FILE, "volume file not readable") from None
+    if gz and stored > RATIO_FLOOR_BYTES and stored > ctx.limits.max_decompression_ratio * max(size, 1):
+        raise QuarantineError(
+            ReasonCode.LIMIT_EXCEEDED, "decompression ratio exceeds limits.max_decompression_ratio"
+        )
 
 
 def _classify_ct(data: np.ndarray, descrip: str) -> tuple[bool, str]:
@@ -232,6 +273,7 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
         raise ValueError(f"unknown VolumeConfig.four_d_policy {policy!r}")
     img = _load(item.path)
     _check_header(img, ctx)
+    _check_limits(img, item.path, ctx)
     source = _source_meta(img, item.path)
     hdr = img.header
     descrip = bytes(hdr["descrip"].item() or b"").split(b"\x00")[0].decode("latin-1", "replace")
@@ -283,6 +325,8 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
             cast = "int16 HU"
         else:
             vol, cast = _native(vol)
+            if vol.dtype.kind == "f" and not np.all(np.isfinite(vol)):
+                raise QuarantineError(ReasonCode.VOLUME_VALUES_IMPLAUSIBLE, "scaled values overflow float32")
             vol_steps.append(cast)
         vol = np.ascontiguousarray(vol)
         axcodes = "".join(str(c) for c in nib.aff2axcodes(vol_affine))
