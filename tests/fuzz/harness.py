@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -70,19 +71,33 @@ _UNIT_ID = re.compile(r"^(?P<file>f[0-9a-f]{16})(?:-(?:r|v)\d{6})?$")
 STATS: dict[str, Counter] = {}
 
 
-def fuzz_settings(fn: Callable) -> Callable:
+def fuzz_settings(reach: float = 1.0) -> Callable[[Callable], Callable]:
     """Hermetic, reproducible Hypothesis settings: no example database, no deadline, a fixed
-    stream of cases (``derandomize``, or ``MEDCORPUS_FUZZ_SEED``), ``EXAMPLES`` cases."""
-    wrapped = settings(
-        max_examples=EXAMPLES,
-        derandomize=not SEED,
-        database=None,
-        deadline=None,
-        print_blob=True,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-    )(fn)
-    return hyp_seed(int(SEED))(wrapped) if SEED else wrapped
+    stream of cases (``derandomize``, or ``MEDCORPUS_FUZZ_SEED``).
+
+    ``reach``: the share of cases expected to reach the parser under test (the rest become
+    empty/unknown files for discovery); ``EXAMPLES / reach`` cases are run so that about
+    ``EXAMPLES`` reach it (tests assert the count).
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        wrapped = settings(
+            max_examples=math.ceil(EXAMPLES / reach),
+            derandomize=not SEED,
+            database=None,
+            deadline=None,
+            print_blob=True,
+            phases=(Phase.explicit, Phase.generate, Phase.shrink),
+            suppress_health_check=list(HealthCheck),
+        )(fn)
+        return hyp_seed(int(SEED))(wrapped) if SEED else wrapped
+
+    return decorate
+
+
+def reached(parser: str, kind: InputKind) -> int:
+    """Cases of ``parser`` whose file discovery classified as ``kind`` (reached its decoder)."""
+    return STATS.get(parser, Counter())[f"kind:{kind.value}"]
 
 
 def fuzz_ctx(**limits) -> WorkerContext:

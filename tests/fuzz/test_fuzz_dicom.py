@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from tests.fuzz.harness import EXAMPLES, STATS, CaseDir, fuzz_ctx, fuzz_settings, run_case
+from schemas.records import InputKind
+from tests.fuzz.harness import EXAMPLES, CaseDir, fuzz_ctx, fuzz_settings, reached, run_case
 from tests.fuzz.mutate import (
     FRAC,
     apply_byte_op,
@@ -299,9 +300,9 @@ def test_seeds_decode_unmutated(shared_data, tmp_path):
 def test_fuzz_dicom(shared_data, tmp_path):
     """Mutated real DICOM files: decoded or quarantined, never a crash, never a hang."""
     ctx = fuzz_ctx()
-    before = STATS.get("dicom", {}).get("cases", 0)
+    before = reached("dicom", InputKind.DICOM)
 
-    @fuzz_settings
+    @fuzz_settings(reach=0.8)
     @given(case=dicom_cases)
     def one_case(case):
         data = mutate_dicom(shared_data, case)
@@ -310,7 +311,7 @@ def test_fuzz_dicom(shared_data, tmp_path):
             run_case("dicom", d.folder, ctx)
 
     one_case()
-    assert STATS["dicom"]["cases"] - before >= EXAMPLES
+    assert reached("dicom", InputKind.DICOM) - before >= EXAMPLES
 
 
 @pytest.mark.parametrize("depth", [64, 400, 2000])
