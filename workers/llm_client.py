@@ -21,12 +21,15 @@ import asyncio
 import logging
 import random
 
-import httpx
 import openai
 
 from workers.llm_config import Completion, LlmConfig, LlmRequest, LlmServerUnavailable
 
 log = logging.getLogger(__name__)
+# the SDK's HTTP layer logs every request at INFO: thousands of lines per shard, no information
+for _name in ("httpx", "httpx2"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 TRANSIENT_STATUS: frozenset[int] = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -36,7 +39,7 @@ def _is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in TRANSIENT_STATUS
-    return isinstance(exc, httpx.TransportError)
+    return False
 
 
 class AsyncLlmClient:
@@ -48,7 +51,7 @@ class AsyncLlmClient:
             base_url=config.base_url,
             api_key=config.api_key,
             max_retries=0,  # retries are ours: we need the shard-level failure semantics
-            timeout=httpx.Timeout(config.request_timeout_s, connect=config.connect_timeout_s),
+            timeout=openai.Timeout(config.request_timeout_s, connect=config.connect_timeout_s),
         )
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self.requests_sent = 0
