@@ -43,3 +43,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="negative prompt, with {label}"
     )
+    parser.add_argument(
+        "--similarity",
+        default="auto",
+        choices=("auto", "cosine", "mip"),
+        help="pair score: auto = MIP with missingness vectors for Symile models, cosine otherwise",
+    )

@@ -53,6 +53,7 @@ class DataConfig:
     volume_size: tuple[int, int, int] = (32, 32, 32)
     hu_window: tuple[float, float] = (-1000.0, 1000.0)
     text_max_chars: int = 4000
+    augment: bool = True  # training only: image affine/intensity, ECG shift/scale/noise
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,15 @@ class LossConfig:
     ``negative_sampling`` (Symile): ``n`` (O(N) negatives, shuffled) or ``n_squared``.
     ``symile_missing``: ``impute`` (absent modalities carry the model's missingness vector and
     every sample counts, as in the Symile paper) or ``complete`` (only samples with all
-    modalities present enter the loss).
+    modalities present enter the loss). ``modality_dropout``: probability of hiding each present
+    modality of a training sample (at least 2 stay), which trains the missingness vectors that
+    Symile uses to score a pair when the other modalities are absent.
     """
 
     name: str = "clip"
     negative_sampling: str = "n"
     symile_missing: str = "impute"
+    modality_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ class TrainConfig:
         _check(lo.name in ("clip", "symile"), "loss.name", "clip | symile")
         _check(lo.negative_sampling in ("n", "n_squared"), "loss.negative_sampling", "n | n_squared")
         _check(lo.symile_missing in ("impute", "complete"), "loss.symile_missing", "impute | complete")
+        _check(0.0 <= lo.modality_dropout < 1.0, "loss.modality_dropout", "in [0, 1)")
         _check(o.lr > 0, "optim.lr", "must be > 0")
         _check(o.accum_steps >= 1, "optim.accum_steps", "must be >= 1")
         _check(o.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")

@@ -6,6 +6,9 @@ Training stream (per rank, per DataLoader worker)::
     rank then worker) → tar → samples → seeded shuffle buffer → decode → batch + collate
     → with_epoch(batches per worker)
 
+Training samples are augmented (``DataConfig.augment``, see :func:`augment_sample`); evaluation
+samples never are.
+
 Every rank yields exactly ``num_batches`` batches per epoch, whatever its shards hold, so DDP
 ranks never wait on each other at the end of an epoch. Order is a pure function of
 (seed, epoch, rank, worker), which is what makes resume reproducible. The epoch lives in a
@@ -28,6 +31,7 @@ import logging
 import math
 import multiprocessing as mp
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,9 +150,12 @@ class SampleDecoder:
     decoded; the presence mask covers all four. Member names outside the contract are ignored.
     """
 
-    def __init__(self, cfg: DataConfig) -> None:
+    def __init__(
+        self, cfg: DataConfig, *, augment: bool = False, seed: int = 0, epoch: SharedEpoch | None = None
+    ) -> None:
         self.cfg = cfg
         self.modalities = tuple(cfg.modalities)
+        self.augment, self.seed, self.epoch = augment, seed, epoch
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg
@@ -186,6 +193,10 @@ class SampleDecoder:
         out["report"] = "\n\n".join(t for t in texts if t)[: cfg.text_max_chars]
         out["labels"] = torch.from_numpy(labels)
         out["labels_known"] = known
+        if self.augment:
+            epoch = self.epoch.get() if self.epoch is not None else 0
+            rng = np.random.default_rng([self.seed, epoch, zlib.crc32(out["key"].encode("utf-8"))])
+            augment_sample(out, rng)
         return out
 
     @staticmethod
@@ -251,6 +262,45 @@ class SampleDecoder:
         t = torch.from_numpy(np.ascontiguousarray(arr))[None, None]
         t = F.interpolate(t, size=target, mode="trilinear", align_corners=False)
         return t[0]
+
+
+def augment_sample(out: dict[str, Any], rng: np.random.Generator) -> None:
+    """Training augmentation, in place, seeded per (seed, epoch, key) so resume replays it.
+
+    Images: small affine (rotation ±5°, scale 0.9–1.1, shift ±5 %, no flips: laterality is a
+    finding), gain/offset jitter and Gaussian noise. ECGs: circular time shift, amplitude scale
+    0.85–1.15, 0.02 mV noise. Volumes: intensity jitter. Padding slots stay zero.
+    """
+    if "image" in out:
+        x, items = out["image"], out["image_items"]
+        for i in range(x.shape[0]):
+            if not items[i]:
+                continue
+            a = np.deg2rad(rng.uniform(-5, 5))
+            sc = rng.uniform(0.9, 1.1)
+            tx, ty = rng.uniform(-0.1, 0.1, 2)
+            theta = torch.tensor(
+                [[np.cos(a) / sc, -np.sin(a) / sc, tx], [np.sin(a) / sc, np.cos(a) / sc, ty]],
+                dtype=torch.float32,
+            )[None]
+            grid = F.affine_grid(theta, list(x[i : i + 1].shape), align_corners=False)
+            img = F.grid_sample(
+                x[i : i + 1], grid, mode="bilinear", padding_mode="border", align_corners=False
+            )[0]
+            noise = torch.from_numpy(rng.normal(0, 0.03, img.shape).astype(np.float32))
+            x[i] = (img * rng.uniform(0.9, 1.1) + rng.uniform(-0.1, 0.1) + noise).clamp_(-1, 1)
+    if "ecg" in out:
+        x, items = out["ecg"], out["ecg_items"]
+        for i in range(x.shape[0]):
+            if items[i]:
+                shifted = torch.roll(x[i], int(rng.integers(x.shape[-1])), dims=-1)
+                noise = torch.from_numpy(rng.normal(0, 0.02, shifted.shape).astype(np.float32))
+                x[i] = shifted * rng.uniform(0.85, 1.15) + noise
+    if "volume" in out:
+        x, items = out["volume"], out["volume_items"]
+        for i in range(x.shape[0]):
+            if items[i]:
+                x[i] = (x[i] * rng.uniform(0.9, 1.1) + rng.uniform(-0.05, 0.05)).clamp_(-1, 1)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -403,7 +453,7 @@ def make_train_loader(
         ShardStream(urls, seed=seed, epoch=epoch, rank=rank, world=world, resampled=cfg.resampled),
         wds.tarfile_to_samples(handler=_skip_bad_sample),
         SeededShuffle(cfg.shuffle_buffer, cfg.shuffle_initial, seed=seed, epoch=epoch, rank=rank),
-        wds.map(SampleDecoder(cfg), handler=_skip_bad_sample),
+        wds.map(SampleDecoder(cfg, augment=cfg.augment, seed=seed, epoch=epoch), handler=_skip_bad_sample),
         wds.batched(cfg.batch_size, collation_fn=collate, partial=False),
     ).with_epoch(per_worker)
     dl = DataLoader(

@@ -123,12 +123,14 @@ _TOKEN_RE = re.compile(r"[a-z]+|\d+")
 def hashed_ngrams(text: str, buckets: int) -> list[int]:
     """Bucket ids of the words and word bigrams of ``text`` (crc32; stable across processes).
 
-    Numbers are kept as tokens and also as ``#d`` (their digit count), so rates like "112"
-    and "118" share a feature. Returns ``[0]`` (the reserved empty bucket) for empty text.
+    A number becomes its magnitude class ``#<digits>:<leading digit>`` ("112" → ``#3:1``), so
+    rates like 112 and 118 share a feature and exact values (measurements, IDs) cannot act as
+    per-sample fingerprints. Returns ``[0]`` (the reserved empty bucket) for empty text.
     """
-    words = _TOKEN_RE.findall(text.lower())
+    words = [
+        f"#{len(w)}:{w.lstrip('0')[:1] or '0'}" if w.isdigit() else w for w in _TOKEN_RE.findall(text.lower())
+    ]
     feats = list(words)
-    feats += [f"#{len(w)}" for w in words if w.isdigit()]
     feats += [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
     if not feats:
         return [0]
@@ -291,26 +293,46 @@ class MultiModalEncoder(nn.Module):
         """Projected, normalised text embeddings (N, embed_dim) for prompts or reports."""
         return self._norm("report", self.heads["report"](self.encoders["report"](texts).float()))
 
-    def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def missing_rep(self, modality: str) -> torch.Tensor:
+        """The (normalised) representation an absent ``modality`` gets, (embed_dim,)."""
+        j = self.modalities.index(modality)
+        if self.mcfg.missing == "learned":
+            return self._norm(modality, self.missing[j])
+        return torch.zeros_like(self.missing[j])
+
+    def forward(
+        self, batch: dict, drop: torch.Tensor | None = None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Encode a batch. ``drop`` (B, M) bool marks present modalities to treat as absent
+        (modality dropout during training): their rows get the missingness representation."""
         mask_cols, out = [], {}
+        device = self.missing.device
         all_mask = batch["modality_mask"]
         order = {"image": 0, "volume": 1, "ecg": 2, "report": 3}
         for j, m in enumerate(self.modalities):
             if m == "report":
                 texts = batch["report"]
-                present = all_mask[:, order[m]].to(self.missing.device) & torch.tensor(
-                    [bool(t) for t in texts], device=self.missing.device
+                present = all_mask[:, order[m]].to(device) & torch.tensor(
+                    [bool(t) for t in texts], device=device
                 )
                 feats = self.encoders[m](texts).float()
             else:
-                items = batch[f"{m}_items"].to(self.missing.device)
+                items = batch[f"{m}_items"].to(device)
                 present = items.any(1)
-                feats = self.encode_items(m, batch[m].to(self.missing.device, non_blocking=True), items)
+                feats = self.encode_items(m, batch[m].to(device, non_blocking=True), items)
+            if drop is not None:
+                present = present & ~drop[:, j].to(device)
             z = self._norm(m, self.heads[m](feats).float())
-            if self.mcfg.missing == "learned":
-                fill = self._norm(m, self.missing[j]).expand_as(z)
-            else:
-                fill = torch.zeros_like(z)
+            fill = self.missing_rep(m).expand_as(z)
             out[m] = torch.where(present[:, None], z, fill)
             mask_cols.append(present)
         return out, torch.stack(mask_cols, dim=1)
+
+
+def modality_dropout(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """(B, M) bool: present modalities to drop, each with probability ``p``, never leaving a
+    sample with fewer than 2 present modalities (those samples keep everything)."""
+    drop = (torch.rand(mask.shape, generator=generator) < p) & mask
+    keep_all = (mask & ~drop).sum(1) < 2
+    drop[keep_all] = False
+    return drop

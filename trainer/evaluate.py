@@ -1,6 +1,8 @@
 """Evaluation of a trained checkpoint on the val/test split.
 
-Metrics (pairwise ones on cosine similarity; the multilinear one on the raw representations):
+Pair similarity: cosine for CLIP-trained models; for Symile-trained ones the multilinear inner
+product (MIP) with the model's missingness representation standing in for the other modalities
+(``--similarity`` overrides). Metrics:
 - Retrieval R@1/5/10 for every ordered modality pair (a → b), over the samples holding both:
   query a_i, candidates b_*, the hit is b_i. Ties are broken at random *in expectation*
   (R@k = P(rank ≤ k) with the true item uniformly placed among equal scores), so identical
@@ -21,7 +23,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,24 @@ class Embedded:
     labels: torch.Tensor
     labels_known: torch.Tensor
     keys: list[str]
+    missing: dict[str, torch.Tensor] = field(default_factory=dict)
+    similarity: str = "cosine"
+
+    def pair_scores(self, a: str, b: str, rows: torch.Tensor) -> torch.Tensor:
+        """(n, n) scores of ``a`` rows against ``b`` rows (``rows`` selects samples).
+
+        ``cosine``: cosine similarity. ``mip``: multilinear inner product with the model's
+        missingness representation standing in for every other modality (how a Symile model
+        scores a pair when the rest is absent).
+        """
+        x, y = self.reps[a][rows], self.reps[b][rows]
+        if self.similarity == "cosine":
+            return F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
+        w = torch.ones(x.shape[1], dtype=x.dtype)
+        for m in self.modalities:
+            if m not in (a, b):
+                w = w * self.missing[m]
+        return (x * w) @ y.T
 
 
 def load_model(checkpoint: str | Path, device: torch.device) -> tuple[MultiModalEncoder, Any]:
@@ -77,8 +97,10 @@ def embed_split(
     *,
     batch_size: int = 64,
     workers: int | None = None,
+    similarity: str = "auto",
 ) -> Embedded:
-    """Encode every sample of ``split`` once (ordered pass)."""
+    """Encode every sample of ``split`` once (ordered pass). ``similarity``: ``cosine``, ``mip``
+    or ``auto`` (``mip`` for a Symile-trained model, else ``cosine``)."""
     loader, _ = make_eval_loader(shards, split, cfg.data, batch_size=batch_size, workers=workers)
     reps: dict[str, list[torch.Tensor]] = {m: [] for m in model.modalities}
     masks, labels, known, keys = [], [], [], []
@@ -92,6 +114,8 @@ def embed_split(
         keys.extend(batch["key"])
     if not keys:
         raise ShardSetError(f"split {split!r} yielded no samples")
+    if similarity == "auto":
+        similarity = "mip" if cfg.loss.name == "symile" else "cosine"
     return Embedded(
         modalities=model.modalities,
         reps={m: torch.cat(v) for m, v in reps.items()},
@@ -99,6 +123,8 @@ def embed_split(
         labels=torch.cat(labels),
         labels_known=torch.cat(known),
         keys=keys,
+        missing={m: model.missing_rep(m).float().cpu() for m in model.modalities},
+        similarity=similarity,
     )
 
 
@@ -126,8 +152,7 @@ def retrieval(emb: Embedded, ks: tuple[int, ...] = KS) -> dict[str, dict[str, fl
         n = int(sel.sum())
         if n < 2:
             continue
-        a, b = F.normalize(emb.reps[mods[i]][sel], dim=-1), F.normalize(emb.reps[mods[j]][sel], dim=-1)
-        s = a @ b.T
+        s = emb.pair_scores(mods[i], mods[j], sel)
         for name, scores in ((f"{mods[i]}->{mods[j]}", s), (f"{mods[j]}->{mods[i]}", s.T)):
             res[name] = {"n": n, **recall_at_k(scores, ks), **{f"chance@{k}": min(1.0, k / n) for k in ks}}
     if len(mods) >= 3:
@@ -177,7 +202,6 @@ def zero_shot(
         rows = emb.mask[:, j] & emb.labels_known
         if int(rows.sum()) < 2:
             continue
-        x = F.normalize(emb.reps[m][rows], dim=-1)
         per_label: dict[str, dict[str, float]] = {}
         for label in vocab:
             truth = emb.labels[rows, label_index[label]].numpy() > 0.5
@@ -186,8 +210,15 @@ def zero_shot(
             t = model.encode_text(
                 [prompt.format(label=label_text(label)), negative_prompt.format(label=label_text(label))]
             ).cpu()
-            t = F.normalize(t, dim=-1)
-            score = (x @ t[0] - x @ t[1]).numpy()
+            if emb.similarity == "mip":  # the other modalities of the model are absent here
+                w = torch.ones(t.shape[1])
+                for other in emb.modalities:
+                    if other not in (m, "report"):
+                        w = w * emb.missing[other]
+                score = ((emb.reps[m][rows] * w) @ t.T).numpy()
+            else:
+                score = (F.normalize(emb.reps[m][rows], dim=-1) @ F.normalize(t, dim=-1).T).numpy()
+            score = score[:, 0] - score[:, 1]
             per_label[label] = {
                 "auroc": auroc(score, truth),
                 "accuracy": float(((score > 0) == truth).mean()),
@@ -231,17 +262,21 @@ def evaluate(
     workers: int | None = None,
     prompt: str = DEFAULT_PROMPT,
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+    similarity: str = "auto",
 ) -> dict[str, Any]:
     """All metrics of ``checkpoint`` on ``split`` as a JSON-able dict."""
     dev = pick_device(device)
     model, cfg = load_model(checkpoint, dev)
-    emb = embed_split(model, shards, split, cfg, dev, batch_size=batch_size, workers=workers)
+    emb = embed_split(
+        model, shards, split, cfg, dev, batch_size=batch_size, workers=workers, similarity=similarity
+    )
     counts = {m: int(emb.mask[:, j].sum()) for j, m in enumerate(emb.modalities)}
     return {
         "split": split,
         "n_samples": len(emb.keys),
         "modality_counts": counts,
         "loss": cfg.loss.name,
+        "similarity": emb.similarity,
         "retrieval": retrieval(emb),
         "zero_shot": zero_shot(model, emb, prompt=prompt, negative_prompt=negative_prompt),
         "modality_gap": modality_gap(emb),
@@ -250,7 +285,10 @@ def evaluate(
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """Short human-readable summary of :func:`evaluate`'s result."""
-    lines = [f"split {result['split']}: {result['n_samples']} samples, loss {result['loss']}"]
+    lines = [
+        f"split {result['split']}: {result['n_samples']} samples, loss {result['loss']}, "
+        f"pair similarity {result['similarity']}"
+    ]
     for name, r in result["retrieval"].items():
         lines.append(
             f"  {name:28s} n={r['n']:5d}  R@1 {r['R@1']:.3f} (chance {r['chance@1']:.3f}, x{r['R@1'] / r['chance@1']:.1f})"
@@ -276,6 +314,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             workers=args.workers,
             prompt=args.prompt,
             negative_prompt=args.negative_prompt,
+            similarity=args.similarity,
         )
     except (ConfigError, ShardSetError) as exc:
         print(f"medcorpus evaluate: error: {exc}", file=sys.stderr)

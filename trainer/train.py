@@ -49,7 +49,7 @@ from trainer.distributed import (
     gather_with_grad,
     init_distributed,
 )
-from trainer.encoders import MultiModalEncoder
+from trainer.encoders import MultiModalEncoder, modality_dropout
 from trainer.losses import pairwise_clip_loss, symile_loss
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,12 @@ def contrastive_loss(
         missing=cfg.loss.symile_missing,
         generator=gen,
     )
+
+
+def _present(batch: dict, modalities: tuple[str, ...]) -> torch.Tensor:
+    """(B, M) bool presence of ``modalities`` from the batch's modality mask."""
+    order = {"image": 0, "volume": 1, "ecg": 2, "report": 3}
+    return batch["modality_mask"][:, [order[m] for m in modalities]]
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -321,8 +327,14 @@ def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume
             last_micro = (micro + 1) % accum == 0
             sync = contextlib.nullcontext() if (last_micro or not info.distributed) else ddp.no_sync()
             with sync:
+                drop = None
+                if cfg.loss.modality_dropout > 0:
+                    gen = torch.Generator().manual_seed(
+                        cfg.seed * 7_919 + step * 131 + micro % accum + info.rank * 17
+                    )
+                    drop = modality_dropout(_present(batch, model.modalities), cfg.loss.modality_dropout, gen)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    reps, mask = ddp(batch)
+                    reps, mask = ddp(batch, drop)
                 loss = contrastive_loss(cfg, reps, mask, model.logit_scale(), step)
                 scaler.scale(loss / accum).backward()
             loss_acc += float(loss.detach()) / accum

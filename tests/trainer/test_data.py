@@ -205,3 +205,38 @@ def test_unreadable_sample_is_skipped(tmp_path: Path, caplog) -> None:
     assert [k for b in batches for k in b["key"]] == [g["__key__"] for g in good]
     assert "skipping an unreadable sample" in caplog.text
     assert bad["__key__"] not in caplog.text
+
+
+def test_training_augmentation_is_seeded_per_epoch_and_eval_is_clean(shards: Path) -> None:
+    cfg = DataConfig(
+        modalities=("image", "ecg", "report"),
+        batch_size=23,
+        workers=0,
+        image_size=16,
+        shuffle_buffer=1,
+        shuffle_initial=1,
+        resampled=False,
+    )
+    loader = make_train_loader(shards, cfg, seed=0)
+
+    def by_key(epoch: int) -> dict[str, torch.Tensor]:
+        loader.set_epoch(epoch)
+        b = next(iter(loader))
+        both = b["image_items"][:, 0] & b["ecg_items"][:, 0]  # some samples lack one (drop_every)
+        return {k: (b["image"][i], b["ecg"][i]) for i, k in enumerate(b["key"]) if both[i]}
+
+    e0, e0_again, e1 = by_key(0), by_key(0), by_key(1)
+    clean = {
+        k: (b_img, b_ecg)
+        for batch in make_eval_loader(shards, "train", cfg)[0]
+        for k, b_img, b_ecg in zip(batch["key"], batch["image"], batch["ecg"], strict=True)
+    }
+    common = sorted(set(e0) & set(e1))
+    assert common
+    for k in common:
+        assert torch.equal(e0[k][0], e0_again[k][0]) and torch.equal(e0[k][1], e0_again[k][1])
+        assert not torch.equal(e0[k][0], e1[k][0]) and not torch.equal(e0[k][1], e1[k][1])
+        assert not torch.equal(e0[k][0], clean[k][0])
+    plain = make_train_loader(shards, DataConfig(**{**cfg.__dict__, "augment": False}), seed=0)
+    b = next(iter(plain))
+    assert all(torch.equal(b["image"][i], clean[k][0]) for i, k in enumerate(b["key"]))

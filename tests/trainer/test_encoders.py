@@ -69,8 +69,10 @@ def test_hashed_ngrams_stable_and_in_range() -> None:
     ids = hashed_ngrams("Sinus tachycardia, rate 112 bpm", 1000)
     assert ids == hashed_ngrams("sinus TACHYCARDIA rate 112 bpm", 1000)  # case/punctuation-insensitive
     assert all(1 <= i < 1000 for i in ids)
-    # 5 words + 1 digit-count feature + 4 bigrams
-    assert len(ids) == 10
+    # 5 tokens + 4 bigrams; numbers are magnitude classes: 112 and 118 hash alike, 92 does not
+    assert len(ids) == 9
+    assert ids == hashed_ngrams("sinus tachycardia rate 118 bpm", 1000)
+    assert ids != hashed_ngrams("sinus tachycardia rate 92 bpm", 1000)
     assert hashed_ngrams("", 1000) == [0]
     enc = HashedTextEncoder(1000, 8)
     assert enc(["a b", "", "c"]).shape == (3, 8)
@@ -138,3 +140,24 @@ def test_minilm_last_layer_trainable() -> None:
     out = enc(["cardiomegaly", "no cardiomegaly"])
     out.sum().backward()
     assert all(p.grad is not None for n, p in enc.named_parameters() if p.requires_grad)
+
+
+def test_modality_dropout_keeps_two_and_feeds_missing_vectors() -> None:
+    from trainer.encoders import modality_dropout
+
+    mask = torch.tensor([[1, 1, 1, 1]] * 200 + [[1, 1, 0, 0]] * 50, dtype=torch.bool)
+    drop = modality_dropout(mask, 0.3, torch.Generator().manual_seed(0))
+    left = (mask & ~drop).sum(1)
+    assert bool((left >= 2).all()) and not bool((drop & ~mask).any())
+    assert not bool(drop[200:].any())  # two present: nothing may be dropped
+    rate = float(drop[:200].float().mean())
+    assert 0.15 < rate < 0.3  # 0.3 minus the samples restored to keep two modalities
+    m, d = _small()
+    model = MultiModalEncoder(m, d).eval()
+    batch = _batch()
+    hide = torch.zeros(3, 4, dtype=torch.bool)
+    hide[0, model.modalities.index("ecg")] = True
+    with torch.no_grad():
+        reps, present = model(batch, hide)
+    assert not bool(present[0, model.modalities.index("ecg")])
+    assert torch.allclose(reps["ecg"][0], model.missing_rep("ecg"))

@@ -146,3 +146,17 @@ def test_evaluate_function_on_val(tmp_path: Path) -> None:
     res = train(tiny(max_steps=2), shards, tmp_path / "r")
     out = evaluate(res.checkpoint, shards, "val", workers=0)
     assert out["n_samples"] == 6 and out["retrieval"]["image->report"]["chance@1"] == pytest.approx(1 / 6)
+
+
+def test_mip_pair_scores_use_the_missingness_vector_of_the_third_modality() -> None:
+    g = torch.Generator().manual_seed(0)
+    reps = {m: torch.randn(5, 3, generator=g) for m in ("image", "ecg", "report")}
+    missing = {m: torch.randn(3, generator=g) for m in reps}
+    emb = _emb(reps, [[True, True, True]] * 5)
+    emb.missing, emb.similarity = missing, "mip"
+    rows = torch.ones(5, dtype=torch.bool)
+    expected = torch.einsum("id,jd,d->ij", reps["image"], reps["report"], missing["ecg"])
+    assert torch.allclose(emb.pair_scores("image", "report", rows), expected, atol=1e-6)
+    emb.similarity = "cosine"
+    cos = torch.nn.functional.cosine_similarity(reps["ecg"][:, None], reps["report"][None], dim=-1)
+    assert torch.allclose(emb.pair_scores("ecg", "report", rows), cos, atol=1e-6)
