@@ -25,11 +25,17 @@ import warnings
 os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # PyRuSH logs DEBUG per token otherwise
 
 _LOCK = threading.Lock()
-_NLP: dict[str, object] = {}
+_NLP: dict[tuple, object] = {}
+DOMAINS: tuple[str, ...] = ("cxr", "ecg")
 
 #: version of the rules; recorded in each report's metadata
 RULES_VERSION = "rules-1"
 SENTENCE_SPLITTERS = ("fast", "pyrush")
+#: abbreviations whose full stop does not end a sentence (lower case, without the final stop)
+ABBREVIATIONS = frozenset(
+    "v.a vd.a v.a.d z.n z.b u.a ca bzw evtl ggf fragl mögl wahrsch li re bds re.-li li.-re dr prof med "
+    "e.g i.e vs approx cf no nr st pat".split()
+)
 
 
 def _patch_regex_matcher() -> None:
@@ -69,20 +75,28 @@ def _register_newline_sentences() -> None:
 
     @Language.component("medcorpus_newline_sentences")
     def newline_sentences(doc):
-        """A token that follows a line break starts a sentence (headings, list items, statements)."""
+        """A token after a line break starts a sentence (headings, list items, statements); a
+        token after an abbreviation's full stop ("V.a.", "Z.n.", "Dr.", "ca.") does not."""
         for i in range(1, len(doc)):
-            if "\n" in doc[i - 1].text or "\n" in doc[i - 1].whitespace_:
+            prev = doc[i - 1]
+            if "\n" in prev.text or "\n" in prev.whitespace_:
                 doc[i].is_sent_start = True
+            elif prev.text == "." and i >= 2 and doc[i - 2].lower_.rstrip(".") in ABBREVIATIONS:
+                doc[i].is_sent_start = False
+            elif prev.text.endswith(".") and prev.lower_.rstrip(".") in ABBREVIATIONS:
+                doc[i].is_sent_start = False
         return doc
 
 
-def _target_rules():
+def _target_rules(domains: tuple[str, ...]):
     from medspacy.target_matcher import TargetRule
 
     from workers.nlp_vocab import CXR_TARGETS, ECG_TARGETS
 
     rules = []
     for domain, table in (("cxr", CXR_TARGETS), ("ecg", ECG_TARGETS)):
+        if domain not in domains:
+            continue
         for label, patterns in table.items():
             # one rule per label (fewer, larger alternations are faster); matches start at a
             # word boundary ("stent" must not match inside "consistent")
@@ -124,11 +138,16 @@ def _section_rules():
     return rules
 
 
-def build_nlp(sentences: str = "fast"):
+def build_nlp(sentences: str = "fast", domains: tuple[str, ...] = DOMAINS):
     """Build a fresh pipeline (use :func:`get_nlp` for the shared one).
 
     ``sentences``: ``"fast"`` (spaCy sentencizer + line breaks) or ``"pyrush"`` (medspaCy default).
+    ``domains``: target vocabularies to load, ``"cxr"`` and/or ``"ecg"``; one pipeline per report
+    type keeps an ECG phrase ("dual-chamber pacemaker" rhythm) from hiding a chest finding
+    ("pacemaker" device), since the target matcher keeps only the longest overlapping match.
     """
+    if not domains or set(domains) - set(DOMAINS):
+        raise ValueError(f"unknown target domains {domains!r}")
     import medspacy
 
     # medspaCy's matchers hold an empty spaCy Matcher when all rules are regexes (harmless)
@@ -144,7 +163,7 @@ def build_nlp(sentences: str = "fast"):
         nlp.add_pipe("sentencizer")
         nlp.add_pipe("medcorpus_newline_sentences")
     matcher = nlp.add_pipe("medspacy_target_matcher")
-    matcher.add(_target_rules())
+    matcher.add(_target_rules(tuple(domains)))
     context = nlp.add_pipe("medspacy_context", config={"rules": "default", "max_scope": None})
     context.add(_context_rules())
     sectionizer = nlp.add_pipe("medspacy_sectionizer", config={"rules": None})
@@ -152,12 +171,13 @@ def build_nlp(sentences: str = "fast"):
     return nlp
 
 
-def get_nlp(sentences: str = "fast"):
-    """The process-wide pipeline, built on first use (thread-safe)."""
-    nlp = _NLP.get(sentences)
+def get_nlp(sentences: str = "fast", domains: tuple[str, ...] = DOMAINS):
+    """The process-wide pipeline for these target domains, built on first use (thread-safe)."""
+    key = (sentences, tuple(sorted(domains)))
+    nlp = _NLP.get(key)
     if nlp is None:
         with _LOCK:
-            nlp = _NLP.get(sentences)
+            nlp = _NLP.get(key)
             if nlp is None:
-                nlp = _NLP[sentences] = build_nlp(sentences)
+                nlp = _NLP[key] = build_nlp(sentences, key[1])
     return nlp

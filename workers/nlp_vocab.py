@@ -33,11 +33,11 @@ CXR_TARGETS: dict[str, list[str]] = {
         r"cardiac\s+enlargement",
         r"enlarge(?:d|ment\s+of\s+the)\s+(?:heart|cardiac\s+(?:silhouette|shadow|size))",
         r"enlarged\s+(?:heart|cardiac\s+(?:silhouette|shadow|size))",
-        _HEART + _BE + r"\s+" + _SIZE + r"(?:enlarged|large|increased\s+in\s+size)",
+        _HEART + _BE + r"\s+(?:not\s+)?" + _SIZE + r"(?:enlarged|large|increased\s+in\s+size)",
         r"(?:large|prominent|increased)\s+(?:heart|cardiac\s+silhouette)(?:\s+size)?",
         r"borderline\s+(?:heart|cardiac)\s+(?:size|enlargement)",
         r"heart\s+size\s+(?:is\s+)?(?:borderline|mildly\s+increased|increased)",
-        de(r"kardiomegalie|herzvergrößerung|vergrößerte[sn]?\s+herz|herz\s+(?:ist\s+)?vergrößert"),
+        de(r"kardiomegalie|herzvergrößerung|vergrößerte[sn]?\s+herz|herz\s+(?:ist\s+)?(?:nicht\s+)?vergrößert"),
     ],
     "enlarged_cardiomediastinum": [
         r"(?:cardiomediastinal|mediastinal)\s+(?:silhouette|contours?|shadow)"

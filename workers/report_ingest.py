@@ -132,6 +132,7 @@ class ReportFields:
     study_raw: str = ""
     timestamp_raw: str = ""
     report_type: str = "radiology"
+    known_identifiers: tuple[str, ...] = ()  # raw IDs/names of this record, scrubbed from the text
 
 
 def _quarantine(item: InputItem, source_id: str, reason: ReasonCode, message: str) -> QuarantineRecord:
@@ -185,7 +186,10 @@ def build_report_record(
     else:
         timestamp_state = "dicom" if acquired_at else "absent"
 
-    deid_text, counts = deidentify_text(text, patient, ctx.pseudo)
+    known = tuple(
+        v for v in (*fields.known_identifiers, fields.patient_raw, fields.study_raw) if len(v.strip()) >= 3
+    )
+    deid_text, counts = deidentify_text(text, patient, ctx.pseudo, known)
     language = detect_language(deid_text)
     report_type = normalise_report_type(fields.report_type)
     structured = structure_with_rules(deid_text, report_type, language)
@@ -417,6 +421,23 @@ def _rows(text: str, fmt: str, max_field: int):
         idx += 1
 
 
+#: column names whose values are identifiers: scrubbed from the row's text wherever they occur
+_IDENTIFYING_COLUMN = re.compile(
+    r"name|mrn|address|street|city|zip|postcode|phone|fax|email|e-mail|birth|dob|physician|doctor|"
+    r"accession|ssn|insurance|account|nurse_name|signed|author",
+    re.IGNORECASE,
+)
+
+
+def _identifying_values(row: dict, columns: _Columns) -> tuple[str, ...]:
+    """Raw values of the identity columns and of columns named like identifiers (not the text)."""
+    out = [_value(row, c) for c in (columns.patient_id, columns.study_id, columns.report_id) if c]
+    for col in row:
+        if col not in columns.text and _IDENTIFYING_COLUMN.search(str(col)):
+            out.append(_value(row, col))
+    return tuple(v for v in out if v.strip())
+
+
 def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     """One :class:`ReportRecord` or :class:`QuarantineRecord` per data row of a report table.
 
@@ -454,6 +475,7 @@ def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedReco
             study_raw=_value(row, columns.study_id),
             timestamp_raw=_value(row, columns.timestamp),
             report_type=_value(row, columns.report_type_column) or columns.report_type_value,
+            known_identifiers=_identifying_values(row, columns),
         )
         meta = {
             "decoder": "report_table",

@@ -30,6 +30,12 @@ from schemas.report_schema import REPORT_SCHEMA_VERSION, SECTION_NAMES
 from workers.nlp_pipeline import get_nlp
 
 REPORT_TYPES: tuple[str, ...] = ("radiology", "cardiology", "other")
+#: target vocabularies per report type (``workers.nlp_pipeline.get_nlp(domains=...)``)
+_DOMAINS: dict[str, tuple[str, ...]] = {
+    "radiology": ("cxr",),
+    "cardiology": ("ecg",),
+    "other": ("cxr", "ecg"),
+}
 #: sections whose findings describe the request, not the study
 CONTEXT_SECTIONS = frozenset({"indication", "history", "comparison", "technique"})
 POSITIVE_ASSERTIONS = frozenset({"present", "uncertain", "historical"})
@@ -37,6 +43,11 @@ POSITIVE_ASSERTIONS = frozenset({"present", "uncertain", "historical"})
 _CXR = frozenset(CXR_LABELS)
 _ECG = frozenset(ECG_LABELS)
 _IN_SPAN_NEGATION = re.compile(r"\b(?:not|no|without|kein\w*|nicht|ingen|inga|inte|ej)\b", re.IGNORECASE)
+_IN_SPAN_UNCERTAIN = re.compile(
+    r"\b(?:possible|possibly|probable|probably|likely|suspected|wahrscheinlich|möglich\w*|moeglich\w*|"
+    r"verdacht|fraglich\w*|sannolik\w*|möjlig\w*|misstänkt)\b",
+    re.IGNORECASE,
+)
 _WIDE_GAP = re.compile(r"[ \t]{3,}")
 
 _TYPE_SYNONYMS = {
@@ -80,7 +91,7 @@ def _assertion(ent) -> str:
         return "negated"
     if ent._.is_family:
         return "family"
-    if ent._.is_uncertain or ent._.is_hypothetical:
+    if ent._.is_uncertain or ent._.is_hypothetical or _IN_SPAN_UNCERTAIN.search(ent.text):
         return "uncertain"
     if ent._.is_historical:
         return "historical"
@@ -200,15 +211,24 @@ def structure_with_rules(text: str, report_type: str, language: str) -> dict:
     Returns:
         A dict valid under :data:`schemas.report_schema.REPORT_JSON_SCHEMA`.
     """
+    rtype = normalise_report_type(report_type)
     with _quiet():
-        doc = get_nlp()(prepare_nlp_text(text))
-    return _structure_doc(doc, report_type, language)
+        doc = get_nlp(domains=_DOMAINS[rtype])(prepare_nlp_text(text))
+    return _structure_doc(doc, rtype, language)
 
 
 def structure_many(
     texts: list[str], report_types: list[str], languages: list[str], batch_size: int = 64
 ) -> list[dict]:
     """Batch form of :func:`structure_with_rules` (``nlp.pipe``), same output per report."""
+    rtypes = [normalise_report_type(t) for t in report_types]
+    docs: list = [None] * len(texts)
     with _quiet():
-        docs = list(get_nlp().pipe((prepare_nlp_text(t) for t in texts), batch_size=batch_size))
-    return structure_docs(docs, report_types, languages)
+        for rtype in sorted(set(rtypes)):
+            idx = [i for i, t in enumerate(rtypes) if t == rtype]
+            nlp = get_nlp(domains=_DOMAINS[rtype])
+            for i, doc in zip(
+                idx, nlp.pipe((prepare_nlp_text(texts[i]) for i in idx), batch_size=batch_size), strict=True
+            ):
+                docs[i] = doc
+    return structure_docs(docs, rtypes, languages)

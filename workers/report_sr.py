@@ -120,6 +120,36 @@ def sr_to_text(ds) -> tuple[str, dict[str, int]]:
     return "\n".join(lines).strip(), audit
 
 
+#: header attributes whose values are scrubbed from the SR text wherever they occur
+_IDENTIFYING_KEYWORDS = (
+    "PatientName", "PatientID", "OtherPatientIDs", "PatientBirthName", "PatientMotherBirthName",
+    "ReferringPhysicianName", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "OperatorsName",
+    "PhysiciansOfRecord", "RequestingPhysician", "AccessionNumber", "StudyID", "InstitutionName",
+    "InstitutionAddress", "PatientAddress", "PatientTelephoneNumbers",
+)  # fmt: skip
+
+
+def _known_identifiers(ds) -> tuple[str, ...]:
+    """Raw identifying values of the SR header and of every PNAME item in the content tree."""
+    values: list[str] = []
+    for kw in _IDENTIFYING_KEYWORDS:
+        v = ds.get(kw, None)
+        if v is None:
+            continue
+        items = v if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else [v]
+        values += [str(x) for x in items if str(x).strip()]
+
+    def walk(items, depth: int = 0) -> None:
+        for item in items or []:
+            if str(item.get("ValueType", "")) == "PNAME" and str(item.get("PersonName", "") or "").strip():
+                values.append(str(item.PersonName))
+            if depth < _MAX_DEPTH:
+                walk(item.get("ContentSequence"), depth + 1)
+
+    walk(ds.get("ContentSequence"))
+    return tuple(values)
+
+
 def decode_dicom_sr(ds, item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     """One :class:`schemas.ReportRecord` from a text DICOM SR (or a quarantine record).
 
@@ -153,7 +183,7 @@ def decode_dicom_sr(ds, item: InputItem, ctx: WorkerContext) -> list[DecodedReco
         item,
         ctx,
         item.source_id,
-        ReportFields(text=text, report_type=report_type),
+        ReportFields(text=text, report_type=report_type, known_identifiers=_known_identifiers(ds)),
         meta,
         patient=patient,
         study=study,

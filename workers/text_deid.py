@@ -458,6 +458,12 @@ _ROLE_NEEDS_COLON = {
     "nurse",
     "reader",
 }
+#: capitalised words that follow "Patient"/"Name" in headings, not names
+_HEADING_WORDS = frozenset(
+    "information history data details demographics identification instructions education care safety "
+    "position positioning preparation status summary name number id age sex gender record records "
+    "was is has had who with and the has presents denies reports states complains".split()
+)
 _NAME_STOP = {
     "the", "a", "an", "and", "or", "of", "with", "without", "to", "in", "on", "at", "for", "is", "was", "has",
     "had", "who", "which", "der", "die", "das", "und", "oder", "mit", "ohne", "ist", "war", "hat", "ein",
@@ -533,9 +539,12 @@ def _name_spans(text: str) -> list[_Span]:
             spans.append(_Span(m.end(), end, "name", "[NAME]", 40))
     for m in _ROLE_LABEL.finditer(text):
         label = m.group(0).strip().lower().rstrip(":").strip()
-        if label in _ROLE_NEEDS_COLON and ":" not in m.group(0):
-            continue
         start = m.end()
+        if label in _ROLE_NEEDS_COLON and ":" not in m.group(0):
+            # "Patient Zyxwickham seen": without a colon only a capitalised, non-heading word
+            nxt = _CAP_WORD.match(text, start)
+            if lower_mode or not nxt or nxt.group(0).lower() in _HEADING_WORDS:
+                continue
         field_end = _NAME_FIELD_END.search(text, start)
         limit = field_end.start() if field_end else len(text)
         end = _name_after(text, start, lower_mode)
@@ -610,9 +619,33 @@ def _value_span(m: re.Match, category: str, repl: str, prio: int) -> _Span:
     return _Span(m.start("value"), m.end("value"), category, repl, prio)
 
 
-def find_phi_spans(text: str, patient: str, pseudo: Pseudonymizer) -> list[tuple[int, int, str, str]]:
+def _known_spans(text: str, known: tuple[str, ...]) -> list[_Span]:
+    """Occurrences of identifiers known from structured fields (names, IDs), case-insensitive.
+
+    Person names are split into their parts (``Last^First`` DICOM form, ``Last, First``);
+    parts shorter than 3 characters and numbers shorter than 5 digits are ignored."""
+    parts: set[str] = set()
+    for value in known:
+        value = (value or "").strip()
+        if not value:
+            continue
+        parts.add(value)
+        parts.update(re.split(r"[\^,\s]+", value))
+    # short parts and short numbers ("12", "6000": row numbers, not identifiers) are too generic
+    parts = {p for p in parts if len(p) >= 3 and not (re.fullmatch(r"[\d.]+", p) and len(p) < 5)}
+    spans = []
+    for p in sorted(parts, key=len, reverse=True):
+        for m in re.finditer(r"(?<![^\W_])" + re.escape(p) + r"(?![^\W_])", text, re.IGNORECASE):
+            category = "id" if any(ch.isdigit() for ch in p) else "name"
+            spans.append(_Span(m.start(), m.end(), category, "[ID]" if category == "id" else "[NAME]", 95))
+    return spans
+
+
+def find_phi_spans(
+    text: str, patient: str, pseudo: Pseudonymizer, known_identifiers: tuple[str, ...] = ()
+) -> list[tuple[int, int, str, str]]:
     """All resolved PHI spans of ``text`` as ``(start, end, category, replacement)`` (for audits/tests)."""
-    spans: list[_Span] = []
+    spans: list[_Span] = _known_spans(text, known_identifiers)
     spans += [_Span(m.start(), m.end(), "placeholder", m.group(0), 100) for m in _PLACEHOLDER.finditer(text)]
     spans += [_Span(m.start(), m.end(), "email", "[EMAIL]", 90) for m in _EMAIL.finditer(text)]
     spans += [_Span(m.start(), m.end(), "url", "[URL]", 85) for m in _URL.finditer(text)]
@@ -639,7 +672,9 @@ def find_phi_spans(text: str, patient: str, pseudo: Pseudonymizer) -> list[tuple
     return [(s.start, s.end, s.category, s.replacement) for s in _resolve(spans, text)]
 
 
-def deidentify_text(text: str, patient: str, pseudo: Pseudonymizer) -> tuple[str, dict[str, int]]:
+def deidentify_text(
+    text: str, patient: str, pseudo: Pseudonymizer, known_identifiers: tuple[str, ...] = ()
+) -> tuple[str, dict[str, int]]:
     """De-identify one report.
 
     Args:
@@ -647,6 +682,8 @@ def deidentify_text(text: str, patient: str, pseudo: Pseudonymizer) -> tuple[str
         patient: the patient *pseudonym* (``pseudo.patient(...)``, ``""`` if unknown); it selects
             the date offset, so dates move exactly like this patient's DICOM and ECG dates.
         pseudo: the build's pseudonymisation service.
+        known_identifiers: raw identifiers known from structured fields of the same record
+            (patient/physician names, patient ID, accession): removed wherever they occur.
 
     Returns:
         ``(text, counts)``: the de-identified text and the number of replacements per category
@@ -655,7 +692,7 @@ def deidentify_text(text: str, patient: str, pseudo: Pseudonymizer) -> tuple[str
     counts = dict.fromkeys(CATEGORIES, 0)
     parts: list[str] = []
     pos = 0
-    for start, end, category, repl in find_phi_spans(text, patient, pseudo):
+    for start, end, category, repl in find_phi_spans(text, patient, pseudo, known_identifiers):
         parts.append(text[pos:start])
         parts.append(repl)
         counts[category] += 1
