@@ -172,7 +172,7 @@ def model_fingerprint(model: str) -> str:
     if not path.is_dir():
         return model
     digest = hashlib.sha256()
-    for f in sorted(p for p in path.iterdir() if p.is_file()):
+    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
         digest.update(f.name.encode())
         if f.suffix in (".json", ".jinja", ".model", ".txt"):
             digest.update(f.read_bytes())

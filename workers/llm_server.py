@@ -12,6 +12,7 @@ carry report text).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -127,6 +128,7 @@ class VllmServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() ends the engine processes too
             )
+        atexit.register(self.stop)  # never leave a server behind when the owner exits
         while time.monotonic() - t0 < timeout_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(
