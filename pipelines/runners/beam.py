@@ -30,7 +30,9 @@ seconds each on a busy machine. ``worker_pool=False`` uses the recipe's plain
 A stage function with a ``setup()`` method has it called once per worker (``DoFn.setup``), the
 place to load models. An exception inside a DoFn (a bug; bad input is already a quarantine
 record returned by the worker) fails the pipeline and propagates out of ``map``: it is never
-swallowed. Locally: ``--runner=FnApiRunner`` with ``--direct_num_workers=N
+swallowed. A worker-pool process that dies during a stage (killed, out of memory) is noticed
+(FnApiRunner alone would wait for it forever) and the stage's unfinished work is run again on a
+fresh pool, up to ``max_attempts`` times. Locally: ``--runner=FnApiRunner`` with ``--direct_num_workers=N
 --direct_running_mode=multi_processing`` for N > 1 (never the Prism default runner: it tries to
 download a binary).
 
@@ -40,6 +42,7 @@ see docs/scale.md) and a shared ``staging_dir``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -220,6 +223,10 @@ class CountQuarantine(beam.DoFn):
         return []
 
 
+class WorkerLost(RuntimeError):
+    """A local SDK worker process died during a stage (killed, out of memory)."""
+
+
 # --- a long-lived local SDK worker pool ----------------------------------------------------------
 
 
@@ -289,6 +296,15 @@ class _WorkerPool:
             if proc.stdout is not None:
                 proc.stdout.close()
         self.procs = []
+
+
+class _PoolRunnerMarker:
+    """Mixin marking an FnApiRunner that runs on this module's worker pool (watched by ``_run``)."""
+
+
+@functools.cache
+def _pool_runner_class(fn_api_runner: type) -> type:
+    return type("PoolFnApiRunner", (_PoolRunnerMarker, fn_api_runner), {})
 
 
 class _NoInMemoryWarning(logging.Filter):
@@ -365,7 +381,10 @@ class BeamRunner:
             worker on a cluster (shared mount or ``gs://…``). Default: a local temp folder.
         keep_staging: keep the staging folder after each stage (debugging).
         worker_pool: locally, reuse N long-lived SDK worker processes across stages (default);
-            False starts fresh ones per stage (``--direct_running_mode=multi_processing``).
+            False starts fresh ones per stage (``--direct_running_mode=multi_processing``; Beam
+            then waits forever if one of them is killed).
+        max_attempts: runs of a stage whose worker-pool process died (the unfinished elements
+            of a map stage, the whole of a group stage) before the stage fails.
     """
 
     def __init__(
@@ -376,12 +395,14 @@ class BeamRunner:
         staging_dir: str | None = None,
         keep_staging: bool = False,
         worker_pool: bool = True,
+        max_attempts: int = 3,
     ) -> None:
         self.workers = max(1, int(workers))
         self.quiet = quiet
         self.beam_options = tuple(beam_options)
         self.keep_staging = keep_staging
         self.worker_pool = worker_pool
+        self.max_attempts = max(1, max_attempts)
         self._pool: _WorkerPool | None = None
         self._own_staging = staging_dir is None
         self.staging_dir = staging_dir or tempfile.mkdtemp(prefix="medcorpus-beam-")
@@ -420,7 +441,7 @@ class BeamRunner:
             self._pool = None
         if self._pool is None:
             self._pool = _WorkerPool(self.workers)
-        runner = FnApiRunner(default_environment=ExternalEnvironment(self._pool.url))
+        runner = _pool_runner_class(FnApiRunner)(default_environment=ExternalEnvironment(self._pool.url))
         return beam.Pipeline(runner=runner, options=options)
 
     # -- stages --
@@ -437,25 +458,42 @@ class BeamRunner:
             _dump(t, _item_path(in_dir, i))
 
     def _run(self, pipeline: beam.Pipeline, desc: str, out_dir: str, total: int, unit: str) -> None:
-        """Run a built pipeline with a progress bar fed by the result files appearing."""
-        stop = threading.Event()
+        """Run a built pipeline; progress from the result files; watch the local worker pool.
+
+        The pipeline runs in a helper thread so that the death of a worker-pool process (which
+        FnApiRunner would wait for forever) is noticed here and raised as :class:`WorkerLost`.
+        """
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                result = pipeline.run()
+                result.wait_until_finish()
+                box["result"] = result
+            except BaseException as exc:  # re-raised in the calling thread
+                box["error"] = exc
+
+        pool = self._pool if isinstance(pipeline.runner, _PoolRunnerMarker) else None
         bar = tqdm(total=total, desc=desc, unit=unit, disable=self.quiet, leave=False)
-        watcher = None
-        if not self.quiet and "://" not in out_dir:
-            watcher = threading.Thread(target=_watch, args=(out_dir, bar, stop), daemon=True)
-            watcher.start()
+        seen = 0
+        thread = threading.Thread(target=target, name=f"beam-stage-{desc}", daemon=True)
+        thread.start()
         try:
-            result = pipeline.run()
-            result.wait_until_finish()
-        except Exception:
-            log.error("Beam stage %r failed (an exception inside a DoFn: see the traceback)", desc)
-            raise
+            while thread.is_alive():
+                thread.join(0.5)
+                if pool is not None and thread.is_alive() and not pool.alive():
+                    raise WorkerLost(f"Beam stage {desc!r}: a worker process died")
+                if not self.quiet and "://" not in out_dir:
+                    n = _count_results(out_dir)
+                    if n > seen:
+                        bar.update(n - seen)
+                        seen = n
         finally:
-            stop.set()
-            if watcher is not None:
-                watcher.join()
             bar.close()
-        self._record_metrics(result, desc)
+        if "error" in box:
+            log.error("Beam stage %r failed (an exception inside a DoFn: see the traceback)", desc)
+            raise box["error"]
+        self._record_metrics(box["result"], desc)
 
     def _record_metrics(self, result, desc: str) -> None:
         ns = f"{METRIC_NAMESPACE}.{desc}"
@@ -477,6 +515,27 @@ class BeamRunner:
             reasons or "",
         )
 
+    def _attempts(self, desc: str, run_once: Callable[[int], None]) -> int:
+        """Call ``run_once(attempt)`` until it finishes without losing a worker; returns attempts.
+
+        A lost worker process (killed, out of memory) is retried with a fresh pool, up to
+        ``max_attempts`` times (Dataflow retries a failed bundle 4 times; Dask reschedules the
+        tasks of a dead worker). An exception raised *by a DoFn* is never retried: it is a bug.
+        """
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                run_once(attempt)
+                return attempt
+            except WorkerLost:
+                self.stage_metrics.pop(desc, None)
+                if self._pool is not None:
+                    self._pool.close()
+                    self._pool = None
+                if attempt == self.max_attempts:
+                    raise
+                log.warning("Beam stage %r: a worker process died; retrying its unfinished work", desc)
+        raise AssertionError("unreachable")
+
     def _cleanup(self, stage_dir: str) -> None:
         if self.keep_staging:
             return
@@ -492,26 +551,36 @@ class BeamRunner:
         if not tasks:
             return []
         stage_dir = self._new_stage(desc)
+        out_dir = _join(stage_dir, "out")
         try:
             self._stage_inputs(stage_dir, tasks, fn=fn)
-            out_dir = _join(stage_dir, "out")
-            p = self._pipeline(min(self.workers, len(tasks)))
-            outs = (
-                p
-                | "Create" >> beam.Create(range(len(tasks)))
-                | desc >> beam.ParDo(MapDoFn(desc, stage_dir)).with_outputs(QUARANTINE_TAG, main="done")
-            )
-            _ = outs[QUARANTINE_TAG] | "CountQuarantine" >> beam.ParDo(CountQuarantine(desc))
-            self._run(p, desc, out_dir, len(tasks), "item")
-            results = []
-            for i in range(len(tasks)):
-                path = _item_path(out_dir, i)
-                if not FileSystems.exists(path):
-                    raise RuntimeError(f"Beam stage {desc!r}: no result for element {i} (work was lost)")
-                results.append(_load(path))
+
+            def run_once(attempt: int) -> None:
+                done = _finished(out_dir) if attempt > 1 else set()
+                todo = [i for i in range(len(tasks)) if _item_name(i) not in done]
+                if not todo:
+                    return
+                p = self._pipeline(min(self.workers, len(todo)))
+                outs = (
+                    p
+                    | "Create" >> beam.Create(todo)
+                    | desc >> beam.ParDo(MapDoFn(desc, stage_dir)).with_outputs(QUARANTINE_TAG, main="done")
+                )
+                _ = outs[QUARANTINE_TAG] | "CountQuarantine" >> beam.ParDo(CountQuarantine(desc))
+                self._run(p, desc, out_dir, len(tasks), "item")
+
+            attempts = self._attempts(desc, run_once)
+            done = _finished(out_dir)
+            missing = [i for i in range(len(tasks)) if _item_name(i) not in done]
+            if missing:
+                raise RuntimeError(
+                    f"Beam stage {desc!r}: no result for {len(missing)} elements (work was lost)"
+                )
+            results = [_load(_item_path(out_dir, i)) for i in range(len(tasks))]
         finally:
             self._cleanup(stage_dir)
-        self._check_quarantine_count(desc, results)
+        if attempts == 1:
+            self._check_quarantine_count(desc, results)
         return results
 
     def group_map(
@@ -522,19 +591,25 @@ class BeamRunner:
         if not items:
             return []
         stage_dir = self._new_stage(desc)
+        out_dir = _join(stage_dir, "out")
         try:
             self._stage_inputs(stage_dir, items, fn=fn, key_fn=key_fn)
-            out_dir = _join(stage_dir, "out")
-            p = self._pipeline(min(self.workers, len(items)))
-            outs = (
-                p
-                | "Create" >> beam.Create(range(len(items)))
-                | "Key" >> beam.ParDo(KeyDoFn(stage_dir))
-                | "GroupByKey" >> beam.GroupByKey()
-                | desc >> beam.ParDo(GroupDoFn(desc, stage_dir)).with_outputs(QUARANTINE_TAG, main="done")
-            )
-            _ = outs[QUARANTINE_TAG] | "CountQuarantine" >> beam.ParDo(CountQuarantine(desc))
-            self._run(p, desc, out_dir, len(items), "group")
+
+            def run_once(attempt: int) -> None:
+                if attempt > 1 and FileSystems.exists(out_dir):
+                    FileSystems.delete([out_dir])  # groups are rebuilt whole
+                p = self._pipeline(min(self.workers, len(items)))
+                outs = (
+                    p
+                    | "Create" >> beam.Create(range(len(items)))
+                    | "Key" >> beam.ParDo(KeyDoFn(stage_dir))
+                    | "GroupByKey" >> beam.GroupByKey()
+                    | desc >> beam.ParDo(GroupDoFn(desc, stage_dir)).with_outputs(QUARANTINE_TAG, main="done")
+                )
+                _ = outs[QUARANTINE_TAG] | "CountQuarantine" >> beam.ParDo(CountQuarantine(desc))
+                self._run(p, desc, out_dir, len(items), "group")
+
+            self._attempts(desc, run_once)
             match = FileSystems.match([_join(out_dir, "*.pkl")])[0].metadata_list
             groups = sorted((_load(m.path) for m in match), key=lambda g: g[0])
         finally:
@@ -570,17 +645,22 @@ class BeamRunner:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
 
 
-def _watch(folder: str, bar: tqdm, stop: threading.Event) -> None:
-    """Progress: count finished result files every half second."""
-    seen = 0
-    while not stop.wait(0.5):
-        try:
-            n = sum(1 for e in os.scandir(folder) if e.name.endswith(".pkl"))
-        except FileNotFoundError:
-            continue
-        if n > seen:
-            bar.update(n - seen)
-            seen = n
+def _item_name(index: int) -> str:
+    return f"{index:09d}.pkl"
+
+
+def _finished(folder: str) -> set[str]:
+    """Names of the finished result files in ``folder``."""
+    if not FileSystems.exists(folder):
+        return set()
+    return {m.path.rsplit("/", 1)[-1] for m in FileSystems.match([_join(folder, "*.pkl")])[0].metadata_list}
+
+
+def _count_results(folder: str) -> int:
+    try:
+        return sum(1 for e in os.scandir(folder) if e.name.endswith(".pkl"))
+    except FileNotFoundError:
+        return 0
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--serve-worker-pool"]:

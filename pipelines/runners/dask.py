@@ -1,10 +1,13 @@
 """Dask runner: the build's stages on ``dask.distributed``.
 
-``map`` scatters the tasks to the workers (large tasks such as shard contents go worker-direct,
-not through the scheduler) and maps the stage function over them with ``client.map``; results
-are gathered back in the original order. ``group_map`` is a ``dask.bag`` ``groupby`` with the
+``map`` maps the stage function over the tasks with ``client.map`` (one Dask task per item) and
+gathers the results in the original order. ``group_map`` is a ``dask.bag`` ``groupby`` with the
 task-based shuffle (a real all-to-all exchange between workers), then the group function per
 key; groups are sorted by key on the driver and each group's items by their original position.
+
+Task inputs travel inside the task graph (through the scheduler), not scattered to one worker:
+the scheduler can then rerun the tasks of a worker that died on another worker. Scattered data
+would die with its worker and fail the stage with a "lost data" error instead.
 
 By default the runner starts a ``LocalCluster(n_workers=N, threads_per_worker=1,
 processes=True, dashboard_address=None)``; with ``scheduler_address`` (``tcp://host:8786``) it
@@ -15,8 +18,9 @@ first task (the place to load models). An exception in a task (a bug; bad input 
 quarantine record returned by the worker) is re-raised by ``map``/``group_map`` with its
 original type after the stage's other tasks are cancelled: never swallowed. Dask does not retry
 a raising task (``retries=0``); a task whose *worker process* dies is rescheduled by the
-scheduler (``distributed.scheduler.allowed-failures``), which is safe because every stage
-function is idempotent (shards are written atomically and skipped when complete).
+scheduler, up to ``distributed.scheduler.allowed-failures`` times (then ``KilledWorker``), which is
+safe because every stage function is idempotent (shards are written atomically and skipped
+when complete).
 """
 
 from __future__ import annotations
@@ -79,18 +83,6 @@ class _IndexedKey:
         if not isinstance(key, str):
             raise TypeError(f"group key must be str, got {type(key).__name__}")
         return key
-
-
-def _chunks(seq: list, n: int) -> list[list]:
-    """Split ``seq`` into ``n`` contiguous, nearly equal, non-empty chunks."""
-    n = max(1, min(n, len(seq)))
-    size, extra = divmod(len(seq), n)
-    out, start = [], 0
-    for i in range(n):
-        end = start + size + (1 if i < extra else 0)
-        out.append(seq[start:end])
-        start = end
-    return out
 
 
 class DaskRunner:
@@ -165,18 +157,16 @@ class DaskRunner:
             return []
         client = self.client
         token = f"{desc}-{uuid.uuid4().hex}"
-        data = client.scatter(tasks, hash=False)
         futures = client.map(
-            _OnWorker(fn, token), data, pure=False, key=[f"{token}-{i}" for i in range(len(tasks))]
+            _OnWorker(fn, token), tasks, pure=False, key=[f"{token}-{i}" for i in range(len(tasks))]
         )
         self._wait(futures, desc, "item")
-        return client.gather(futures)  # the futures (and scattered data) are released when dropped
+        return client.gather(futures)
 
     def group_map(
         self, key_fn: Callable[[T], str], fn: Callable[[str, list[T]], R], items: Sequence[T], desc: str
     ) -> list[R]:
         """Bag groupby (task shuffle) on ``key_fn``; ``fn(key, group)`` per key, sorted by key."""
-        import dask
         import dask.bag as db
 
         items = list(items)
@@ -184,10 +174,9 @@ class DaskRunner:
             return []
         client = self.client
         token = f"{desc}-{uuid.uuid4().hex}"
-        nparts = self._n_workers() * self.partitions_per_worker
-        parts = client.scatter(_chunks(list(enumerate(items)), nparts), hash=False)
-        bag = db.from_delayed([dask.delayed(p) for p in parts])
-        grouped = bag.groupby(_IndexedKey(key_fn), shuffle="tasks", npartitions=len(parts))
+        nparts = min(len(items), self._n_workers() * self.partitions_per_worker)
+        bag = db.from_sequence(list(enumerate(items)), npartitions=nparts)
+        grouped = bag.groupby(_IndexedKey(key_fn), shuffle="tasks", npartitions=bag.npartitions)
         applied = grouped.map_partitions(_OnWorker(fn, token).group)
         futures = client.compute(applied.to_delayed())
         self._wait(futures, desc, "partition")

@@ -121,3 +121,25 @@ def repo_on_pythonpath(repo: Path):
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
+
+
+class DieOnce:
+    """Kills its worker process at ``x == victim`` the first time only (a marker file remembers)."""
+
+    def __init__(self, folder: str, victim: int = 3) -> None:
+        self.folder = folder
+        self.victim = victim
+
+    def __call__(self, x: int) -> int:
+        marker = Path(self.folder, "died")
+        if x == self.victim and not marker.exists():
+            marker.touch()
+            os._exit(7)
+        return x * 10
+
+
+def die_on_three(x: int) -> int:
+    """Kills its worker process every time it sees 3 (a crash that retries cannot fix)."""
+    if x == 3:
+        os._exit(7)
+    return x

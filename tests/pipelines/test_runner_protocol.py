@@ -121,3 +121,31 @@ def test_dask_existing_scheduler_is_left_running():
         r.close()
         with Client(cluster.scheduler_address) as c:  # still up
             assert c.submit(h.square, 5).result() == 25
+
+
+def test_a_killed_worker_process_is_retried(runner, tmp_path):
+    if runner.__class__.__name__ == "LocalRunner":
+        pytest.skip("multiprocessing.Pool waits forever for a killed worker")
+    out = runner.map(h.DieOnce(str(tmp_path)), list(range(8)), "die-once")
+    assert out == [x * 10 for x in range(8)]
+    assert (tmp_path / "died").exists()  # the worker really died once
+
+
+def test_a_worker_that_always_dies_fails_the_stage_without_hanging(runner):
+    name = runner.__class__.__name__
+    if name == "LocalRunner":
+        pytest.skip("multiprocessing.Pool waits forever for a killed worker")
+    if name == "BeamRunner":
+        from pipelines.runners.beam import WorkerLost
+
+        expected, runner.max_attempts = WorkerLost, 1  # retries are covered above
+    else:
+        from distributed import KilledWorker
+
+        expected = KilledWorker
+    try:
+        with pytest.raises(expected):
+            runner.map(h.die_on_three, list(range(6)), "die-always")
+    finally:
+        runner.max_attempts = 3
+    assert runner.map(h.square, [2, 3], "after") == [4, 9]  # the runner recovers
