@@ -42,7 +42,7 @@ from workers.llm_config import (
     LlmShardError,
     LlmWorkerFailed,
 )
-from workers.llm_prompt import GenerationBounds, build_messages, generation_schema
+from workers.llm_prompt import REPORT_TYPES, GenerationBounds, build_messages, generation_schema
 
 __all__ = [
     "LlmConfig",
@@ -162,6 +162,15 @@ def _load_rules() -> RulesBatchFn:
     ]
 
 
+def _load_type_normaliser() -> Callable[[str], str]:
+    """The rule path's report-type normaliser (synonyms such as ``ecg``), so both paths agree."""
+    try:
+        from workers.report_rules import normalise_report_type
+    except ImportError:
+        return lambda value: value if value in REPORT_TYPES else "other"
+    return normalise_report_type
+
+
 def _run_sync(coro):
     """Run a coroutine to completion from sync code, also when a loop already runs here."""
     try:
@@ -192,12 +201,15 @@ class LlmStructurer:
         self.model_id = config.resolved_model_id()
         self.prompt_id = config.resolved_prompt_id()
         self._engine = None
+        self._normalise_type: Callable[[str], str] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def setup(self) -> LlmStructurer:
         if self._rules_batch is None:
             self._rules_batch = _load_rules()
+        if self._normalise_type is None:
+            self._normalise_type = _load_type_normaliser()
         if self.config.mode == "offline" and self._engine is None:
             from workers.llm_offline import OfflineEngine
 
@@ -220,6 +232,8 @@ class LlmStructurer:
     def __call__(self, reports: list[ReportIn]) -> list[dict]:
         """Structure ``reports``; results in input order (see :func:`structure_reports`)."""
         self.setup()
+        assert self._normalise_type is not None
+        reports = [(text, self._normalise_type(rt), lang) for text, rt, lang in reports]
         keys = [
             cache_key(t, rt, lang, self.config.schema_version, self.prompt_id, self.model_id)
             for t, rt, lang in reports
@@ -374,7 +388,8 @@ def structure_reports(texts: list[ReportIn], config: LlmConfig) -> list[dict]:
     """Structure reports with vLLM (``config.mode``); one dict per report, in input order.
 
     ``texts``: ``(text, report_type, language)`` with de-identified text, ``report_type`` in
-    radiology | cardiology | other. Each result has:
+    radiology | cardiology | other (synonyms such as ``ecg`` are normalised as the rule path
+    does). Each result has:
 
     * ``report``: the schema-valid structured report to store/score (the LLM's, or the rule
       path's when ``llm_fallback``);

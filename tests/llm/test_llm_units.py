@@ -379,3 +379,11 @@ def test_config_from_mapping_roundtrips_yaml_style_sections():
     assert LlmConfig.from_mapping(json.loads(cfg.to_json())) == cfg
     with pytest.raises(ValueError, match="max_inflight"):
         LlmConfig.from_mapping({"model": "m", "max_inflight": 4})
+
+
+def test_report_type_synonyms_are_normalised_like_the_rule_path(tmp_path):
+    llm = _valid(report_type="cardiology")
+    with ScriptedEndpoint(lambda body: (200, json.dumps(llm), "stop")) as ep:
+        (res,) = LlmStructurer(_cfg(ep.base_url))([("sinusrhythmus", "ECG", "de")])
+    assert ep.bodies[0]["structured_outputs"]["json"]["properties"]["report_type"]["enum"] == ["cardiology"]
+    assert res["report"]["report_type"] == res["rules"]["report_type"] == "cardiology"
