@@ -350,7 +350,11 @@ def _peek_record_line(path: str) -> dict | None:
 def _frames_needed(fs: float, ctx: WorkerContext) -> int:
     """Frames to read: the window plus a margin that covers the resampling filter of every
     channel, whatever its samples per frame (see ``ecg_convention.read_margin_samples``: the
-    filter reaches at most max(10, rate/50) source samples, i.e. max(10, fs/50) frames)."""
+    filter reaches at most max(10, rate/50) source samples, i.e. max(10, fs/50) frames).
+    Absurd rates (e.g. 1e308 Hz) give a huge count, not an overflow: the sample limit rejects it."""
+    frames = ctx.ecg.seconds * fs + 1 + fs + max(10.0, fs / 50.0) + 3
+    if not math.isfinite(frames) or frames > 2.0**62:
+        return 2**62
     return (
         int(math.ceil(ctx.ecg.seconds * fs)) + 1 + int(math.ceil(fs)) + int(math.ceil(max(10.0, fs / 50.0)))
     )
