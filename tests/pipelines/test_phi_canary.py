@@ -56,7 +56,7 @@ def _variants(s: str) -> list[bytes]:
         raw.hex().encode(),
         s.encode("utf-16-le"),
     }
-    for part in s.replace("^", " ").split():  # each name component alone
+    for part in s.split("^") if "^" in s else []:  # each person-name component alone
         if len(part) >= 6:
             forms |= {part.encode(), part.lower().encode(), part.upper().encode()}
     return sorted(forms)
