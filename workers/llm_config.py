@@ -79,7 +79,8 @@ class LlmConfig:
     max_tokens: output token budget per report; bounds: generation-schema limits.
     Offline only: tensor_parallel_size, max_model_len (tokens), gpu_memory_utilization
         (fraction of GPU memory; of host RAM on the CPU backend), dtype, enforce_eager,
-        worker_timeout_s (per batch, seconds), kv_cache_space_gib (CPU backend only),
+        worker_timeout_s (per batch, seconds), offline_batch_size (reports per ``LLM.chat``
+        call; results are cached after each), kv_cache_space_gib (CPU backend only),
         single_process (engine core and model worker inside the worker process: starts in a
         third of the time on a small CPU; leave off on GPUs).
     """
@@ -112,6 +113,7 @@ class LlmConfig:
     worker_timeout_s: float = 3600.0
     kv_cache_space_gib: int = 0
     single_process: bool = False
+    offline_batch_size: int = 2048
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -125,8 +127,10 @@ class LlmConfig:
             )
         if self.prompt_version != PROMPT_VERSION:
             raise ValueError(f"LlmConfig.prompt_version {self.prompt_version!r} is not {PROMPT_VERSION!r}")
-        if self.max_in_flight < 1 or self.retries < 0 or self.max_tokens < 1:
-            raise ValueError("LlmConfig: max_in_flight >= 1, retries >= 0 and max_tokens >= 1 are required")
+        if self.max_in_flight < 1 or self.retries < 0 or self.max_tokens < 1 or self.offline_batch_size < 1:
+            raise ValueError(
+                "LlmConfig: max_in_flight, max_tokens and offline_batch_size >= 1 and retries >= 0 are required"
+            )
 
     def sampling(self) -> dict:
         """Sampling parameters shared by both modes (greedy, seeded, bounded)."""

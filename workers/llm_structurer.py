@@ -321,22 +321,31 @@ class LlmStructurer:
         return out
 
     def _ask_offline(self, todo: dict[str, ReportIn]) -> dict[str, dict]:
+        """Batches of ``offline_batch_size``; each report's entry is cached as soon as it is final."""
         assert self._engine is not None
         bounds = self.config.bounds
-        keys = list(todo)
-        first = self._engine.generate([self._request(todo[k], bounds) for k in keys])
-        retry_keys = [k for k, c in zip(keys, first, strict=True) if self._needs_retry(c, todo[k])]
-        second = self._engine.generate([self._request(todo[k], bounds.compact()) for k in retry_keys])
-        self.stats.requests += len(keys) + len(retry_keys)
-        answers = {k: [c] for k, c in zip(keys, first, strict=True)}
-        for k, c in zip(retry_keys, second, strict=True):
-            answers[k].append(c)
-        out = {}
-        for k in keys:
-            entry = self._entry(todo[k], answers[k])
-            if self.cache:
-                self.cache.put(k, entry)
-            out[k] = entry
+        out: dict[str, dict] = {}
+        keys_all = list(todo)
+        step = self.config.offline_batch_size
+        for start in range(0, len(keys_all), step):
+            keys = keys_all[start : start + step]
+            first = self._engine.generate([self._request(todo[k], bounds) for k in keys])
+            self.stats.requests += len(keys)
+            retry_keys = []
+            for k, c in zip(keys, first, strict=True):
+                if self._needs_retry(c, todo[k]):
+                    retry_keys.append(k)
+                else:
+                    out[k] = self._entry(todo[k], [c])
+                    if self.cache:
+                        self.cache.put(k, out[k])
+            second = self._engine.generate([self._request(todo[k], bounds.compact()) for k in retry_keys])
+            self.stats.requests += len(retry_keys)
+            answers = dict(zip(keys, first, strict=True))
+            for k, c in zip(retry_keys, second, strict=True):
+                out[k] = self._entry(todo[k], [answers[k], c])
+                if self.cache:
+                    self.cache.put(k, out[k])
         return out
 
     def _result(self, key: str, rules: dict, entry: dict, hit: bool) -> dict:

@@ -164,6 +164,7 @@ def test_offline_mode_in_worker_subprocess(vllm_python, tiny_model, ptbxl_report
         kv_cache_space_gib=1,
         single_process=True,
         worker_timeout_s=420,
+        offline_batch_size=10,  # 24 reports: three LLM.chat batches through one loaded worker
         max_tokens=1024,
         cache_dir=str(tmp_path / "cache"),
     )
@@ -171,6 +172,10 @@ def test_offline_mode_in_worker_subprocess(vllm_python, tiny_model, ptbxl_report
         results = structurer(reports)
         _check_results(results, reports)
         assert sum(not r["llm_fallback"] for r in results) / len(results) >= 0.99
+        unique = len(set(reports))
+        assert (
+            structurer.stats.requests >= unique and len(list((tmp_path / "cache").glob("*/*.json"))) == unique
+        )
         again = structurer(reports)
         assert all(r["llm_meta"]["cache_hit"] for r in again)
 
