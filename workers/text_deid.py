@@ -437,7 +437,7 @@ _TITLE = re.compile(
 _ROLE_LABEL = re.compile(
     r"(?:\b(?:electronically\s+)?(?:signed|dictated|transcribed|reviewed|verified|approved|read|reported|"
     r"interpreted|attested|authenticated|confirmed|performed|prepared|typed|entered)(?:\s+(?:and|&)\s+\w+)?\s+by"
-    r"|\b(?:patient(?:'s)?\s+name|patient(?:in)?|pt|name|vorname|nachname|name,\s*vorname|befundet\s+von|"
+    r"|\b(?:patient(?:'s)?\s+name|patient(?:in)?|pat\.|pt\.?|name|vorname|nachname|name,\s*vorname|befundet\s+von|"
     r"befundende?r?\s+ärztin|befundende?r?\s+arzt|arzt|ärztin|radiologist|radiologe|radiologin|cardiologist|"
     r"kardiologe|kardiologin|physician|attending|resident|fellow|technologist|tech|referring(?:\s+physician)?|"
     r"ordering(?:\s+physician)?|requesting(?:\s+physician)?|zuweiser|überweiser|einsender|unterschrift|gez|"
@@ -447,6 +447,7 @@ _ROLE_LABEL = re.compile(
     re.IGNORECASE,
 )
 _ROLE_NEEDS_COLON = {
+    "pat",
     "name",
     "pt",
     "patient",
@@ -538,7 +539,7 @@ def _name_spans(text: str) -> list[_Span]:
         if end > m.end():
             spans.append(_Span(m.end(), end, "name", "[NAME]", 40))
     for m in _ROLE_LABEL.finditer(text):
-        label = m.group(0).strip().lower().rstrip(":").strip()
+        label = m.group(0).strip().lower().rstrip(":").strip().rstrip(".")
         start = m.end()
         if label in _ROLE_NEEDS_COLON and ":" not in m.group(0):
             # "Patient Zyxwickham seen": without a colon only a capitalised, non-heading word
