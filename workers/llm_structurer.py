@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -352,7 +353,7 @@ class LlmStructurer:
         rule_errors = list(_validator().iter_errors(rules))
         if rule_errors:  # the rule path must satisfy the same schema: a bug, not bad input
             raise RuntimeError(f"rule path output violates the report schema ({rule_errors[0].validator})")
-        llm = entry["llm"]
+        llm = copy.deepcopy(entry["llm"])  # duplicates of one text share an entry, not a dict
         return {
             "report": llm if llm is not None else rules,
             "structurer": "llm" if llm is not None else "rules",
