@@ -13,6 +13,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 TINY_LLM ?= build/tiny-llm
 TINY_LLM_STAMP := $(TINY_LLM)/.built
 VLLM_HOST_PY := $(or $(PY),python3)
+VLLM_PIPELINE_PY := $(or $(BIN),.venv/bin)/python
 
 .PHONY: vllm-env tiny-llm vllm-test bench-llm
 
@@ -36,10 +37,10 @@ $(TINY_LLM_STAMP): scripts/make_tiny_llm.py workers/llm_prompt.py schemas/labels
 tiny-llm: $(TINY_LLM_STAMP)
 
 vllm-test: vllm-env tiny-llm
-	.venv/bin/python -m pytest -q -p no:cacheprovider tests/llm
+	$(VLLM_PIPELINE_PY) -m pytest -q -p no:cacheprovider tests/llm
 
 bench-llm: vllm-env tiny-llm
-	.venv/bin/python bench/bench_llm.py --model $(TINY_LLM) --mode server
-	.venv/bin/python bench/bench_llm.py --model $(TINY_LLM) --mode offline
+	$(VLLM_PIPELINE_PY) bench/bench_llm.py --model $(TINY_LLM) --mode server
+	$(VLLM_PIPELINE_PY) bench/bench_llm.py --model $(TINY_LLM) --mode offline
 
 .DEFAULT_GOAL := $(_VLLM_SAVED_GOAL)
