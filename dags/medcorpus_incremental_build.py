@@ -60,7 +60,7 @@ from medcorpus_dagkit import (
     },
 )
 def medcorpus_incremental_build():
-    @task(retries=0)
+    @task
     def find_partitions(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
         out = run_medcorpus(
             [
@@ -91,7 +91,7 @@ def medcorpus_incremental_build():
             argv = build_argv(params, "build-set", partition["version"])
             return shlex.join([*argv, "--corpus-root", setting(params, "corpus_root")])
 
-        @task(retries=0)
+        @task
         def check(partition: dict, params=None) -> dict:
             args = ["check-build", "--corpus-root", setting(params, "corpus_root")]
             return run_medcorpus(args + ["--version", partition["version"], *fraction_args(params)])

@@ -45,7 +45,7 @@ def medcorpus_oneoff_build():
     def build(params=None) -> str:
         return shlex.join(build_argv(params, "build", params["source"], "--out", params["output"]))
 
-    @task(retries=0)
+    @task
     def check(params=None) -> dict:
         return run_medcorpus(["check-build", params["output"], *fraction_args(params)])
 

@@ -44,7 +44,7 @@ from medcorpus_dagkit import (
     },
 )
 def medcorpus_train_on_new_set():
-    @task(inlets=[CORPUS_ASSET], retries=0)
+    @task(inlets=[CORPUS_ASSET])
     def pick_set(params=None, triggering_asset_events=None, inlet_events=None) -> dict:
         triggering = (
             [e.extra for e in triggering_asset_events[CORPUS_ASSET]] if triggering_asset_events else []
