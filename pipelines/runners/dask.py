@@ -16,8 +16,8 @@ connects to an existing cluster and leaves it running on ``close()``.
 A stage function with a ``setup()`` method has it called once per worker process before its
 first task (the place to load models). An exception in a task (a bug; bad input is already a
 quarantine record returned by the worker) is re-raised by ``map``/``group_map`` with its
-original type after the stage's other tasks are cancelled: never swallowed. Dask does not retry
-a raising task (``retries=0``); a task whose *worker process* dies is rescheduled by the
+original type after the stage's other tasks are cancelled: never swallowed. A raising task is
+not retried unless ``retries`` > 0; a task whose *worker process* dies is rescheduled by the
 scheduler, up to ``distributed.scheduler.allowed-failures`` times (then ``KilledWorker``), which is
 safe because every stage function is idempotent (shards are written atomically and skipped
 when complete).
@@ -94,6 +94,10 @@ class DaskRunner:
         quiet: no progress bars.
         scheduler_address: ``tcp://host:port`` of a running scheduler; None starts a LocalCluster.
         partitions_per_worker: bag partitions per worker in group stages.
+        retries: reruns of a task that *raised* (default 0: fail at once, like the local runner).
+            Production builds that call remote services (the vLLM server) may set 1–2 so that a
+            transient ``LlmServerUnavailable`` does not fail the build; a bug still fails it after
+            the retries. Independent of the rescheduling of tasks whose worker died.
     """
 
     def __init__(
@@ -102,11 +106,13 @@ class DaskRunner:
         quiet: bool = False,
         scheduler_address: str | None = None,
         partitions_per_worker: int = 4,
+        retries: int = 0,
     ) -> None:
         self.workers = max(1, int(workers))
         self.quiet = quiet
         self.scheduler_address = scheduler_address or None
         self.partitions_per_worker = max(1, partitions_per_worker)
+        self.retries = max(0, retries)
         self._client = None
         self._cluster = None
 
@@ -158,7 +164,11 @@ class DaskRunner:
         client = self.client
         token = f"{desc}-{uuid.uuid4().hex}"
         futures = client.map(
-            _OnWorker(fn, token), tasks, pure=False, key=[f"{token}-{i}" for i in range(len(tasks))]
+            _OnWorker(fn, token),
+            tasks,
+            pure=False,
+            key=[f"{token}-{i}" for i in range(len(tasks))],
+            retries=self.retries,
         )
         self._wait(futures, desc, "item")
         return client.gather(futures)
@@ -178,7 +188,7 @@ class DaskRunner:
         bag = db.from_sequence(list(enumerate(items)), npartitions=nparts)
         grouped = bag.groupby(_IndexedKey(key_fn), shuffle="tasks", npartitions=bag.npartitions)
         applied = grouped.map_partitions(_OnWorker(fn, token).group)
-        futures = client.compute(applied.to_delayed())
+        futures = client.compute(applied.to_delayed(), retries=self.retries)
         self._wait(futures, desc, "partition")
         groups = sorted((g for part in client.gather(futures) for g in part), key=lambda g: g[0])
         n_items = sum(n for _, n, _ in groups)

@@ -143,3 +143,18 @@ def die_on_three(x: int) -> int:
     if x == 3:
         os._exit(7)
     return x
+
+
+class FailOnce:
+    """Raises at ``x == victim`` the first time only (a transient error, e.g. a server hiccup)."""
+
+    def __init__(self, folder: str, victim: int = 2) -> None:
+        self.folder = folder
+        self.victim = victim
+
+    def __call__(self, x: int) -> int:
+        marker = Path(self.folder, "failed")
+        if x == self.victim and not marker.exists():
+            marker.touch()
+            raise RuntimeError(BUG_MESSAGE)
+        return x

@@ -111,15 +111,23 @@ def test_beam_plain_multi_processing_mode():
     prod.close()
 
 
-def test_dask_existing_scheduler_is_left_running():
+def test_dask_on_an_existing_scheduler_retries_only_when_asked(tmp_path):
     from dask.distributed import Client, LocalCluster
 
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        r = make_runner("dask", 1, quiet=True, scheduler_address=cluster.scheduler_address)
-        assert r.map(h.square, [3, 4], "sq") == [9, 16]
-        assert r.group_map(h.mod3_key, h.key_and_group, [1, 4, 2], "g") == [("k1", [1, 4]), ("k2", [2])]
-        r.close()
-        with Client(cluster.scheduler_address) as c:  # still up
+        address = cluster.scheduler_address
+        strict = make_runner("dask", 1, quiet=True, scheduler_address=address)
+        assert strict.group_map(h.mod3_key, h.key_and_group, [1, 4, 2], "g") == [("k1", [1, 4]), ("k2", [2])]
+        with pytest.raises(RuntimeError, match=h.BUG_MESSAGE):
+            strict.map(h.FailOnce(str(tmp_path / "a")), [1, 2, 3], "fail-once")
+        strict.close()
+        lenient = make_runner("dask", 1, quiet=True, scheduler_address=address, retries=1)
+        assert lenient.map(h.FailOnce(str(tmp_path / "b")), [1, 2, 3], "fail-once") == [1, 2, 3]
+        assert (tmp_path / "b" / "failed").exists()
+        lenient.close()
+        with Client(address) as c:  # an existing cluster is left running by close()
             assert c.submit(h.square, 5).result() == 25
 
 
