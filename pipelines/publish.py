@@ -196,6 +196,7 @@ def check_build(
 
     build_dir = Path(build_dir)
     rep = CheckReport(build_dir, max_quarantine_fraction)
+    write_marker = write_marker and not (build_dir / SET_INFO).exists()  # a published set is never written
     if not build_dir.is_dir():
         rep.validation_errors.append("build folder not found")
         return rep

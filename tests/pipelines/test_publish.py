@@ -369,6 +369,7 @@ def test_cli_stage_build_check_publish(built, tmp_path, capsys):
     published = _tree_hashes(root / "sets/2026-01-05")
     rc, out = run("check-build", "--corpus-root", str(root), "--version", "2026-01-05", "--json")
     assert rc == 0 and out["ok"]
+    assert run("check-build", str(root / "sets/2026-01-05"))[0] == 0  # the same, given as a folder
     assert _tree_hashes(root / "sets/2026-01-05") == published  # checking a published set writes nothing
     rc, out = run("corpus-status", "--corpus-root", str(root), "--json")
     assert rc == 0 and out["current"] == "2026-01-05" and len(out["versions"]) == 1
