@@ -304,6 +304,10 @@ def _quarantine_missing_files(base: str, header) -> None:
                 raise QuarantineError(
                     ReasonCode.ECG_HEADER_INVALID, "a segment header cannot be parsed"
                 ) from None
+            if isinstance(seg_header, wfdb.MultiRecord):  # itself, or nested: wfdb would recurse
+                raise QuarantineError(
+                    ReasonCode.ECG_HEADER_INVALID, "a segment is itself a multi-segment record"
+                )
             for fname in set(getattr(seg_header, "file_name", None) or []):
                 if fname and fname != "~" and not os.path.isfile(os.path.join(d, fname)):
                     missing += 1
