@@ -324,6 +324,10 @@ def _value(row: dict, column: str) -> str:
         if isinstance(v, (dict, list))
         else str(v)
     )
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from JSON escapes ("\\ud800"): replaced by "?"
+        s = s.encode("utf-8", errors="replace").decode("utf-8")
     return "" if s.strip().lower() in _BLANK_VALUES else s
 
 
@@ -352,12 +356,16 @@ def _table_format(path: str, text: str) -> str:
     return "csv"
 
 
+#: row error of a CSV field longer than the parser's field limit (a multiple of max_text_chars)
+FIELD_TOO_LONG = "a field is longer than limits.max_text_chars allows"
+
+
 def _rows(text: str, fmt: str, max_field: int):
     """Yield ``(row_index, row_dict | None, error)`` over the data rows; raises for a bad table."""
     if fmt == "json":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # also > 4300-digit integers, deep nesting
             raise QuarantineError(
                 ReasonCode.REPORT_TABLE_MALFORMED, "JSON document is not valid JSON"
             ) from exc
@@ -373,7 +381,7 @@ def _rows(text: str, fmt: str, max_field: int):
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # also > 4300-digit integers, deep nesting
                 yield idx, None, "JSONL line is not valid JSON"
             else:
                 yield (idx, obj, "") if isinstance(obj, dict) else (idx, None, "JSONL line is not an object")
@@ -406,8 +414,8 @@ def _rows(text: str, fmt: str, max_field: int):
             row = next(reader)
         except StopIteration:
             return
-        except csv.Error:
-            yield idx, None, "row cannot be parsed as CSV"
+        except csv.Error as exc:
+            yield idx, None, FIELD_TOO_LONG if "field limit" in str(exc) else "row cannot be parsed as CSV"
             idx += 1
             continue
         if not row or all(not c.strip() for c in row):
@@ -460,7 +468,8 @@ def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedReco
             continue
         source_id = f"{item.source_id}-r{idx:06d}"
         if row is None:
-            out.append(_quarantine(item, source_id, ReasonCode.REPORT_UNPARSEABLE, error))
+            reason = ReasonCode.LIMIT_EXCEEDED if error == FIELD_TOO_LONG else ReasonCode.REPORT_UNPARSEABLE
+            out.append(_quarantine(item, source_id, reason, error))
             continue
         if columns is None:  # JSON/JSONL: the header is the union of the first object's keys
             columns = _resolve_columns(list(row.keys()), ctx.report.columns, strict=False)
