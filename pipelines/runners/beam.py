@@ -457,7 +457,7 @@ class BeamRunner:
         for i, t in enumerate(tasks):
             _dump(t, _item_path(in_dir, i))
 
-    def _run(self, pipeline: beam.Pipeline, desc: str, out_dir: str, total: int, unit: str) -> None:
+    def _run(self, pipeline: beam.Pipeline, desc: str, out_dir: str, total: int | None, unit: str) -> None:
         """Run a built pipeline; progress from the result files; watch the local worker pool.
 
         The pipeline runs in a helper thread so that the death of a worker-pool process (which
@@ -607,7 +607,7 @@ class BeamRunner:
                     | desc >> beam.ParDo(GroupDoFn(desc, stage_dir)).with_outputs(QUARANTINE_TAG, main="done")
                 )
                 _ = outs[QUARANTINE_TAG] | "CountQuarantine" >> beam.ParDo(CountQuarantine(desc))
-                self._run(p, desc, out_dir, len(items), "group")
+                self._run(p, desc, out_dir, None, "group")
 
             self._attempts(desc, run_once)
             match = FileSystems.match([_join(out_dir, "*.pkl")])[0].metadata_list

@@ -85,6 +85,17 @@ class _IndexedKey:
         return key
 
 
+def _chunks(seq: list, n: int) -> list[list]:
+    """Split ``seq`` into ``n`` contiguous, nearly equal, non-empty chunks (n <= len(seq))."""
+    size, extra = divmod(len(seq), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        out.append(seq[start:end])
+        start = end
+    return out
+
+
 class DaskRunner:
     """Run build stages on a Dask distributed cluster (see the module docstring).
 
@@ -177,6 +188,7 @@ class DaskRunner:
         self, key_fn: Callable[[T], str], fn: Callable[[str, list[T]], R], items: Sequence[T], desc: str
     ) -> list[R]:
         """Bag groupby (task shuffle) on ``key_fn``; ``fn(key, group)`` per key, sorted by key."""
+        import dask
         import dask.bag as db
 
         items = list(items)
@@ -185,7 +197,13 @@ class DaskRunner:
         client = self.client
         token = f"{desc}-{uuid.uuid4().hex}"
         nparts = min(len(items), self._n_workers() * self.partitions_per_worker)
-        bag = db.from_sequence(list(enumerate(items)), npartitions=nparts)
+        # partitions as named literals: ``db.from_sequence`` would tokenize (hash the repr of) every
+        # payload byte, seconds per stage for a few hundred MB of records
+        parts = [
+            dask.delayed(chunk, name=f"{token}-in-{j}", traverse=False)
+            for j, chunk in enumerate(_chunks(list(enumerate(items)), nparts))
+        ]
+        bag = db.from_delayed(parts)
         grouped = bag.groupby(_IndexedKey(key_fn), shuffle="tasks", npartitions=bag.npartitions)
         applied = grouped.map_partitions(_OnWorker(fn, token).group)
         futures = client.compute(applied.to_delayed(), retries=self.retries)
