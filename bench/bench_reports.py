@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (median reported)")
     ap.add_argument("--score", action="store_true", help="also score both on the held-out test split")
     ap.add_argument("--json", type=Path, help="write the results as JSON")
+    ap.add_argument("--pyrush", action="store_true", help="also time the whole path with PyRuSH sentences")
     args = ap.parse_args(argv)
 
     from workers.nlp_pipeline import get_nlp
@@ -165,6 +166,20 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_ms_per_report": 1000 * base_s / n,
             "slowdown_full_vs_baseline": full_s / base_s,
         }
+        if args.pyrush:
+            import functools
+
+            import workers.report_rules as rules
+            from workers.nlp_pipeline import get_nlp as _get
+
+            fast = rules.get_nlp
+            rules.get_nlp = functools.partial(_get, "pyrush")
+            try:
+                full_path(path, mapping)
+                pyrush_s, _ = _timed(lambda p=path, m=mapping: full_path(p, m), args.repeat)
+            finally:
+                rules.get_nlp = fast
+            entry["pyrush_reports_per_s"] = n / pyrush_s
         if args.score:
             from pipelines.eval_labels import evaluate
 
@@ -186,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| set | reports | whole path reports/s | regex baseline reports/s | ratio (baseline/whole) |"
           + (" test micro-F1 whole | test micro-F1 baseline |" if args.score else ""))  # fmt: skip
     print("|---|---:|---:|---:|---:|" + ("---:|---:|" if args.score else ""))
+    if args.pyrush:
+        print("whole path with PyRuSH sentences (reports/s): "
+              + ", ".join(f"{n}: {e['pyrush_reports_per_s']:.1f}" for n, e in rows))  # fmt: skip
     for name, e in rows + [("all", results["all"])]:
         line = (
             f"| {name} | {e['reports']} | {e['full_reports_per_s']:.1f} | {e['baseline_reports_per_s']:.1f} "

@@ -100,6 +100,7 @@ INDIANA_MESH_MAP: list[tuple[str, str]] = [
     (r"^(?:aorta|aorta, thoracic)/(?:.*/)?tortuous", "tortuous_aorta"),
     (r"^atherosclerosis\b", "aortic_atherosclerosis"),
     (r"^(?:bone diseases, metabolic|osteoporosis)\b", "osteopenia"),
+    (r"^foreign bodies\b", "foreign_body"),
 ]  # fmt: skip
 
 #: PTB-XL SCP code → ECG label (codes not listed are not scored)

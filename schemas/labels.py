@@ -46,6 +46,7 @@ CXR_LABELS: tuple[str, ...] = (
     "low_lung_volumes",
     "elevated_diaphragm",
     "osteopenia",
+    "foreign_body",
 )
 
 #: ECG statements, following the PTB-XL SCP-ECG statement groups

@@ -6,10 +6,10 @@ Components (no downloaded model): medspaCy tokenizer → sentence splitter → m
 ``Sectionizer`` (:data:`workers.nlp_rules.SECTION_RULES`, headings at a line start).
 
 Sentence splitter: spaCy's rule-based ``sentencizer`` plus a boundary after every line break
-(``"fast"``, the default), or medspaCy's PyRuSH (``"pyrush"``). On the Indiana reports PyRuSH costs
-≈ 20 ms per report (pure-Python rule engine) against < 1 ms, and the label scores of
-``medcorpus eval-labels`` do not improve with it (see ``bench/bench_reports.py``), so the fast
-splitter is the default.
+(``"fast"``, the default), or medspaCy's PyRuSH (``"pyrush"``). PyRuSH is a pure-Python rule
+engine: ≈ 20 ms per Indiana report against < 1 ms (``bench/bench_reports.py --pyrush``), and the
+label scores of ``medcorpus eval-labels`` do not improve with it (dev split, micro F1: Indiana
+0.917 with either, PTB-XL 0.808 fast vs 0.808 PyRuSH), so the fast splitter is the default.
 
 Speed fix: medspaCy 1.3.1's ``RegexMatcher`` recomputes ``doc.text_with_ws`` (a walk over all
 tokens) for *every* regex rule; :func:`_patch_regex_matcher` hoists it out of the loop. Results

@@ -99,7 +99,7 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"herzschrittmacher|schrittmacher"),
     ],
     "central_line": [
-        r"central\s+(?:venous\s+)?(?:line|catheter)|\bpicc(?:\s+line)?\b|(?:subclavian|jugular|\bij\b)\s+(?:central\s+)?(?:line|catheter|venous\s+catheter)|swan-?ganz|port-?a-?cath|(?:power|chest|venous)\s?port\b|dialysis\s+catheter",
+        r"central\s+(?:venous\s+)?(?:line|catheter)|\bpicc(?:\s+line)?\b|(?:subclavian|jugular|\bij\b)\s+(?:central\s+)?(?:line|catheter|venous\s+catheter)|swan-?ganz|port-?a-?cath|(?:power|chest|venous)\s?port\b|dialysis\s+catheter|\btip\s+(?:\w+\s+){0,5}(?:svc|superior\s+vena\s+cava|cavo-?atrial|caval\s+atrial|right\s+atrium)",
         de(r"zentraler?\s+venenkatheter|\bzvk\b|portkatheter"),
     ],
     "endotracheal_tube": [
@@ -111,7 +111,7 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"clips?|cerclagen?|osteosynthese(?:material)?"),
     ],
     "nodule": [
-        r"nodules?|nodular(?:ity)?|micronodul(?:es?|ar)|\bspn\b",
+        r"nodules?|nodular(?:ity)?(?!\s+(?:densit|opacit))|micronodul(?:es?|ar)|\bspn\b",
         de(r"rundherde?|knötchen|noduli|nodulus"),
     ],
     "mass": [
@@ -135,7 +135,7 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"hernie|hiatushernie"),
     ],
     "scoliosis": [
-        r"scolio(?:sis|tic)|levoscoliosis|dextroscoliosis|levoconvex|dextroconvex|(?:spinal|thoracic)\s+curvature",
+        r"scolio(?:sis|tic)|levoscoliosis|dextroscoliosis|levoconvex|dextroconvex|(?:dextro|levo)curvature|(?:spinal|spine|thoracic|lumbar)\s+curvature|curvature\s+of\s+the\s+(?:\w+\s+)?spine",
         de(r"skoliose"),
     ],
     "kyphosis": [r"kyphosis|kyphotic|kyphoscoliosis|exaggerated\s+(?:thoracic\s+)?kyphosis", de(r"kyphose")],
@@ -144,7 +144,7 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"verkalkung(?:en)?|verkalkt(?:e|er|es)?|kalk"),
     ],
     "airspace_disease": [
-        r"air[- ]?space\s+(?:disease|opacit(?:y|ies)|process|consolidation|filling)|alveolar\s+(?:disease|process|opacit(?:y|ies)|filling)",
+        r"air[- ]?space\s+(?:disease|process|consolidation|filling)|alveolar\s+(?:disease|process|filling)",
     ],
     "interstitial_disease": [
         r"interstitial\s+(?:lung\s+)?(?:disease|markings|prominence|pattern|changes|fibrosis|thickening|process)|(?:pulmonary|interstitial|lung)\s+fibrosis|fibrotic\s+changes|fibrosis|reticular(?:\s+(?:markings|pattern|changes))?|reticulonodular|honeycomb(?:ing)?",
@@ -178,6 +178,10 @@ CXR_TARGETS: dict[str, list[str]] = {
     "aortic_atherosclerosis": [
         r"atheroscleros(?:is|es)|atherosclerotic(?:\s+(?:vascular\s+|aortic\s+)?calcifi(?:cation|cations|ed))?|atheromatous",
         de(r"arteriosklerose|atherosklerose|aortensklerose"),
+    ],
+    "foreign_body": [
+        r"foreign\s+bod(?:y|ies)|nipple\s+(?:ring|piercing)s?|piercings?|(?:radiopaque|metallic)\s+(?:foreign\s+)?(?:object|density|densities|fragments?|body|bodies)|bullet(?:\s+fragments?)?|shrapnel",
+        de(r"fremdkörper|piercing"),
     ],
     "osteopenia": [
         r"osteopeni(?:a|c)|osteopor(?:osis|otic)|demineraliz(?:ation|ed)|bone\s+mineral\s+loss",
@@ -216,7 +220,7 @@ ECG_TARGETS: dict[str, list[str]] = {
     "sinus_tachycardia": [r"sinus\s+tachycardia", de(r"sinustachykardie|sinustakykardi")],
     "sinus_bradycardia": [r"sinus\s+bradycardia", de(r"sinusbradykardie|sinusbradykardi")],
     "sinus_arrhythmia": [
-        r"sinus\s+arrh?ythmia",
+        r"sinus\s*arrh?ythmi(?:a|e)",
         de(r"sinusarrh?ythmie|sinusarytmi|respiratorische\s+arrhythmie"),
     ],
     "atrial_fibrillation": [
@@ -315,13 +319,13 @@ ECG_TARGETS: dict[str, list[str]] = {
         de(r"präexzitation|wpw-?syndrom"),
     ],
     "ivcd": [
-        r"(?:non-?specific\s+)?intra-?ventricular\s+(?:conduction\s+)?(?:block|delay|defect|disturbance)|\bivcd\b|bifascicular\s+block|trifascicular\s+block",
+        r"(?:non-?specific\s+)?intra-?ventricular\s+(?:conduction\s+)?(?:block|delay|defect|disturbance)|\bivcd\b",
         de(
-            r"intraventr(?:ikuläre|\.)\s+(?:leitungsstörung|leitungsverzögerung|block)|(?:unspezifischer\s+)?intraventrikulärer\s+block|bifaszikulärer\s+block|intraventrikulär\s+ledningsrubbning"
+            r"intraventr(?:ikuläre|\.)\s+(?:leitungsstörung|leitungsverzögerung|block)|(?:unspezifischer\s+)?intraventrikulärer\s+block|intraventrikulär\s+ledningsrubbning"
         ),
     ],
     "left_ventricular_hypertrophy": [
-        r"left\s+ventricular\s+hypertrophy|\blvh\b|left\s+ventricular\s+strain|voltage\s+criteria\s+for\s+(?:left\s+ventricular\s+hypertrophy|lvh)",
+        r"left\s+ventricular\s+hypertrophy|\blvh\b|(?:left\s+ventricular|\blv)\s+strain|voltage\s+criteria\s+for\s+(?:left\s+ventricular\s+hypertrophy|lvh)",
         de(
             r"linksventrikuläre\s+hypertrophie|linkshypertrophie|linksherzhypertrophie|sokolow|(?:vänster\s*)?kammar(?:k)?hypertrofi|vänsterkammarhypertrofi|linksbelastung"
         ),
@@ -345,19 +349,22 @@ ECG_TARGETS: dict[str, list[str]] = {
         ),
     ],
     "myocardial_infarction": [
+        # coordinated regions ("old anterior and inferior infarcts"): the regions are recovered by
+        # workers.report_rules.mi_regions
+        de(r"(?:(?:antero\w*|anteriore[rn]?|anterior|infero\w*|inferiore[rn]?|inferior|(?:hoch)?laterale[rn]?|lateral|posteriore[rn]?|posterior|septale[rn]?|septal)\s+(?:and|&|or|und|oder|och)\s+)+(?:antero\w*|anteriore[rn]?|anterior|infero\w*|inferiore[rn]?|inferior|(?:hoch)?laterale[rn]?|lateral|posteriore[rn]?|posterior|septale[rn]?|septal)\s+(?:wall\s+)?(?:myocardial\s+)?(?:infarct(?:s|ion|ions)?|mi|infarkte?|myokardinfarkte?)"),
         r"(?:myocardial\s+)?infarct(?:ion)?s?|\bmi\b|necrosis",
         de(r"infarkt|myokardinfarkt|infarzierung|myokardskada|infarktnarbe|nekrose"),
     ],
     "anterior_mi": [
         r"(?:antero-?(?:septal|lateral)?|anterior|extensive\s+anterior|septal|antero-?apical)\s+(?:wall\s+)?(?:myocardial\s+)?(?:infarct(?:ion)?|mi|necrosis|injury|damage)",
         de(
-            r"(?:antero-?septale[rn]?|anteriore[rn]?|anterolaterale[rn]?|antero-?apikale[rn]?|septale[rn]?|vorderwand)\s*(?:myokard)?(?:infarkt|schaden|schädigung|nekrose|innenschichtschaden)|vorderwandinfarkt|(?:anterior|anteroseptal|anterolateral)\s+(?:myokardskada|infarkt)"
+            r"(?:antero-?septale[rn]?|anteriore[rn]?|anterolaterale[rn]?|antero-?apikale[rn]?|septale[rn]?|vorderwand)\s*(?:myokard)?(?:infarkt|(?<!innenschicht)(?<!innenschichts)schaden|schädigung|nekrose)|vorderwandinfarkt|(?:anterior|anteroseptal|anterolateral)\s+(?:myokardskada|infarkt)"
         ),
     ],
     "inferior_mi": [
         r"(?:infero-?(?:lateral|posterior|posterolateral|septal)?|inferior|diaphragmatic)\s+(?:wall\s+)?(?:myocardial\s+)?(?:infarct(?:ion)?|mi|necrosis|injury|damage)",
         de(
-            r"(?:inferiore[rn]?|inferolaterale[rn]?|inferoposteriore[rn]?|hinterwand|diaphragmale[rn]?)\s*(?:myokard)?(?:infarkt|schaden|schädigung|nekrose|innenschichtschaden)|hinterwandinfarkt|inferior\s+(?:myokardskada|infarkt)"
+            r"(?:inferiore[rn]?|inferolaterale[rn]?|inferoposteriore[rn]?|hinterwand|diaphragmale[rn]?)\s*(?:myokard)?(?:infarkt|(?<!innenschicht)(?<!innenschichts)schaden|schädigung|nekrose)|hinterwandinfarkt|inferior\s+(?:myokardskada|infarkt)"
         ),
     ],
     "lateral_mi": [
@@ -383,10 +390,12 @@ ECG_TARGETS: dict[str, list[str]] = {
         de(r"(?:st-?t\s+sänkning,?\s+(?:såsom\s+vid\s+)?)?(?:[a-zäöü-]+\s+)?ischemi\s+eller\s+vänster\s+(?:kammar)?belastning"),
         r"isch(?:a)?emi(?:a|c)|ischaemia|ischaemic|subendocardial\s+injury|(?:myocardial|coronary)\s+insufficiency",
         de(
-            r"ischämie|ischämisch(?:e[rn]?)?|innenschicht(?:ischämie|schaden|schädigung|läsion)|koronarinsuffizienz|ischemi|ischemisk|subendokardiell\s+skada"
+            r"ischämie|ischämisch(?:e[rn]?)?|innenschichts?(?:ischämie|schaden|schädigung|läsion)|koronarinsuffizienz|ischemi|ischemisk|subendokardiell\s+skada"
         ),
     ],
     "st_t_change": [
+        # "non-specific but consistent with myocardial ischaemia" is coded non-specific (NST_/NDT)
+        r"non-?specific\s+but\s+consistent\s+with\s+(?:myocardial\s+)?isch(?:a)?emi[ac]",
         r"st[- ]?t(?:[- ]wave)?\s+(?:changes?|abnormalit(?:y|ies)|wave\s+(?:changes?|abnormalit(?:y|ies)))|st(?:[- ]segments?)?\s+(?:are\s+|is\s+)?(?:depress(?:ed|ion)|elevat(?:ed|ion)|changes?|abnormalit(?:y|ies)|sagging)|t[- ]?waves?\s+(?:are\s+)?(?:\w+\s+)?(?:inver(?:ted|sion)|flat(?:tened|tening)?|low|abnormal(?:ity|ities)?|changes?|peaked|biphasic|negative)|(?:inverted|flat(?:tened)?|low|biphasic|negative|abnormal)\s+t[- ]?waves?|t[- ]?wave\s+flattening|repolari[sz]ation\s+(?:abnormalit(?:y|ies)|changes?|disturbances?)|non-?specific\s+(?:st|t)",
         de(
             r"st\s*&\s*t\s+abnorm(?:al)?|st-?t\s+abnorm(?:al)?|st\s+abnorm(?:al)?|t\s+abnorm(?:al)?|(?:unspezifische[sn]?\s+)?abnorm(?:al)?e[sn]?\s+t\b|st-?(?:strecken)?-?(?:senkung|hebung|veränderung)(?:en)?|t-?(?:wellen)?-?(?:negativierung|abflachung|inversion|veränderung)(?:en)?|t-?negativierung|erregungsrückbildungsstörung(?:en)?|repolarisationsstörung(?:en)?|t-?veraenderungen|st-?t-?(?:förändring|avvikelse)|t-?förändring|st-?sänkning|st-?höjning|avvikande\s+st-?t|flache[sn]?\s+t"

@@ -121,6 +121,29 @@ def span_labels(label: str, text: str, allowed: frozenset[str]) -> list[str]:
     return out
 
 
+_MI_LABELS = frozenset(
+    {"myocardial_infarction", "anterior_mi", "inferior_mi", "lateral_mi", "posterior_mi", "septal_mi"}
+)
+_MI_REGIONS = (
+    ("anterior_mi", re.compile(r"\bantero|\banterior", re.IGNORECASE)),
+    ("inferior_mi", re.compile(r"\binfero|\binferior|hinterwand", re.IGNORECASE)),
+    (
+        "lateral_mi",
+        re.compile(r"(?<!antero)(?<!antero-)(?<!infero)(?<!infero-)\b(?:hoch)?lateral", re.IGNORECASE),
+    ),
+    ("posterior_mi", re.compile(r"(?<!infero)(?<!infero-)\bposterior", re.IGNORECASE)),
+)
+
+
+def mi_regions(label: str, text: str) -> list[str]:
+    """An infarction statement naming several regions ("anterior and inferior infarcts") yields
+    one label per region; a generic one stays ``myocardial_infarction``."""
+    found = [lab for lab, rx in _MI_REGIONS if rx.search(text)]
+    if label == "myocardial_infarction" and found:
+        return found
+    return [label] + [lab for lab in found if lab != label and label == "myocardial_infarction"]
+
+
 def _allowed_labels(report_type: str) -> frozenset[str]:
     if report_type == "radiology":
         return _CXR
@@ -156,7 +179,12 @@ def _structure_doc(doc, report_type: str, language: str) -> dict:
         section = section if section in SECTION_NAMES else default_section
         assertion = _assertion(ent)
         # co-labels for chest radiographs only: ECG statements are coded as whole phrases
-        labels = span_labels(ent.label_, ent.text, allowed & _CXR) if ent.label_ in _CXR else [ent.label_]
+        if ent.label_ in _CXR:
+            labels = span_labels(ent.label_, ent.text, allowed & _CXR)
+        elif ent.label_ in _MI_LABELS:
+            labels = mi_regions(ent.label_, ent.text)
+        else:
+            labels = [ent.label_]
         for label in labels:
             key = (label, assertion, section)
             if key in seen:
