@@ -45,8 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from workers.llm_config import Completion, LlmConfig, LlmRequest  # noqa: E402
-from workers.llm_prompt import GenerationBounds, build_messages, generation_schema  # noqa: E402
-from workers.llm_structurer import validate_output  # noqa: E402
+from workers.llm_structurer import build_request, validate_output  # noqa: E402
 
 DEFAULT_MODEL = REPO / "build" / "tiny-llm"
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -69,15 +68,9 @@ def load_reports(path: Path, column: str, n: int, report_type: str) -> list[tupl
     return [(t, report_type, detect_language(t)) for t in texts[:n]]
 
 
-def requests_for(reports, bounds: GenerationBounds, max_tokens: int, schema: bool) -> list[LlmRequest]:
-    return [
-        LlmRequest(
-            tuple(build_messages(t, rt, lang)),
-            generation_schema(rt, lang, bounds) if schema else None,
-            max_tokens,
-        )
-        for t, rt, lang in reports
-    ]
+def requests_for(reports, config: LlmConfig, schema: bool) -> list[LlmRequest]:
+    """The structurer's own requests (``build_request``), with or without the schema."""
+    return [build_request(rep, config, structured=schema) for rep in reports]
 
 
 class Runner:
@@ -180,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--column", default="report")
     p.add_argument("--report-type", default="cardiology", choices=("radiology", "cardiology", "other"))
     p.add_argument("--n", type=int, default=64, help="reports per run")
-    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--max-tokens", type=int, default=1024)
     p.add_argument("--max-in-flight", type=int, default=64)
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--max-model-len", type=int, default=4096)
@@ -204,12 +197,10 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = shutil.which("nvidia-smi") is not None
     reports = load_reports(args.reports, args.column, args.n, args.report_type)
-    bounds = GenerationBounds()
-    with_schema = requests_for(reports, bounds, args.max_tokens, schema=True)
-    free_text = requests_for(reports, bounds, args.max_tokens, schema=False)
-
     runner = Runner(args, gpu)
     try:
+        with_schema = requests_for(reports, runner.config, schema=True)
+        free_text = requests_for(reports, runner.config, schema=False)
         runner.run(with_schema[:1] + free_text[:1])  # warm-up: grammar compile, prefix cache
         results = {
             "free_text": measure(runner, reports, free_text),

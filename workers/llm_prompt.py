@@ -25,7 +25,7 @@ from schemas.labels import ALL_LABELS, ASSERTIONS, CXR_LABELS, ECG_LABELS
 from schemas.report_schema import REPORT_JSON_SCHEMA, REPORT_SCHEMA_VERSION, SECTION_NAMES
 
 #: bump on any change of the wording below (the fingerprint catches forgotten bumps)
-PROMPT_VERSION = "report-structurer-v1"
+PROMPT_VERSION = "report-structurer-v2"
 
 REPORT_TYPES: tuple[str, ...] = ("radiology", "cardiology", "other")
 
@@ -71,6 +71,24 @@ class GenerationBounds:
     max_section_chars: int = 2000
     max_findings: int = 32
     max_evidence_chars: int = 160
+
+    def fit(self, text_chars: int) -> GenerationBounds:
+        """These bounds tightened for a report of ``text_chars`` characters.
+
+        Sections and evidence are verbatim copies of the report, so they never need more than
+        its length, rounded up to a power of two >= 64 (few distinct grammars); findings get
+        one per 6 characters (an abbreviation such as ``LVH`` plus a separator), at least 8.
+        A weak model that writes every string to its bound then still ends within a budget
+        that scales with the report instead of with the largest report.
+        """
+        q = 64
+        while q < text_chars:
+            q *= 2
+        return GenerationBounds(
+            max_section_chars=min(self.max_section_chars, q),
+            max_findings=min(self.max_findings, max(8, q // 6)),
+            max_evidence_chars=min(self.max_evidence_chars, q),
+        )
 
     def compact(self) -> GenerationBounds:
         """Tighter bounds for the one retry of an invalid output (fewer tokens, same schema)."""
@@ -126,14 +144,19 @@ def prompt_fingerprint(bounds: GenerationBounds, sampling: dict) -> str:
     """sha256 (hex) of everything that shapes an output besides the text and the model.
 
     Covers the system prompt, the user template, the generation schemas of every report type
-    (under ``bounds`` and ``bounds.compact()``) and the sampling parameters.
+    (under ``bounds``, ``bounds.compact()`` and the per-report fit at a few lengths) and the
+    sampling parameters.
     """
     material = {
         "version": PROMPT_VERSION,
         "system": SYSTEM_PROMPT,
         "user": USER_TEMPLATE,
         "schemas": {
-            rt: [generation_schema(rt, "xx", b) for b in (bounds, bounds.compact())] for rt in REPORT_TYPES
+            rt: [
+                generation_schema(rt, "xx", b)
+                for b in (bounds, bounds.compact(), *(bounds.fit(n) for n in (1, 100, 1000, 10_000)))
+            ]
+            for rt in REPORT_TYPES
         },
         "sampling": sampling,
     }

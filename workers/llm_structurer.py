@@ -43,7 +43,7 @@ from workers.llm_config import (
     LlmShardError,
     LlmWorkerFailed,
 )
-from workers.llm_prompt import REPORT_TYPES, GenerationBounds, build_messages, generation_schema
+from workers.llm_prompt import REPORT_TYPES, build_messages, generation_schema
 
 __all__ = [
     "LlmConfig",
@@ -52,6 +52,7 @@ __all__ = [
     "LlmStructurer",
     "LlmWorkerFailed",
     "StructurerStats",
+    "build_request",
     "disagreement",
     "structure_reports",
     "validate_output",
@@ -172,6 +173,21 @@ def _load_type_normaliser() -> Callable[[str], str]:
     return normalise_report_type
 
 
+def build_request(
+    rep: ReportIn, config: LlmConfig, retry: bool = False, structured: bool | None = None
+) -> LlmRequest:
+    """The chat request for one report: shared-prefix messages and the generation schema with
+    ``config.bounds`` fitted to the report's length (compacted on the retry). ``structured``
+    overrides ``config.structured_outputs`` (the benchmark's free-text run)."""
+    text, report_type, language = rep
+    bounds = config.bounds.fit(len(text))
+    if retry:
+        bounds = bounds.compact()
+    use_schema = config.structured_outputs if structured is None else structured
+    schema = generation_schema(report_type, language, bounds) if use_schema else None
+    return LlmRequest(tuple(build_messages(text, report_type, language)), schema, config.max_tokens)
+
+
 def _run_sync(coro):
     """Run a coroutine to completion from sync code, also when a loop already runs here."""
     try:
@@ -266,10 +282,8 @@ class LlmStructurer:
             return _run_sync(self._ask_server(todo))
         return self._ask_offline(todo)
 
-    def _request(self, rep: ReportIn, bounds: GenerationBounds) -> LlmRequest:
-        text, report_type, language = rep
-        schema = generation_schema(report_type, language, bounds) if self.config.structured_outputs else None
-        return LlmRequest(tuple(build_messages(text, report_type, language)), schema, self.config.max_tokens)
+    def _request(self, rep: ReportIn, retry: bool = False) -> LlmRequest:
+        return build_request(rep, self.config, retry=retry)
 
     def _entry(self, rep: ReportIn, completions: list[Completion]) -> dict:
         """The cache entry of one report from its (one or two) answers."""
@@ -299,17 +313,16 @@ class LlmStructurer:
     async def _ask_server(self, todo: dict[str, ReportIn]) -> dict[str, dict]:
         from workers.llm_client import AsyncLlmClient, gather_fail_fast
 
-        bounds = self.config.bounds
         out: dict[str, dict] = {}
 
         async with AsyncLlmClient(self.config) as client:
             await client.check_ready()
 
             async def one(key: str, rep: ReportIn) -> None:
-                first = await client.complete(self._request(rep, bounds))
+                first = await client.complete(self._request(rep))
                 answers = [first]
                 if self._needs_retry(first, rep):
-                    answers.append(await client.complete(self._request(rep, bounds.compact())))
+                    answers.append(await client.complete(self._request(rep, retry=True)))
                 entry = self._entry(rep, answers)
                 if self.cache:
                     self.cache.put(key, entry)  # complete and validated: safe even if the shard fails
@@ -324,13 +337,12 @@ class LlmStructurer:
     def _ask_offline(self, todo: dict[str, ReportIn]) -> dict[str, dict]:
         """Batches of ``offline_batch_size``; each report's entry is cached as soon as it is final."""
         assert self._engine is not None
-        bounds = self.config.bounds
         out: dict[str, dict] = {}
         keys_all = list(todo)
         step = self.config.offline_batch_size
         for start in range(0, len(keys_all), step):
             keys = keys_all[start : start + step]
-            first = self._engine.generate([self._request(todo[k], bounds) for k in keys])
+            first = self._engine.generate([self._request(todo[k]) for k in keys])
             self.stats.requests += len(keys)
             retry_keys = []
             for k, c in zip(keys, first, strict=True):
@@ -340,7 +352,7 @@ class LlmStructurer:
                     out[k] = self._entry(todo[k], [c])
                     if self.cache:
                         self.cache.put(k, out[k])
-            second = self._engine.generate([self._request(todo[k], bounds.compact()) for k in retry_keys])
+            second = self._engine.generate([self._request(todo[k], retry=True) for k in retry_keys])
             self.stats.requests += len(retry_keys)
             answers = dict(zip(keys, first, strict=True))
             for k, c in zip(retry_keys, second, strict=True):

@@ -387,3 +387,11 @@ def test_report_type_synonyms_are_normalised_like_the_rule_path(tmp_path):
         (res,) = LlmStructurer(_cfg(ep.base_url))([("sinusrhythmus", "ECG", "de")])
     assert ep.bodies[0]["structured_outputs"]["json"]["properties"]["report_type"]["enum"] == ["cardiology"]
     assert res["report"]["report_type"] == res["rules"]["report_type"] == "cardiology"
+
+
+def test_bounds_fit_the_report_length():
+    b = GenerationBounds()
+    assert b.fit(10) == GenerationBounds(max_section_chars=64, max_findings=10, max_evidence_chars=64)
+    assert b.fit(65) == GenerationBounds(max_section_chars=128, max_findings=21, max_evidence_chars=128)
+    assert b.fit(100_000) == b  # never above the configured bounds
+    assert b.fit(10).compact().max_findings < b.fit(10).max_findings
