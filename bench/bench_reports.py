@@ -201,9 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     print("| set | reports | whole path reports/s | regex baseline reports/s | ratio (baseline/whole) |"
           + (" test micro-F1 whole | test micro-F1 baseline |" if args.score else ""))  # fmt: skip
     print("|---|---:|---:|---:|---:|" + ("---:|---:|" if args.score else ""))
-    if args.pyrush:
-        print("whole path with PyRuSH sentences (reports/s): "
-              + ", ".join(f"{n}: {e['pyrush_reports_per_s']:.1f}" for n, e in rows))  # fmt: skip
     for name, e in rows + [("all", results["all"])]:
         line = (
             f"| {name} | {e['reports']} | {e['full_reports_per_s']:.1f} | {e['baseline_reports_per_s']:.1f} "
@@ -214,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.score:
             line += " | |"
         print(line)
+    if args.pyrush:
+        print("whole path with PyRuSH sentences (reports/s): "
+              + ", ".join(f"{n}: {e['pyrush_reports_per_s']:.1f}" for n, e in rows))  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     return 0
