@@ -46,6 +46,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--similarity",
         default="auto",
-        choices=("auto", "cosine", "mip"),
-        help="pair score: auto = MIP with missingness vectors for Symile models, cosine otherwise",
+        choices=("auto", "cosine", "mip", "mip-mean"),
+        help="pair score: cosine, or MIP with the absent modalities as learned missingness vectors (mip) "
+        "or as their training mean (mip-mean); auto = mip-mean for Symile models, cosine otherwise",
     )

@@ -266,6 +266,11 @@ class MultiModalEncoder(nn.Module):
         self.missing.requires_grad = mcfg.missing == "learned"
         init = torch.log(torch.tensor(float(mcfg.init_logit_scale)))
         self.log_scale = nn.Parameter(init.clone(), requires_grad=mcfg.learn_temperature)
+        # running mean of each modality's representation over training batches (present rows):
+        # stands in for an absent modality when a Symile model scores a pair (E_z[MIP(x, y, z)])
+        self.register_buffer("rep_mean", torch.zeros(len(self.modalities), mcfg.embed_dim))
+        self.register_buffer("rep_mean_batches", torch.zeros((), dtype=torch.long))
+        self.rep_mean_momentum = 0.98
 
     def _norm(self, modality: str, z: torch.Tensor) -> torch.Tensor:
         if self.mcfg.embed_norm == "layernorm":
@@ -326,7 +331,21 @@ class MultiModalEncoder(nn.Module):
             fill = self.missing_rep(m).expand_as(z)
             out[m] = torch.where(present[:, None], z, fill)
             mask_cols.append(present)
-        return out, torch.stack(mask_cols, dim=1)
+        mask = torch.stack(mask_cols, dim=1)
+        if self.training:
+            self._update_rep_mean(out, mask)
+        return out, mask
+
+    @torch.no_grad()
+    def _update_rep_mean(self, out: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
+        first = int(self.rep_mean_batches) == 0
+        for j, m in enumerate(self.modalities):
+            rows = mask[:, j]
+            if bool(rows.any()):
+                batch_mean = out[m][rows].float().mean(0)
+                mom = 0.0 if first else self.rep_mean_momentum
+                self.rep_mean[j].mul_(mom).add_(batch_mean, alpha=1.0 - mom)
+        self.rep_mean_batches += 1
 
 
 def modality_dropout(mask: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:

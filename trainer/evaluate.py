@@ -1,8 +1,9 @@
 """Evaluation of a trained checkpoint on the val/test split.
 
 Pair similarity: cosine for CLIP-trained models; for Symile-trained ones the multilinear inner
-product (MIP) with the model's missingness representation standing in for the other modalities
-(``--similarity`` overrides). Metrics:
+product (MIP) with the running mean of the other modalities' training representations standing in
+for them, E_z[MIP(x, y, z)] (``--similarity mip`` uses the learned missingness vectors instead,
+which modality dropout trains; ``cosine`` forces cosine). Metrics:
 - Retrieval R@1/5/10 for every ordered modality pair (a → b), over the samples holding both:
   query a_i, candidates b_*, the hit is b_i. Ties are broken at random *in expectation*
   (R@k = P(rank ≤ k) with the true item uniformly placed among equal scores), so identical
@@ -64,9 +65,10 @@ class Embedded:
     def pair_scores(self, a: str, b: str, rows: torch.Tensor) -> torch.Tensor:
         """(n, n) scores of ``a`` rows against ``b`` rows (``rows`` selects samples).
 
-        ``cosine``: cosine similarity. ``mip``: multilinear inner product with the model's
-        missingness representation standing in for every other modality (how a Symile model
-        scores a pair when the rest is absent).
+        ``cosine``: cosine similarity. ``mip`` / ``mip-mean``: multilinear inner product with a
+        stand-in for every other modality: the model's learned missingness vector (``mip``), or
+        the running mean of that modality's training representations (``mip-mean``), i.e.
+        E_z[MIP(x, y, z)], how a Symile model scores a pair when the rest is absent.
         """
         x, y = self.reps[a][rows], self.reps[b][rows]
         if self.similarity == "cosine":
@@ -99,8 +101,8 @@ def embed_split(
     workers: int | None = None,
     similarity: str = "auto",
 ) -> Embedded:
-    """Encode every sample of ``split`` once (ordered pass). ``similarity``: ``cosine``, ``mip``
-    or ``auto`` (``mip`` for a Symile-trained model, else ``cosine``)."""
+    """Encode every sample of ``split`` once (ordered pass). ``similarity``: ``cosine``, ``mip``,
+    ``mip-mean`` or ``auto`` (``mip-mean`` for a Symile-trained model, else ``cosine``)."""
     loader, _ = make_eval_loader(shards, split, cfg.data, batch_size=batch_size, workers=workers)
     reps: dict[str, list[torch.Tensor]] = {m: [] for m in model.modalities}
     masks, labels, known, keys = [], [], [], []
@@ -115,7 +117,11 @@ def embed_split(
     if not keys:
         raise ShardSetError(f"split {split!r} yielded no samples")
     if similarity == "auto":
-        similarity = "mip" if cfg.loss.name == "symile" else "cosine"
+        similarity = "mip-mean" if cfg.loss.name == "symile" else "cosine"
+    if similarity == "mip-mean":
+        absent = {m: model.rep_mean[j].float().cpu() for j, m in enumerate(model.modalities)}
+    else:
+        absent = {m: model.missing_rep(m).float().cpu() for m in model.modalities}
     return Embedded(
         modalities=model.modalities,
         reps={m: torch.cat(v) for m, v in reps.items()},
@@ -123,7 +129,7 @@ def embed_split(
         labels=torch.cat(labels),
         labels_known=torch.cat(known),
         keys=keys,
-        missing={m: model.missing_rep(m).float().cpu() for m in model.modalities},
+        missing=absent,
         similarity=similarity,
     )
 
@@ -210,7 +216,7 @@ def zero_shot(
             t = model.encode_text(
                 [prompt.format(label=label_text(label)), negative_prompt.format(label=label_text(label))]
             ).cpu()
-            if emb.similarity == "mip":  # the other modalities of the model are absent here
+            if emb.similarity != "cosine":  # the other modalities of the model are absent here
                 w = torch.ones(t.shape[1])
                 for other in emb.modalities:
                     if other not in (m, "report"):

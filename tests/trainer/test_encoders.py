@@ -161,3 +161,23 @@ def test_modality_dropout_keeps_two_and_feeds_missing_vectors() -> None:
         reps, present = model(batch, hide)
     assert not bool(present[0, model.modalities.index("ecg")])
     assert torch.allclose(reps["ecg"][0], model.missing_rep("ecg"))
+
+
+def test_running_mean_of_representations_updates_only_in_training() -> None:
+    m, d = _small()
+    model = MultiModalEncoder(m, d)
+    batch = _batch()
+    with torch.no_grad():
+        model.eval()
+        model(batch)
+        assert int(model.rep_mean_batches) == 0 and float(model.rep_mean.abs().sum()) == 0.0
+        model.train()
+        reps, mask = model(batch)
+    j = model.modalities.index("image")
+    assert torch.allclose(
+        model.rep_mean[j], reps["image"][mask[:, j]].mean(0), atol=1e-6
+    )  # first batch: its mean
+    with torch.no_grad():
+        reps2, _ = model(batch)
+    expected = 0.98 * reps["image"][mask[:, j]].mean(0) + 0.02 * reps2["image"][mask[:, j]].mean(0)
+    assert torch.allclose(model.rep_mean[j], expected, atol=1e-6) and int(model.rep_mean_batches) == 2
