@@ -390,7 +390,12 @@ def run_pixel_pipeline(ds: Dataset, max_pixels: int, max_ratio: float = float("i
     info: dict = {"decoded_photometric": photometric}
 
     if photometric == "PALETTE COLOR":
-        rgb = apply_color_lut(arr[mid] if frames > 1 else arr, ds)
+        try:
+            rgb = apply_color_lut(arr[mid] if frames > 1 else arr, ds)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise QuarantineError(
+                ReasonCode.DICOM_CORRUPT, f"palette color lookup table unusable ({type(exc).__name__})"
+            ) from None
         bits = 16 if rgb.dtype == np.uint16 else 8
         rendition = to_uint8(rgb, 0, 2**bits - 1)
         steps.append("palette_color_lut")
