@@ -151,6 +151,9 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
         raise QuarantineError(
             ReasonCode.ECG_HEADER_INVALID, "channel definitions do not match the channel count"
         )
+    # the sample limit, from the header, before pydicom allocates the (float64) waveform
+    if int(group.get("NumberOfWaveformSamples", 0) or 0) * max(n_defs, 1) > ctx.limits.max_ecg_samples:
+        raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG waveform exceeds the sample limit")
     try:
         values = ds.waveform_array(idx)
         raw = multiplex_array(ds, idx, as_raw=True)
