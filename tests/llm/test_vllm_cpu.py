@@ -38,11 +38,15 @@ def _server_config(server, cache_dir, **kw) -> LlmConfig:
     )
 
 
-def _successful_requests(server) -> float:
-    """vLLM's own count of finished requests (Prometheus ``/metrics``)."""
+def _metric(server, name: str) -> float:
+    """A counter from vLLM's own Prometheus ``/metrics`` (summed over label sets)."""
     with urllib.request.urlopen(f"http://{server.spec.host}:{server.spec.port}/metrics", timeout=5) as r:
         text = r.read().decode()
-    return sum(float(v) for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M))
+
+
+def _successful_requests(server) -> float:
+    return _metric(server, "vllm:request_success_total")
 
 
 def _check_results(results, reports) -> None:
@@ -72,12 +76,20 @@ def test_server_mode_schema_valid_and_cached(vllm_server, ptbxl_reports, tmp_pat
         first = structurer(reports)
         elapsed = time.monotonic() - t0
         unique = len({(t, rt, lang) for t, rt, lang in reports})
+        # the shared system prefix is computed once: most prompt tokens come from the prefix cache
+        hit_rate = _metric(vllm_server, "vllm:prefix_cache_hits_total") / _metric(
+            vllm_server, "vllm:prefix_cache_queries_total"
+        )
+        assert hit_rate > 0.5, hit_rate  # distinct reports: without the shared prefix it would be ~0
         assert structurer.stats.cache_misses == unique and structurer.stats.cache_hits == 0
         _check_results(first, reports)
         valid = sum(not r["llm_fallback"] for r in first)
         assert valid / len(first) >= 0.99, structurer.stats.invalid_reasons
         assert {r["report"]["language"] for r in first} >= {"de", "en"}
-        print(f"\n{len(reports)} reports ({unique} unique) in {elapsed:.1f} s; {structurer.stats}")
+        print(
+            f"\n{len(reports)} reports ({unique} unique) in {elapsed:.1f} s, prefix-cache hits {hit_rate:.0%}"
+        )
+        print(structurer.stats)
 
         # unchanged rebuild: every report from the cache, and the server sees no request
         served = _successful_requests(vllm_server)
