@@ -234,3 +234,25 @@ def test_cli_writes_json_and_fails_cleanly(tiny_dir, tmp_path, capsys):
     assert data["micro"]["f1"] == pytest.approx(0.8) and data["n_reports"] == 4
     assert main(["eval-labels", "--gold", "indiana", "--data-dir", str(tmp_path / "missing")]) == 2
     assert "data folder not found" in capsys.readouterr().err
+
+
+def test_llm_structurer_slot_is_scored_like_the_rule_path(tiny_dir):
+    """``--structurer llm`` scores whatever the LLM path returns for the de-identified texts;
+    fed the rule path's own output it must reproduce the rule scores exactly."""
+    from workers.report_rules import structure_many
+
+    seen = []
+
+    def structure_fn(reports):
+        seen.extend(reports)
+        texts, types, langs = zip(*reports, strict=True)
+        return structure_many(list(texts), list(types), list(langs))
+
+    rules = evaluate("indiana", tiny_dir, split="all")
+    llm = evaluate("indiana", tiny_dir, split="all", structurer="llm", structure_fn=structure_fn)
+    assert len(seen) == 4 and all(rt == "radiology" for _, rt, _ in seen)
+    assert llm.structurer == "llm"
+    assert [(s.label, s.tp, s.fp, s.fn) for s in llm.per_label] == [
+        (s.label, s.tp, s.fp, s.fn) for s in rules.per_label
+    ]
+    assert llm.negation_confusion == rules.negation_confusion
