@@ -18,7 +18,8 @@ Gold labels:
 - **ptbxl** (``ptbxl_ecg/ptbxl_database_subset_partA.csv``): every SCP code of ``scp_codes``
   (any likelihood) mapped by :data:`PTBXL_SCP_MAP` (names checked against ``scp_statements.csv``),
   plus the ``heart_axis`` column for the axis labels. A finding counts when asserted
-  present/uncertain/historical.
+  present/uncertain/historical; ``normal_ecg`` is predicted by the structured report's
+  ``normal`` flag (a normal-ECG statement, or sinus rhythm with nothing abnormal).
 
 Child labels imply their parents on both sides (:data:`LABEL_PARENTS`: e.g. ``pacemaker`` →
 ``support_devices``, ``inferior_mi`` → ``myocardial_infarction``).
