@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pipelines.config import BuildConfig
+from pipelines.datacard import write_datacard
 from pipelines.decode import (
     KIND_MODALITY,
     DecodeTask,
@@ -24,11 +25,11 @@ from pipelines.decode import (
     quarantine,
     series_group_key,
 )
-from pipelines.datacard import write_datacard
 from pipelines.dedup import DEDUP, DEDUP_SCHEMA, run_dedup
 from pipelines.discover import discover
 from pipelines.errors import UserError
 from pipelines.link import PatientLinker, link_group, link_key, patient_key
+from pipelines.llm_stage import apply_llm
 from pipelines.manifest import (
     BUILD,
     INPUT_SCHEMA,
@@ -185,6 +186,10 @@ def run_build(
         missing = slice_units - assembled_units
         if missing:
             raise RuntimeError(f"series assembler dropped {len(missing)} slices without a record (bug)")
+        # 3b. LLM restructuring of reports (sources with report.structurer: llm)
+        llm_sources = {src.name for src in sources if src.report.structurer == "llm"}
+        if llm_sources:
+            records = apply_llm(records, llm_sources, cfg.llm, out_dir, quiet)
         # 4. link (keyed group stage), 5. split by patient, 6. samples (parallel)
         records.sort(key=lambda r: r.record_id)
         study_groups = [g for gs in runner.group_map(link_key, link_group, records, "link") for g in gs]

@@ -122,6 +122,7 @@ class BuildConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     linking: LinkConfig = field(default_factory=LinkConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    llm: dict = field(default_factory=dict)  # workers.llm_config.LlmConfig fields (see docs/vllm.md)
     workers: int = 1
     runner: str = "local"
     strict: bool = False  # True: an unexpected exception fails the build (tests use this)
@@ -210,6 +211,10 @@ def _coerce(type_str: Any, value: Any, where: str, owner: type, name: str) -> An
     if t.startswith("tuple[str"):
         seq = value if isinstance(value, list | tuple) else [value]
         return tuple(str(v) for v in seq)
+    if t == "dict":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        return dict(value)
     if t == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
@@ -278,6 +283,9 @@ def validate_config(cfg: BuildConfig) -> None:
         t = getattr(cfg.dedup, f"{name}_threshold")
         if not 0.5 <= t <= 1.0:
             raise ConfigError(f"dedup.{name}_threshold: must be in [0.5, 1]")
+    for src in cfg.sources:
+        if src.report.structurer not in ("rules", "llm"):
+            raise ConfigError(f"sources.{src.name}.report.structurer: must be rules or llm")
     if cfg.runner not in ("local", "beam", "dask"):
         raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
 
