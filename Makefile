@@ -31,11 +31,11 @@ demo: env
 	$(BIN)/medcorpus build examples --config examples/demo.yaml --out build/demo
 	$(BIN)/medcorpus validate build/demo
 
-test: env browser
+test: env browser vllm-env tiny-llm
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-test-full: env browser
+test-full: env browser vllm-env tiny-llm
 	MEDCORPUS_FULL=1 $(BIN)/python -m pytest -q tests
 
 lint: env
