@@ -94,6 +94,7 @@ def builds(tmp_path_factory, examples_dir, runners):
         runner = runners.get(name)
         dst = tmp_path_factory.mktemp(f"build-{name}")
         first = run_build(input_dir, dst, cfg, quiet=True, runner=runner)
+        metrics = {k: dict(v) for k, v in getattr(runner, "stage_metrics", {}).items()}
         snap = _snapshot(dst)
         tars = sorted((dst / "shards").rglob("*.tar"))
         mtimes = {t: t.stat().st_mtime_ns for t in tars}
@@ -102,6 +103,7 @@ def builds(tmp_path_factory, examples_dir, runners):
         out[name] = {
             "dir": dst,
             "first": first,
+            "metrics": metrics,
             "snapshot": snap,
             "rerun": rerun,
             "rerun_snapshot": _snapshot(dst),
@@ -142,17 +144,20 @@ def test_bad_files_quarantined_as_on_local(builds, name):
     assert rows == ref
 
 
-def test_beam_counters_match_the_quarantine_manifest(builds, runners):
+def test_beam_counters_match_the_quarantine_manifest(builds):
     """The Beam side output of quarantine records, counted per reason, equals the manifest."""
     rows = pq.read_table(builds["beam"]["dir"] / "quarantine.parquet").to_pylist()
     decode_reasons: dict[str, int] = {}
     for r in rows:
         if r["stage"] == "decode":
             decode_reasons[r["reason"]] = decode_reasons.get(r["reason"], 0) + 1
-    m = runners["beam"].stage_metrics["decode"]  # of the rerun: decoded from the cache, same records
+    m = builds["beam"]["metrics"]["decode"]
     assert m["items"] == builds["beam"]["first"].n_files
     got = {k.split(".", 1)[1]: v for k, v in m.items() if k.startswith("quarantined.")}
     assert got == decode_reasons and sum(got.values()) == m["quarantined"] > 0
+    # group stages count their groups: the 4 slices of the CT series are one group
+    series = builds["beam"]["metrics"]["series"]
+    assert series["items"] >= SERIES_SLICES and series["groups"] < series["items"]
 
 
 @pytest.mark.parametrize("name", RUNNERS)
