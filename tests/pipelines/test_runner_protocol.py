@@ -131,6 +131,11 @@ def test_dask_on_an_existing_scheduler_retries_only_when_asked(tmp_path):
             assert c.submit(h.square, 5).result() == 25
 
 
+# Beam's gRPC reader thread of the abandoned pipeline reports the dead worker's closed stream
+_DEAD_WORKER_THREAD_NOISE = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+
+
+@_DEAD_WORKER_THREAD_NOISE
 def test_a_killed_worker_process_is_retried(runner, tmp_path):
     if runner.__class__.__name__ == "LocalRunner":
         pytest.skip("multiprocessing.Pool waits forever for a killed worker")
@@ -139,6 +144,7 @@ def test_a_killed_worker_process_is_retried(runner, tmp_path):
     assert (tmp_path / "died").exists()  # the worker really died once
 
 
+@_DEAD_WORKER_THREAD_NOISE
 def test_a_worker_that_always_dies_fails_the_stage_without_hanging(runner):
     name = runner.__class__.__name__
     if name == "LocalRunner":
