@@ -179,6 +179,8 @@ def parse_dicom_bytes(data: bytes, *, stop_before_pixels: bool = False) -> Datas
     if not has_meta and not any(0x0008 <= k.group <= 0x7FE0 for k in keys):
         raise QuarantineError(ReasonCode.DICOM_CORRUPT, "no DICOM attributes found")
     _convert_all(ds)
+    if has_meta:
+        _convert_all(ds.file_meta)
     return ds
 
 

@@ -544,12 +544,18 @@ def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     base_dt = None
     if getattr(header, "base_date", None) is not None:
         base_dt = datetime.combine(header.base_date, header.base_time or datetime.min.time())
-    if base_dt is not None and patient:
-        acquired_at = ctx.pseudo.shift_datetime(base_dt, patient).isoformat()
+    try:
+        shifted = ctx.pseudo.shift_datetime(base_dt, patient) if base_dt is not None and patient else None
+    except OverflowError:  # a base date in year 1 shifts out of range
+        shifted = None
+    if shifted is not None:
+        acquired_at = shifted.isoformat()
         audit["base_datetime"] = "shifted"
     else:
         acquired_at = ""
-        audit["base_datetime"] = "dropped_no_patient" if base_dt is not None else "absent"
+        audit["base_datetime"] = (
+            "absent" if base_dt is None else "dropped_out_of_range" if patient else "dropped_no_patient"
+        )
     audit["record_name"] = "replaced by the pseudonymous study key"
     audit["method"] = "header comments: allow-list of clinical fields; ages > 89 → 90+; dates dropped"
 

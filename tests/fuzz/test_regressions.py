@@ -92,6 +92,14 @@ def test_dicom_unknown_vr(shared_data, tmp_path):
     assert outcome(shared_data, tmp_path, {"ct.dcm": bytes(data)}) == ["dicom_corrupt"]
 
 
+def test_dicom_unknown_vr_in_the_file_meta(shared_data, tmp_path):
+    """Was: NotImplementedError raised when de-identification copied the file meta elements."""
+    data = bytearray((shared_data / CR_16).read_bytes())
+    el = next(e for e in dicom_layout(bytes(data)).meta if e.tag == 0x00020012)  # Implementation Class UID
+    data[el.start + 4 : el.start + 6] = b"TI"
+    assert outcome(shared_data, tmp_path, {"cr": bytes(data)}) == ["dicom_corrupt"]
+
+
 def test_dicom_palette_color_without_lookup_table(shared_data, tmp_path):
     """Was: ValueError 'No suitable Palette Color Lookup Table Module found'."""
     data = _dicom_with(shared_data, CR_16, PhotometricInterpretation="PALETTE COLOR")
@@ -161,6 +169,18 @@ def test_wfdb_absurd_sampling_rate(shared_data, tmp_path):
     ]
     long = _wfdb(shared_data, "00001_lr 12 1e308 5000000000")
     assert outcome(shared_data, tmp_path, long) == ["limit_exceeded"]
+
+
+def test_wfdb_base_date_in_year_one_with_a_patient(shared_data, tmp_path):
+    """Was: OverflowError shifting a year-1 base date once a comment names the patient."""
+    files = _wfdb(shared_data, "00001_lr 12 100 1000 12:00:00 01/01/0001")
+    files["00001_lr.hea"] += b"# Patient ID: 123456\n"
+    with CaseDir(tmp_path) as d:
+        for name, data in files.items():
+            (d.folder / name).write_bytes(data)
+        ((_, (rec,)),) = run_case("regressions", d.folder, fuzz_ctx())
+    assert type(rec).__name__ == "EcgRecord" and rec.patient and rec.acquired_at == ""
+    assert json.loads(rec.meta_json)["deid"]["base_datetime"] == "dropped_out_of_range"
 
 
 def test_wfdb_segment_that_is_itself_multisegment(shared_data, tmp_path):
