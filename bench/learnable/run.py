@@ -42,7 +42,7 @@ def _run(cmd: list[str], timings: dict, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("workdir", type=Path)
-    p.add_argument("--patients", type=int, default=600)
+    p.add_argument("--patients", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--losses", nargs="+", default=["clip", "symile"], choices=["clip", "symile"])
     a = p.parse_args(argv)
@@ -53,20 +53,71 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     if not (work / "input").is_dir():
-        _run([sys.executable, str(HERE / "generate.py"), str(work / "input"), "--patients", str(a.patients),
-              "--seed", str(a.seed)], timings, "generate")
+        _run(
+            [
+                sys.executable,
+                str(HERE / "generate.py"),
+                str(work / "input"),
+                "--patients",
+                str(a.patients),
+                "--seed",
+                str(a.seed),
+            ],
+            timings,
+            "generate",
+        )
     if not (work / "corpus" / "manifest.parquet").is_file():
-        _run([medcorpus, "build", str(work / "input"), "--config", str(HERE / "build.yaml"), "--out",
-              str(work / "corpus"), "--quiet"], timings, "build")
+        _run(
+            [
+                medcorpus,
+                "build",
+                str(work / "input"),
+                "--config",
+                str(HERE / "build.yaml"),
+                "--out",
+                str(work / "corpus"),
+                "--quiet",
+            ],
+            timings,
+            "build",
+        )
     summary: dict = {"patients": a.patients, "timings": timings, "results": {}}
     for loss in a.losses:
         run_dir = work / f"run_{loss}"
         ckpt = run_dir / "checkpoints" / "latest.pt"
-        _run([medcorpus, "train", "--shards", str(work / "corpus"), "--config", str(HERE / f"train_{loss}.yaml"),
-              "--out", str(run_dir), "--resume", "auto"], timings, f"train_{loss}")
+        _run(
+            [
+                medcorpus,
+                "train",
+                "--shards",
+                str(work / "corpus"),
+                "--config",
+                str(HERE / f"train_{loss}.yaml"),
+                "--out",
+                str(run_dir),
+                "--resume",
+                "auto",
+            ],
+            timings,
+            f"train_{loss}",
+        )
         out = work / f"eval_{loss}.json"
-        _run([medcorpus, "evaluate", "--checkpoint", str(ckpt), "--shards", str(work / "corpus"), "--split", "test",
-              "--out", str(out)], timings, f"evaluate_{loss}")
+        _run(
+            [
+                medcorpus,
+                "evaluate",
+                "--checkpoint",
+                str(ckpt),
+                "--shards",
+                str(work / "corpus"),
+                "--split",
+                "test",
+                "--out",
+                str(out),
+            ],
+            timings,
+            f"evaluate_{loss}",
+        )
         summary["results"][loss] = json.loads(out.read_text())
     (work / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
 
@@ -81,15 +132,19 @@ def main(argv: list[str] | None = None) -> int:
             ratio = r["R@1"] / r["chance@1"]
             if pair in ("image->report", "ecg->report"):
                 ok = ok and ratio >= 5
-            print(f"| {loss} | {pair} | {r['n']} | {r['R@1']:.3f} | {r['chance@1']:.4f} | {ratio:.1f}x | "
-                  f"{r['R@5']:.3f} | {r['R@10']:.3f} |")
+            print(
+                f"| {loss} | {pair} | {r['n']} | {r['R@1']:.3f} | {r['chance@1']:.4f} | {ratio:.1f}x | "
+                f"{r['R@5']:.3f} | {r['R@10']:.3f} |"
+            )
     for loss, res in summary["results"].items():
         for m, z in res["zero_shot"].items():
             print(f"zero-shot {loss} {m}: macro AUROC {z['macro_auroc']:.3f} over {sorted(z['labels'])}")
         for pair, g in res["modality_gap"].items():
             print(f"modality gap {loss} {pair}: {g['gap']:.3f} (true-pair cosine {g['pair_cosine']:.3f})")
     print("timings:", json.dumps(timings))
-    print("acceptance (image->report and ecg->report R@1 >= 5x chance, every loss):", "PASS" if ok else "FAIL")
+    print(
+        "acceptance (image->report and ecg->report R@1 >= 5x chance, every loss):", "PASS" if ok else "FAIL"
+    )
     return 0 if ok else 1
 
 
