@@ -276,7 +276,8 @@ def run_build(
         build_info = {
             "demo_build": demo,
             "demo_note": "built with the public demo secret: pseudonyms are NOT secret" if demo else "",
-            "config": asdict(cfg),
+            # execution settings (workers, runner) do not change the output: not recorded
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("workers", "runner")},
             "versions": _versions(),
             "kind_modality": {k.value: m.value for k, m in KIND_MODALITY.items()},
         }
@@ -312,8 +313,9 @@ def _lock(out_dir: Path):
 
     f = open(out_dir / ".lock", "w")  # noqa: SIM115 - held for the whole build
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        # lockf (POSIX record lock), not flock: forked worker processes must not inherit it
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         f.close()
         raise UserError(f"another build is writing {out_dir} (lock held)") from None
     return f

@@ -98,11 +98,13 @@ def _check_burned_in(clean: Dataset, sop: str, ctx) -> None:
         raise QuarantineError(ReasonCode.DICOM_BURNED_IN, "ultrasound commonly has burned-in text")
 
 
-def _no_pixels(ds: Dataset, sop: str, raw_has_pixel_tag: bool) -> QuarantineError:
+def _no_pixels(ds: Dataset, sop: str, raw_has_pixel_tag: bool, ends_mid_element=None) -> QuarantineError:
     looks_like_image = "Image Storage" in _sop_name(sop) or "Rows" in ds
     if looks_like_image:
         if raw_has_pixel_tag:
             return QuarantineError(ReasonCode.DICOM_TRUNCATED, "pixel data element cut off")
+        if ends_mid_element is not None and ends_mid_element():
+            return QuarantineError(ReasonCode.DICOM_TRUNCATED, "file ends inside a data element (cut off)")
         return QuarantineError(ReasonCode.DICOM_NO_PIXELS, "image object without pixel data")
     return QuarantineError(
         ReasonCode.DICOM_UNSUPPORTED_SOP, f"non-image SOP class {_sop_name(sop) or 'unknown'}"
@@ -129,6 +131,32 @@ def _raw_has_pixel_tag(path: str) -> bool:
     if data[:2] == b"\x1f\x8b":
         return False
     return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+
+
+def _ends_mid_element(path: str) -> bool:
+    """True when the dataset's element stream stops before the end of the file: the bytes left
+    over are a partial element (a file cut inside an element header or value)."""
+    import io
+
+    from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        if raw[:2] == b"\x1f\x8b":
+            return False
+        f = io.BytesIO(raw)
+        read_preamble(f, True)
+        meta = _read_file_meta_info(f)
+        ts = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2.1"))
+        implicit = ts == "1.2.840.10008.1.2"
+        little = ts != "1.2.840.10008.1.2.2"
+        end = f.tell()
+        for _ in data_element_generator(f, implicit, little, defer_size=1024):
+            end = f.tell()
+        return 0 < len(raw) - end
+    except Exception:  # noqa: BLE001 - a diagnosis helper: unparseable means "not this case"
+        return False
 
 
 def _series_key(ds: Dataset, item: InputItem, ctx) -> str:
@@ -349,7 +377,7 @@ def decode_dataset(ds: Dataset, item: InputItem, ctx) -> list[_DecodedRecord]:
     if sop in NON_IMAGE_PIXEL_SOP_CLASSES or "Presentation State" in _sop_name(sop):
         raise QuarantineError(ReasonCode.DICOM_UNSUPPORTED_SOP, f"non-image SOP class {_sop_name(sop)}")
     if not has_pixels(ds):
-        raise _no_pixels(ds, sop, _raw_has_pixel_tag(item.path))
+        raise _no_pixels(ds, sop, _raw_has_pixel_tag(item.path), lambda: _ends_mid_element(item.path))
 
     identity = dicom_identity(ds, ctx.pseudo)
     clean, audit = deidentify(ds, ctx)

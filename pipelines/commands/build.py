@@ -21,6 +21,23 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="fail on unexpected decoder exceptions (bugs)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write decode sidecars")
     p.add_argument("--quiet", action="store_true", help="no progress bars (for schedulers)")
+    p.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="dask runner: scheduler address, e.g. tcp://scheduler:8786 (default: a local cluster)",
+    )
+    p.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="beam runner: a Beam pipeline flag, repeatable: --beam-option=--runner=DataflowRunner",
+    )
+    p.add_argument(
+        "--beam-staging",
+        metavar="DIR",
+        help="beam runner: staging folder every worker can reach; default: a local temp folder",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,11 +60,27 @@ def apply_overrides(cfg, args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.build import run_build
+    from pipelines.runners import make_runner
 
     if not args.input.is_dir():
         raise ConfigError(f"input folder not found: {args.input}")
     cfg = apply_overrides(load_config(args.config), args)
-    res = run_build(args.input, args.out, cfg, quiet=args.quiet, use_cache=not args.no_cache)
+    opts: dict = {}
+    if args.dask_scheduler:
+        if cfg.runner != "dask":
+            raise ConfigError("--dask-scheduler needs --runner dask")
+        opts["scheduler_address"] = args.dask_scheduler
+    if args.beam_option or args.beam_staging:
+        if cfg.runner != "beam":
+            raise ConfigError("--beam-option/--beam-staging need --runner beam")
+        opts |= {"beam_options": args.beam_option, "staging_dir": args.beam_staging}
+    runner = make_runner(cfg.runner, cfg.workers, quiet=args.quiet, **opts)
+    try:
+        res = run_build(
+            args.input, args.out, cfg, quiet=args.quiet, use_cache=not args.no_cache, runner=runner
+        )
+    finally:
+        runner.close()
     mods = ", ".join(
         f"{m} {c['inputs']} in/{c['written']} written/{c['quarantined']} quarantined"
         for m, c in res.per_modality.items()

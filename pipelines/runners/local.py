@@ -1,9 +1,15 @@
-"""Local runner: a process pool (``--workers N``) with a progress bar; N=1 runs in-process."""
+"""Local runner: a process pool (``--workers N``) with a progress bar; N=1 runs in-process.
+
+Uses ``concurrent.futures.ProcessPoolExecutor`` (fork): a worker process that dies (OOM kill,
+segfault in a native decoder) raises ``BrokenProcessPool`` and fails the build loudly instead
+of hanging it; a rerun resumes from the decode cache and finished shards.
+"""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -18,7 +24,7 @@ class LocalRunner:
     def __init__(self, workers: int = 1, quiet: bool = False) -> None:
         self.workers = max(1, workers)
         self.quiet = quiet
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable[[T], R], tasks: Sequence[T], desc: str) -> list[R]:
         bar = tqdm(total=len(tasks), desc=desc, unit="item", disable=self.quiet, leave=False)
@@ -30,8 +36,8 @@ class LocalRunner:
                     bar.update()
             else:
                 if self._pool is None:
-                    self._pool = mp.get_context("fork").Pool(self.workers)
-                for r in self._pool.imap(fn, tasks, chunksize=1):
+                    self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+                for r in self._pool.map(fn, tasks, chunksize=1):
                     out.append(r)
                     bar.update()
         finally:
@@ -50,8 +56,7 @@ class LocalRunner:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 

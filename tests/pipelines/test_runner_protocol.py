@@ -138,7 +138,7 @@ _DEAD_WORKER_THREAD_NOISE = pytest.mark.filterwarnings("ignore::pytest.PytestUnh
 @_DEAD_WORKER_THREAD_NOISE
 def test_a_killed_worker_process_is_retried(runner, tmp_path):
     if runner.__class__.__name__ == "LocalRunner":
-        pytest.skip("multiprocessing.Pool waits forever for a killed worker")
+        pytest.skip("the local runner does not retry: a dead worker fails the build (tested below)")
     out = runner.map(h.DieOnce(str(tmp_path)), list(range(8)), "die-once")
     assert out == [x * 10 for x in range(8)]
     assert (tmp_path / "died").exists()  # the worker really died once
@@ -148,7 +148,15 @@ def test_a_killed_worker_process_is_retried(runner, tmp_path):
 def test_a_worker_that_always_dies_fails_the_stage_without_hanging(runner):
     name = runner.__class__.__name__
     if name == "LocalRunner":
-        pytest.skip("multiprocessing.Pool waits forever for a killed worker")
+        from concurrent.futures.process import BrokenProcessPool
+
+        if runner.workers == 1:
+            pytest.skip("in-process: a dying worker is the build process itself")
+        with pytest.raises(BrokenProcessPool):
+            runner.map(h.die_on_three, list(range(6)), "die-always")
+        runner.close()  # a broken pool is replaced on the next stage
+        assert runner.map(h.square, [2, 3], "after") == [4, 9]
+        return
     if name == "BeamRunner":
         from pipelines.runners.beam import WorkerLost
 
