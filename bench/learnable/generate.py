@@ -126,8 +126,8 @@ def render_cxr(s: Study, rng: np.random.Generator, size: int = 256) -> np.ndarra
         if s.nodule == side:
             ny = cy + rng.uniform(-0.55, 0.15) * lung_ry
             nx = cx + rng.uniform(-0.5, 0.5) * lung_rx
-            r = rng.uniform(0.03, 0.045)
-            img += 0.4 * np.exp(-(((yy - ny) ** 2 + (xx - nx) ** 2) / (2 * (r / 1.6) ** 2)))
+            r = rng.uniform(0.05, 0.065)
+            img += 0.45 * np.exp(-(((yy - ny) ** 2 + (xx - nx) ** 2) / (2 * (r / 1.5) ** 2)))
     img = gaussian_filter(img, rng.uniform(1.0, 2.0))
     img = img * rng.uniform(0.85, 1.1) + rng.normal(0, 0.02, img.shape)
     img += 0.05 * (yy - 0.5) * rng.normal()  # exposure gradient
