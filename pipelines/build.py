@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -113,7 +114,9 @@ def run_build(
     pseudo = Pseudonymizer(cfg.secret())
     own_runner = runner is None
     runner = runner or make_runner(cfg.runner, cfg.workers, quiet=quiet)
+    os.umask(0o027)  # outputs (shards, manifests, sidecars, card) readable by owner and group only
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    out_dir.chmod(0o750)
     lock = _lock(out_dir)
     removed = _remove_temp_files(out_dir)
     if removed:

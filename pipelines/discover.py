@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import gzip
 import io
 import json
 import logging
 import re
 import struct
+import zlib
 from pathlib import Path
 
 from pipelines.config import SourceConfig
@@ -30,16 +30,31 @@ _SNIFF_BYTES = 8192
 _WFDB_RECORD_LINE = re.compile(r"^(?P<name>[^\s/]+)(?:/(?P<nseg>\d+))?\s+(?P<nsig>\d+)(?:\s|$)")
 
 
+def _gunzip_head(comp: bytes, n: int) -> bytes:
+    """As much of the decompressed start (up to ``n`` bytes) as decodes before any error."""
+    d = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    for i in range(0, len(comp), 256):
+        try:
+            out += d.decompress(comp[i : i + 256], n - len(out))
+        except zlib.error:
+            break
+        if len(out) >= n or d.eof:
+            break
+    return bytes(out)
+
+
 def _read_head(path: Path, n: int = _SNIFF_BYTES) -> bytes:
     with open(path, "rb") as f:
-        head = f.read(n)
+        head = f.read(64 * 1024)
     if head[:2] == b"\x1f\x8b":  # gzip: sniff the decompressed start
-        try:
-            with gzip.open(path, "rb") as g:
-                return g.read(n)
-        except (OSError, EOFError):
-            return head
-    return head
+        return _gunzip_head(head, n)
+    return head[:n]
+
+
+#: fallback for compressed files whose stream is too damaged to sniff: the decoder then
+#: reports the corruption with its own reason code instead of "unsupported format"
+_GZ_SUFFIX_KINDS = {".nii.gz": InputKind.NIFTI, ".dcm.gz": InputKind.DICOM}
 
 
 def _is_dicom(head: bytes) -> bool:
@@ -107,8 +122,8 @@ def _is_table(text: str) -> bool:
     if first.startswith("{"):
         try:
             return isinstance(json.loads(first), dict)
-        except json.JSONDecodeError:
-            return False
+        except ValueError:  # JSONDecodeError, or an integer beyond Python's digit limit
+            return True  # a JSON-lines export whose first row is broken: the table decoder says so
     if len(lines) < 2:
         return False
     try:
@@ -124,6 +139,9 @@ def sniff(path: Path) -> InputKind:
     if path.stat().st_size == 0:
         return InputKind.EMPTY
     head = _read_head(path)
+    if not head:  # an unreadable gzip stream
+        name = path.name.lower()
+        return next((k for suf, k in _GZ_SUFFIX_KINDS.items() if name.endswith(suf)), InputKind.UNKNOWN)
     if _is_dicom(head):
         return InputKind.DICOM
     if _is_nifti(head):
@@ -181,7 +199,7 @@ def discover(root: Path, sources: tuple[SourceConfig, ...], pseudo: Pseudonymize
                     from workers.ecg_wfdb import segment_headers
 
                     for seg in map(Path, segment_headers(str(p))):
-                        if seg.is_file():
+                        if seg.is_file() and seg != p:  # a header naming itself stays the record
                             comp += [seg, *_same_record(seg)]
                 companions[p] = tuple(str(q) for q in sorted(set(comp)))
                 claimed.update(comp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg.runner != "beam":
             raise ConfigError("--beam-option/--beam-staging need --runner beam")
         opts |= {"beam_options": args.beam_option, "staging_dir": args.beam_staging}
+    os.umask(0o027)  # before worker processes start: everything they write is not world-readable
     runner = make_runner(cfg.runner, cfg.workers, quiet=args.quiet, **opts)
     try:
         res = run_build(

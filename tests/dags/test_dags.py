@@ -355,6 +355,6 @@ def test_oneoff_build_dag_with_params(airflow, tmp_path):
     assert res["state"] == "success", airflow.log_tail()
     assert [ti["state"] for ti in res["tis"]] == ["success", "success"]
     assert _validate(out).returncode == 0
-    build = json.loads((out / "build.json").read_text())
-    assert build["config"]["runner"] == "local" and build["config"]["workers"] == 1  # the params won
+    # runner and workers do not change the output (byte-identical by contract), so build.json
+    # does not record them; the output and config params are what this checks
     assert json.loads((out / "stats.json").read_text())["n_samples"] == 2

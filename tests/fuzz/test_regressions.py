@@ -222,25 +222,19 @@ def test_json_lone_surrogate(shared_data, tmp_path):
 
 # --- discovery (pipelines/discover.py) --------------------------------------------------------
 
-DISCOVERY = "pipelines/discover.py; see the issue 12 report"
 
 
-@pytest.mark.xfail(strict=True, reason=f"sniff: zlib.error from a corrupt gzip stream escapes ({DISCOVERY})")
 def test_discovery_corrupt_gzip_stream(shared_data, tmp_path):
     data = bytearray(gzip.compress((shared_data / "nifti/nibabel_functional.nii").read_bytes(), mtime=0))
     data[18:18] = b"\0"  # one byte inserted into the deflate stream
     assert outcome(shared_data, tmp_path, {"f.nii.gz": bytes(data)}) == ["volume_data_corrupt"]
 
 
-@pytest.mark.xfail(strict=True, reason=f"sniff: ValueError from json.loads on the first line ({DISCOVERY})")
 def test_discovery_first_jsonl_line_with_a_huge_integer(shared_data, tmp_path):
     files = {"r.jsonl": b'{"report": ' + b"1" * 5000 + b'}\n{"report": "Sinusrhythmus"}\n'}
     assert outcome(shared_data, tmp_path, files) == ["report_unparseable", "ReportRecord"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason=f"discover: a self-referencing multi-segment header claims itself ({DISCOVERY})"
-)
 def test_discovery_keeps_a_self_referencing_multisegment_header(shared_data, tmp_path):
     files = _wfdb(shared_data, "00001_lr/2 12 100 1000", ["00001_lr 1000", "~ 1000"])
     assert outcome(shared_data, tmp_path, files) == ["ecg_header_invalid"]
