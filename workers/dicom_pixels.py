@@ -308,10 +308,15 @@ def apply_modality(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, str]:
         )
         for v in views
     }
-    if len(keys) == 1 or arr.ndim == 2:
-        out = apply_modality_lut(arr, views[0])
-    else:
-        out = np.stack([apply_modality_lut(arr[i], views[i]) for i in range(arr.shape[0])])
+    try:
+        if len(keys) == 1 or arr.ndim == 2:
+            out = apply_modality_lut(arr, views[0])
+        else:
+            out = np.stack([apply_modality_lut(arr[i], views[i]) for i in range(arr.shape[0])])
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:  # malformed LUT
+        raise QuarantineError(
+            ReasonCode.DICOM_CORRUPT, f"Modality LUT unusable ({type(exc).__name__})"
+        ) from None
     return _compact(np.asarray(out)), step
 
 
@@ -496,13 +501,23 @@ def render_attrs(view: Dataset) -> dict:
         elem = view[kw] if kw in view else None
         if elem is not None and elem.value is not None and elem.value != "":
             vals = elem.value if elem.VM > 1 else [elem.value]
-            out[kw] = [float(v) for v in vals]
-    if view.get("ModalityLUTSequence"):
-        out["ModalityLUTBits"] = int(view.ModalityLUTSequence[0].LUTDescriptor[2])
-    seq = view.get("VOILUTSequence")
-    if seq and seq[0].get("LUTDescriptor") is not None and seq[0].get("LUTData") is not None:
-        out["VOILUTDescriptor"] = [int(v) for v in seq[0].LUTDescriptor]
-        out["VOILUTData"] = [int(v) for v in np.asarray(seq[0].LUTData).ravel()]
+            try:
+                nums = [float(v) for v in vals]
+            except (TypeError, ValueError):
+                continue  # not numbers (e.g. a garbled window): rendering falls back to min/max
+            if all(np.isfinite(nums)):
+                out[kw] = nums
+    try:
+        if view.get("ModalityLUTSequence"):
+            out["ModalityLUTBits"] = int(view.ModalityLUTSequence[0].LUTDescriptor[2])
+        seq = view.get("VOILUTSequence")
+        if seq and seq[0].get("LUTDescriptor") is not None and seq[0].get("LUTData") is not None:
+            out["VOILUTDescriptor"] = [int(v) for v in seq[0].LUTDescriptor]
+            out["VOILUTData"] = [int(v) for v in np.asarray(seq[0].LUTData).ravel()]
+    except (TypeError, ValueError, IndexError, AttributeError):  # malformed LUT items: not rendered
+        out.pop("ModalityLUTBits", None)
+        out.pop("VOILUTDescriptor", None)
+        out.pop("VOILUTData", None)
     return out
 
 

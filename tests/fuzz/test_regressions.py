@@ -84,6 +84,19 @@ def test_dicom_rescale_slope_not_a_single_finite_number(shared_data, tmp_path, s
     assert outcome(shared_data, tmp_path, {"ct.dcm": mutated}) == ["dicom_corrupt"]
 
 
+@pytest.mark.parametrize("rel,kind", [(CT_SMALL, "SeriesSlice"), (CR_16, "ImageRecord")])
+def test_dicom_window_center_not_a_number(shared_data, tmp_path, rel, kind):
+    """Was: ValueError storing a CT slice's render attributes; the window is now ignored and
+    the rendition falls back to the min/max of the image."""
+    data = _dicom_with(shared_data, rel)
+    mutated = set_element(data, dicom_layout(data), 0x00281050, "DS", b"abc ")
+    with CaseDir(tmp_path) as d:
+        (d.folder / "img").write_bytes(mutated)
+        ((_, (rec,)),) = run_case("regressions", d.folder, fuzz_ctx())
+    assert type(rec).__name__ == kind
+    assert "WindowCenter" not in json.loads(rec.meta_json).get("render", {})
+
+
 def test_dicom_unknown_vr(shared_data, tmp_path):
     """Was: NotImplementedError ('Unknown Value Representation') raised lazily inside de-id."""
     data = bytearray((shared_data / CT_SMALL).read_bytes())
@@ -221,7 +234,6 @@ def test_json_lone_surrogate(shared_data, tmp_path):
 
 
 # --- discovery (pipelines/discover.py) --------------------------------------------------------
-
 
 
 def test_discovery_corrupt_gzip_stream(shared_data, tmp_path):
