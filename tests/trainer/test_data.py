@@ -240,3 +240,15 @@ def test_training_augmentation_is_seeded_per_epoch_and_eval_is_clean(shards: Pat
     plain = make_train_loader(shards, DataConfig(**{**cfg.__dict__, "augment": False}), seed=0)
     b = next(iter(plain))
     assert all(torch.equal(b["image"][i], clean[k][0]) for i, k in enumerate(b["key"]))
+
+
+def test_raw_pixel_source_is_min_max_scaled(tmp_path: Path) -> None:
+    s = make_sample(1, np.random.default_rng(2), modalities=("image", "report"), image_hw=(16, 16))
+    write_split(tmp_path, "val", [s], 4)
+    cfg = DataConfig(
+        modalities=("image", "report"), batch_size=2, workers=0, image_size=16, image_source="raw"
+    )
+    batch = next(iter(make_eval_loader(tmp_path, "val", cfg)[0]))
+    raw = np.load(io.BytesIO(s["image_0.raw.npy"])).astype(np.float32)
+    expected = (raw - raw.min()) / (raw.max() - raw.min()) * 2 - 1
+    assert torch.allclose(batch["image"][0, 0, 0], torch.from_numpy(expected), atol=1e-6)
