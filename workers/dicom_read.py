@@ -105,9 +105,10 @@ def _check_deflate_bomb(data: bytes, max_bytes: int, max_ratio: float = float("i
     try:
         read_preamble(fp, True)
         meta = _read_file_meta_info(fp)
-    except Exception:
+        ts = str(meta.get("TransferSyntaxUID", ""))
+    except Exception:  # a garbled file meta: pydicom cannot inflate what it cannot identify either
         return
-    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+    if ts != DEFLATED:
         return
     src = memoryview(data)[fp.tell() :]
     limit = inflate_limit(len(src), max_bytes, max_ratio)

@@ -18,6 +18,7 @@ import pytest
 from schemas.records import InputItem, InputKind
 from tests.fuzz.harness import CaseDir, check_accounted, fuzz_ctx, run_case
 from tests.fuzz.mutate import dicom_layout, nested_sequence, put_element, set_element
+from tests.fuzz.test_fuzz_dicom import seed_file
 
 CT_SMALL = "dicom/ct/CT_small.dcm"
 CR_16 = "dicom/dicomdir_sample/77654033/CR1/6154"
@@ -109,6 +110,14 @@ def test_dicom_unknown_vr_in_the_file_meta(shared_data, tmp_path):
     """Was: NotImplementedError raised when de-identification copied the file meta elements."""
     data = bytearray((shared_data / CR_16).read_bytes())
     el = next(e for e in dicom_layout(bytes(data)).meta if e.tag == 0x00020012)  # Implementation Class UID
+    data[el.start + 4 : el.start + 6] = b"TI"
+    assert outcome(shared_data, tmp_path, {"cr": bytes(data)}) == ["dicom_corrupt"]
+
+
+def test_dicom_deflated_file_with_a_garbled_transfer_syntax_element(shared_data, tmp_path):
+    """Was: NotImplementedError from the deflate-bomb check reading the file meta."""
+    data = bytearray(seed_file(shared_data, "cr_deflated"))
+    el = next(e for e in dicom_layout(bytes(data)).meta if e.tag == 0x00020010)
     data[el.start + 4 : el.start + 6] = b"TI"
     assert outcome(shared_data, tmp_path, {"cr": bytes(data)}) == ["dicom_corrupt"]
 
