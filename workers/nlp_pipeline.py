@@ -116,6 +116,32 @@ def _context_rules():
     ]
 
 
+#: medspaCy default rules replaced: ": no"/": none" (backward, "Pneumothorax: no") also matched
+#: "FINDINGS: No cardiomegaly." and overrode the forward "no", leaving the finding present
+_REPLACED_DEFAULTS = frozenset({": no", ": none"})
+
+
+def _default_context_rules():
+    """medspaCy's packaged ConText rules, with the colon rules re-anchored to a line/clause end."""
+    from pathlib import Path
+
+    import medspacy.context as mc
+    from medspacy.context import ConTextRule
+
+    # the path ConText(rules="default") uses (medspacy/../resources/en/context_rules.json)
+    default = Path(mc.__file__).resolve().parents[2] / "resources" / "en" / "context_rules.json"
+    rules = [r for r in ConTextRule.from_json(str(default)) if r.literal not in _REPLACED_DEFAULTS]
+    rules.append(
+        ConTextRule(
+            literal="mc:colon-no",
+            category="NEGATED_EXISTENCE",
+            pattern=r":\s*(?:no|none)(?=\s*(?:[.,;\n]|$))",
+            direction="BACKWARD",
+        )
+    )
+    return rules
+
+
 def _section_rules():
     from medspacy.section_detection import SectionRule
 
@@ -164,7 +190,8 @@ def build_nlp(sentences: str = "fast", domains: tuple[str, ...] = DOMAINS):
         nlp.add_pipe("medcorpus_newline_sentences")
     matcher = nlp.add_pipe("medspacy_target_matcher")
     matcher.add(_target_rules(tuple(domains)))
-    context = nlp.add_pipe("medspacy_context", config={"rules": "default", "max_scope": None})
+    context = nlp.add_pipe("medspacy_context", config={"rules": None, "max_scope": None})
+    context.add(_default_context_rules())
     context.add(_context_rules())
     sectionizer = nlp.add_pipe("medspacy_sectionizer", config={"rules": None})
     sectionizer.add(_section_rules())

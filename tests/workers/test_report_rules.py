@@ -175,3 +175,18 @@ def test_evidence_is_bounded_and_findings_are_unique():
     keys = [(f["label"], f["assertion"], f["section"]) for f in out["findings"]]
     assert len(keys) == len(set(keys))
     assert all(len(f.get("evidence", "")) <= 200 for f in out["findings"])
+
+
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("FINDINGS: No cardiomegaly.", "cardiomegaly"),
+        ("Impression: No pneumothorax.", "pneumothorax"),
+        ("Pneumothorax: no.", "pneumothorax"),
+        ("Cardiomegaly: none", "cardiomegaly"),
+    ],
+)
+def test_negation_right_after_a_heading_colon(text, label):
+    """medspaCy's default ": no" rule (backward) once swallowed a forward "No" after a heading."""
+    found = {f["label"]: f["assertion"] for f in structure_with_rules(text, "radiology", "en")["findings"]}
+    assert found[label] == "negated"
