@@ -24,7 +24,7 @@ class LshConfig:
     """``threshold``: cosine at or above which two items are near-duplicates."""
 
     threshold: float = 0.97
-    rows: int = 20
+    rows: int = 0  # bits per band; 0 = auto: ceil(log2(n)) + 6, so random collisions stay ~linear in n
     target_recall: float = 0.999
     seed: int = 20261128
     max_bucket: int = 64
@@ -44,17 +44,24 @@ def choose_bands(threshold: float, rows: int, target_recall: float) -> int:
     return max(1, math.ceil(math.log(1.0 - target_recall) / math.log(1.0 - p)))
 
 
-def _band_keys(emb: np.ndarray, cfg: LshConfig, bands: int) -> np.ndarray:
+def auto_rows(n: int) -> int:
+    """Bits per band for ``n`` vectors: two unrelated vectors share a band with probability
+    ``2**-rows``, so ``rows = log2(n) + 6`` keeps the expected random candidates per band at
+    about ``n / 128`` (linear in n); the band count then grows only like ``log n``."""
+    return int(min(40, max(16, math.ceil(math.log2(max(n, 2))) + 6)))
+
+
+def _band_keys(emb: np.ndarray, cfg: LshConfig, bands: int, rows: int) -> np.ndarray:
     """(bands, n) uint64 keys: each band's ``rows`` sign bits packed into an integer."""
     n, d = emb.shape
     rng = np.random.default_rng(cfg.seed)
-    planes = rng.standard_normal((d, bands * cfg.rows)).astype(np.float32)
-    nbytes = (cfg.rows + 7) // 8
+    planes = rng.standard_normal((d, bands * rows)).astype(np.float32)
+    nbytes = (rows + 7) // 8
     shifts = (np.uint64(8) * np.arange(nbytes - 1, -1, -1, dtype=np.uint64)).astype(np.uint64)
     keys = np.empty((bands, n), dtype=np.uint64)
     for start in range(0, n, cfg.chunk):
         bits = (emb[start : start + cfg.chunk] @ planes) > 0  # (chunk, bands*rows) bool
-        packed = np.packbits(bits.reshape(-1, bands, cfg.rows), axis=2)  # (chunk, bands, nbytes)
+        packed = np.packbits(bits.reshape(-1, bands, rows), axis=2)  # (chunk, bands, nbytes)
         keys[:, start : start + cfg.chunk] = (packed.astype(np.uint64) << shifts).sum(axis=2).T
     return keys
 
@@ -64,8 +71,9 @@ def candidate_pairs(emb: np.ndarray, cfg: LshConfig) -> np.ndarray:
     n = emb.shape[0]
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    bands = choose_bands(cfg.threshold, cfg.rows, cfg.target_recall)
-    keys = _band_keys(emb, cfg, bands)
+    rows = cfg.rows or auto_rows(n)
+    bands = choose_bands(cfg.threshold, rows, cfg.target_recall)
+    keys = _band_keys(emb, cfg, bands, rows)
     out: list[np.ndarray] = []
     for b in range(bands):
         order = np.argsort(keys[b], kind="stable")
