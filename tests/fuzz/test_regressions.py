@@ -207,7 +207,7 @@ def test_wfdb_base_date_in_year_one_with_a_patient(shared_data, tmp_path):
 
 def test_wfdb_segment_that_is_itself_multisegment(shared_data, tmp_path):
     """Was: wfdb recursing ~1 s into RecursionError for a record naming itself as a segment.
-    Decoded directly (discovery currently loses this input: see the next test)."""
+    Decoded directly here; test_discovery_keeps_a_self_referencing_multisegment_header goes through discovery."""
     from pipelines.decode import DecodeTask, decode_item
 
     files = _wfdb(shared_data, "00001_lr/2 12 100 1000", ["00001_lr 1000", "~ 1000"])
