@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import cache
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
@@ -106,11 +105,6 @@ def fuzz_ctx(**limits) -> WorkerContext:
         pseudo=Pseudonymizer(SECRET),
         limits=replace(LimitsConfig(), item_timeout_s=ITEM_TIMEOUT_S, **limits),
     )
-
-
-@cache
-def seed_bytes(path: Path) -> bytes:
-    return Path(path).read_bytes()
 
 
 class CaseDir:
