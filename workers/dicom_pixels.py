@@ -407,6 +407,10 @@ def run_pixel_pipeline(ds: Dataset, max_pixels: int, max_ratio: float = float("i
         return PixelResult(arr, rendition, tuple(steps), photometric, frames, mid, info)
 
     if spp == 3 or photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):
+        if spp != 3 or arr.ndim < 3 or arr.shape[-1] != 3:
+            raise QuarantineError(
+                ReasonCode.DICOM_CORRUPT, "colour photometric interpretation without 3 samples per pixel"
+            )
         if photometric.startswith("YBR"):
             arr = convert_color_space(arr, photometric, "RGB")
             steps.append(f"color:{photometric}->RGB")

@@ -122,6 +122,12 @@ def test_dicom_deflated_file_with_a_garbled_transfer_syntax_element(shared_data,
     assert outcome(shared_data, tmp_path, {"cr": bytes(data)}) == ["dicom_corrupt"]
 
 
+def test_dicom_colour_photometric_on_a_grey_image(shared_data, tmp_path):
+    """Was: IndexError building the record of a 1-sample image labelled RGB."""
+    data = _dicom_with(shared_data, CR_16, PhotometricInterpretation="RGB")
+    assert outcome(shared_data, tmp_path, {"cr": data}) == ["dicom_corrupt"]
+
+
 def test_dicom_palette_color_without_lookup_table(shared_data, tmp_path):
     """Was: ValueError 'No suitable Palette Color Lookup Table Module found'."""
     data = _dicom_with(shared_data, CR_16, PhotometricInterpretation="PALETTE COLOR")
@@ -259,3 +265,11 @@ def test_discovery_first_jsonl_line_with_a_huge_integer(shared_data, tmp_path):
 def test_discovery_keeps_a_self_referencing_multisegment_header(shared_data, tmp_path):
     files = _wfdb(shared_data, "00001_lr/2 12 100 1000", ["00001_lr 1000", "~ 1000"])
     assert outcome(shared_data, tmp_path, files) == ["ecg_header_invalid"]
+
+
+@pytest.mark.xfail(strict=True, reason="sniff: RecursionError from json.loads on a deeply nested first line")
+def test_discovery_first_jsonl_line_nested_deeply(shared_data, tmp_path):
+    files = {
+        "r.jsonl": b'{"report": ' + b"[" * 100_000 + b"]" * 100_000 + b'}\n{"report": "Sinusrhythmus"}\n'
+    }
+    assert outcome(shared_data, tmp_path, files) == ["report_unparseable", "ReportRecord"]
