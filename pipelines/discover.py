@@ -122,7 +122,7 @@ def _is_table(text: str) -> bool:
     if first.startswith("{"):
         try:
             return isinstance(json.loads(first), dict)
-        except ValueError:  # JSONDecodeError, or an integer beyond Python's digit limit
+        except (ValueError, RecursionError):  # bad JSON, a huge integer, absurd nesting
             return True  # a JSON-lines export whose first row is broken: the table decoder says so
     if len(lines) < 2:
         return False

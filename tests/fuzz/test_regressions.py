@@ -267,7 +267,6 @@ def test_discovery_keeps_a_self_referencing_multisegment_header(shared_data, tmp
     assert outcome(shared_data, tmp_path, files) == ["ecg_header_invalid"]
 
 
-@pytest.mark.xfail(strict=True, reason="sniff: RecursionError from json.loads on a deeply nested first line")
 def test_discovery_first_jsonl_line_nested_deeply(shared_data, tmp_path):
     files = {
         "r.jsonl": b'{"report": ' + b"[" * 100_000 + b"]" * 100_000 + b'}\n{"report": "Sinusrhythmus"}\n'
