@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else (logging.WARNING if quiet else logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("matplotlib", "PIL", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (UserError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  per modality: {mods}")
     print(f"  shards: {res.out_dir / 'shards'}  manifest: {res.out_dir / 'manifest.parquet'}")
+    print(f"  data card: {res.out_dir / 'datacard.html'}")
     if res.demo_build:
         print("  NOTE: demo build (public demo secret): pseudonyms are not secret")
     if res.n_decoder_errors:
