@@ -44,8 +44,15 @@ lint: env
 format: env
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+# benchmarks print ratios against a baseline run in the same process (see each script's --help);
+# long ones: bench/bench_runners.py, bench/bench_dedup.py (10^6), bench/learnable/run.py, make bench-llm
 bench: env
-	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/bench_writer.py
+	$(BIN)/python bench/bench_dicom.py
+	$(BIN)/python bench/bench_ecg_volume.py
+	$(BIN)/python bench/bench_reports.py
+	$(BIN)/python bench/bench_dedup.py --sizes 10000 100000
+	$(BIN)/python bench/bench_loader.py
 
 clean:
 	rm -rf build .pytest_cache
