@@ -152,6 +152,10 @@ def sniff(path: Path) -> InputKind:
     name = _wfdb_record_name(text)
     if name is not None and name == path.name.split(".")[0]:
         return InputKind.WFDB
+    if path.suffix.lower() == ".hea":  # a WFDB header with a garbled record line: let wfdb say why
+        return InputKind.WFDB
+    if text.lstrip().startswith("[") and path.suffix.lower() == ".json":  # a JSON-array export
+        return InputKind.REPORT_TABLE
     if _is_table(text):
         return InputKind.REPORT_TABLE
     return InputKind.REPORT_TEXT

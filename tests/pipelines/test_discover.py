@@ -84,3 +84,10 @@ def test_multi_segment_record_claims_its_segments(shared_data, tmp_path):
         "seg_2.dat",
         "seg_2.hea",
     ]
+
+
+def test_garbled_wfdb_header_and_json_array_export(tmp_path):
+    (tmp_path / "rec.hea").write_text("this is not a record line\n# Age: 50\n")
+    (tmp_path / "export.json").write_text('[{"report": "Sinusrhythmus"}, {"report": "Normales EKG"}]\n')
+    assert sniff(tmp_path / "rec.hea") is InputKind.WFDB  # quarantined by the WFDB decoder, not a report
+    assert sniff(tmp_path / "export.json") is InputKind.REPORT_TABLE
