@@ -219,6 +219,7 @@ def run_build(
         for task in plan:
             for i, s in enumerate(task.samples):
                 recs = s.group.records
+                meta = json.loads(s.members["meta.json"])  # parsed once per sample
                 rows.append(
                     SampleRecord(
                         key=s.key,
@@ -227,8 +228,8 @@ def run_build(
                         index_in_shard=i,
                         patient=s.group.patient,
                         study=s.group.study,
-                        modalities=tuple(json.loads(s.members["meta.json"])["modalities"]),
-                        modality_mask=tuple(json.loads(s.members["meta.json"])["modality_mask"]),
+                        modalities=tuple(meta["modalities"]),
+                        modality_mask=tuple(meta["modality_mask"]),
                         members=tuple(s.members),
                         member_sha256=tuple(s.member_sha256()),
                         sample_sha256=s.sample_sha256(),

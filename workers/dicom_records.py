@@ -145,7 +145,7 @@ def image_record(
         meta.update(extra_meta)
     rows, cols = (stored.shape[-3], stored.shape[-2]) if photometric == "RGB" else stored.shape[-2:]
     return ImageRecord(
-        record_id=ctx.pseudo.token("record", "|".join(item_source_ids)),
+        record_id=ctx.pseudo.record_id(item_source_ids),
         modality=Modality.IMAGE,
         source_ids=item_source_ids,
         source_name=source_name,
@@ -186,7 +186,7 @@ def volume_record(
 ) -> VolumeRecord:
     """A :class:`VolumeRecord` (int16 (X, Y, Z) in RAS, payload ``npy``)."""
     return VolumeRecord(
-        record_id=ctx.pseudo.token("record", "|".join(source_ids)),
+        record_id=ctx.pseudo.record_id(source_ids),
         modality=Modality.VOLUME,
         source_ids=source_ids,
         source_name=source_name,

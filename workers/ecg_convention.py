@@ -613,7 +613,7 @@ def make_ecg_record(
     source_ids = (item.source_id,)
     array = conformed.array
     return EcgRecord(
-        record_id=ctx.pseudo.token("record", "|".join(source_ids)),
+        record_id=ctx.pseudo.record_id(source_ids),
         modality=Modality.ECG,
         source_ids=source_ids,
         source_name=item.source_name,

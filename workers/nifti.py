@@ -359,7 +359,7 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
         }
         records.append(
             VolumeRecord(
-                record_id=ctx.pseudo.token("record", "|".join(source_ids)),
+                record_id=ctx.pseudo.record_id(source_ids),
                 modality=Modality.VOLUME,
                 source_ids=source_ids,
                 source_name=item.source_name,

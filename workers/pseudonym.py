@@ -45,6 +45,10 @@ class Pseudonymizer:
         """Source ID of an input file from its path relative to the source root."""
         return "f" + self.token("source", relative_path)
 
+    def record_id(self, source_ids: tuple[str, ...]) -> str:
+        """Record ID under the worker contract: a keyed hash of the record's input units."""
+        return self.token("record", "|".join(source_ids))
+
     def uid(self, raw_uid: str) -> str:
         """Replacement DICOM UID under the 2.25 (UUID-derived) root, stable per deployment."""
         return "2.25." + str(int.from_bytes(self._digest("uid", raw_uid.strip())[:16], "big"))

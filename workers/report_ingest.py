@@ -209,7 +209,7 @@ def build_report_record(
     }
     source_ids = (source_id,)
     return ReportRecord(
-        record_id=ctx.pseudo.token("record", "|".join(source_ids)),
+        record_id=ctx.pseudo.record_id(source_ids),
         modality=Modality.REPORT,
         source_ids=source_ids,
         source_name=item.source_name,
