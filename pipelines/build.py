@@ -1,8 +1,13 @@
-"""The build graph: discover → decode → assemble series → link → split → shard → manifests.
+"""The build graph: discover → decode → assemble series → (LLM) → link → dedup → split → shard.
 
-Every decision lives here; runners only execute the per-item functions (``decode_item``,
-``assemble_series_task``, ``write_shard``) somewhere. Same input + config → byte-identical
-shards and manifests, whatever the runner or worker count.
+The whole build is declared once on a dataflow backend (``pipelines.flow``: local, Beam, Dask)
+and run once. One rule shapes it: bytes stay in workers. Decoders write payloads to the blob
+store and pass on headers; series assembly, linking, dedup, splitting and shard planning see
+headers only; shard writers read the blobs and write shards, per-shard stats and manifest
+fragments themselves. The driver receives small rows (input units, quarantine records, dedup
+verdicts, one status row per shard) and merges the fragments into the manifests.
+
+Same input + config → byte-identical shards and manifests, whatever the runner or worker count.
 """
 
 from __future__ import annotations
@@ -16,21 +21,17 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+import pyarrow as pa
+
+from pipelines import stages as st
+from pipelines.blobs import BlobStore
 from pipelines.config import BuildConfig
 from pipelines.datacard import write_datacard
-from pipelines.decode import (
-    KIND_MODALITY,
-    DecodeTask,
-    SeriesAssembler,
-    decode_item,
-    quarantine,
-    series_group_key,
-)
-from pipelines.dedup import DEDUP, DEDUP_SCHEMA, run_dedup
-from pipelines.discover import discover
+from pipelines.decode import KIND_MODALITY
+from pipelines.dedup import DEDUP, DEDUP_SCHEMA, declare_dedup, summarise
 from pipelines.errors import UserError
-from pipelines.link import PatientLinker, link_group, link_key, patient_key
-from pipelines.llm_stage import apply_llm
+from pipelines.flow import Flow, Select, make_flow
+from pipelines.link import link_key, patient_key
 from pipelines.manifest import (
     BUILD,
     INPUT_SCHEMA,
@@ -39,30 +40,33 @@ from pipelines.manifest import (
     QUARANTINE,
     SHARDS,
     STATS,
+    merge_fragments,
     write_records,
     write_table,
 )
-from pipelines.runners import Runner, make_runner
-from pipelines.samples import build_sample_task
-from pipelines.shards import plan_shards, remove_stale, write_shard, write_sizes
-from pipelines.split import split_of
-from pipelines.writer import write_atomic
-from schemas.modality import Modality
-from schemas.reasons import ReasonCode
-from schemas.records import (
-    InputKind,
-    ItemRecord,
-    QuarantineRecord,
-    SampleRecord,
-    SeriesSlice,
-    ShardRecord,
+from pipelines.shards import (
+    PlanShards,
+    ShardResult,
+    WriteShard,
+    assign_shard,
+    fragment_path,
+    key_of,
+    plan_rows,
+    remove_stale,
+    shard_of,
+    write_sizes,
 )
+from pipelines.writer import write_atomic
+from schemas.contract import SPLITS
+from schemas.reasons import ReasonCode
+from schemas.records import QuarantineRecord, SampleRecord, ShardRecord
 from workers.context import WorkerContext
 from workers.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "cache"
+BLOBS_DIR = "blobs"
 TOOL_PACKAGES = ("pydicom", "wfdb", "nibabel", "medspacy", "spacy", "webdataset", "pyarrow", "numpy")
 
 
@@ -97,23 +101,101 @@ def _canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, default=str).encode()
 
 
+def _ident(x):
+    return x
+
+
+def _unit_file(u: st.Unit) -> tuple[str, str]:
+    return u.file_id, u.kind
+
+
+def declare_build(
+    flow: Flow,
+    input_dir: Path,
+    out_dir: Path,
+    cfg: BuildConfig,
+    pseudo: Pseudonymizer,
+    *,
+    use_cache: bool = True,
+    decoder_overrides: tuple[tuple[str, str], ...] = (),
+) -> dict:
+    """Declare the whole build on ``flow``; returns the named outputs (small rows) to run."""
+    sources = cfg.resolved_sources()
+    ctxs = {
+        s.name: WorkerContext(
+            pseudo=pseudo, image=s.image, volume=s.volume, ecg=s.ecg, report=s.report, limits=cfg.limits
+        )
+        for s in sources
+    }
+    blob_root = str(out_dir / BLOBS_DIR)
+    cache_dir = str(out_dir / CACHE_DIR) if use_cache else ""
+    root = str(input_dir.resolve())
+    # 1. discovery in workers: source → folders → items (paths never leave the workers' memory)
+    folders = flow.create(list(range(len(sources))), "sources").flat_map(
+        st.ListFolders(root, sources), "folders"
+    )
+    items = folders.flat_map(st.DiscoverFolder(root, sources, pseudo), "discover")
+    # 2. decode (payloads → blob store), 3. series → volumes (GroupByKey on series)
+    decoded = items.flat_map(st.Decode(ctxs, cfg.strict, blob_root, cache_dir, decoder_overrides), "decode")
+    assembled = decoded.flat_map(Select("slice"), "slices").group(
+        st.slice_series_key, st.AssembleSeries(ctxs, cfg.strict, blob_root), st.slice_order, "series"
+    )
+    tagged = flow.union(decoded, assembled)
+    records = tagged.flat_map(Select("rec"), "records")
+    # 3b. LLM restructuring (sources with report.structurer: llm), batched per bucket in workers
+    llm_sources = frozenset(src.name for src in sources if src.report.structurer == "llm")
+    if llm_sources:
+        routed = records.flat_map(st.LlmRoute(llm_sources), "llm-route")
+        llm = routed.flat_map(Select("llm"), "llm-reports").group(
+            st.llm_bucket,
+            st.LlmStage(tuple(sorted(cfg.llm.items())), str(out_dir), blob_root),
+            st.record_order,
+            "llm",
+        )
+        records = flow.union(routed.flat_map(Select("rec"), "llm-other"), llm)
+    # 4. link: GroupByKey on study, then on patient (time windows)
+    study_groups = records.group(link_key, st.link_study, st.record_order, "link")
+    linked = study_groups.group(patient_key, st.LinkPatient(cfg.linking), st.group_order, "link-patient")
+    groups = linked.flat_map(Select("group"), "groups")
+    extras = [tagged.flat_map(Select("q"), "q-decode"), linked.flat_map(Select("q"), "q-link")]
+    outputs: dict = {"units": tagged.flat_map(Select("unit"), "units")}
+    # 5. dedup (exact → near → policy), before the split
+    if cfg.dedup.enabled:
+        dd = declare_dedup(flow, groups, cfg.dedup, blob_root, cache_dir)
+        groups = dd.groups
+        outputs |= {"dedup_extras": dd.extras, "dedup_rows": dd.rows, "dedup_counts": dd.counts}
+    # 6. samples (split by patient), 7. shard plan (keys and sizes only), 8. shards in workers
+    samples = groups.flat_map(st.BuildSample(pseudo, cfg.split, blob_root), "samples")
+    plan = samples.flat_map(plan_rows, "plan-rows").gather(PlanShards(cfg.shards), _ident, "plan")
+    assigned = samples.flat_map_with(assign_shard, plan, "assign")
+    outputs["shards"] = assigned.group(shard_of, WriteShard(str(out_dir), blob_root), key_of, "write")
+    outputs["quarantine"] = flow.union(*extras)
+    return outputs
+
+
 def run_build(
     input_dir: Path,
     out_dir: Path,
     cfg: BuildConfig,
     *,
     quiet: bool = False,
-    runner: Runner | None = None,
+    runner: Flow | None = None,
     use_cache: bool = True,
+    decoder_overrides: tuple[tuple[str, str], ...] = (),
 ) -> BuildResult:
-    """Build a corpus from ``input_dir`` into ``out_dir``. Resumable: rerun to finish a killed build."""
+    """Build a corpus from ``input_dir`` into ``out_dir``. Resumable: rerun to finish a killed build.
+
+    ``runner`` is a dataflow backend (``pipelines.flow.make_flow``); by default the config's.
+    ``decoder_overrides`` (InputKind value → "module:function") is a test hook that travels
+    with the decode tasks into every worker.
+    """
     t0 = time.perf_counter()
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
-    pseudo = Pseudonymizer(cfg.secret())
+    pseudo = Pseudonymizer(cfg.secret(), cfg.secret_source())
     own_runner = runner is None
-    runner = runner or make_runner(cfg.runner, cfg.workers, quiet=quiet)
+    flow = runner or make_flow(cfg.runner, cfg.workers, quiet=quiet)
     os.umask(0o027)  # outputs (shards, manifests, sidecars, card) readable by owner and group only
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     out_dir.chmod(0o750)
@@ -122,133 +204,62 @@ def run_build(
     if removed:
         log.info("removed %d temp files left by an interrupted build", removed)
     try:
-        # 1. discover
-        sources = cfg.resolved_sources()
-        items = discover(input_dir, sources, pseudo)
-        ctxs = {
-            s.name: WorkerContext(
-                pseudo=pseudo, image=s.image, volume=s.volume, ecg=s.ecg, report=s.report, limits=cfg.limits
-            )
-            for s in sources
-        }
-        cache_dir = str(out_dir / CACHE_DIR) if use_cache else ""
-        # 2. decode (parallel)
-        tasks = [DecodeTask(it, ctxs[it.source_name], cfg.strict, cache_dir) for it in items]
-        decoded = runner.map(decode_item, tasks, "decode")
-        records: list[ItemRecord] = []
-        slices: dict[tuple[str, str], list[SeriesSlice]] = defaultdict(list)
-        quarantined: list[QuarantineRecord] = []
-        units: dict[str, tuple[str, str, str, str]] = {}  # unit id → (file id, source, kind, modality)
-
-        def add_unit(uid: str, item, modality: Modality) -> None:
-            if uid in units:
-                raise RuntimeError(f"input unit {uid} produced twice (decoder bug)")
-            units[uid] = (item.source_id, item.source_name, item.kind.value, modality.value)
-
-        for item, outs in zip(items, decoded, strict=True):
-            if not outs:
-                reason = (
-                    ReasonCode.REPORT_EMPTY
-                    if item.kind in (InputKind.REPORT_TABLE, InputKind.REPORT_TEXT)
-                    else ReasonCode.DECODER_ERROR
-                )
-                outs = [quarantine(item, reason, "input produced no records")]
-            for rec in outs:
-                if isinstance(rec, QuarantineRecord):
-                    quarantined.append(rec)
-                    add_unit(rec.source_id, item, rec.modality)
-                elif isinstance(rec, SeriesSlice):
-                    slices[(rec.source_name, rec.series_key)].append(rec)
-                    add_unit(rec.source_id, item, Modality.VOLUME)
-                else:
-                    records.append(rec)
-                    for sid in rec.source_ids:
-                        add_unit(sid, item, rec.modality)
-        # 3. series → volumes (a keyed group stage: one group per DICOM series)
-        all_slices = [s for k in sorted(slices) for s in sorted(slices[k], key=lambda s: s.source_id)]
-        slice_units = {s.source_id for s in all_slices}
-        assembled_units: set[str] = set()
-        assembled = runner.group_map(
-            series_group_key, SeriesAssembler(ctxs, cfg.strict), all_slices, "series"
+        for src in cfg.resolved_sources():
+            if not (input_dir / src.path).resolve().is_dir():
+                raise FileNotFoundError(f"source {src.name!r}: folder not found: {src.path}")
+        BlobStore(str(out_dir / BLOBS_DIR))  # noqa: B018 - the store is a folder; created on first put
+        outputs = declare_build(
+            flow, input_dir, out_dir, cfg, pseudo, use_cache=use_cache, decoder_overrides=decoder_overrides
         )
-        for outs in assembled:
-            for rec in outs:
-                if isinstance(rec, QuarantineRecord):
-                    quarantined.append(rec)
-                    ids = [rec.source_id]
-                else:
-                    records.append(rec)
-                    ids = list(rec.source_ids)
-                for sid in ids:
-                    if sid not in slice_units or sid in assembled_units:
-                        raise RuntimeError("series assembler returned an unknown or repeated slice (bug)")
-                    assembled_units.add(sid)
-                    if not isinstance(rec, QuarantineRecord):
-                        f, s, k, _ = units[sid]
-                        units[sid] = (f, s, k, rec.modality.value)
-        missing = slice_units - assembled_units
-        if missing:
-            raise RuntimeError(f"series assembler dropped {len(missing)} slices without a record (bug)")
-        # 3b. LLM restructuring of reports (sources with report.structurer: llm)
-        llm_sources = {src.name for src in sources if src.report.structurer == "llm"}
-        if llm_sources:
-            records = apply_llm(records, llm_sources, cfg.llm, out_dir, quiet)
-        # 4. link (keyed group stage), 5. split by patient, 6. samples (parallel)
-        records.sort(key=lambda r: r.record_id)
-        study_groups = [g for gs in runner.group_map(link_key, link_group, records, "link") for g in gs]
-        groups = []
-        for outs in runner.group_map(patient_key, PatientLinker(cfg.linking), study_groups, "link-patient"):
-            for g in outs:
-                (quarantined if isinstance(g, QuarantineRecord) else groups).append(g)
-        # dedup (exact → near via embedding LSH → patient-aware policy), before the split
-        dd = run_dedup(groups, cfg.dedup, runner, cache_dir)
-        groups = dd.groups
-        quarantined.extend(dd.quarantined)
-        demo = pseudo.is_demo
-        sample_tasks = [
-            (g, split_of(g.patient or g.group_key, pseudo, cfg.split), pseudo, demo) for g in groups
-        ]
-        samples = runner.map(build_sample_task, sample_tasks, "samples")
-        # 7. shards
-        plan = plan_shards(samples, cfg.shards, out_dir)
-        results = runner.map(write_shard, plan, "write")
+        t_graph = time.perf_counter()
+        out = flow.run(outputs)
+        t_run = time.perf_counter()
+        units = _units(out["units"])
+        quarantined = sorted(out["quarantine"], key=lambda q: (q.source_id, q.stage, q.reason.value))
+        dedup_ids: list[str] = []
+        dedup_table = DEDUP_SCHEMA.empty_table()
+        dedup_counts: dict = {"enabled": False}
+        if cfg.dedup.enabled:
+            quarantined += [v for t, v in out["dedup_extras"] if t == "q"]
+            quarantined.sort(key=lambda q: (q.source_id, q.stage, q.reason.value))
+            dedup_table, dedup_counts, dedup_ids = summarise(out["dedup_rows"], out["dedup_counts"][0])
+            extra_ids = sorted(v for t, v in out["dedup_extras"] if t == "dedup")
+            if extra_ids != dedup_ids:
+                raise RuntimeError("dedup verdicts and removed units disagree (bug)")
+        results: list[ShardResult] = sorted(out["shards"], key=lambda r: (SPLITS.index(r.split), r.name))
+        names = {r.name for r in results}
         write_sizes(out_dir, results)
-        remove_stale(out_dir, plan)
-        # 8. manifests (last): samples, shards, quarantine, inputs, stats, build
-        rows = []
-        for task in plan:
-            for i, s in enumerate(task.samples):
-                recs = s.group.records
-                meta = json.loads(s.members["meta.json"])  # parsed once per sample
-                rows.append(
-                    SampleRecord(
-                        key=s.key,
-                        split=s.split,
-                        shard=task.name,
-                        index_in_shard=i,
-                        patient=s.group.patient,
-                        study=s.group.study,
-                        modalities=tuple(meta["modalities"]),
-                        modality_mask=tuple(meta["modality_mask"]),
-                        members=tuple(s.members),
-                        member_sha256=tuple(s.member_sha256()),
-                        sample_sha256=s.sample_sha256(),
-                        n_bytes=s.n_bytes,
-                        record_ids=tuple(r.record_id for r in recs),
-                        source_ids=tuple(sid for r in recs for sid in r.source_ids),
-                        source_names=tuple(sorted({r.source_name for r in recs})),
-                        licences=tuple(sorted({r.licence for r in recs})),
-                    )
-                )
+        remove_stale(out_dir, names)
+        # manifests (last): samples (merged fragments), shards, quarantine, inputs, stats, build
+        n_rows = merge_fragments(
+            out_dir / MANIFEST, [fragment_path(out_dir, r.name) for r in results], SampleRecord
+        )
         shard_rows = [
-            ShardRecord(
-                r.name, r.split, r.n_samples, r.n_bytes, r.sha256, t.samples[0].key, t.samples[-1].key
-            )
-            for r, t in zip(results, plan, strict=True)
+            ShardRecord(r.name, r.split, r.n_samples, r.n_bytes, r.sha256, r.first_key, r.last_key)
+            for r in results
         ]
-        quarantined.sort(key=lambda q: (q.source_id, q.stage, q.reason.value))
-        import pyarrow as pa
-
+        stats = accounting(units, results, quarantined, dedup_ids)
+        n_files = len({(u[0]) for u in units.values()})
+        stats |= {
+            "n_files": n_files,
+            "files_per_kind": dict(
+                sorted(Counter(k for _, k in {(u[0], u[2]) for u in units.values()}).items())
+            ),
+            "n_samples": n_rows,
+            "samples_per_split": dict(
+                sorted(
+                    Counter({s: sum(r.n_samples for r in results if r.split == s) for s in SPLITS}).items()
+                )
+            ),
+            "shards_per_split": dict(sorted(Counter(r.split for r in results).items())),
+            "samples_with_modalities": _sum_pairs(r.modality_sets for r in results),
+            "demo_build": pseudo.is_demo,
+            "dedup": dedup_counts,
+        }
+        stats["samples_per_split"] = {k: v for k, v in stats["samples_per_split"].items() if v}
+        write_table(out_dir / DEDUP, dedup_table)
+        write_records(out_dir / SHARDS, shard_rows, ShardRecord)
+        write_records(out_dir / QUARANTINE, quarantined, QuarantineRecord)
         unit_ids = sorted(units)
         inputs_table = pa.table(
             {
@@ -260,37 +271,44 @@ def run_build(
             },
             schema=INPUT_SCHEMA,
         )
-        stats = accounting(units, rows, quarantined, dd.deduplicated_ids)
-        stats |= {
-            "n_files": len(items),
-            "files_per_kind": dict(sorted(Counter(it.kind.value for it in items).items())),
-            "n_samples": len(rows),
-            "samples_per_split": dict(sorted(Counter(r.split for r in rows).items())),
-            "shards_per_split": dict(sorted(Counter(r.split for r in results).items())),
-            "samples_with_modalities": dict(sorted(Counter("+".join(r.modalities) for r in rows).items())),
-            "demo_build": demo,
-            "dedup": dd.counts,
-        }
-        write_table(out_dir / DEDUP, dd.table if dd.table is not None else DEDUP_SCHEMA.empty_table())
-        write_records(out_dir / MANIFEST, rows, SampleRecord)
-        write_records(out_dir / SHARDS, shard_rows, ShardRecord)
-        write_records(out_dir / QUARANTINE, quarantined, QuarantineRecord)
         write_table(out_dir / INPUTS, inputs_table)
         write_atomic(out_dir / STATS, _canonical(stats))
         build_info = {
-            "demo_build": demo,
-            "demo_note": "built with the public demo secret: pseudonyms are NOT secret" if demo else "",
+            "demo_build": pseudo.is_demo,
+            "demo_note": "built with the public demo secret: pseudonyms are NOT secret"
+            if pseudo.is_demo
+            else "",
             # execution settings (workers, runner) do not change the output: not recorded
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("workers", "runner")},
             "versions": _versions(),
             "kind_modality": {k.value: m.value for k, m in KIND_MODALITY.items()},
         }
         write_atomic(out_dir / BUILD, _canonical(build_info))
+        t_manifest = time.perf_counter()
     finally:
         if own_runner:
-            runner.close()
+            flow.close()
         lock.close()
     write_datacard(out_dir, quiet=quiet)  # the corpus report: datacard.html + datacard.json
+    t_card = time.perf_counter()
+    # execution facts (runner, timings) live apart from build.json, which must not depend on them
+    write_atomic(
+        out_dir / "run.json",
+        _canonical(
+            {
+                "runner": type(flow).__name__,
+                "workers": flow.workers,
+                "seconds": {
+                    "declare": round(t_graph - t0, 3),
+                    "run": round(t_run - t_graph, 3),
+                    "manifests": round(t_manifest - t_run, 3),
+                    "datacard": round(t_card - t_manifest, 3),
+                    "total": round(t_card - t0, 3),
+                },
+                "stage_seconds": getattr(flow, "stage_seconds", {}),
+            }
+        ),
+    )
     n_err = sum(q.reason is ReasonCode.DECODER_ERROR for q in quarantined)
     if n_err:
         log.error(
@@ -298,17 +316,34 @@ def run_build(
         )
     return BuildResult(
         out_dir=out_dir,
-        n_files=len(items),
+        n_files=n_files,
         n_units=len(units),
-        n_samples=len(rows),
+        n_samples=n_rows,
         n_shards=len(results),
         n_shards_skipped=sum(r.skipped for r in results),
         n_quarantined=len(quarantined),
         n_decoder_errors=n_err,
         per_modality=stats["per_modality"],
-        demo_build=demo,
+        demo_build=pseudo.is_demo,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _units(rows: list[st.Unit]) -> dict[str, tuple[str, str, str, str]]:
+    """unit id → (file id, source, kind, modality); a unit produced twice is a decoder bug."""
+    units: dict[str, tuple[str, str, str, str]] = {}
+    for u in rows:
+        if u.source_id in units:
+            raise RuntimeError(f"input unit {u.source_id} produced twice (decoder bug)")
+        units[u.source_id] = (u.file_id, u.source_name, u.kind, u.modality)
+    return units
+
+
+def _sum_pairs(pairs_per_shard) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for pairs in pairs_per_shard:
+        total.update(dict(pairs))
+    return dict(sorted(total.items()))
 
 
 def _lock(out_dir: Path):
@@ -336,21 +371,25 @@ def _remove_temp_files(out_dir: Path) -> int:
 
 
 def accounting(
-    units: dict, rows: list[SampleRecord], quarantined: list[QuarantineRecord], deduplicated: list[str]
+    units: dict, results: list[ShardResult], quarantined: list[QuarantineRecord], deduplicated: list[str]
 ) -> dict:
-    """Per-modality accounting: inputs = written + quarantined + deduplicated (unit counts)."""
-    written_ids = {sid for r in rows for sid in r.source_ids}
+    """Per-modality accounting: inputs = written + quarantined + deduplicated (unit counts).
+
+    ``written`` comes from the shard writers (units they wrote, per modality), the rest from the
+    driver's small rows; ``medcorpus validate`` re-checks the identity against the manifests.
+    """
     quarantined_ids = {q.source_id for q in quarantined}
     dedup_ids = set(deduplicated)
     per: dict[str, Counter] = defaultdict(Counter)
     for uid, (_, _, _, modality) in units.items():
         per[modality]["inputs"] += 1
-        if uid in written_ids:
-            per[modality]["written"] += 1
-        elif uid in quarantined_ids:
+        if uid in quarantined_ids:
             per[modality]["quarantined"] += 1
         elif uid in dedup_ids:
             per[modality]["deduplicated"] += 1
+    for r in results:
+        for modality, n in r.written_units:
+            per[modality]["written"] += n
     reasons = Counter(q.reason.value for q in quarantined)
     dedup_by_mod = Counter(units[u][3] for u in dedup_ids)
     return {

@@ -22,7 +22,7 @@ from workers.config import (
     ReportConfig,
     VolumeConfig,
 )
-from workers.pseudonym import DEMO_SECRET
+from workers.pseudonym import DEMO_SECRET, resolve_secret
 
 DEFAULT_EXCLUDE: tuple[str, ...] = ("README*", "*.md", "*.yaml", "*.yml", ".*", "LICENSE*", "*.license")
 
@@ -130,11 +130,18 @@ class BuildConfig:
     def resolved_sources(self) -> tuple[SourceConfig, ...]:
         return self.sources or (SourceConfig(name="default"),)
 
+    def secret_source(self) -> str:
+        """Where workers find the secret: ``demo``, ``hook:module:function`` or ``env:NAME``."""
+        if self.deid.demo:
+            return "demo"
+        hook = os.environ.get("MEDCORPUS_SECRET_HOOK", "")
+        return f"hook:{hook}" if hook else f"env:{self.deid.secret_env}"
+
     def secret(self) -> str:
         """The pseudonymisation secret (never logged, never written)."""
         if self.deid.demo:
             return DEMO_SECRET
-        value = os.environ.get(self.deid.secret_env, "")
+        value = resolve_secret(self.secret_source())
         if len(value) < 16:
             raise ConfigError(
                 f"de-identification secret missing: set ${self.deid.secret_env} (>= 16 chars) "

@@ -16,6 +16,13 @@ Tiers, per modality:
 The verdict of every clustered record is written to ``dedup.parquet`` (cluster_id, record_id,
 modality, patient, kept, verdict, tier, cosine). Embeddings are cached as sidecars keyed by
 content hash and embedder, so a changed threshold re-mixes without re-embedding.
+
+At scale (``declare_dedup``) every tier is a keyed stage over headers, never one process
+holding the corpus: exact = GroupByKey on (modality, content hash); embeddings in batches of
+64 per content-hash bucket, inside workers, the model loaded once per worker, vectors to the
+blob store; LSH = GroupByKey on (modality, band, band key) carrying only (content hash, vector
+reference), candidates verified by cosine in the bucket's worker; components = union-find over
+the verified pairs (few: ids only) in one worker; policy = GroupByKey on cluster.
 """
 
 from __future__ import annotations
@@ -25,20 +32,24 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from pipelines.blobs import BlobStore
 from pipelines.config import DedupConfig
+from pipelines.flow import Flow, Select
 from pipelines.link import SampleGroup
 from schemas.modality import SAMPLE_MODALITIES, Modality
 from schemas.reasons import ReasonCode
 from schemas.records import ItemRecord, QuarantineRecord
 from workers.embed import embedder_fingerprint, make_embedder, normalise_report_text
-from workers.lsh import LshConfig, clusters, near_duplicate_pairs
+from workers.lsh import LshConfig, auto_rows, choose_bands
 
 log = logging.getLogger(__name__)
 
@@ -60,52 +71,431 @@ DEDUP_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class EmbedTask:
-    """A deterministic batch of records of one modality to embed (sorted by content key)."""
-
-    modality: Modality
-    records: tuple[ItemRecord, ...]
-    checkpoint: str
-    cache_dir: str
-
-
 def _content_key(rec: ItemRecord) -> str:
     if rec.modality is Modality.REPORT:
         return hashlib.sha256(normalise_report_text(rec.text).encode()).hexdigest()
     return rec.content_sha256
 
 
+@dataclass(frozen=True)
+class Member:
+    """One clustered record, as the policy needs it (no payload)."""
+
+    record_id: str
+    patient: str  # the sample group's patient
+    acquired_at: str
+    source_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DedupItem:
+    modality: str
+    ckey: str
+    patient: str
+    record: ItemRecord
+
+
+@dataclass(frozen=True)
+class Unique:
+    """One unique content of a modality: its representative record and every record holding it."""
+
+    modality: str
+    ckey: str
+    rep: ItemRecord
+    members: tuple[Member, ...]
+    cos: float = 1.0
+
+
+def dedup_items(group: SampleGroup) -> Iterator[DedupItem]:
+    for r in group.records:
+        yield DedupItem(r.modality.value, _content_key(r), group.patient, r)
+
+
+def item_modality(it: DedupItem) -> str:
+    return it.modality
+
+
+def count_by_modality(mods: list[str]) -> dict[str, int]:
+    return dict(Counter(mods))
+
+
+def item_content(it: DedupItem) -> str:
+    return f"{it.modality}/{it.ckey}"
+
+
+def item_order(it: DedupItem) -> str:
+    return it.record.record_id
+
+
+def exact_group(key: str, items: list[DedupItem]) -> Iterator[Unique]:  # noqa: ARG001
+    """Tier 1: records with equal content → one :class:`Unique` (representative: smallest id)."""
+    first = items[0]
+    yield Unique(
+        first.modality,
+        first.ckey,
+        first.record,
+        tuple(
+            Member(i.record.record_id, i.patient, i.record.acquired_at, i.record.source_ids) for i in items
+        ),
+    )
+
+
+def unique_modality(u: Unique) -> Iterator[str]:
+    yield u.modality
+
+
+def eligible(u: Unique, n_records: dict[str, int]) -> Iterator[Unique]:
+    """A modality with fewer than two records has nothing to deduplicate."""
+    if n_records.get(u.modality, 0) >= 2:
+        yield u
+
+
+def embed_bucket_key(u: Unique) -> str:
+    """256 buckets per modality by content hash: deterministic batches whatever the runner."""
+    return f"{u.modality}/{u.ckey[:2]}"
+
+
+def unique_order(u: Unique) -> str:
+    return u.ckey
+
+
 _EMBEDDERS: dict = {}
 
 
-def embed_batch(task: EmbedTask) -> np.ndarray:
-    """Embed a batch (sidecar-cached per content key). Runs in any runner's worker."""
-    fp = hashlib.sha256(embedder_fingerprint(task.modality, task.checkpoint).encode()).hexdigest()[:16]
-    cache = Path(task.cache_dir) / "embed" / fp if task.cache_dir else None
-    keys = [_content_key(r) for r in task.records]
-    out: list[np.ndarray | None] = [None] * len(keys)
-    if cache is not None:
-        for i, k in enumerate(keys):
-            p = cache / f"{k}.npy"
-            if p.exists():
-                out[i] = np.load(p)
-    todo = [i for i, v in enumerate(out) if v is None]
-    if todo:
-        ek = (task.modality, task.checkpoint)
-        if ek not in _EMBEDDERS:
-            _EMBEDDERS[ek] = make_embedder(task.modality, task.checkpoint)
-        emb = _EMBEDDERS[ek]([task.records[i] for i in todo])
-        for i, v in zip(todo, emb, strict=True):
-            v = v.astype(np.float16).astype(np.float32)  # rounding: stable verdicts across BLAS builds
-            out[i] = v
-            if cache is not None:
-                cache.mkdir(parents=True, exist_ok=True)
-                tmp = cache / f"{keys[i]}.npy.tmp-{os.getpid()}"
-                with open(tmp, "wb") as f:
-                    np.save(f, v)
-                os.replace(tmp, cache / f"{keys[i]}.npy")
-    return np.stack(out) if out else np.zeros((0, 1), np.float32)
+@dataclass(frozen=True)
+class EmbedBucket:
+    """``group``: embed a bucket's unique contents in batches of 64 (model loaded once per worker).
+
+    Yields ``(modality, content hash, vector blob sha)``; vectors are float16 (rounded: stable
+    verdicts across BLAS builds), cached under ``cache_dir/embed/<embedder>/<content hash>.npy``.
+    """
+
+    checkpoints: tuple[tuple[str, str], ...]
+    blob_root: str
+    cache_dir: str
+
+    def __call__(self, key: str, uniques: list[Unique]) -> Iterator[tuple[str, str, str]]:  # noqa: ARG002
+        mod = Modality(uniques[0].modality)
+        checkpoint = dict(self.checkpoints).get(mod.value, "")
+        fp = hashlib.sha256(embedder_fingerprint(mod, checkpoint).encode()).hexdigest()[:16]
+        cache = Path(self.cache_dir) / "embed" / fp if self.cache_dir else None
+        store = BlobStore(self.blob_root)
+        vecs: list[np.ndarray | None] = [None] * len(uniques)
+        if cache is not None:
+            for i, u in enumerate(uniques):
+                p = cache / f"{u.ckey}.npy"
+                if p.exists():
+                    vecs[i] = np.load(p)
+        todo = [i for i, v in enumerate(vecs) if v is None]
+        from pipelines.stages import with_payload
+
+        for s in range(0, len(todo), EMBED_BATCH):
+            idx = todo[s : s + EMBED_BATCH]
+            ek = (mod, checkpoint)
+            if ek not in _EMBEDDERS:
+                _EMBEDDERS[ek] = make_embedder(mod, checkpoint)
+            emb = _EMBEDDERS[ek]([with_payload(uniques[i].rep, store) for i in idx])
+            for i, v in zip(idx, emb, strict=True):
+                v = v.astype(np.float16)
+                vecs[i] = v
+                if cache is not None:
+                    cache.mkdir(parents=True, exist_ok=True)
+                    tmp = cache / f"{uniques[i].ckey}.npy.tmp-{os.getpid()}"
+                    with open(tmp, "wb") as f:
+                        np.save(f, v)
+                    os.replace(tmp, cache / f"{uniques[i].ckey}.npy")
+        for u, v in zip(uniques, vecs, strict=True):
+            yield u.modality, u.ckey, store.put(np.asarray(v, dtype=np.float16).tobytes())
+
+
+def _vector(store: BlobStore, sha: str) -> np.ndarray:
+    return np.frombuffer(store.get(sha), dtype=np.float16).astype(np.float32)
+
+
+@cache
+def _planes(seed: int, d: int, n_bits: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((d, n_bits)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class BandKeys:
+    """``flat_map_with`` (side: unique contents per modality): one LSH band key per band.
+
+    Random-hyperplane signatures as ``workers.lsh`` (same seed, same rows/bands rule for the
+    modality's n), emitted as ``("mod/band/key", (content hash, vector sha))``: ids only.
+    """
+
+    thresholds: tuple[tuple[str, float], ...]
+    blob_root: str
+
+    def __call__(self, emb: tuple[str, str, str], n_unique: dict[str, int]) -> Iterator[tuple[str, tuple]]:
+        mod, ckey, sha = emb
+        cfg = LshConfig(threshold=dict(self.thresholds)[mod])
+        rows = cfg.rows or auto_rows(n_unique[mod])
+        bands = choose_bands(cfg.threshold, rows, cfg.target_recall)
+        v = _vector(BlobStore(self.blob_root), sha)
+        bits = (v @ _planes(cfg.seed, v.shape[0], bands * rows)) > 0
+        for b in range(bands):
+            code = int.from_bytes(np.packbits(bits[b * rows : (b + 1) * rows]).tobytes(), "big")
+            yield f"{mod}/{b}/{code:x}", (ckey, sha)
+
+
+def band_key(element: tuple[str, tuple]) -> str:
+    return element[0]
+
+
+def band_order(element: tuple[str, tuple]) -> str:
+    return element[1][0]
+
+
+@dataclass(frozen=True)
+class BucketPairs:
+    """``group`` on band bucket: candidate pairs verified by exact cosine → ``(mod, a, b, cos)``.
+
+    Buckets above ``LshConfig.max_bucket`` (mass templates) are chained along a 1-D projection
+    within a window, as in ``workers.lsh``, to stay near-linear.
+    """
+
+    thresholds: tuple[tuple[str, float], ...]
+    blob_root: str
+
+    def __call__(self, key: str, elements: list) -> Iterator[tuple[str, str, str, float]]:
+        if len(elements) < 2:
+            return
+        mod = key.split("/", 1)[0]
+        cfg = LshConfig(threshold=dict(self.thresholds)[mod])
+        store = BlobStore(self.blob_root)
+        ckeys = [e[1][0] for e in elements]
+        vecs = np.stack([_vector(store, e[1][1]) for e in elements])
+        n = len(ckeys)
+        if n <= cfg.max_bucket:
+            i, j = np.triu_indices(n, k=1)
+        else:
+            chain = np.argsort(vecs @ np.ones(vecs.shape[1], dtype=np.float32), kind="stable")
+            i = np.concatenate([chain[:-w] for w in range(1, cfg.max_bucket)])
+            j = np.concatenate([chain[w:] for w in range(1, cfg.max_bucket)])
+        cos = np.einsum("ij,ij->i", vecs[i], vecs[j])
+        for a, b, c in zip(i.tolist(), j.tolist(), cos.tolist(), strict=True):
+            if c >= cfg.threshold and ckeys[a] != ckeys[b]:
+                x, y = sorted((ckeys[a], ckeys[b]))
+                yield mod, x, y, float(np.float32(c))
+
+
+def pair_order(p: tuple[str, str, str, float]) -> tuple:
+    return p
+
+
+def components(pairs: list[tuple[str, str, str, float]]) -> dict[str, tuple[str, float]]:
+    """``gather``: union-find over verified pairs → ``{"mod/ckey": (label, best cosine)}``.
+
+    The label of a component is its smallest content hash (deterministic)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    best: dict[str, float] = {}
+    for mod, a, b, c in pairs:
+        ka, kb = f"{mod}/{a}", f"{mod}/{b}"
+        ra, rb = find(ka), find(kb)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+        best[ka] = max(best.get(ka, 0.0), c)
+        best[kb] = max(best.get(kb, 0.0), c)
+    return {k: (find(k), best[k]) for k in best}
+
+
+def cluster_member(u: Unique, comps: dict[str, tuple[str, float]]) -> Iterator[tuple[str, Unique]]:
+    """``flat_map_with``: a unique content that is in a cluster of ≥ 2 records → (cluster, it)."""
+    k = f"{u.modality}/{u.ckey}"
+    if k in comps:
+        label, c = comps[k]
+        yield label, replace(u, cos=1.0 if len(u.members) > 1 else c)
+    elif len(u.members) > 1:
+        yield k, u
+
+
+def cluster_key(element: tuple[str, Unique]) -> str:
+    return element[0]
+
+
+def cluster_order(element: tuple[str, Unique]) -> str:
+    return element[1].ckey
+
+
+@dataclass(frozen=True)
+class ClusterPolicy:
+    """``group`` on cluster: the patient-aware policy → one ``dedup.parquet`` row per record."""
+
+    window_days: float
+
+    def __call__(self, key: str, elements: list[tuple[str, Unique]]) -> Iterator[dict]:  # noqa: ARG002
+        uniques = [u for _, u in elements]
+        mod = Modality(uniques[0].modality)
+        ms = [(m, u) for u in uniques for m in u.members]
+        ms.sort(key=lambda mu: (mu[0].acquired_at or "9999", mu[0].record_id))
+        cluster_id = hashlib.sha256("|".join(sorted(m.record_id for m, _ in ms)).encode()).hexdigest()[:16]
+        tier = "exact" if len(uniques) == 1 else "near"
+        cross = len({m.patient for m, _ in ms if m.patient}) > 1
+        for_patient: dict[str, Member] = {}
+        for m, u in ms:
+            p = m.patient
+            if cross and mod is not Modality.REPORT:
+                v = "conflict"
+            elif p not in for_patient:
+                for_patient[p] = m
+                v = "template" if cross else "representative"
+            else:
+                rep = for_patient[p]
+                t0, t1 = _t(rep.acquired_at), _t(m.acquired_at)
+                within = self.window_days <= 0 or (
+                    t0 is not None and t1 is not None and abs((t1 - t0).days) <= self.window_days
+                )
+                v = "duplicate" if within else ("template" if cross else "representative")
+                if not within:
+                    for_patient[p] = m
+            yield {
+                "cluster_id": cluster_id,
+                "record_id": m.record_id,
+                "modality": mod.value,
+                "patient": p,
+                "kept": v in ("representative", "template"),
+                "verdict": v,
+                "tier": tier,
+                "cosine": float(u.cos),
+                "source_ids": list(m.source_ids),
+            }
+
+
+def row_order(row: dict) -> tuple:
+    return row["modality"], row["cluster_id"], row["record_id"]
+
+
+def verdict_map(rows: list[dict]) -> dict[str, str]:
+    return {r["record_id"]: r["verdict"] for r in rows}
+
+
+def apply_verdicts(group: SampleGroup, verdicts: dict[str, str]) -> Iterator[tuple[str, object]]:
+    """``flat_map_with``: drop duplicates (``dedup``), quarantine conflicts (``q``), keep the rest."""
+    keep = []
+    for r in group.records:
+        v = verdicts.get(r.record_id)
+        if v == "duplicate":
+            for sid in r.source_ids:
+                yield "dedup", sid
+        elif v == "conflict":
+            for sid in r.source_ids:
+                yield (
+                    "q",
+                    QuarantineRecord(
+                        sid,
+                        r.source_name,
+                        r.modality,
+                        "dedup",
+                        ReasonCode.CONFLICTING_PATIENT,
+                        "the same content appears under different patients (probable data error)",
+                    ),
+                )
+        else:
+            if v is not None:
+                meta = json.loads(r.meta_json) if r.meta_json else {}
+                meta["dedup"] = {"verdict": v}
+                r = replace(r, meta_json=json.dumps(meta, sort_keys=True, separators=(",", ":")))
+            keep.append(r)
+    if keep:
+        yield "group", replace(group, records=tuple(keep))
+
+
+def _t(iso: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(iso) if iso else None
+    except ValueError:
+        return None
+
+
+def _ident(x):
+    return x
+
+
+def emit_side(_seed, value) -> Iterator:
+    yield value
+
+
+@dataclass
+class DedupGraph:
+    """The handles ``declare_dedup`` returns: kept groups, tagged extras, verdict rows, counts."""
+
+    groups: object
+    extras: object  # ("q", QuarantineRecord) | ("dedup", source id)
+    rows: object
+    counts: object  # one element: {"records": {mod: n}, "unique": {mod: n}}
+
+
+def declare_dedup(flow: Flow, groups, cfg: DedupConfig, blob_root: str, cache_dir: str) -> DedupGraph:
+    """Declare the three dedup tiers over sample groups (headers) on ``flow``."""
+    items = groups.flat_map(dedup_items, "dedup-items")
+    n_records = items.flat_map(_modality_of, "dedup-mods").gather(count_by_modality, _ident, "dedup-count")
+    uniques = items.group(item_content, exact_group, item_order, "dedup-exact")
+    uniques = uniques.flat_map_with(eligible, n_records, "dedup-eligible")
+    n_unique = uniques.flat_map(unique_modality, "dedup-umods").gather(
+        count_by_modality, _ident, "dedup-ucount"
+    )
+    checkpoints = tuple((m, getattr(cfg, f"{m}_checkpoint")) for m in ("image", "ecg", "volume"))
+    thresholds = tuple((m.value, getattr(cfg, f"{m.value}_threshold")) for m in SAMPLE_MODALITIES)
+    embs = uniques.group(
+        embed_bucket_key, EmbedBucket(checkpoints, blob_root, cache_dir), unique_order, "dedup-embed"
+    )
+    bands = embs.flat_map_with(BandKeys(thresholds, blob_root), n_unique, "dedup-bands")
+    pairs = bands.group(band_key, BucketPairs(thresholds, blob_root), band_order, "dedup-verify")
+    comps = pairs.gather(components, pair_order, "dedup-components")
+    clustered = uniques.flat_map_with(cluster_member, comps, "dedup-clusters")
+    rows = clustered.group(
+        cluster_key, ClusterPolicy(cfg.same_patient_window_days), cluster_order, "dedup-policy"
+    )
+    verdicts = rows.gather(verdict_map, row_order, "dedup-verdicts")
+    applied = groups.flat_map_with(apply_verdicts, verdicts, "dedup-apply")
+    seed = flow.create([0], "dedup-counts")
+    counts = seed.flat_map_with(emit_side, n_records, "dedup-n").flat_map_with(
+        _with_unique, n_unique, "dedup-u"
+    )
+    extras = flow.union(
+        applied.flat_map(_not_group, "dedup-extras"),
+    )
+    return DedupGraph(applied.flat_map(Select("group"), "dedup-kept"), extras, rows, counts)
+
+
+def _modality_of(it: DedupItem) -> Iterator[str]:
+    yield it.modality
+
+
+def _with_unique(n_records: dict, n_unique: dict) -> Iterator[dict]:
+    yield {"records": n_records, "unique": n_unique}
+
+
+def _not_group(element: tuple[str, object]) -> Iterator[tuple[str, object]]:
+    if element[0] != "group":
+        yield element
+
+
+def summarise(rows: list[dict], counts: dict) -> tuple[pa.Table, dict, list[str]]:
+    """Driver side: the ``dedup.parquet`` table, the per-modality counts and deduplicated ids."""
+    rows = sorted(rows, key=row_order)
+    out: dict = {"enabled": True}
+    for mod in (m.value for m in SAMPLE_MODALITIES):
+        if counts["records"].get(mod, 0) < 2:
+            continue
+        v = Counter(r["verdict"] for r in rows if r["modality"] == mod)
+        out[mod] = {
+            "duplicates": v["duplicate"],
+            "templates": v["template"],
+            "conflicts": v["conflict"],
+            "unique_contents": counts["unique"].get(mod, 0),
+        }
+    dedup_ids = sorted(sid for r in rows if r["verdict"] == "duplicate" for sid in r["source_ids"])
+    return pa.Table.from_pylist(rows, schema=DEDUP_SCHEMA), out, dedup_ids
 
 
 @dataclass
@@ -117,139 +507,20 @@ class DedupResult:
     counts: dict = field(default_factory=dict)
 
 
-def _t(rec: ItemRecord) -> datetime | None:
-    try:
-        return datetime.fromisoformat(rec.acquired_at) if rec.acquired_at else None
-    except ValueError:
-        return None
-
-
-def run_dedup(groups: list[SampleGroup], cfg: DedupConfig, runner, cache_dir: str) -> DedupResult:
-    """Apply the three tiers to the records of ``groups``; return groups without duplicates."""
+def run_dedup(
+    groups: list[SampleGroup], cfg: DedupConfig, flow: Flow, blob_root: str, cache_dir: str = ""
+) -> DedupResult:
+    """Run only the dedup tiers on in-memory groups (tools and tests); payloads go to ``blob_root``."""
     if not cfg.enabled:
         return DedupResult(groups=groups, counts={"enabled": False})
-    patient_of = {r.record_id: g.patient for g in groups for r in g.records}
-    by_mod: dict[Modality, list[ItemRecord]] = {m: [] for m in SAMPLE_MODALITIES}
-    for g in groups:
-        for r in g.records:
-            by_mod[r.modality].append(r)
-    rows: list[dict] = []
-    verdict: dict[str, str] = {}
-    counts: dict = {"enabled": True}
-    for mod, recs in by_mod.items():
-        if len(recs) < 2:
-            continue
-        recs.sort(key=lambda r: r.record_id)
-        # tier 1: exact content → one representative row per unique content
-        keys = [_content_key(r) for r in recs]
-        key_count = Counter(keys)
-        uniq = sorted(key_count)
-        index_of = {k: i for i, k in enumerate(uniq)}
-        first_rec = {}
-        for r, k in zip(recs, keys, strict=True):
-            first_rec.setdefault(k, r)
-        # tier 2: embeddings of unique contents, LSH near-duplicates
-        reps = [first_rec[k] for k in uniq]
-        checkpoint = getattr(cfg, f"{mod.value}_checkpoint", "") if mod is not Modality.REPORT else ""
-        tasks = [
-            EmbedTask(mod, tuple(reps[s : s + EMBED_BATCH]), checkpoint, cache_dir)
-            for s in range(0, len(reps), EMBED_BATCH)
-        ]
-        emb = np.concatenate(runner.map(embed_batch, tasks, f"embed-{mod.value}"))
-        thr = getattr(cfg, f"{mod.value}_threshold")
-        pairs, cos = near_duplicate_pairs(emb, LshConfig(threshold=thr))
-        labels_u = clusters(len(uniq), pairs)
-        best_cos: dict[int, float] = {}
-        for (i, j), c in zip(pairs.tolist(), cos.tolist(), strict=True):
-            best_cos[i] = max(best_cos.get(i, 0.0), c)
-            best_cos[j] = max(best_cos.get(j, 0.0), c)
-        members: dict[int, list[ItemRecord]] = {}
-        for r, k in zip(recs, keys, strict=True):
-            members.setdefault(int(labels_u[index_of[k]]), []).append(r)
-        n_dup = n_tpl = n_conf = 0
-        for lab in sorted(members, key=lambda lab: min(r.record_id for r in members[lab])):
-            ms = members[lab]
-            if len(ms) < 2:
-                continue
-            ms.sort(key=lambda r: (r.acquired_at or "9999", r.record_id))
-            cluster_id = hashlib.sha256("|".join(sorted(r.record_id for r in ms)).encode()).hexdigest()[:16]
-            tier = "exact" if len({_content_key(r) for r in ms}) == 1 else "near"
-            patients = {patient_of[r.record_id] for r in ms}
-            named = {p for p in patients if p}
-            cross = len(named) > 1
-            for_patient: dict[str, ItemRecord] = {}
-            for r in ms:
-                p = patient_of[r.record_id]
-                k = _content_key(r)
-                c = 1.0 if key_count[k] > 1 else best_cos.get(index_of[k], 1.0)
-                if cross and mod is not Modality.REPORT:
-                    v = "conflict"
-                elif p not in for_patient:
-                    for_patient[p] = r
-                    v = "template" if cross else "representative"
-                else:
-                    rep = for_patient[p]
-                    window = cfg.same_patient_window_days
-                    t0, t1 = _t(rep), _t(r)
-                    within = window <= 0 or (
-                        t0 is not None and t1 is not None and abs((t1 - t0).days) <= window
-                    )
-                    v = "duplicate" if within else ("template" if cross else "representative")
-                    if not within:
-                        for_patient[p] = r
-                verdict[r.record_id] = v
-                rows.append(
-                    {
-                        "cluster_id": cluster_id,
-                        "record_id": r.record_id,
-                        "modality": mod.value,
-                        "patient": p,
-                        "kept": v in ("representative", "template"),
-                        "verdict": v,
-                        "tier": tier,
-                        "cosine": float(c),
-                        "source_ids": list(r.source_ids),
-                    }
-                )
-                n_dup += v == "duplicate"
-                n_tpl += v == "template"
-                n_conf += v == "conflict"
-        counts[mod.value] = {
-            "duplicates": n_dup,
-            "templates": n_tpl,
-            "conflicts": n_conf,
-            "unique_contents": len(uniq),
-        }
-    # apply verdicts
-    quarantined: list[QuarantineRecord] = []
-    dedup_ids: list[str] = []
-    new_groups: list[SampleGroup] = []
-    for g in groups:
-        keep = []
-        for r in g.records:
-            v = verdict.get(r.record_id)
-            if v == "duplicate":
-                dedup_ids.extend(r.source_ids)
-            elif v == "conflict":
-                quarantined.extend(
-                    QuarantineRecord(
-                        sid,
-                        r.source_name,
-                        r.modality,
-                        "dedup",
-                        ReasonCode.CONFLICTING_PATIENT,
-                        "the same content appears under different patients (probable data error)",
-                    )
-                    for sid in r.source_ids
-                )
-            else:
-                if v is not None:
-                    meta = json.loads(r.meta_json) if r.meta_json else {}
-                    meta["dedup"] = {"verdict": v}
-                    r = replace(r, meta_json=json.dumps(meta, sort_keys=True, separators=(",", ":")))
-                keep.append(r)
-        if keep:
-            new_groups.append(replace(g, records=tuple(keep)))
-    rows.sort(key=lambda d: (d["modality"], d["cluster_id"], d["record_id"]))
-    table = pa.Table.from_pylist(rows, schema=DEDUP_SCHEMA)
-    return DedupResult(new_groups, quarantined, sorted(dedup_ids), table, counts)
+    from pipelines.stages import to_header
+
+    store = BlobStore(blob_root)
+    headers = [replace(g, records=tuple(to_header(r, store) for r in g.records)) for g in groups]
+    g = declare_dedup(flow, flow.create(headers, "groups"), cfg, blob_root, cache_dir)
+    out = flow.run({"groups": g.groups, "extras": g.extras, "rows": g.rows, "counts": g.counts})
+    table, counts, _ = summarise(out["rows"], out["counts"][0])
+    quarantined = [v for t, v in out["extras"] if t == "q"]
+    dedup_ids = sorted(v for t, v in out["extras"] if t == "dedup")
+    kept = sorted(out["groups"], key=lambda x: x.group_key)
+    return DedupResult(kept, quarantined, dedup_ids, table, counts)

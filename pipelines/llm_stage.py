@@ -16,10 +16,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pipelines.errors import UserError
-from schemas.records import ItemRecord, ReportRecord
+from schemas.records import ReportRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,36 +41,26 @@ def _llm_config(options: dict, out_dir: Path):
         raise UserError(f"llm: {exc}") from None
 
 
-def apply_llm(
-    records: list[ItemRecord], llm_sources: set[str], options: dict, out_dir: Path, quiet: bool
-) -> list[ItemRecord]:
-    """Restructure the reports of ``llm_sources`` with the LLM; other records pass unchanged."""
-    idx = [i for i, r in enumerate(records) if isinstance(r, ReportRecord) and r.source_name in llm_sources]
-    if not idx:
-        return records
-    from workers.llm_structurer import LlmStructurer
-
-    cfg = _llm_config(options, out_dir)
-    out = list(records)
-    fallbacks = 0
-    with LlmStructurer(cfg) as structurer:
-        for s in tqdm(range(0, len(idx), BATCH), desc="llm", disable=quiet, leave=False):
-            chunk = [records[i] for i in idx[s : s + BATCH]]
-            results = structurer([(r.text, r.report_type, r.language) for r in chunk])
-            for i, rec, res in zip(idx[s : s + BATCH], chunk, results, strict=True):
-                report_json = _dumps(res["report"])
-                meta = json.loads(rec.meta_json) if rec.meta_json else {}
-                meta["llm"] = {
-                    "structurer": res["structurer"],
-                    "fallback": res["llm_fallback"],
-                    "rules": res["rules"],
-                    "disagreement": res["disagreement"],
-                    **{k: res["llm_meta"][k] for k in STABLE_META},
-                }
-                fallbacks += res["llm_fallback"]
-                payload = tuple(
-                    (suf, report_json.encode() if suf == "json" else data) for suf, data in rec.payload
-                )
-                out[i] = replace(rec, structured_json=report_json, meta_json=_dumps(meta), payload=payload)
-    log.info("llm stage: %d reports, %d fell back to rules", len(idx), fallbacks)
+def restructure(structurer, chunk: list[ReportRecord]) -> list[ReportRecord]:
+    """One batch of report records (with payload) through the LLM; records with the new JSON."""
+    results = structurer([(r.text, r.report_type, r.language) for r in chunk])
+    out = []
+    for rec, res in zip(chunk, results, strict=True):
+        report_json = _dumps(res["report"])
+        meta = json.loads(rec.meta_json) if rec.meta_json else {}
+        meta["llm"] = {
+            "structurer": res["structurer"],
+            "fallback": res["llm_fallback"],
+            "rules": res["rules"],
+            "disagreement": res["disagreement"],
+            **{k: res["llm_meta"][k] for k in STABLE_META},
+        }
+        if res["llm_fallback"]:
+            log.info("llm stage: a report fell back to the rule structurer")
+        payload = tuple((suf, report_json.encode() if suf == "json" else data) for suf, data in rec.payload)
+        out.append(
+            replace(
+                rec, structured_json=report_json, meta_json=_dumps(meta), payload=payload, payload_refs=()
+            )
+        )
     return out

@@ -42,3 +42,23 @@ def write_records(path: Path, records: list, cls: type) -> None:
 
 def write_table(path: Path, table: pa.Table) -> None:
     write_atomic(path, table_bytes(table))
+
+
+def merge_fragments(path: Path, fragments: list[Path], cls: type) -> int:
+    """Concatenate parquet fragments (in the given order) into ``path``, one row group each.
+
+    Streams: one fragment in memory at a time, so the driver's memory stays flat however many
+    samples the corpus has. Returns the number of rows.
+    """
+    from schemas.arrow import schema_for
+
+    schema = schema_for(cls)
+    tmp = path.with_name(f"{path.name}.tmp-merge")
+    n = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=True, store_schema=True) as w:
+        for frag in fragments:
+            t = pq.read_table(frag, schema=schema)
+            n += t.num_rows
+            w.write_table(t)
+    tmp.replace(path)
+    return n

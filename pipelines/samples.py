@@ -76,10 +76,9 @@ def sample_key(group: SampleGroup, pseudo: Pseudonymizer) -> str:
     return pseudo.token("sample", group.group_key, 24)
 
 
-def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_build: bool) -> BuiltSample:
-    """Members ``{modality}_{i}.{suffix}`` per item, plus ``meta.json`` (conventions, per-item meta)."""
+def sample_meta(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_build: bool) -> tuple[str, bytes]:
+    """The sample key and its ``meta.json`` bytes (conventions, per-item meta; no payload needed)."""
     key = sample_key(group, pseudo)
-    members: dict[str, bytes] = {}
     items_meta = []
     present = set()
     counters: dict[str, int] = {}
@@ -87,8 +86,6 @@ def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_bui
         i = counters.get(rec.modality.value, 0)
         counters[rec.modality.value] = i + 1
         present.add(rec.modality)
-        for suffix, data in rec.payload:
-            members[member_name(rec.modality, i, suffix)] = data
         summary = _record_summary(rec)
         summary["member_prefix"] = f"{rec.modality.value}_{i}"
         items_meta.append(summary)
@@ -105,13 +102,26 @@ def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_bui
         "conventions": CONVENTIONS,
         "demo_build": demo_build,
     }
-    members[META_MEMBER] = json.dumps(
-        meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return key, json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def member_names(group: SampleGroup) -> list[tuple[str, object, int]]:
+    """``(member name, record, payload index)`` for every payload part of the group's records."""
+    out = []
+    counters: dict[str, int] = {}
+    for rec in group.records:
+        i = counters.get(rec.modality.value, 0)
+        counters[rec.modality.value] = i + 1
+        parts = rec.payload_refs or rec.payload
+        for j, part in enumerate(parts):
+            out.append((member_name(rec.modality, i, part[0]), rec, j))
+    return out
+
+
+def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_build: bool) -> BuiltSample:
+    """Members ``{modality}_{i}.{suffix}`` per item, plus ``meta.json``, from in-memory payloads."""
+    key, meta = sample_meta(group, split, pseudo, demo_build)
+    members: dict[str, bytes] = {name: rec.payload[j][1] for name, rec, j in member_names(group)}
+    members[META_MEMBER] = meta
     ordered = {name: members[name] for name in sorted(members)}
     return BuiltSample(key=key, split=split, group=group, members=ordered)
-
-
-def build_sample_task(task: tuple[SampleGroup, str, Pseudonymizer, bool]) -> BuiltSample:
-    """Picklable wrapper of :func:`build_sample` for a runner's ``map``."""
-    return build_sample(*task)

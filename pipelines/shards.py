@@ -1,9 +1,16 @@
-"""Plan shards (deterministically) and write them (in parallel, resumable).
+"""Plan shards (deterministically, from small rows) and write them in workers (resumable).
 
 Plan: per split, samples sorted by key, packed greedily until ``max_samples`` or ``max_bytes``
-(tar bytes, headers and padding included). Each shard's fingerprint hashes its name, keys and
-member digests. Write: a shard whose tar and per-shard stats JSON exist with the same
-fingerprint and sha256 is skipped (resume); others are written atomically.
+(tar bytes, headers and padding included). The plan is computed in one worker from
+``(split, key, tar bytes)`` rows, about 100 bytes per sample: 100 MB at 10^6 samples. That is
+the one place a process sees every sample, and it sees only keys and sizes; the payloads are
+read from the blob store by the shard writers.
+
+Write: each shard is written by one worker from its samples' headers (``SampleHeader``): the
+members are read from the blob store, the tar is written atomically, then its per-shard stats
+JSON (the resume marker, with the data card's per-shard statistics) and its manifest fragment.
+A shard whose tar and stats exist with the same fingerprint (name, keys and member digests,
+known from the headers alone) and size is skipped without reading a blob.
 """
 
 from __future__ import annotations
@@ -12,137 +19,239 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.blobs import BlobStore
 from pipelines.config import ShardConfig
-from pipelines.samples import BuiltSample
 from pipelines.writer import TarShardWriter, sha256_file, tar_member_size, write_atomic
 from schemas.contract import SHARDS_DIR, SPLITS, shard_name
+from schemas.records import SampleRecord
 
 log = logging.getLogger(__name__)
 
 TAR_END = 10240  # two zero blocks + record padding, upper bound
+FRAGMENTS_DIR = "manifest-parts"
 
 
 @dataclass(frozen=True)
-class ShardTask:
-    """One shard to write: its relative name and its samples in order."""
+class SampleHeader:
+    """A sample ready to shard: its members as blob references, and its manifest fields.
 
-    out_dir: str
-    name: str
+    ``members`` are ``(name, sha256, size)`` in sorted name order; ``units`` are the sample's
+    input units as ``(source_id, modality)`` for the accounting identity.
+    """
+
+    key: str
     split: str
-    samples: tuple[BuiltSample, ...]
+    members: tuple[tuple[str, str, int], ...]
+    patient: str
+    study: str
+    modalities: tuple[str, ...]
+    modality_mask: tuple[bool, ...]
+    record_ids: tuple[str, ...]
+    source_ids: tuple[str, ...]
+    source_names: tuple[str, ...]
+    licences: tuple[str, ...]
+    item_modalities: tuple[str, ...]
+    units: tuple[tuple[str, str], ...]
 
-    def fingerprint(self) -> str:
-        h = hashlib.sha256(self.name.encode())
-        for s in self.samples:
-            h.update(s.key.encode())
-            for m, d in zip(s.members, s.member_sha256(), strict=True):
-                h.update(f"{m}:{d}".encode())
+    @property
+    def tar_bytes(self) -> int:
+        return sum(tar_member_size(size) for _, _, size in self.members)
+
+    def sample_sha256(self) -> str:
+        h = hashlib.sha256()
+        for name, sha, _ in self.members:
+            h.update(name.encode() + b"\0" + bytes.fromhex(sha))
         return h.hexdigest()
 
-    @property
-    def tar_path(self) -> Path:
-        return Path(self.out_dir) / SHARDS_DIR / self.name
-
-    @property
-    def stats_path(self) -> Path:
-        return self.tar_path.with_suffix(".json")
+    def manifest_row(self, shard: str, index: int) -> SampleRecord:
+        return SampleRecord(
+            key=self.key,
+            split=self.split,
+            shard=shard,
+            index_in_shard=index,
+            patient=self.patient,
+            study=self.study,
+            modalities=self.modalities,
+            modality_mask=self.modality_mask,
+            members=tuple(m for m, _, _ in self.members),
+            member_sha256=tuple(s for _, s, _ in self.members),
+            sample_sha256=self.sample_sha256(),
+            n_bytes=sum(size for _, _, size in self.members),
+            record_ids=self.record_ids,
+            source_ids=self.source_ids,
+            source_names=self.source_names,
+            licences=self.licences,
+        )
 
 
 @dataclass(frozen=True)
 class ShardResult:
+    """What a shard writer returns to the driver: status and counts, never samples."""
+
     name: str
     split: str
     n_samples: int
     n_bytes: int
     sha256: str
     skipped: bool
+    first_key: str
+    last_key: str
+    written_units: tuple[tuple[str, int], ...]  # modality → input units written
+    modality_sets: tuple[tuple[str, int], ...]  # "ecg+report" → samples
 
 
-def sample_tar_bytes(sample: BuiltSample) -> int:
-    return sum(tar_member_size(len(d)) for d in sample.members.values())
+def plan_rows(sample: SampleHeader) -> Iterator[tuple[str, str, int]]:
+    """``flat_map``: the ``(split, key, tar bytes)`` row the planner needs of a sample."""
+    yield sample.split, sample.key, sample.tar_bytes
 
 
-def plan_shards(samples: list[BuiltSample], cfg: ShardConfig, out_dir: Path) -> list[ShardTask]:
-    """Deterministic shard plan over all splits."""
-    tasks: list[ShardTask] = []
-    for split in SPLITS:
-        todo = sorted((s for s in samples if s.split == split), key=lambda s: s.key)
-        current: list[BuiltSample] = []
-        size = TAR_END
-        for s in todo:
-            b = sample_tar_bytes(s)
-            if current and (len(current) >= cfg.max_samples or size + b > cfg.max_bytes):
-                tasks.append(
-                    ShardTask(
-                        str(out_dir),
-                        shard_name(split, len([t for t in tasks if t.split == split])),
-                        split,
-                        tuple(current),
-                    )
-                )
-                current, size = [], TAR_END
-            current.append(s)
-            size += b
-        if current:
-            idx = len([t for t in tasks if t.split == split])
-            tasks.append(ShardTask(str(out_dir), shard_name(split, idx), split, tuple(current)))
-    return tasks
+@dataclass(frozen=True)
+class PlanShards:
+    """``gather``: rows sorted by (split, key) → ``{key: shard name}`` (greedy, deterministic)."""
+
+    cfg: ShardConfig
+
+    def __call__(self, rows: list[tuple[str, str, int]]) -> dict[str, str]:
+        plan: dict[str, str] = {}
+        for split in SPLITS:
+            idx, n, size = 0, 0, TAR_END
+            for s, key, b in rows:
+                if s != split:
+                    continue
+                if n and (n >= self.cfg.max_samples or size + b > self.cfg.max_bytes):
+                    idx, n, size = idx + 1, 0, TAR_END
+                plan[key] = shard_name(split, idx)
+                n += 1
+                size += b
+        return plan
 
 
-def shard_stats(task: ShardTask) -> dict:
-    """Per-shard statistics written next to the tar (also the resume marker)."""
-    mods: Counter[str] = Counter()
-    for s in task.samples:
-        for rec in s.group.records:
-            mods[rec.modality.value] += 1
-    return {
-        "shard": task.name,
-        "split": task.split,
-        "fingerprint": task.fingerprint(),
-        "n_samples": len(task.samples),
-        "items_per_modality": dict(sorted(mods.items())),
-        "payload_bytes": sum(s.n_bytes for s in task.samples),
-    }
+def assign_shard(sample: SampleHeader, plan: dict[str, str]) -> Iterator[tuple[str, SampleHeader]]:
+    """``flat_map_with``: ``(shard name, sample)`` for the shard-writing GroupByKey."""
+    yield plan[sample.key], sample
 
 
-def write_shard(task: ShardTask) -> ShardResult:
-    """Write one shard unless an identical one is already complete (resume)."""
-    fp = task.fingerprint()
-    if task.tar_path.exists() and task.stats_path.exists():
-        try:
-            done = json.loads(task.stats_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            done = {}
-        if done.get("fingerprint") == fp and done.get("sha256") == sha256_file(task.tar_path):
-            return ShardResult(
-                task.name, task.split, len(task.samples), task.tar_path.stat().st_size, done["sha256"], True
-            )
-    task.stats_path.unlink(missing_ok=True)  # stats are the completion marker: remove before rewriting
-    with TarShardWriter(task.tar_path) as w:
-        for s in task.samples:
-            w.write(s.key, s.members)
-    sha = sha256_file(task.tar_path)
-    stats = shard_stats(task) | {"sha256": sha, "n_bytes": task.tar_path.stat().st_size}
-    write_atomic(task.stats_path, json.dumps(stats, sort_keys=True, indent=1).encode())
-    return ShardResult(task.name, task.split, len(task.samples), stats["n_bytes"], sha, False)
+def shard_of(element: tuple[str, SampleHeader]) -> str:
+    return element[0]
 
 
-def remove_stale(out_dir: Path, tasks: list[ShardTask]) -> int:
-    """Delete temp files and shards of an earlier plan that are not in this one."""
-    keep = {t.tar_path for t in tasks} | {t.stats_path for t in tasks}
+def key_of(element: tuple[str, SampleHeader]) -> str:
+    return element[1].key
+
+
+def fingerprint(name: str, samples: list[SampleHeader]) -> str:
+    h = hashlib.sha256(name.encode())
+    for s in samples:
+        h.update(s.key.encode())
+        for m, d, _ in s.members:
+            h.update(f"{m}:{d}".encode())
+    return h.hexdigest()
+
+
+def _card_stats(samples: list[tuple[str, dict[str, bytes]]]) -> dict | None:
+    try:
+        from pipelines.datacard import shard_card_stats
+    except ImportError:  # an older data card module: the card falls back to reading the tar
+        return None
+    return shard_card_stats(samples)
+
+
+@dataclass(frozen=True)
+class WriteShard:
+    """``group`` on shard name: write one shard (unless complete) and its manifest fragment."""
+
+    out_dir: str
+    blob_root: str
+
+    def __call__(self, name: str, elements: list[tuple[str, SampleHeader]]) -> Iterator[ShardResult]:
+        samples = [s for _, s in elements]  # sorted by key (the group's order)
+        split = samples[0].split
+        tar_path = Path(self.out_dir) / SHARDS_DIR / name
+        stats_path = tar_path.with_suffix(".json")
+        fp = fingerprint(name, samples)
+        done = _read_stats(stats_path) if tar_path.exists() else {}
+        skipped = done.get("fingerprint") == fp and done.get("n_bytes") == tar_path.stat().st_size
+        if not skipped:
+            stats_path.unlink(missing_ok=True)  # the stats are the completion marker
+            store = BlobStore(self.blob_root)
+            card_input = []
+            with TarShardWriter(tar_path) as w:
+                for s in samples:
+                    members = {m: store.get(sha) for m, sha, _ in s.members}
+                    w.write(s.key, members)
+                    card_input.append((s.key, members))
+            sha = sha256_file(tar_path)
+            mods = Counter(m for s in samples for m in s.item_modalities)
+            done = {
+                "shard": name,
+                "split": split,
+                "fingerprint": fp,
+                "n_samples": len(samples),
+                "items_per_modality": dict(sorted(mods.items())),
+                "payload_bytes": sum(size for s in samples for _, _, size in s.members),
+                "sha256": sha,
+                "n_bytes": tar_path.stat().st_size,
+            }
+            card = _card_stats(card_input)
+            del card_input
+            if card is not None:
+                done["card"] = card
+            write_atomic(stats_path, json.dumps(done, sort_keys=True, indent=1).encode())
+        _write_fragment(Path(self.out_dir), name, samples)
+        written = Counter(m for s in samples for _, m in s.units)
+        sets = Counter("+".join(s.modalities) for s in samples)
+        yield ShardResult(
+            name,
+            split,
+            len(samples),
+            done["n_bytes"],
+            done["sha256"],
+            skipped,
+            samples[0].key,
+            samples[-1].key,
+            tuple(sorted(written.items())),
+            tuple(sorted(sets.items())),
+        )
+
+
+def _read_stats(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def fragment_path(out_dir: Path, name: str) -> Path:
+    return out_dir / FRAGMENTS_DIR / Path(name).with_suffix(".parquet")
+
+
+def _write_fragment(out_dir: Path, name: str, samples: list[SampleHeader]) -> None:
+    from pipelines.manifest import table_bytes
+    from schemas.arrow import to_table
+
+    rows = [s.manifest_row(name, i) for i, s in enumerate(samples)]
+    write_atomic(fragment_path(out_dir, name), table_bytes(to_table(rows, SampleRecord)))
+
+
+def remove_stale(out_dir: Path, names: set[str]) -> int:
+    """Delete temp files, shards and fragments of an earlier plan that are not in this one."""
+    keep = {Path(out_dir) / SHARDS_DIR / n for n in names}
+    keep |= {p.with_suffix(".json") for p in keep} | {fragment_path(out_dir, n) for n in names}
     removed = 0
-    root = out_dir / SHARDS_DIR
-    if not root.exists():
-        return 0
-    for p in root.rglob("*"):
-        if p.is_file() and (
-            ".tmp-" in p.name or (p.suffix in (".tar", ".json") and p.name != "sizes.json" and p not in keep)
-        ):
-            p.unlink()
-            removed += 1
+    for root in (out_dir / SHARDS_DIR, out_dir / FRAGMENTS_DIR):
+        if not root.exists():
+            continue
+        for p in root.rglob("*"):
+            if p.is_file() and (
+                ".tmp-" in p.name
+                or (p.suffix in (".tar", ".json", ".parquet") and p.name != "sizes.json" and p not in keep)
+            ):
+                p.unlink()
+                removed += 1
     return removed
 
 

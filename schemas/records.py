@@ -6,7 +6,9 @@ Conventions (every record):
 - ``source_ids`` name the input units (files, table rows) a record came from; they are keyed
   hashes of relative paths, so they carry no PHI but can be re-derived by ``medcorpus locate``.
 - ``payload`` holds the encoded member bytes (``(suffix, bytes)`` pairs, e.g. ``("png", b"...")``);
-  it is excluded from the Arrow schemas (field metadata ``arrow=False``).
+  it is excluded from the Arrow schemas (field metadata ``arrow=False``). In a build the decode
+  worker moves it to the blob store (``pipelines.blobs``) at once: the record that travels on is
+  a *header* with ``payload == ()`` and ``payload_refs`` = ``(suffix, sha256, size)`` triples.
 - ``meta_json`` is canonical JSON (sorted keys) with the conventions and audit of this item.
 """
 
@@ -78,6 +80,8 @@ class ImageRecord(_ItemBase):
     view_position: str
     pixel_steps: tuple[str, ...]
     payload: tuple[tuple[str, bytes], ...] = field(default=(), metadata=NO_ARROW, repr=False)
+    #: where the payload lives once stored (``(suffix, sha256, size)``; the payload is then ``()``)
+    payload_refs: tuple[tuple[str, str, int], ...] = field(default=(), metadata=NO_ARROW, repr=False)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class VolumeRecord(_ItemBase):
     source_format: str
     hounsfield: bool
     payload: tuple[tuple[str, bytes], ...] = field(default=(), metadata=NO_ARROW, repr=False)
+    #: where the payload lives once stored (``(suffix, sha256, size)``; the payload is then ``()``)
+    payload_refs: tuple[tuple[str, str, int], ...] = field(default=(), metadata=NO_ARROW, repr=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ class EcgRecord(_ItemBase):
     units: str
     qc_flags: tuple[str, ...]
     payload: tuple[tuple[str, bytes], ...] = field(default=(), metadata=NO_ARROW, repr=False)
+    #: where the payload lives once stored (``(suffix, sha256, size)``; the payload is then ``()``)
+    payload_refs: tuple[tuple[str, str, int], ...] = field(default=(), metadata=NO_ARROW, repr=False)
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,8 @@ class ReportRecord(_ItemBase):
     report_type: str
     structured_json: str
     payload: tuple[tuple[str, bytes], ...] = field(default=(), metadata=NO_ARROW, repr=False)
+    #: where the payload lives once stored (``(suffix, sha256, size)``; the payload is then ``()``)
+    payload_refs: tuple[tuple[str, str, int], ...] = field(default=(), metadata=NO_ARROW, repr=False)
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ class SeriesSlice:
     is_localizer: bool
     meta_json: str
     pixels: bytes = field(default=b"", metadata=NO_ARROW, repr=False)
+    pixels_ref: str = field(default="", metadata=NO_ARROW, repr=False)  # sha256 of ``pixels`` once stored
 
 
 @dataclass(frozen=True)

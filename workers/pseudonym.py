@@ -10,18 +10,66 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+import importlib
+import os
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 #: the secret used by ``make demo``; outputs built with it are marked as demo builds
 DEMO_SECRET = "medcorpus-demo-secret-not-for-real-data"
 
 
+def resolve_secret(source: str) -> str:
+    """The secret named by ``source``: ``demo``, ``env:NAME`` or ``hook:module:function``.
+
+    Workers call this when they unpickle a :class:`Pseudonymizer`: the secret itself never
+    travels in task pickles, job graphs or staging (a secret-manager client is a hook).
+    """
+    if source == "demo":
+        return DEMO_SECRET
+    kind, _, name = source.partition(":")
+    if kind == "env":
+        return os.environ.get(name, "")
+    if kind == "hook":
+        module, _, func = name.rpartition(":")
+        return str(getattr(importlib.import_module(module), func)())
+    raise ValueError(f"unknown secret source {source!r}")
+
+
+def _from_source(source: str, check: str) -> Pseudonymizer:
+    secret = resolve_secret(source)
+    p = Pseudonymizer(secret, source)
+    if not secret or p.check != check:
+        kind = source.partition(":")[0]
+        raise RuntimeError(
+            f"this worker's pseudonymisation secret ({kind}) is missing or differs from the driver's: "
+            "set it in every worker's environment"
+        )
+    return p
+
+
 @dataclass(frozen=True)
 class Pseudonymizer:
-    """Keyed pseudonyms. ``secret`` comes from config and never appears in any output."""
+    """Keyed pseudonyms. ``secret`` comes from config and never appears in any output.
 
-    secret: str
+    ``source`` says where a worker finds the secret again (``env:MEDCORPUS_SECRET``, ``demo``,
+    ``hook:module:function``): a pseudonymiser with a source pickles as that reference plus a
+    keyed check value, never as the secret. One without a source (tests, in-process tools)
+    pickles as a plain dataclass.
+    """
+
+    secret: str = field(repr=False)
+    source: str = ""
+
+    def __reduce__(self):
+        if self.source:
+            return (_from_source, (self.source, self.check))
+        return (Pseudonymizer, (self.secret,))
+
+    @property
+    def check(self) -> str:
+        """A keyed check value: equal secrets give equal checks; it reveals nothing of the secret."""
+        return self.token("secret-check", "", 16)
 
     def _digest(self, namespace: str, value: str) -> bytes:
         msg = f"{namespace}\x00{value}".encode()

@@ -61,7 +61,7 @@ def apply_overrides(cfg, args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.build import run_build
-    from pipelines.runners import make_runner
+    from pipelines.flow import make_flow
 
     if not args.input.is_dir():
         raise ConfigError(f"input folder not found: {args.input}")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--beam-option/--beam-staging need --runner beam")
         opts |= {"beam_options": args.beam_option, "staging_dir": args.beam_staging}
     os.umask(0o027)  # before worker processes start: everything they write is not world-readable
-    runner = make_runner(cfg.runner, cfg.workers, quiet=args.quiet, **opts)
+    runner = make_flow(cfg.runner, cfg.workers, quiet=args.quiet, **opts)
     try:
         res = run_build(
             args.input, args.out, cfg, quiet=args.quiet, use_cache=not args.no_cache, runner=runner

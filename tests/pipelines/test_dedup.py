@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pipelines.config import DedupConfig
 from pipelines.dedup import run_dedup
 from pipelines.link import SampleGroup
-from pipelines.runners.local import LocalRunner
+from pipelines.runners.local import LocalFlow
 from schemas.modality import Modality
 from schemas.records import ImageRecord, InputItem, InputKind, ReportRecord
 from workers.embed import TextEmbedder, ThumbnailEmbedder
@@ -219,12 +219,12 @@ def _group(rec, patient):
     return SampleGroup(group_key=f"g-{rec.record_id}", patient=patient, study="", records=(rec,))
 
 
-def test_policy_same_patient_duplicate_cross_patient_conflict(image_records):
+def test_policy_same_patient_duplicate_cross_patient_conflict(image_records, tmp_path):
     records, origin = image_records
     ct = [r for r, o in zip(records, origin, strict=True) if o == "ct"]
     mr = [r for r, o in zip(records, origin, strict=True) if o == "mr"]
     groups = [_group(r, "pA") for r in ct] + [_group(mr[0], "pB"), _group(mr[1], "pC")]
-    res = run_dedup(groups, DedupConfig(), LocalRunner(1, quiet=True), "")
+    res = run_dedup(groups, DedupConfig(), LocalFlow(1, quiet=True), str(tmp_path / "blobs"))
     verdicts = {row["record_id"]: row["verdict"] for row in res.table.to_pylist()}
     # one CT representative kept, its three variants removed as duplicates (same patient)
     assert sorted(verdicts[r.record_id] for r in ct) == ["duplicate"] * 3 + ["representative"]
@@ -236,10 +236,12 @@ def test_policy_same_patient_duplicate_cross_patient_conflict(image_records):
     assert kept == {r.record_id for r in ct if verdicts[r.record_id] == "representative"}
 
 
-def test_template_reports_across_patients_are_kept(ptbxl_texts):
+def test_template_reports_across_patients_are_kept(ptbxl_texts, tmp_path):
     tpl = "sinusrhythmus normales ekg"
     recs = [_report(tpl, f"t{i}", f"p{i}") for i in range(4)] + [_report(tpl.upper(), "t9", "p0")]
-    res = run_dedup([_group(r, r.patient) for r in recs], DedupConfig(), LocalRunner(1, quiet=True), "")
+    res = run_dedup(
+        [_group(r, r.patient) for r in recs], DedupConfig(), LocalFlow(1, quiet=True), str(tmp_path / "blobs")
+    )
     v = {row["record_id"]: row["verdict"] for row in res.table.to_pylist()}
     assert [v[f"t{i}"] for i in range(4)] == ["template"] * 4
     assert v["t9"] == "duplicate"  # same patient p0, same normalised text
@@ -248,8 +250,8 @@ def test_template_reports_across_patients_are_kept(ptbxl_texts):
     assert all('"verdict":"template"' in m for m in meta)
 
 
-def test_disabled_is_identity(image_records):
+def test_disabled_is_identity(image_records, tmp_path):
     records, _ = image_records
     groups = [_group(r, "p") for r in records]
-    res = run_dedup(groups, replace(DedupConfig(), enabled=False), LocalRunner(1, quiet=True), "")
+    res = run_dedup(groups, replace(DedupConfig(), enabled=False), LocalFlow(1, quiet=True), str(tmp_path))
     assert res.groups == groups and not res.deduplicated_ids

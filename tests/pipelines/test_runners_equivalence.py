@@ -5,6 +5,7 @@ ECGs with their report rows, and every deliberately broken file of ``quarantine_
 with the demo config. Compared: every file of the output folder except the decode/embedding
 cache (shards, per-shard stats, sizes.json, all parquet manifests, stats.json, build.json).
 The runner object is passed to ``run_build`` so the config (and build.json) stays identical.
+Each runner executes the build as one graph (``pipelines.flow``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import pytest
 
 from pipelines.build import run_build
 from pipelines.config import ShardConfig, load_config
-from pipelines.runners import make_runner
+from pipelines.flow import make_flow
 from tests.conftest import REPO
 from tests.pipelines import runner_helpers as h
 
 RUNNERS = ("local", "beam", "dask")
-SKIP = {"cache", ".lock"}
+SKIP = {"cache", "blobs", ".lock", "run.json"}  # run.json: timings of this run
 ECG_IDS = ("6000", "6001", "6002", "1")
 SERIES_SLICES = 4
 
@@ -75,8 +76,8 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def runners():
-    """One runner per engine for the whole module (Beam's worker pool and Dask's cluster start once)."""
-    rs = {name: make_runner(name, 2, quiet=True) for name in ("beam", "dask")}
+    """One runner per engine for the whole module (Dask's cluster starts once)."""
+    rs = {name: make_flow(name, 2, quiet=True) for name in ("beam", "dask")}
     yield rs
     for r in rs.values():
         r.close()
@@ -170,6 +171,9 @@ def test_rerun_skips_finished_shards_and_rewrites_the_missing_one(builds, name):
     assert b["rerun_snapshot"] == b["snapshot"]
 
 
+BUG = (("wfdb", f"{h.__name__}:decode_bug"),)  # travels with the decode tasks into every worker
+
+
 def _tiny_input(examples_dir: Path, dst: Path) -> Path:
     for f in ("ecg/ptbxl_500hz/HR06000.hea", "ecg/ptbxl_500hz/HR06000.mat", "quarantine_demo/empty.dcm"):
         (dst / "data" / f).parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +190,7 @@ def test_a_bug_fails_the_build_loudly(name, runners, examples_dir, tmp_path):
     input_dir = _tiny_input(examples_dir, tmp_path / "in")
     cfg = _config(input_dir, strict=True)
     with pytest.raises(RuntimeError, match=h.BUG_MESSAGE):
-        run_build(input_dir, tmp_path / "out", cfg, quiet=True, runner=h.BugInjectingRunner(runners[name]))
+        run_build(input_dir, tmp_path / "out", cfg, quiet=True, runner=runners[name], decoder_overrides=BUG)
     assert not (tmp_path / "out" / "manifest.parquet").exists()
 
 
@@ -197,12 +201,30 @@ def test_a_bug_is_quarantined_identically_when_not_strict(runners, examples_dir,
     q = {}
     for name in RUNNERS:
         out = tmp_path / name
-        runner = runners[name] if name != "local" else make_runner("local", 2, quiet=True)
+        runner = runners[name] if name != "local" else make_flow("local", 2, quiet=True)
         try:
-            res = run_build(input_dir, out, cfg, quiet=True, runner=h.BugInjectingRunner(runner))
+            res = run_build(input_dir, out, cfg, quiet=True, runner=runner, decoder_overrides=BUG)
         finally:
             if name == "local":
                 runner.close()
         assert res.n_decoder_errors == 2  # both ECG records
         q[name] = (out / "quarantine.parquet").read_bytes()
     assert q["beam"] == q["local"] and q["dask"] == q["local"]
+
+
+@pytest.mark.parametrize("name", RUNNERS)
+def test_a_hanging_decoder_is_quarantined_as_timeout_on_every_runner(name, runners, examples_dir, tmp_path):
+    """The per-item limit is a watchdog process, not SIGALRM: it works in Beam and Dask workers too."""
+    input_dir = _tiny_input(examples_dir, tmp_path / "in")
+    cfg = _config(input_dir, strict=False)
+    cfg = replace(cfg, limits=replace(cfg.limits, item_timeout_s=2.0))
+    hang = (("wfdb", "tests.fixtures.faulty_decoders:hang"),)
+    runner = runners[name] if name != "local" else make_flow("local", 2, quiet=True)
+    try:
+        res = run_build(input_dir, tmp_path / "out", cfg, quiet=True, runner=runner, decoder_overrides=hang)
+    finally:
+        if name == "local":
+            runner.close()
+    rows = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()
+    assert sorted(r["reason"] for r in rows if r["reason"] == "timeout") == ["timeout", "timeout"]
+    assert res.n_decoder_errors == 0

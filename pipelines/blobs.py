@@ -1,0 +1,53 @@
+"""Content-addressed blob store: where payload bytes live between decoding and shard writing.
+
+The rule of the scale path (docs/scale.md): a worker that produces payload bytes (a PNG, an ECG
+array, a CT volume, a sample's ``meta.json``) writes them here once and passes on a *reference*
+(``sha256`` hex + size); series assembly, embedding and shard writing read them back inside
+workers. The driver and the engine's shuffle only ever see references.
+
+Layout: ``ROOT/ab/cd/<sha256>`` (two fan-out levels keep folders small at 10^6 blobs). Writes
+are atomic (temp name + rename) and idempotent (an existing blob is never rewritten), so a
+retried task or a second worker writing the same content is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: a payload reference: (member suffix, sha256 hex of the bytes, size in bytes)
+PayloadRef = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class BlobStore:
+    """Blobs under ``root`` (a folder every worker can reach: the build folder's ``blobs/``)."""
+
+    root: str
+
+    def path(self, sha: str) -> Path:
+        return Path(self.root, sha[:2], sha[2:4], sha)
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (if new) and return its sha256 hex."""
+        sha = hashlib.sha256(data).hexdigest()
+        p = self.path(sha)
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_name(f"{sha}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, p)
+        return sha
+
+    def get(self, sha: str) -> bytes:
+        return self.path(sha).read_bytes()
+
+    def put_payload(self, payload: tuple[tuple[str, bytes], ...]) -> tuple[PayloadRef, ...]:
+        """``(suffix, bytes)`` pairs → ``(suffix, sha256, size)`` references."""
+        return tuple((suffix, self.put(data), len(data)) for suffix, data in payload)
+
+    def get_payload(self, refs: tuple[PayloadRef, ...]) -> tuple[tuple[str, bytes], ...]:
+        return tuple((suffix, self.get(sha)) for suffix, sha, _ in refs)

@@ -1,0 +1,343 @@
+"""The per-element steps of the build graph (``pipelines.build``), as picklable callables.
+
+Each step takes and yields *headers*: records whose payload lives in the blob store
+(``pipelines.blobs``), so what flows between steps (and through an engine's shuffle) is ids,
+hashes, times and references, about 1-2 kB per record. Steps that need bytes (series assembly,
+the LLM's JSON member, sample ``meta.json``) read or write blobs themselves, in the worker.
+
+Outputs of mixed kind are tagged ``(tag, value)`` pairs, split later with ``flow.Select``:
+``rec`` (an item record header), ``slice`` (a CT/MR slice header), ``group`` (a sample group),
+``q`` (a quarantine record), ``unit`` (an input unit row), ``dedup`` (a deduplicated unit id).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pipelines.blobs import BlobStore
+from pipelines.config import LinkConfig, SourceConfig, SplitConfig
+from pipelines.decode import (
+    KIND_MODALITY,
+    DecodeTask,
+    SeriesAssembler,
+    _decode_with_timeout,
+    quarantine,
+    series_group_key,
+    worker_code_fingerprint,
+)
+from pipelines.discover import discover_folder, list_folders
+from pipelines.link import PatientLinker, SampleGroup, link_group
+from pipelines.samples import member_names, sample_meta
+from pipelines.shards import SampleHeader
+from pipelines.split import split_of
+from schemas.contract import META_MEMBER
+from schemas.modality import Modality
+from schemas.reasons import ReasonCode
+from schemas.records import InputItem, InputKind, QuarantineRecord, ReportRecord, SeriesSlice
+from workers.context import WorkerContext
+from workers.pseudonym import Pseudonymizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One input unit (a file, a table row, a DICOM slice) for ``inputs.parquet`` and accounting."""
+
+    source_id: str
+    file_id: str
+    source_name: str
+    kind: str
+    modality: str
+
+
+# --- discovery ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListFolders:
+    """Seed ``source index`` → ``(source index, folder)`` for every folder holding its files."""
+
+    root: str
+    sources: tuple[SourceConfig, ...]
+
+    def __call__(self, index: int) -> Iterator[tuple[int, str]]:
+        for folder in list_folders(Path(self.root), self.sources, index):
+            yield index, folder
+
+
+@dataclass(frozen=True)
+class DiscoverFolder:
+    """``(source index, folder)`` → the input items whose files lie in that folder."""
+
+    root: str
+    sources: tuple[SourceConfig, ...]
+    pseudo: Pseudonymizer
+
+    def __call__(self, element: tuple[int, str]) -> Iterator[InputItem]:
+        yield from discover_folder(Path(self.root), self.sources, element[0], element[1], self.pseudo)
+
+
+# --- decode ---------------------------------------------------------------------------------------
+
+
+def to_header(rec, store: BlobStore):
+    """Move a record's payload (or a slice's pixels) to the blob store; return the header."""
+    if isinstance(rec, SeriesSlice):
+        return replace(rec, pixels=b"", pixels_ref=store.put(rec.pixels)) if rec.pixels else rec
+    if isinstance(rec, QuarantineRecord) or not rec.payload:
+        return rec
+    return replace(rec, payload=(), payload_refs=store.put_payload(rec.payload))
+
+
+def with_payload(rec, store: BlobStore):
+    """The record with its payload read back from the blob store (inside a worker)."""
+    if isinstance(rec, SeriesSlice):
+        return replace(rec, pixels=store.get(rec.pixels_ref)) if rec.pixels_ref else rec
+    if rec.payload or not rec.payload_refs:
+        return rec
+    return replace(rec, payload=store.get_payload(rec.payload_refs))
+
+
+def _stat_key(task: DecodeTask) -> str:
+    """Decode-cache key from file identity (path, size, mtime) + config + worker code, keyed.
+
+    Stat-based, not content-based: a rerun decides what is finished without reading the
+    corpus again. A file rewritten in place gets a new mtime and is decoded again.
+    """
+    h = hashlib.sha256()
+    for path in (task.item.path, *task.item.companions):
+        st = os.stat(path)
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    h.update(repr((task.item.source_id, task.item.kind, task.item.source_name, task.item.licence)).encode())
+    h.update(repr((task.ctx.image, task.ctx.volume, task.ctx.ecg, task.ctx.report, task.ctx.limits)).encode())
+    h.update(repr(task.decoder_overrides).encode())
+    h.update(worker_code_fingerprint().encode())
+    return task.ctx.pseudo.token("decode-cache", h.hexdigest(), 40)
+
+
+@dataclass(frozen=True)
+class Decode:
+    """Input item → tagged headers: ``rec``/``slice``/``q``/``unit`` (payloads go to the blob store).
+
+    Headers are cached per item (``cache_dir/headers``) under a stat-based key, so a rerun
+    costs a ``stat`` and a small pickle read per finished item.
+    """
+
+    ctxs: dict[str, WorkerContext]
+    strict: bool
+    blob_root: str
+    cache_dir: str = ""
+    decoder_overrides: tuple[tuple[str, str], ...] = ()
+
+    def __call__(self, item: InputItem) -> Iterator[tuple[str, object]]:
+        task = DecodeTask(
+            item, self.ctxs[item.source_name], self.strict, "", decoder_overrides=self.decoder_overrides
+        )
+        for rec in self._decode(task):
+            if isinstance(rec, SeriesSlice):
+                yield "slice", (item.source_id, item.kind.value, rec)
+                continue
+            if isinstance(rec, QuarantineRecord):
+                yield "q", rec
+                ids = [rec.source_id]
+            else:
+                yield "rec", rec
+                ids = list(rec.source_ids)
+            for sid in ids:
+                yield "unit", Unit(sid, item.source_id, item.source_name, item.kind.value, rec.modality.value)
+
+    def _decode(self, task: DecodeTask) -> list:
+        item = task.item
+        path = None
+        if self.cache_dir and item.kind not in (InputKind.EMPTY, InputKind.UNKNOWN):
+            try:
+                key = _stat_key(task)
+            except OSError:
+                return [quarantine(item, ReasonCode.UNREADABLE_FILE, "file could not be read")]
+            path = Path(self.cache_dir, "headers", key[:2], f"{key}.pkl")
+            if path.exists():
+                with open(path, "rb") as f:
+                    return pickle.load(f)
+        store = BlobStore(self.blob_root)
+        outs = [to_header(r, store) for r in _decode_with_timeout(task)]
+        if not outs:
+            reason = (
+                ReasonCode.REPORT_EMPTY
+                if item.kind in (InputKind.REPORT_TABLE, InputKind.REPORT_TEXT)
+                else ReasonCode.DECODER_ERROR
+            )
+            outs = [quarantine(item, reason, "input produced no records")]
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as f:
+                pickle.dump(outs, f, protocol=5)
+            os.replace(tmp, path)
+        return outs
+
+
+def slice_series_key(element: tuple[str, str, SeriesSlice]) -> str:
+    return series_group_key(element[2])
+
+
+def slice_order(element: tuple[str, str, SeriesSlice]) -> str:
+    return element[2].source_id
+
+
+@dataclass(frozen=True)
+class AssembleSeries:
+    """``group`` on series: slice headers → volume (or image/quarantine) headers + unit rows."""
+
+    ctxs: dict[str, WorkerContext]
+    strict: bool
+    blob_root: str
+
+    def __call__(self, key: str, elements: list) -> Iterator[tuple[str, object]]:
+        store = BlobStore(self.blob_root)
+        slices = [with_payload(s, store) for _, _, s in elements]
+        file_of = {s.source_id: (fid, kind) for fid, kind, s in elements}
+        seen: set[str] = set()
+        for rec in SeriesAssembler(self.ctxs, self.strict)(key, slices):
+            if isinstance(rec, QuarantineRecord):
+                yield "q", rec
+                ids = [rec.source_id]
+            else:
+                yield "rec", to_header(rec, store)
+                ids = list(rec.source_ids)
+            for sid in ids:
+                if sid not in file_of or sid in seen:
+                    raise RuntimeError("series assembler returned an unknown or repeated slice (bug)")
+                seen.add(sid)
+                fid, kind = file_of[sid]
+                yield "unit", Unit(sid, fid, rec.source_name, kind, rec.modality.value)
+        if len(seen) != len(file_of):
+            raise RuntimeError(f"series assembler dropped {len(file_of) - len(seen)} slices (bug)")
+
+
+# --- LLM restructuring of reports -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LlmRoute:
+    """Tag report headers of LLM sources ``llm``, everything else ``rec``."""
+
+    sources: frozenset[str]
+
+    def __call__(self, rec) -> Iterator[tuple[str, object]]:
+        yield ("llm" if isinstance(rec, ReportRecord) and rec.source_name in self.sources else "rec"), rec
+
+
+def llm_bucket(rec) -> str:
+    """256 buckets by record id: deterministic batches of a few hundred reports at 10^5."""
+    return rec.record_id[:2]
+
+
+def record_order(rec) -> str:
+    return rec.record_id
+
+
+_STRUCTURERS: dict[str, object] = {}
+
+
+def _structurer(cfg):
+    """One LLM structurer per worker process and config (a server client or an offline worker)."""
+    key = repr(cfg)
+    if key not in _STRUCTURERS:
+        from workers.llm_structurer import LlmStructurer
+
+        s = LlmStructurer(cfg)
+        s.setup()
+        atexit.register(s.close)
+        _STRUCTURERS[key] = s
+    return _STRUCTURERS[key]
+
+
+@dataclass(frozen=True)
+class LlmStage:
+    """``group`` on bucket: restructure reports with the LLM (see ``pipelines.llm_stage``)."""
+
+    options: tuple[tuple[str, object], ...]
+    out_dir: str
+    blob_root: str
+
+    def __call__(self, key: str, recs: list) -> Iterator[object]:  # noqa: ARG002
+        from pipelines.llm_stage import BATCH, _llm_config, restructure
+
+        cfg = _llm_config(dict(self.options), Path(self.out_dir))
+        store = BlobStore(self.blob_root)
+        structurer = _structurer(cfg)
+        for s in range(0, len(recs), BATCH):
+            chunk = [with_payload(r, store) for r in recs[s : s + BATCH]]
+            for rec in restructure(structurer, chunk):
+                yield to_header(rec, store)
+
+
+# --- linking --------------------------------------------------------------------------------------
+
+
+def link_study(key: str, recs: list) -> list[SampleGroup]:
+    return link_group(key, recs)
+
+
+def group_order(g: SampleGroup) -> str:
+    return g.group_key
+
+
+@dataclass(frozen=True)
+class LinkPatient:
+    """``group`` on patient: time-window linking; tags ``group`` / ``q``."""
+
+    cfg: LinkConfig
+
+    def __call__(self, key: str, groups: list[SampleGroup]) -> Iterator[tuple[str, object]]:
+        for g in PatientLinker(self.cfg)(key, groups):
+            yield ("q" if isinstance(g, QuarantineRecord) else "group"), g
+
+
+# --- samples --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildSample:
+    """Sample group → :class:`SampleHeader` (split by patient; ``meta.json`` written as a blob)."""
+
+    pseudo: Pseudonymizer
+    split: SplitConfig
+    blob_root: str
+
+    def __call__(self, group: SampleGroup) -> Iterator[SampleHeader]:
+        split = split_of(group.patient or group.group_key, self.pseudo, self.split)
+        key, meta = sample_meta(group, split, self.pseudo, self.pseudo.is_demo)
+        members = [
+            (name, rec.payload_refs[j][1], rec.payload_refs[j][2]) for name, rec, j in member_names(group)
+        ]
+        members.append((META_MEMBER, BlobStore(self.blob_root).put(meta), len(meta)))
+        parsed = json.loads(meta)
+        recs = group.records
+        yield SampleHeader(
+            key=key,
+            split=split,
+            members=tuple(sorted(members)),
+            patient=group.patient,
+            study=group.study,
+            modalities=tuple(parsed["modalities"]),
+            modality_mask=tuple(parsed["modality_mask"]),
+            record_ids=tuple(r.record_id for r in recs),
+            source_ids=tuple(sid for r in recs for sid in r.source_ids),
+            source_names=tuple(sorted({r.source_name for r in recs})),
+            licences=tuple(sorted({r.licence for r in recs})),
+            item_modalities=tuple(r.modality.value for r in recs),
+            units=tuple((sid, r.modality.value) for r in recs for sid in r.source_ids),
+        )
+
+
+__all__ = ["KIND_MODALITY", "Modality"]
