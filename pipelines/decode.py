@@ -15,12 +15,11 @@ import importlib
 import logging
 import os
 import pickle
-import signal
-import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from pipelines.watchdog import ChildDied, ItemTimeout, call_with_limit, describe_exit
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem, InputKind, QuarantineRecord, SeriesSlice
@@ -59,6 +58,10 @@ class DecodeTask:
     ctx: WorkerContext
     strict: bool
     cache_dir: str  # "" disables the cache
+    #: (InputKind value, "module:function") pairs replacing DECODERS entries for this task: a
+    #: test hook that travels with the task into any worker or watchdog process (a monkeypatch
+    #: of DECODERS does not)
+    decoder_overrides: tuple[tuple[str, str], ...] = ()
 
 
 def _resolve(spec: str):
@@ -113,7 +116,7 @@ def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
         return [quarantine(item, ReasonCode.UNSUPPORTED_FORMAT, "not DICOM, WFDB, NIfTI or a text report")]
     if item.size_bytes > task.ctx.limits.max_file_bytes:
         return [quarantine(item, ReasonCode.LIMIT_EXCEEDED, "file larger than limits.max_file_bytes")]
-    decoder = _resolve(DECODERS[item.kind])
+    decoder = _resolve(dict(task.decoder_overrides).get(item.kind.value, DECODERS[item.kind]))
     try:
         return list(decoder(item, task.ctx))
     except QuarantineError as exc:
@@ -129,30 +132,40 @@ def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
         return [quarantine(item, ReasonCode.DECODER_ERROR, f"unexpected {type(exc).__name__} in decoder")]
 
 
-class _ItemTimeout(BaseException):  # not caught by decoders' broad handlers
-    pass
+def _decode_with_timeout(task: DecodeTask, run=_decode_uncached) -> list[DecodedRecord]:
+    """Run the decoder (``run(task)``) under a wall-clock limit, in this process's watchdog helper.
 
+    ``run`` may post-process in the helper too: the build's decode stage passes one that moves
+    payloads to the blob store there, so only headers cross the pipe back.
 
-def _on_alarm(signum, frame):  # noqa: ARG001
-    raise _ItemTimeout()
-
-
-def _decode_with_timeout(task: DecodeTask) -> list[DecodedRecord]:
-    """Run the decoder under a wall-clock limit (SIGALRM; main thread of a process only)."""
+    Signal-free (``pipelines.watchdog``): the limit holds in any thread of any runner's worker.
+    A hung decoder is killed and quarantined as ``timeout``; a decoder that kills its process
+    (segfault, OOM kill) is quarantined as ``decoder_error``, or raises in strict mode.
+    """
     limit = task.ctx.limits.item_timeout_s
-    if limit <= 0 or threading.current_thread() is not threading.main_thread():
-        return _decode_uncached(task)
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, limit)
+    if limit <= 0:
+        return run(task)
     try:
-        return _decode_uncached(task)
-    except _ItemTimeout:
+        return call_with_limit(run, task, limit)
+    except ItemTimeout:
         return [
             quarantine(task.item, ReasonCode.TIMEOUT, f"decoding exceeded limits.item_timeout_s={limit:g}")
         ]
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    except ChildDied as exc:
+        if task.strict:
+            raise
+        log.error(
+            "decoder process died on source %s (%s; quarantined as decoder_error)",
+            task.item.source_id,
+            describe_exit(exc.returncode),
+        )
+        return [
+            quarantine(
+                task.item,
+                ReasonCode.DECODER_ERROR,
+                f"decoder process died ({describe_exit(exc.returncode)})",
+            )
+        ]
 
 
 def decode_item(task: DecodeTask) -> list[DecodedRecord]:

@@ -28,6 +28,7 @@ from pipelines.decode import (
     KIND_MODALITY,
     DecodeTask,
     SeriesAssembler,
+    _decode_uncached,
     _decode_with_timeout,
     quarantine,
     series_group_key,
@@ -125,6 +126,17 @@ def _stat_key(task: DecodeTask) -> str:
 
 
 @dataclass(frozen=True)
+class DecodeToHeaders:
+    """Decode, then move payloads to the blob store (runs inside the watchdog helper process)."""
+
+    blob_root: str
+
+    def __call__(self, task: DecodeTask) -> list:
+        store = BlobStore(self.blob_root)
+        return [to_header(r, store) for r in _decode_uncached(task)]
+
+
+@dataclass(frozen=True)
 class Decode:
     """Input item → tagged headers: ``rec``/``slice``/``q``/``unit`` (payloads go to the blob store).
 
@@ -167,8 +179,7 @@ class Decode:
             if path.exists():
                 with open(path, "rb") as f:
                     return pickle.load(f)
-        store = BlobStore(self.blob_root)
-        outs = [to_header(r, store) for r in _decode_with_timeout(task)]
+        outs = _decode_with_timeout(task, DecodeToHeaders(self.blob_root))
         if not outs:
             reason = (
                 ReasonCode.REPORT_EMPTY

@@ -18,20 +18,23 @@ def nifti_item(shared_data):
     return InputItem("f-test", str(p), InputKind.NIFTI, "s", "MIT", p.stat().st_size)
 
 
-def test_hanging_decoder_is_quarantined_with_timeout(monkeypatch, nifti_item, ctx):
-    monkeypatch.setitem(decode.DECODERS, InputKind.NIFTI, "tests.fixtures.faulty_decoders:hang")
+def faulty(name: str) -> tuple[tuple[str, str], ...]:
+    """``DecodeTask.decoder_overrides`` replacing the NIfTI decoder by a faulty one."""
+    return (("nifti", f"tests.fixtures.faulty_decoders:{name}"),)
+
+
+def test_hanging_decoder_is_quarantined_with_timeout(nifti_item, ctx):
     ctx = replace(ctx, limits=LimitsConfig(item_timeout_s=0.3))
     t = time.perf_counter()
-    out = decode.decode_item(decode.DecodeTask(nifti_item, ctx, True, ""))
+    out = decode.decode_item(decode.DecodeTask(nifti_item, ctx, True, "", faulty("hang")))
     assert time.perf_counter() - t < 5
     assert [q.reason.value for q in out] == ["timeout"]
 
 
-def test_bug_raises_in_strict_mode_and_is_quarantined_otherwise(monkeypatch, nifti_item, ctx):
-    monkeypatch.setitem(decode.DECODERS, InputKind.NIFTI, "tests.fixtures.faulty_decoders:bug")
+def test_bug_raises_in_strict_mode_and_is_quarantined_otherwise(nifti_item, ctx):
     with pytest.raises(RuntimeError, match="a bug"):
-        decode.decode_item(decode.DecodeTask(nifti_item, ctx, True, ""))
-    out = decode.decode_item(decode.DecodeTask(nifti_item, ctx, False, ""))
+        decode.decode_item(decode.DecodeTask(nifti_item, ctx, True, "", faulty("bug")))
+    out = decode.decode_item(decode.DecodeTask(nifti_item, ctx, False, "", faulty("bug")))
     assert [q.reason.value for q in out] == ["decoder_error"]
     assert "a bug" not in out[0].message  # exception messages may hold PHI: only the type is kept
 

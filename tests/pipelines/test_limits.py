@@ -61,7 +61,8 @@ from workers.pseudonym import Pseudonymizer
 args = json.loads(sys.argv[1])
 ctx = WorkerContext(
     pseudo=Pseudonymizer("limits-secret-0123456789"),
-    limits=LimitsConfig(**args["limits"]),
+    # decode in this process (no watchdog helper process): the probe measures its own peak RSS
+    limits=LimitsConfig(**{"item_timeout_s": 0, **args["limits"]}),
     volume=VolumeConfig(**args.get("volume", {})),
 )
 
