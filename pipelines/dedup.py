@@ -150,13 +150,19 @@ def eligible(u: Unique, n_records: dict[str, int]) -> Iterator[Unique]:
         yield u
 
 
-def embed_bucket_key(u: Unique) -> str:
-    """256 buckets per modality by content hash: deterministic batches whatever the runner."""
-    return f"{u.modality}/{u.ckey[:2]}"
+def embed_bucket(u: Unique, n_unique: dict[str, int]) -> Iterator[tuple[str, Unique]]:
+    """``flat_map_with``: ``ceil(n / 64)`` buckets per modality by content hash, so batches are
+    deterministic whatever the runner (a model's output can depend on the batch it ran in)."""
+    n_buckets = max(1, -(-n_unique[u.modality] // EMBED_BATCH))
+    yield f"{u.modality}/{int(u.ckey[:12], 16) % n_buckets}", u
 
 
-def unique_order(u: Unique) -> str:
-    return u.ckey
+def bucket_key(element: tuple[str, Unique]) -> str:
+    return element[0]
+
+
+def bucket_order(element: tuple[str, Unique]) -> str:
+    return element[1].ckey
 
 
 _EMBEDDERS: dict = {}
@@ -174,7 +180,8 @@ class EmbedBucket:
     blob_root: str
     cache_dir: str
 
-    def __call__(self, key: str, uniques: list[Unique]) -> Iterator[tuple[str, str, str]]:  # noqa: ARG002
+    def __call__(self, key: str, elements: list[tuple[str, Unique]]) -> Iterator[tuple[str, str, str]]:  # noqa: ARG002
+        uniques = [u for _, u in elements]
         mod = Modality(uniques[0].modality)
         checkpoint = dict(self.checkpoints).get(mod.value, "")
         fp = hashlib.sha256(embedder_fingerprint(mod, checkpoint).encode()).hexdigest()[:16]
@@ -445,8 +452,8 @@ def declare_dedup(flow: Flow, groups, cfg: DedupConfig, blob_root: str, cache_di
     )
     checkpoints = tuple((m, getattr(cfg, f"{m}_checkpoint")) for m in ("image", "ecg", "volume"))
     thresholds = tuple((m.value, getattr(cfg, f"{m.value}_threshold")) for m in SAMPLE_MODALITIES)
-    embs = uniques.group(
-        embed_bucket_key, EmbedBucket(checkpoints, blob_root, cache_dir), unique_order, "dedup-embed"
+    embs = uniques.flat_map_with(embed_bucket, n_unique, "dedup-buckets").group(
+        bucket_key, EmbedBucket(checkpoints, blob_root, cache_dir), bucket_order, "dedup-embed"
     )
     bands = embs.flat_map_with(BandKeys(thresholds, blob_root), n_unique, "dedup-bands")
     pairs = bands.group(band_key, BucketPairs(thresholds, blob_root), band_order, "dedup-verify")

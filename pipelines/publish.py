@@ -55,6 +55,7 @@ BUILD_LOCK = ".lock"  # the lock file pipelines.build keeps in its output folder
 CHECK_MARKER = "CHECKED.json"
 SET_INFO = "SET.json"
 CACHE_DIR = "cache"
+BUILD_SIDECARS = (CACHE_DIR, "blobs", "manifest-parts")
 DEFAULT_MAX_QUARANTINE_FRACTION = 0.25
 INDEX_FORMAT = 1
 
@@ -373,12 +374,13 @@ def publish_set(
                 "shards_sha256": marker["digests"][SHARDS],
                 "manifest_sha256": marker["digests"][MANIFEST],
             }
-            # the decode cache is a build-time sidecar, not part of a published set
-            if (build_dir / CACHE_DIR).exists():
-                trash = root / TRASH_DIR / f"{version}-cache-{os.getpid()}"
-                trash.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(build_dir / CACHE_DIR, trash)
-                shutil.rmtree(trash, ignore_errors=True)
+            # build-time sidecars (decode cache, blob store, manifest fragments): not part of a set
+            for sidecar in BUILD_SIDECARS:
+                if (build_dir / sidecar).exists():
+                    trash = root / TRASH_DIR / f"{version}-{sidecar}-{os.getpid()}"
+                    trash.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(build_dir / sidecar, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
             info = {
                 "version": version,
                 "entry": entry,

@@ -1,10 +1,9 @@
-"""Turn a linked sample group into WebDataset members (the contract in ``schemas.contract``)."""
+"""A linked sample group's WebDataset members (the contract in ``schemas.contract``): names and ``meta.json``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 from pipelines.link import SampleGroup
 from schemas.contract import (
@@ -12,7 +11,6 @@ from schemas.contract import (
     ECG_RATE_HZ,
     ECG_SECONDS,
     ECG_UNITS,
-    META_MEMBER,
     member_name,
 )
 from schemas.modality import SAMPLE_MODALITIES, modality_mask
@@ -30,29 +28,6 @@ CONVENTIONS = {
     "report": f"de-identified UTF-8 text; json follows structured-report schema {REPORT_SCHEMA_VERSION}",
     "dates": "shifted by one per-patient offset (PS3.15 retain longitudinal temporal info, modified dates)",
 }
-
-
-@dataclass(frozen=True)
-class BuiltSample:
-    """A sample ready to write: ``members`` in sorted name order."""
-
-    key: str
-    split: str
-    group: SampleGroup
-    members: dict[str, bytes]
-
-    @property
-    def n_bytes(self) -> int:
-        return sum(len(v) for v in self.members.values())
-
-    def member_sha256(self) -> list[str]:
-        return [hashlib.sha256(v).hexdigest() for v in self.members.values()]
-
-    def sample_sha256(self) -> str:
-        h = hashlib.sha256()
-        for name, data in self.members.items():
-            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-        return h.hexdigest()
 
 
 def _record_summary(rec) -> dict:
@@ -116,12 +91,3 @@ def member_names(group: SampleGroup) -> list[tuple[str, object, int]]:
         for j, part in enumerate(parts):
             out.append((member_name(rec.modality, i, part[0]), rec, j))
     return out
-
-
-def build_sample(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_build: bool) -> BuiltSample:
-    """Members ``{modality}_{i}.{suffix}`` per item, plus ``meta.json``, from in-memory payloads."""
-    key, meta = sample_meta(group, split, pseudo, demo_build)
-    members: dict[str, bytes] = {name: rec.payload[j][1] for name, rec, j in member_names(group)}
-    members[META_MEMBER] = meta
-    ordered = {name: members[name] for name in sorted(members)}
-    return BuiltSample(key=key, split=split, group=group, members=ordered)

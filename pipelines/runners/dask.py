@@ -1,129 +1,154 @@
-"""Dask runner: the build's stages on ``dask.distributed``.
+"""Dask backend of the dataflow API (``pipelines.flow``): the whole build as ONE ``dask.bag`` graph.
 
-``map`` maps the stage function over the tasks with ``client.map`` (one Dask task per item) and
-gathers the results in the original order. ``group_map`` is a ``dask.bag`` ``groupby`` with the
-task-based shuffle (a real all-to-all exchange between workers), then the group function per
-key; groups are sorted by key on the driver and each group's items by their original position.
+Graph shape: ``create`` → ``db.from_sequence(seeds)`` (the seeds are the only data embedded in
+the graph: a few per source; never pass large lists); ``flat_map`` → ``map_partitions``, and a
+bag with fewer than ``4 × workers`` partitions (a seed that fanned out into thousands of file
+headers) is then split into that many so every worker gets work; ``group`` → the task shuffle of
+``Bag.groupby(shuffle="tasks")`` (all-to-all between workers; str keys hashed with crc32, the same
+in every process) then ``fn(key, values sorted by order)`` per group; ``gather`` → a one-task
+``reduction`` calling ``fn(all elements sorted by order)``; ``flat_map_with`` → ``map_partitions``
+with that task's Delayed as an argument (computed once, sent worker to worker, never through
+the client); ``union`` → ``db.concat``. ``run(outputs)`` hands all output bags to ONE
+``client.compute``: shared intermediate tasks run once, only the outputs' small rows come back.
 
-Task inputs travel inside the task graph (through the scheduler), not scattered to one worker:
-the scheduler can then rerun the tasks of a worker that died on another worker. Scattered data
-would die with its worker and fail the stage with a "lost data" error instead.
+Only headers travel (ids, hashes, blob references): payloads stay in the blob store under the
+build folder, so every worker must see the input and build folders at the same path. An exception
+in a stage function fails ``run`` with its original type and message (the other tasks are
+cancelled). ``retries`` reruns tasks that *raised* (transient errors, e.g. an unreachable LLM
+server); a task whose worker process died is rescheduled anyway, up to
+``distributed.scheduler.allowed-failures`` times (then ``KilledWorker``): stage functions are
+idempotent.
 
-By default the runner starts a ``LocalCluster(n_workers=N, threads_per_worker=1,
-processes=True, dashboard_address=None)``; with ``scheduler_address`` (``tcp://host:8786``) it
-connects to an existing cluster and leaves it running on ``close()``.
+By default the first ``run`` starts a ``LocalCluster(n_workers=workers, threads_per_worker=1,
+processes=True)`` (spawned workers inherit the driver's ``sys.path`` and environment) and
+``close()`` stops it. On an existing cluster (``--runner dask --dask-scheduler tcp://host:8786``)
+workers need the project installed (``requirements/lock.txt`` + ``pip install -e .``) and the
+secret in their environment (``MEDCORPUS_SECRET``, or ``MEDCORPUS_SECRET_HOOK``)::
 
-A stage function with a ``setup()`` method has it called once per worker process before its
-first task (the place to load models). An exception in a task (a bug; bad input is already a
-quarantine record returned by the worker) is re-raised by ``map``/``group_map`` with its
-original type after the stage's other tasks are cancelled: never swallowed. A raising task is
-not retried unless ``retries`` > 0; a task whose *worker process* dies is rescheduled by the
-scheduler, up to ``distributed.scheduler.allowed-failures`` times (then ``KilledWorker``), which is
-safe because every stage function is idempotent (shards are written atomically and skipped
-when complete).
+    dask scheduler --port 8786
+    MEDCORPUS_SECRET=... dask worker tcp://host:8786 --nworkers 8 --nthreads 1
+    medcorpus build IN --out OUT --runner dask --workers 8 --dask-scheduler tcp://host:8786
+
+``close()`` then only disconnects and the cluster keeps running; ``--workers`` (the cluster's
+worker processes) still sets the partitioning.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+import re
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from tqdm import tqdm
+import dask.bag as db
+from dask.bag.core import groupby_tasks
+
+from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-# worker-process state: (stage token, set-up stage function); one stage runs at a time
-_WORKER_FN: dict[str, Any] = {}
+PARTITIONS_PER_WORKER = 4
 
 
-class _OnWorker:
-    """Picklable task wrapper: set the stage function up once per worker process, then call it."""
+def _crc32(key: str) -> int:
+    return zlib.crc32(key.encode("utf-8", "surrogatepass"))
 
-    def __init__(self, fn: Callable, token: str) -> None:
+
+def _token(desc: str) -> str:
+    return re.sub(r"\W+", "_", desc) or "stage"
+
+
+class _Flat:
+    def __init__(self, fn: FlatFn) -> None:
         self.fn = fn
-        self.token = token
 
-    def _instance(self) -> Callable:
-        fn = _WORKER_FN.get(self.token)
-        if fn is None:
-            _WORKER_FN.clear()  # the previous stage is over: drop its models
-            fn = self.fn
-            hook = getattr(fn, "setup", None)
-            if callable(hook):
-                hook()
-            _WORKER_FN[self.token] = fn
-        return fn
-
-    def __call__(self, task):
-        return self._instance()(task)
-
-    def group(self, part: list) -> list:
-        """Apply to a partition of ``(key, [(i, item), ...])`` groups → ``(key, n, result)``."""
-        fn = self._instance()
-        out = []
-        for key, indexed in part:
-            indexed = sorted(indexed, key=lambda p: p[0])
-            out.append((key, len(indexed), fn(key, [item for _, item in indexed])))
-        return out
+    def __call__(self, part: Iterable) -> list:
+        return [y for x in part for y in self.fn(x)]
 
 
-class _IndexedKey:
-    """``(i, item) -> key_fn(item)`` for the bag groupby."""
+class _FlatWith:
+    def __init__(self, fn: Callable[[Any, Any], Iterable[Any]]) -> None:
+        self.fn = fn
 
-    def __init__(self, key_fn: Callable) -> None:
+    def __call__(self, part: Iterable, side: Any) -> list:
+        return [y for x in part for y in self.fn(x, side)]
+
+
+class _Key:
+    def __init__(self, key_fn: KeyFn) -> None:
         self.key_fn = key_fn
 
-    def __call__(self, pair) -> str:
-        key = self.key_fn(pair[1])
+    def __call__(self, element: Any) -> str:
+        key = self.key_fn(element)
         if not isinstance(key, str):
             raise TypeError(f"group key must be str, got {type(key).__name__}")
         return key
 
 
-def _chunks(seq: list, n: int) -> list[list]:
-    """Split ``seq`` into ``n`` contiguous, nearly equal, non-empty chunks (n <= len(seq))."""
-    size, extra = divmod(len(seq), n)
-    out, start = [], 0
-    for i in range(n):
-        end = start + size + (1 if i < extra else 0)
-        out.append(seq[start:end])
-        start = end
-    return out
+class _Groups:
+    def __init__(self, fn: GroupFn, order: OrderFn) -> None:
+        self.fn = fn
+        self.order = order
+
+    def __call__(self, part: Iterable[tuple[str, list]]) -> list:
+        return [y for k, xs in part for y in self.fn(k, sorted(xs, key=self.order))]
 
 
-class DaskRunner:
-    """Run build stages on a Dask distributed cluster (see the module docstring).
+class _Gather:
+    def __init__(self, fn: Callable[[list], Any], order: OrderFn) -> None:
+        self.fn = fn
+        self.order = order
 
-    Args:
-        workers: worker processes of the local cluster (one thread each); ignored for the
-            cluster size when ``scheduler_address`` is given, but still sets the partitioning.
-        quiet: no progress bars.
-        scheduler_address: ``tcp://host:port`` of a running scheduler; None starts a LocalCluster.
-        partitions_per_worker: bag partitions per worker in group stages.
-        retries: reruns of a task that *raised* (default 0: fail at once, like the local runner).
-            Production builds that call remote services (the vLLM server) may set 1–2 so that a
-            transient ``LlmServerUnavailable`` does not fail the build; a bug still fails it after
-            the retries. Independent of the rescheduling of tasks whose worker died.
-    """
+    def __call__(self, parts: Iterable[list]) -> Any:
+        return self.fn(sorted((x for p in parts for x in p), key=self.order))
+
+
+class _DaskSide:
+    def __init__(self, item) -> None:
+        # a Delayed on the reduction's own key: an Item argument (or an optimized to_delayed) would
+        # copy the upstream tasks under new names and compute them twice
+        self.value = item.to_delayed(optimize_graph=False)
+
+
+class _DaskColl:
+    def __init__(self, flow: DaskFlow, bag: db.Bag) -> None:
+        self.flow = flow
+        self.bag = bag
+
+    def _spread(self, bag: db.Bag) -> db.Bag:
+        p = self.flow.partitions
+        return bag.repartition(npartitions=p) if bag.npartitions < p else bag
+
+    def flat_map(self, fn: FlatFn, desc: str) -> _DaskColl:
+        bag = self.bag.map_partitions(_Flat(fn), token=_token(desc))
+        return _DaskColl(self.flow, self._spread(bag))
+
+    def group(self, key_fn: KeyFn, fn: GroupFn, order: OrderFn, desc: str) -> _DaskColl:
+        # ``Bag.groupby(shuffle="tasks")`` with a crc32 instead of ``tokenize`` as the key hash
+        # (same buckets in every process, 3x less CPU); as many output partitions as input ones
+        grouped = groupby_tasks(self._spread(self.bag), _Key(key_fn), hash=_crc32)
+        return _DaskColl(self.flow, grouped.map_partitions(_Groups(fn, order), token=_token(desc)))
+
+    def gather(self, fn: Callable[[list], Any], order: OrderFn, desc: str) -> _DaskSide:
+        item = self.bag.reduction(list, _Gather(fn, order), split_every=False, name=_token(desc))
+        return _DaskSide(item)
+
+    def flat_map_with(self, fn, side: _DaskSide, desc: str) -> _DaskColl:
+        return _DaskColl(self.flow, self.bag.map_partitions(_FlatWith(fn), side.value, token=_token(desc)))
+
+
+class DaskFlow:
+    """The Flow protocol on ``dask.distributed`` (see the module docstring)."""
 
     def __init__(
-        self,
-        workers: int = 1,
-        quiet: bool = False,
-        scheduler_address: str | None = None,
-        partitions_per_worker: int = 4,
-        retries: int = 0,
+        self, workers: int = 1, quiet: bool = False, scheduler_address: str | None = None, retries: int = 0
     ) -> None:
         self.workers = max(1, int(workers))
         self.quiet = quiet
         self.scheduler_address = scheduler_address or None
-        self.partitions_per_worker = max(1, partitions_per_worker)
-        self.retries = max(0, retries)
+        self.retries = max(0, int(retries))
+        self.partitions = PARTITIONS_PER_WORKER * self.workers
         self._client = None
         self._cluster = None
 
@@ -131,92 +156,47 @@ class DaskRunner:
     def client(self):
         """The ``distributed.Client``, started on first use."""
         if self._client is None:
-            from dask.distributed import Client, LocalCluster
+            from distributed import Client, LocalCluster
 
             if self.scheduler_address:
-                self._client = Client(self.scheduler_address)
-                log.info("dask: connected to an existing scheduler")
+                self._client = Client(self.scheduler_address, set_as_default=False)
+                log.info("dask: connected to %s", self.scheduler_address)
             else:
                 self._cluster = LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
+                    n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None
                 )
-                self._client = Client(self._cluster)
+                self._client = Client(self._cluster, set_as_default=False)
                 log.info("dask: LocalCluster with %d worker processes", self.workers)
         return self._client
 
-    def _n_workers(self) -> int:
-        if self.scheduler_address:
-            return max(1, len(self.client.scheduler_info().get("workers", {})))
-        return self.workers
-
-    def _wait(self, futures: list, desc: str, unit: str) -> None:
-        """Progress over ``futures``; on the first failure cancel the rest and re-raise it."""
-        from dask.distributed import as_completed
-
-        bar = tqdm(total=len(futures), desc=desc, unit=unit, disable=self.quiet, leave=False)
-        try:
-            for fut in as_completed(futures):
-                if fut.status == "error":
-                    self.client.cancel([f for f in futures if not f.done()])
-                    log.error("Dask stage %r failed (an exception in a task: see the traceback)", desc)
-                    fut.result()  # raises the task's exception with its original type
-                bar.update()
-        finally:
-            bar.close()
-
-    def map(self, fn: Callable[[T], R], tasks: Sequence[T], desc: str) -> list[R]:
-        """``[fn(t) for t in tasks]`` on the cluster; order preserved."""
-        tasks = list(tasks)
-        if not tasks:
-            return []
-        client = self.client
-        token = f"{desc}-{uuid.uuid4().hex}"
-        futures = client.map(
-            _OnWorker(fn, token),
-            tasks,
-            pure=False,
-            key=[f"{token}-{i}" for i in range(len(tasks))],
-            retries=self.retries,
+    def create(self, elements: list, desc: str) -> _DaskColl:  # noqa: ARG002
+        elements = list(elements)
+        return _DaskColl(
+            self, db.from_sequence(elements, npartitions=max(1, min(len(elements), self.partitions)))
         )
-        self._wait(futures, desc, "item")
-        return client.gather(futures)
 
-    def group_map(
-        self, key_fn: Callable[[T], str], fn: Callable[[str, list[T]], R], items: Sequence[T], desc: str
-    ) -> list[R]:
-        """Bag groupby (task shuffle) on ``key_fn``; ``fn(key, group)`` per key, sorted by key."""
-        import dask
-        import dask.bag as db
+    def union(self, *colls: _DaskColl) -> _DaskColl:
+        return _DaskColl(self, db.concat([c.bag for c in colls]))
 
-        items = list(items)
-        if not items:
-            return []
+    def run(self, outputs: dict[str, _DaskColl]) -> dict[str, list]:
+        if not outputs:
+            return {}
+        names = list(outputs)
         client = self.client
-        token = f"{desc}-{uuid.uuid4().hex}"
-        nparts = min(len(items), self._n_workers() * self.partitions_per_worker)
-        # partitions as named literals: ``db.from_sequence`` would tokenize (hash the repr of) every
-        # payload byte, seconds per stage for a few hundred MB of records
-        parts = [
-            dask.delayed(chunk, name=f"{token}-in-{j}", traverse=False)
-            for j, chunk in enumerate(_chunks(list(enumerate(items)), nparts))
-        ]
-        bag = db.from_delayed(parts)
-        grouped = bag.groupby(_IndexedKey(key_fn), shuffle="tasks", npartitions=bag.npartitions)
-        applied = grouped.map_partitions(_OnWorker(fn, token).group)
-        futures = client.compute(applied.to_delayed(), retries=self.retries)
-        self._wait(futures, desc, "partition")
-        groups = sorted((g for part in client.gather(futures) for g in part), key=lambda g: g[0])
-        n_items = sum(n for _, n, _ in groups)
-        keys = [k for k, _, _ in groups]
-        if n_items != len(items) or len(set(keys)) != len(keys):
-            raise RuntimeError(f"Dask stage {desc!r}: groups cover {n_items} of {len(items)} items")
-        return [r for _, _, r in groups]
+        futures = client.compute([outputs[n].bag for n in names], retries=self.retries)
+        try:
+            if not self.quiet:
+                from distributed import progress
+
+                progress(futures, scheduler=client.scheduler.address)
+            results = client.gather(futures)
+        except BaseException:
+            client.cancel(futures)
+            raise
+        return {n: list(r) for n, r in zip(names, results, strict=True)}
 
     def close(self) -> None:
-        """Close the client; shut down the LocalCluster if this runner started it."""
+        """Disconnect; stop the LocalCluster if this flow started it."""
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -1,0 +1,224 @@
+"""The Dask backend of the dataflow API: one graph per run, existing clusters, failures, graph size.
+
+The stage functions below are module-level so that worker processes can unpickle them (they
+import ``tests.pipelines.test_flow_dask``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+
+import cloudpickle  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+from distributed.core import Status  # noqa: E402
+
+from pipelines.runners.dask import DaskFlow  # noqa: E402
+from tests.pipelines import flow_helpers as h  # noqa: E402
+
+# --- stage functions (run in worker processes) ------------------------------------------------------
+
+
+def logged_expand(seed: tuple[str, int]) -> Iterable[int]:
+    """Expand like ``h.expand`` and append one line per call to a log file."""
+    log, n = seed
+    with open(log, "a") as f:
+        f.write(f"{n}\n")
+    return range(10 * n, 10 * n + 10)
+
+
+def fan_out(n: int) -> Iterable[int]:
+    return range(n)
+
+
+def slow_pid(x: int) -> Iterable[tuple[int, int]]:
+    time.sleep(0.02)  # long enough for the scheduler to spread (steal) tasks
+    yield x, os.getpid()
+
+
+def key256(x: int) -> str:
+    return f"k{x % 256:03d}"
+
+
+def count_group(key: str, xs: list) -> Iterable[tuple]:
+    yield key, len(xs), xs == sorted(xs)
+
+
+def count_all(xs: list) -> int:
+    return len(xs)
+
+
+def every_1000th_below(x: int, n: int) -> Iterable[int]:
+    if x < n and x % 1000 == 0:
+        yield x
+
+
+def die_once(element: tuple[str, int]) -> Iterable[int]:
+    """Kill the worker process the first time element 2 is seen (marker file), then pass through."""
+    marker, n = element
+    if n == 2 and not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    yield n
+
+
+def fail_once(element: tuple[str, int]) -> Iterable[int]:
+    """Raise (a transient error) the first time element 1 is seen, then pass through."""
+    marker, n = element
+    if n == 1 and not os.path.exists(marker):
+        Path(marker).touch()
+        raise ConnectionError("transient: server unavailable")
+    yield n
+
+
+class WithMarker:
+    """``n -> (marker, n)`` (a picklable closure)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __call__(self, n: int) -> Iterable[tuple[str, int]]:
+        yield self.marker, n
+
+
+def bad_value(x: int) -> Iterable[int]:
+    if x == 13:
+        raise ValueError(f"bad element {x} in stage")
+    yield x
+
+
+# --- fixtures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """An 'existing' cluster the flows connect to (one start for the whole module)."""
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        yield c
+
+
+def _flow(cluster, **kw) -> DaskFlow:
+    return DaskFlow(workers=2, quiet=True, scheduler_address=cluster.scheduler_address, **kw)
+
+
+def _wait_for_two_workers(cluster) -> None:
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
+
+
+def _run(flow: DaskFlow, outputs):
+    try:
+        return flow.run(outputs)
+    finally:
+        flow.close()
+
+
+# --- tests -----------------------------------------------------------------------------------------------
+
+
+def test_the_graph_is_computed_once_and_shared_steps_run_once(cluster, tmp_path, monkeypatch):
+    calls = []
+    original = Client.compute
+
+    def counting(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "compute", counting)
+    log = tmp_path / "expand.log"
+    flow = _flow(cluster)
+    nums = flow.create([(str(log), n) for n in range(3)], "seeds").flat_map(logged_expand, "expand")
+    side = nums.gather(h.total, h.ident, "total")
+    outputs = {
+        "nums": nums,
+        "groups": nums.group(h.mod3, h.group_summary, h.ident, "group"),
+        "scaled": nums.flat_map_with(h.scale, side, "scale"),
+        "evens": nums.flat_map(h.tag_parity, "tag"),
+    }
+    out = _run(flow, outputs)
+
+    assert len(calls) == 1  # one submission for all four outputs
+    assert sorted(log.read_text().split()) == ["0", "1", "2"]  # nums computed once, not once per consumer
+    assert sorted(out["nums"]) == list(range(30))
+    assert dict(out["groups"])["k1"] == tuple(range(1, 30, 3))
+    assert sorted(out["scaled"]) == [(x, 30 * x) for x in range(30)]
+
+
+def test_an_existing_scheduler_keeps_running_after_close(cluster):
+    flow = _flow(cluster)
+    pids = _run(flow, {"p": flow.create(list(range(4)), "s").flat_map(h.pid_of, "pid")})["p"]
+    assert os.getpid() not in {p for _, p in pids}
+    assert flow._cluster is None and flow._client is None
+    assert cluster.scheduler.status == Status.running
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_a_killed_worker_process_is_rescheduled(cluster, tmp_path):
+    marker = str(tmp_path / "died")
+    flow = _flow(cluster)
+    nums = flow.create([8], "s").flat_map(fan_out, "fan").flat_map(WithMarker(marker), "pair")
+    out = _run(flow, {"n": nums.flat_map(die_once, "die")})
+    assert os.path.exists(marker)  # the worker really died once
+    assert sorted(out["n"]) == list(range(8))
+    _wait_for_two_workers(cluster)  # the nanny restarts the dead worker
+
+
+def test_fan_out_feeds_both_workers(cluster):
+    _wait_for_two_workers(cluster)
+    flow = _flow(cluster)
+    pids = _run(flow, {"p": flow.create([160], "s").flat_map(fan_out, "fan").flat_map(slow_pid, "pid")})["p"]
+    assert sorted(x for x, _ in pids) == list(range(160))
+    assert len({p for _, p in pids}) == 2  # one seed, yet both workers got elements
+
+
+def test_an_exception_fails_the_run_with_its_message(cluster):
+    flow = _flow(cluster)
+    with pytest.raises(ValueError, match="bad element 13 in stage"):
+        _run(flow, {"x": flow.create([40], "s").flat_map(fan_out, "fan").flat_map(bad_value, "bad")})
+
+
+def test_retries_cover_a_transient_error(cluster, tmp_path):
+    def build(flow, marker):
+        seeds = flow.create([(marker, n) for n in range(3)], "s")
+        return {"x": seeds.flat_map(fail_once, "flaky")}
+
+    flow = _flow(cluster)
+    with pytest.raises(ConnectionError, match="transient"):
+        _run(flow, build(flow, str(tmp_path / "a")))
+    flow = _flow(cluster, retries=1)
+    assert sorted(_run(flow, build(flow, str(tmp_path / "b")))["x"]) == [0, 1, 2]
+
+
+def test_the_graph_holds_only_the_seeds(cluster):
+    def build(flow, n):
+        nums = flow.create([n], "seeds").flat_map(fan_out, "fan")
+        side = nums.gather(count_all, h.ident, "count")
+        return {
+            "groups": nums.group(key256, count_group, h.ident, "group"),
+            "some": nums.flat_map_with(every_1000th_below, side, "keep"),
+        }
+
+    def graph_bytes(n):
+        flow = DaskFlow(workers=2, quiet=True)
+        outputs = build(flow, n)
+        assert flow._client is None  # building the graph starts nothing
+        graph = {k: v for c in outputs.values() for k, v in c.bag.__dask_graph__().items()}
+        return len(cloudpickle.dumps(graph))
+
+    small, large = graph_bytes(10), graph_bytes(10_000)
+    assert large < 64_000
+    assert abs(large - small) < 64  # the expansion is not in the graph
+
+    flow = _flow(cluster)
+    out = _run(flow, build(flow, 10_000))
+    assert len(out["groups"]) == 256
+    assert sum(n for _, n, _ in out["groups"]) == 10_000
+    assert all(ordered for _, _, ordered in out["groups"])
+    assert sorted(out["some"]) == list(range(0, 10_000, 1000))
