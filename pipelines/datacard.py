@@ -10,8 +10,11 @@ Inputs (all written by ``pipelines.build``):
 * ``manifest.parquet`` (``SampleRecord`` rows), ``shards.parquet``, ``quarantine.parquet``
   (``QuarantineRecord``), ``inputs.parquet`` (every input unit: source_id, file_id, source_name,
   kind, modality), ``stats.json`` and ``build.json`` (config, tool versions, demo flag);
-* the shards themselves: every sample's ``meta.json`` (and ``report_{i}.txt``/``.json``) is read
-  for the distributions; a few samples' payloads for the gallery;
+* the card statistics of every shard: the ``card`` section of its stats JSON
+  (``shards/{split}/{split}-NNNNNN.json``), computed by :func:`shard_card_stats` while the shard
+  is written; a shard without one (built by an older version) has them computed from its tar's
+  ``meta.json`` and ``report_{i}.txt``/``.json`` members. Besides that, only the gallery's
+  samples (and kept images of the dedup clusters shown) are read from the tars;
 * optionally ``dedup.parquet`` (``pipelines.dedup``), one row per record that fell into a
   near-duplicate cluster. Columns the card reads:
 
@@ -414,63 +417,272 @@ def _dedup_summary(rows: list[dict], stats: dict) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# one pass over the shards: meta.json and report members of every sample
+# per-shard card statistics: computed by the shard writer (or, for older builds, from the tar)
 # ---------------------------------------------------------------------------------------------
+
+#: key of the card section in a per-shard stats JSON (``shards/{split}/{split}-NNNNNN.json``)
+CARD_STATS_KEY = "card"
+#: layout version of that section; a section of another version is ignored (recomputed from the tar)
+CARD_STATS_VERSION = 1
+#: characters of report text shown for a report in a dedup cluster
+DEDUP_PREVIEW_CHARS = 200
+#: characters of each report's text kept in the card statistics (the gallery excerpt or the dedup
+#: preview, whichever is longer); one more is kept, so the card knows whether the text was cut
+KEEP_CHARS = max(DatacardConfig.excerpt_chars, DEDUP_PREVIEW_CHARS)
+
+
+def is_card_member(member: str) -> bool:
+    """Whether :func:`shard_card_stats` reads this member (``meta.json``, ``report_{i}.txt``/``.json``):
+    a writer may hand over only these and drop the payloads early."""
+    return member == META_MEMBER or (member.startswith("report_") and member.endswith((".txt", ".json")))
+
+
+def _findings(data: bytes) -> list[dict]:
+    """The structured findings of a ``report_{i}.json`` member (``[]`` if unreadable)."""
+    try:
+        found = json.loads(data).get("findings") or []
+        return [f for f in found if isinstance(f, dict)]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
+def _card_counts() -> dict[str, Any]:
+    """An empty ``counts`` block of the card statistics (see :func:`shard_card_stats`)."""
+    return {
+        "items": {},
+        "conventions": {},
+        "image": {
+            "rows": [],
+            "columns": [],
+            "pixel_spacing_mm": {},
+            "photometric": {},
+            "dicom_modality": {},
+            "multi_frame": 0,
+            "pixel_steps": {},
+        },
+        "volume": {"shape": {}, "spacing_mm": {}, "orientation": {}, "source_format": {}, "hounsfield": 0},
+        "ecg": {
+            "source_duration_s": [],
+            "duration_not_recorded": 0,
+            "original_rate_hz": {},
+            "stored": {},
+            "with_qc_flags": 0,
+            "qc_flags": {},
+        },
+        "report": {"languages": {}, "report_types": {}, "entities": {}},
+        "deid": {},
+    }
+
+
+def _bump(counter: dict, key: Any, n: int = 1) -> None:
+    key = str(key)
+    counter[key] = counter.get(key, 0) + n
+
+
+def _item_counts(c: dict[str, Any], it: dict) -> None:
+    """Add one ``meta.json`` item to the ``counts`` block ``c``."""
+    modality = it.get("modality", "")
+    _bump(c["items"], modality)
+    if modality == "image":
+        im = c["image"]
+        im["rows"].append(it.get("rows", 0))
+        im["columns"].append(it.get("columns", 0))
+        _bump(im["pixel_spacing_mm"], _pixel_spacing(it))
+        _bump(im["photometric"], it.get("photometric", ""))
+        _bump(im["dicom_modality"], it.get("dicom_modality", "") or "(none)")
+        im["multi_frame"] += int(int(it.get("frames", 1) or 1) > 1)
+        for s in it.get("pixel_steps", []):
+            _bump(im["pixel_steps"], s)
+    elif modality == "volume":
+        v = c["volume"]
+        _bump(v["shape"], _dims(it.get("shape", [])))
+        _bump(v["spacing_mm"], _dims(it.get("spacing_mm", [])))
+        _bump(v["orientation"], it.get("orientation", ""))
+        _bump(v["source_format"], it.get("source_format", ""))
+        v["hounsfield"] += int(bool(it.get("hounsfield")))
+    elif modality == "ecg":
+        e = c["ecg"]
+        d = (it.get("meta") or {}).get("source_duration_s")
+        if isinstance(d, int | float):
+            e["source_duration_s"].append(float(d))
+        else:
+            e["duration_not_recorded"] += 1
+        _bump(e["original_rate_hz"], f"{float(it.get('original_rate_hz', 0)):g}")
+        _bump(
+            e["stored"],
+            f"{len(it.get('leads', []))} leads x {it.get('n_samples', 0)} @ {float(it.get('sampling_rate_hz', 0)):g} Hz",
+        )
+        flags = it.get("qc_flags", [])
+        e["with_qc_flags"] += int(bool(flags))
+        for f in flags:
+            _bump(e["qc_flags"], f.split(":", 1)[0])
+    elif modality == "report":
+        r = c["report"]
+        _bump(r["languages"], it.get("language", "") or "(unknown)")
+        _bump(r["report_types"], it.get("report_type", "") or "(unknown)")
+    deid = (it.get("meta") or {}).get("deid")
+    if not isinstance(deid, dict):
+        return
+    d = c["deid"].setdefault(str(modality), {"audited": 0, "descriptions": {}, "fields": {}})
+    d["audited"] += 1
+    for k in DEID_TEXT_KEYS:
+        v = deid.get(k)
+        if isinstance(v, str) and v:
+            _bump(d["descriptions"].setdefault(k, {}), v)
+        elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            _bump(d["descriptions"].setdefault(k, {}), "; ".join(v))
+    for k in DEID_FIELD_KEYS:
+        v = deid.get(k)
+        if isinstance(v, list | dict) and v:
+            fields_ = d["fields"].setdefault(k, {})
+            for x in v:
+                _bump(fields_, x)
+
+
+def shard_card_stats(samples: list[tuple[str, dict[str, bytes]]], keep_chars: int = KEEP_CHARS) -> dict:
+    """Everything the data card needs from one shard, computed from its samples as written.
+
+    ``samples``: the shard's samples in order, ``(key, {member name: bytes})`` with member names
+    as in the tar without the key (``meta.json``, ``image_0.png``, ``report_0.txt``, ...). Only
+    ``meta.json`` and the ``report_{i}.txt``/``.json`` members are read (payloads may be left
+    out). The result is JSON-serialisable, holds no payload bytes, and is stored by the shard
+    writer under ``"card"`` (:data:`CARD_STATS_KEY`) in the shard's stats JSON; the card merges
+    the sections of all shards (``_Scan.add``) and reads only the gallery's few members from the
+    tars. Layout (version :data:`CARD_STATS_VERSION`):
+
+    * ``version``, ``keep_chars``;
+    * ``samples``: columns, one entry per sample with a ``meta.json``, in shard order: ``key``,
+      ``split``, ``modalities``, ``items`` (``[member_prefix, record_id]`` per item, in meta
+      order) and ``reports`` (``{prefix: [chars, words, findings, head]}`` per report item:
+      text length in characters and words, number of structured findings, and the first
+      ``keep_chars + 1`` characters of the de-identified text);
+    * ``counts``: additive totals and value lists (merged by adding numbers, concatenating
+      lists): items per modality, convention values, the distribution counters of images,
+      volumes, ECGs and reports (entities: label → assertion → count), and per modality the
+      de-identification audits (descriptions in force and touched field names, never values).
+    """
+    c = _card_counts()
+    cols: dict[str, list] = {"key": [], "split": [], "modalities": [], "items": [], "reports": []}
+    for key, members in samples:
+        raw = members.get(META_MEMBER)
+        if raw is None:
+            continue
+        meta = json.loads(raw)
+        items = meta.get("items", [])
+        reports: dict[str, list] = {}
+        for it in items:
+            _item_counts(c, it)
+            prefix = it.get("member_prefix", "")
+            if not prefix.startswith("report_"):
+                continue
+            found = _findings(members[f"{prefix}.json"]) if f"{prefix}.json" in members else []
+            for f in found:
+                ent = c["report"]["entities"].setdefault(str(f.get("label", "")), {})
+                _bump(ent, f.get("assertion", ""))
+            if f"{prefix}.txt" in members:
+                text = members[f"{prefix}.txt"].decode("utf-8", "replace")
+                reports[prefix] = [len(text), len(text.split()), len(found), text[: keep_chars + 1]]
+            else:
+                reports[prefix] = [0, 0, len(found), ""]
+        for k, v in sorted(meta.get("conventions", {}).items()):
+            _bump(c["conventions"].setdefault(k, {}), v)
+        cols["key"].append(key)
+        cols["split"].append(meta.get("split", ""))
+        cols["modalities"].append(list(meta.get("modalities", [])))
+        cols["items"].append([[it.get("member_prefix", ""), it.get("record_id", "")] for it in items])
+        cols["reports"].append(reports)
+    return {"version": CARD_STATS_VERSION, "keep_chars": keep_chars, "samples": cols, "counts": c}
+
+
+def _add_counts(into: dict, part: Mapping) -> None:
+    """Merge one ``counts`` block into another: numbers add, lists concatenate, dicts recurse."""
+    for k, v in part.items():
+        if isinstance(v, Mapping):
+            _add_counts(into.setdefault(k, {}), v)
+        elif isinstance(v, list):
+            into.setdefault(k, []).extend(v)
+        else:
+            into[k] = into.get(k, 0) + v
+
+
+def _tar_samples(path: Path) -> list[tuple[str, dict[str, bytes]]]:
+    """The samples of a shard tar with only the members :func:`shard_card_stats` reads."""
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if not member.isfile() or "." not in member.name:
+                continue
+            key, suffix = member.name.split(".", 1)
+            if is_card_member(suffix):
+                samples.setdefault(key, {})[suffix] = tar.extractfile(member).read()
+    return list(samples.items())
+
+
+def _shard_card_section(build_dir: Path, shard: str) -> dict | None:
+    """The ``card`` section of a shard's stats JSON, or ``None`` (no JSON, older build, other version)."""
+    path = (build_dir / SHARDS_DIR / shard).with_suffix(".json")
+    try:
+        section = json.loads(path.read_text()).get(CARD_STATS_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if (
+        isinstance(section, dict)
+        and section.get("version") == CARD_STATS_VERSION
+        and isinstance(section.get("samples"), dict)
+        and isinstance(section.get("counts"), dict)
+    ):
+        return section
+    return None
 
 
 @dataclass
 class _Scan:
-    """Everything the card needs from inside the shards (payloads only for the gallery)."""
+    """The card statistics of all shards, merged (payloads are read only for the gallery)."""
 
-    items: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
-    texts: dict[tuple[str, str], str] = field(default_factory=dict)  # (key, prefix) → text head
-    text_size: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # → (chars, words)
-    findings: dict[tuple[str, str], list[dict]] = field(default_factory=dict)  # structured report findings
-    samples: dict[str, dict] = field(
-        default_factory=dict
-    )  # key → {shard, split, modalities, prefixes, items}
-    record_index: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # record → (key, prefix, mod)
-    conventions: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    #: key → {shard, split, modalities, prefixes, reports: {prefix: [chars, words, findings, head]}}
+    samples: dict[str, dict] = field(default_factory=dict)
+    record_index: dict[str, tuple[str, str]] = field(default_factory=dict)  # record → (key, prefix)
+    counts: dict[str, Any] = field(default_factory=_card_counts)
+    from_tars: int = 0  # shards whose statistics were computed from the tar (no card section)
+
+    def add(self, shard: str, part: Mapping[str, Any]) -> None:
+        cols = part["samples"]
+        for key, split, mods, items, reports in zip(
+            cols["key"], cols["split"], cols["modalities"], cols["items"], cols["reports"], strict=True
+        ):
+            self.samples[key] = {
+                "shard": shard,
+                "split": split,
+                "modalities": list(mods),
+                "prefixes": [p for p, _ in items],
+                "reports": reports,
+            }
+            for prefix, record_id in items:
+                self.record_index[record_id] = (key, prefix)
+        _add_counts(self.counts, part["counts"])
+
+    def report(self, key: str, prefix: str) -> tuple[int, int, int, str]:
+        """(chars, words, findings, head) of one report item (zeros if it has no members)."""
+        chars, words, n_found, head = self.samples[key]["reports"].get(prefix, (0, 0, 0, ""))
+        return int(chars), int(words), int(n_found), str(head)
 
 
 def _scan_shards(build_dir: Path, shard_names: list[str], keep_chars: int, quiet: bool) -> _Scan:
-    """Read every sample's meta.json and report members; keep only the first ``keep_chars`` + 1
-    characters of each report text (enough for an excerpt and to know it was cut)."""
+    """Merge the card statistics of every shard: the ``card`` section of its stats JSON, else
+    (a build by an older version) :func:`shard_card_stats` over its tar's meta and report members."""
     scan = _Scan()
     for name in tqdm(shard_names, desc="datacard: scan", unit="shard", disable=quiet, leave=False):
-        with tarfile.open(build_dir / SHARDS_DIR / name) as tar:
-            for member in tar:
-                if not member.isfile() or "." not in member.name:
-                    continue
-                key, suffix = member.name.split(".", 1)
-                if suffix == META_MEMBER:
-                    meta = json.loads(tar.extractfile(member).read())
-                    scan.samples[key] = {
-                        "shard": name,
-                        "split": meta.get("split", ""),
-                        "modalities": list(meta.get("modalities", [])),
-                        "prefixes": [it.get("member_prefix", "") for it in meta.get("items", [])],
-                        "items": meta.get("items", []),
-                    }
-                    for it in meta.get("items", []):
-                        scan.items[it.get("modality", "")].append(it)
-                        scan.record_index[it.get("record_id", "")] = (
-                            key,
-                            it.get("member_prefix", ""),
-                            it.get("modality", ""),
-                        )
-                    for k, v in sorted(meta.get("conventions", {}).items()):
-                        scan.conventions[k][str(v)] += 1
-                elif suffix.startswith("report_") and suffix.endswith(".txt"):
-                    text = tar.extractfile(member).read().decode("utf-8", "replace")
-                    scan.texts[(key, suffix[:-4])] = text[: keep_chars + 1]
-                    scan.text_size[(key, suffix[:-4])] = (len(text), len(text.split()))
-                elif suffix.startswith("report_") and suffix.endswith(".json"):
-                    try:
-                        found = json.loads(tar.extractfile(member).read()).get("findings") or []
-                    except (ValueError, AttributeError):
-                        found = []
-                    scan.findings[(key, suffix[:-5])] = [f for f in found if isinstance(f, dict)]
+        part = _shard_card_section(build_dir, name)
+        if part is None:
+            part = shard_card_stats(_tar_samples(build_dir / SHARDS_DIR / name), keep_chars)
+            scan.from_tars += 1
+        scan.add(name, part)
+    if scan.from_tars:
+        log.info(
+            "data card: %d of %d shards had no card statistics (read from the tar)",
+            scan.from_tars,
+            len(shard_names),
+        )
     return scan
 
 
@@ -483,75 +695,71 @@ def _pixel_spacing(it: dict) -> str:
     return "not recorded"
 
 
+def _by_count(counter: Mapping[str, int]) -> dict[str, int]:
+    """A merged counter sorted like :func:`_counts` (descending count, then key)."""
+    return {k: int(counter[k]) for k in sorted(counter, key=lambda k: (-counter[k], k))}
+
+
 def _distributions(scan: _Scan, cfg: DatacardConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Distribution numbers (JSON) and the raw value lists the plots need."""
+    c = scan.counts
+    n_items = c["items"]
     raw: dict[str, Any] = {}
     out: dict[str, Any] = {}
-    imgs = scan.items.get("image", [])
-    raw["image_sizes"] = [(int(i.get("columns", 0)), int(i.get("rows", 0))) for i in imgs]
+    im = c["image"]
+    raw["image_sizes"] = [(int(x), int(y)) for x, y in zip(im["columns"], im["rows"], strict=True)]
     out["image"] = {
-        "items": len(imgs),
-        "rows": _summary([i.get("rows", 0) for i in imgs]),
-        "columns": _summary([i.get("columns", 0) for i in imgs]),
-        "pixel_spacing_mm": _counts(_pixel_spacing(i) for i in imgs),
-        "photometric": _counts(i.get("photometric", "") for i in imgs),
-        "dicom_modality": _counts(i.get("dicom_modality", "") or "(none)" for i in imgs),
-        "multi_frame": sum(1 for i in imgs if int(i.get("frames", 1) or 1) > 1),
-        "pixel_steps": _counts(s for i in imgs for s in i.get("pixel_steps", [])),
+        "items": int(n_items.get("image", 0)),
+        "rows": _summary(im["rows"]),
+        "columns": _summary(im["columns"]),
+        "pixel_spacing_mm": _by_count(im["pixel_spacing_mm"]),
+        "photometric": _by_count(im["photometric"]),
+        "dicom_modality": _by_count(im["dicom_modality"]),
+        "multi_frame": im["multi_frame"],
+        "pixel_steps": _by_count(im["pixel_steps"]),
     }
-    vols = scan.items.get("volume", [])
+    vol = c["volume"]
     out["volume"] = {
-        "items": len(vols),
-        "shape": _counts(_dims(v.get("shape", [])) for v in vols),
-        "spacing_mm": _counts(_dims(v.get("spacing_mm", [])) for v in vols),
-        "orientation": _counts(v.get("orientation", "") for v in vols),
-        "source_format": _counts(v.get("source_format", "") for v in vols),
-        "hounsfield": sum(1 for v in vols if v.get("hounsfield")),
+        "items": int(n_items.get("volume", 0)),
+        "shape": _by_count(vol["shape"]),
+        "spacing_mm": _by_count(vol["spacing_mm"]),
+        "orientation": _by_count(vol["orientation"]),
+        "source_format": _by_count(vol["source_format"]),
+        "hounsfield": vol["hounsfield"],
     }
-    ecgs = scan.items.get("ecg", [])
-    durations = [(e.get("meta") or {}).get("source_duration_s") for e in ecgs]
-    raw["ecg_durations"] = [float(d) for d in durations if isinstance(d, int | float)]
-    flags = [f for e in ecgs for f in e.get("qc_flags", [])]
+    ecg = c["ecg"]
+    raw["ecg_durations"] = [float(d) for d in ecg["source_duration_s"]]
     out["ecg"] = {
-        "items": len(ecgs),
+        "items": int(n_items.get("ecg", 0)),
         "source_duration_s": _summary(raw["ecg_durations"]),
-        "duration_not_recorded": sum(1 for d in durations if not isinstance(d, int | float)),
-        "original_rate_hz": _counts(f"{float(e.get('original_rate_hz', 0)):g}" for e in ecgs),
-        "stored": _counts(
-            f"{len(e.get('leads', []))} leads x {e.get('n_samples', 0)} @ {float(e.get('sampling_rate_hz', 0)):g} Hz"
-            for e in ecgs
-        ),
-        "with_qc_flags": sum(1 for e in ecgs if e.get("qc_flags")),
-        "qc_flags": _counts(f.split(":", 1)[0] for f in flags),
+        "duration_not_recorded": ecg["duration_not_recorded"],
+        "original_rate_hz": _by_count(ecg["original_rate_hz"]),
+        "stored": _by_count(ecg["stored"]),
+        "with_qc_flags": ecg["with_qc_flags"],
+        "qc_flags": _by_count(ecg["qc_flags"]),
     }
-    reps = scan.items.get("report", [])
-    lengths, words, languages, types, entities = [], [], [], [], defaultdict(Counter)
-    n_findings = 0
+    rep = c["report"]
+    lengths, words = [], []
     for key, info in scan.samples.items():
         for prefix in info["prefixes"]:
-            if not prefix.startswith("report_"):
-                continue
-            n_chars, n_words = scan.text_size.get((key, prefix), (0, 0))
-            lengths.append(n_chars)
-            words.append(n_words)
-            for f in scan.findings.get((key, prefix), []):
-                entities[str(f.get("label", ""))][str(f.get("assertion", ""))] += 1
-                n_findings += 1
-    for r in reps:
-        languages.append(r.get("language", "") or "(unknown)")
-        types.append(r.get("report_type", "") or "(unknown)")
+            if prefix.startswith("report_"):
+                n_chars, n_words, _, _ = scan.report(key, prefix)
+                lengths.append(n_chars)
+                words.append(n_words)
+    entities: dict[str, dict[str, int]] = rep["entities"]
     raw["report_lengths"] = lengths
-    top = sorted(entities, key=lambda k: (-sum(entities[k].values()), k))[: cfg.top_entities]
+    total = {k: sum(v.values()) for k, v in entities.items()}
+    top = sorted(entities, key=lambda k: (-total[k], k))[: cfg.top_entities]
     out["report"] = {
-        "items": len(reps),
+        "items": int(n_items.get("report", 0)),
         "length_chars": _summary(lengths),
         "length_words": _summary(words),
-        "languages": _counts(languages),
-        "report_types": _counts(types),
-        "findings": n_findings,
+        "languages": _by_count(rep["languages"]),
+        "report_types": _by_count(rep["report_types"]),
+        "findings": sum(total.values()),
         "distinct_labels": len(entities),
         "top_entities": [
-            {"label": k, **{a: entities[k][a] for a in ASSERTIONS}, "total": sum(entities[k].values())}
+            {"label": k, **{a: int(entities[k].get(a, 0)) for a in ASSERTIONS}, "total": total[k]}
             for k in top
         ],
     }
@@ -562,36 +770,17 @@ def _deid_profile(scan: _Scan, cfg: DatacardConfig) -> dict[str, Any]:
     """Per modality: the de-identification descriptions in force and the fields most often touched."""
     out: dict[str, Any] = {}
     for modality in [m.value for m in SAMPLE_MODALITIES]:
-        items = scan.items.get(modality, [])
-        if not items:
+        n_items = int(scan.counts["items"].get(modality, 0))
+        if not n_items:
             continue
-        text: dict[str, Counter] = defaultdict(Counter)
-        fields_: dict[str, Counter] = defaultdict(Counter)
-        audited = 0
-        for it in items:
-            deid = (it.get("meta") or {}).get("deid")
-            if not isinstance(deid, dict):
-                continue
-            audited += 1
-            for k in DEID_TEXT_KEYS:
-                v = deid.get(k)
-                if isinstance(v, str) and v:
-                    text[k][v] += 1
-                elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-                    text[k]["; ".join(v)] += 1
-            for k in DEID_FIELD_KEYS:
-                v = deid.get(k)
-                if isinstance(v, list):
-                    fields_[k].update(str(x) for x in v)
-                elif isinstance(v, dict):
-                    fields_[k].update(str(x) for x in v)
+        d = scan.counts["deid"].get(modality) or {"audited": 0, "descriptions": {}, "fields": {}}
         out[modality] = {
-            "items": len(items),
-            "audited": audited,
-            "descriptions": {k: _counts(c.elements()) for k, c in sorted(text.items())},
+            "items": n_items,
+            "audited": d["audited"],
+            "descriptions": {k: _by_count(c) for k, c in sorted(d["descriptions"].items())},
             "fields": {
                 k: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.top_deid_fields])
-                for k, c in sorted(fields_.items())
+                for k, c in sorted(d["fields"].items())
                 if c
             },
         }
@@ -631,21 +820,64 @@ def _select_gallery(scan: _Scan, cfg: DatacardConfig) -> list[str]:
         ("image", cfg.gallery_images),
     ):
         chosen += _pick(has[modality], info, n, chosen)
-    with_findings = [k for k in has["report"] if any(scan.findings.get((k, p)) for p in info[k]["prefixes"])]
+    with_findings = [
+        k
+        for k in has["report"]
+        if any(scan.report(k, p)[2] for p in info[k]["prefixes"] if p.startswith("report_"))
+    ]
     reports = set(has["report"])
     already = sum(1 for k in chosen if k in reports)
     chosen += _pick(with_findings or has["report"], info, max(0, cfg.gallery_reports - already), chosen)
     return chosen
 
 
-def _read_members(build_dir: Path, wanted: dict[str, set[str]]) -> dict[str, bytes]:
-    """``{shard: {member names}}`` → ``{member name: bytes}`` (member name = ``key.member``)."""
+def _want_text(scan: _Scan, wanted: dict[str, set[str]], key: str, prefix: str, chars: int) -> None:
+    """Ask for a report's text member if the head kept in the statistics is shorter than needed."""
+    n_chars, _, _, head = scan.report(key, prefix)
+    if len(head) < min(n_chars, chars + 1):
+        wanted[scan.samples[key]["shard"]].add(f"{key}.{prefix}.txt")
+
+
+def _report_text(scan: _Scan, data: Mapping[str, bytes], key: str, prefix: str) -> str:
+    """A report's text: the member if it was read, else the head kept in the statistics."""
+    member = f"{key}.{prefix}.txt"
+    if member in data:
+        return data[member].decode("utf-8", "replace")
+    return scan.report(key, prefix)[3]
+
+
+def _gallery_members(scan: _Scan, keys: list[str], cfg: DatacardConfig) -> dict[str, set[str]]:
+    """``{shard: {member names}}`` the gallery shows: each sample's meta.json (captions), image
+    PNGs, ECG/volume arrays, the findings of its reports (and their text if not kept long enough)."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for key in keys:
+        info = scan.samples[key]
+        wanted[info["shard"]].add(f"{key}.{META_MEMBER}")
+        for p in info["prefixes"]:
+            if p.startswith("image_"):
+                wanted[info["shard"]].add(f"{key}.{p}.png")
+            elif p.startswith(("ecg_", "volume_")):
+                wanted[info["shard"]].add(f"{key}.{p}.npy")
+            elif p.startswith("report_"):
+                if scan.report(key, p)[2]:
+                    wanted[info["shard"]].add(f"{key}.{p}.json")
+                _want_text(scan, wanted, key, p, cfg.excerpt_chars)
+    return wanted
+
+
+def _read_members(build_dir: Path, wanted: Mapping[str, set[str]]) -> dict[str, bytes]:
+    """``{shard: {member names}}`` → ``{member name: bytes}`` (member name = ``key.member``); each
+    shard is opened once and read only up to its last wanted member."""
     out: dict[str, bytes] = {}
-    for shard in sorted(wanted):
+    for shard in sorted(s for s in wanted if wanted[s]):
+        todo = set(wanted[shard])
         with tarfile.open(build_dir / SHARDS_DIR / shard) as tar:
             for member in tar:
-                if member.name in wanted[shard]:
+                if member.name in todo:
                     out[member.name] = tar.extractfile(member).read()
+                    todo.discard(member.name)
+                    if not todo:
+                        break
     return out
 
 
@@ -687,23 +919,17 @@ def _img(png: bytes, alt: str, cls: str = "", role: str = "gallery") -> str:
 
 
 def _render_gallery(
-    build_dir: Path, scan: _Scan, keys: list[str], cfg: DatacardConfig, quiet: bool
+    scan: _Scan, keys: list[str], data: Mapping[str, bytes], cfg: DatacardConfig, quiet: bool
 ) -> tuple[str, list[dict], int]:
-    """HTML of the gallery, its JSON summary and the number of images in it."""
+    """HTML of the gallery, its JSON summary and the number of images in it (``data``: the
+    members named by :func:`_gallery_members`)."""
     info = scan.samples
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for key in keys:
-        for p in info[key]["prefixes"]:
-            if p.startswith("image_"):
-                wanted[info[key]["shard"]].add(f"{key}.{p}.png")
-            elif p.startswith(("ecg_", "volume_")):
-                wanted[info[key]["shard"]].add(f"{key}.{p}.npy")
-    data = _read_members(build_dir, wanted)
     cards, summary, n_images = [], [], 0
     for key in tqdm(keys, desc="datacard: gallery", unit="sample", disable=quiet, leave=False):
         s = info[key]
+        meta = json.loads(data[f"{key}.{META_MEMBER}"]) if f"{key}.{META_MEMBER}" in data else {}
         blocks = []
-        for it in s["items"]:  # in member order (meta.json lists items as written)
+        for it in meta.get("items", []):  # in member order (meta.json lists items as written)
             p = it.get("member_prefix", "")
             if p.startswith("image_") and f"{key}.{p}.png" in data:
                 thumb, _ = plots.thumbnail_png(data[f"{key}.{p}.png"], cfg.thumb_px)
@@ -743,8 +969,8 @@ def _render_gallery(
                 )
                 n_images += 1
             elif p.startswith("report_"):
-                text = scan.texts.get((key, p), "")
-                findings = scan.findings.get((key, p), [])
+                text = _report_text(scan, data, key, p)
+                findings = _findings(data[f"{key}.{p}.json"]) if f"{key}.{p}.json" in data else []
                 body, n_marked = _highlight(text, findings, cfg.excerpt_chars)
                 chips = "".join(
                     f'<span class="chip as-{html.escape(str(f.get("assertion", "")))}">'
@@ -753,7 +979,7 @@ def _render_gallery(
                 )
                 cap = (
                     f"{p}: {it.get('report_type', '')} · language {it.get('language', '') or '?'} · "
-                    f"{scan.text_size.get((key, p), (0, 0))[0]} chars · {len(findings)} findings ({n_marked} located in the excerpt)"
+                    f"{scan.report(key, p)[0]} chars · {len(findings)} findings ({n_marked} located in the excerpt)"
                 )
                 blocks.append(
                     f'<div class="report"><div class="cap">{html.escape(cap)}</div>'
@@ -777,32 +1003,44 @@ def _render_gallery(
     return "".join(cards), summary, n_images
 
 
-def _render_dedup_clusters(
-    build_dir: Path, rows: list[dict], scan: _Scan, cfg: DatacardConfig
-) -> tuple[str, list[dict]]:
-    """Side by side, the members of the largest clusters: thumbnails/excerpts of what was kept
-    (read from the shards) and of what was not (only if ``dedup.parquet`` carries ``thumb_png``)."""
+def _dedup_shown(rows: list[dict], cfg: DatacardConfig) -> list[list[dict]]:
+    """The largest clusters (several records each), largest first: the rows of each."""
     clusters: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         clusters[r["cluster_id"]].append(r)
     multi = sorted((c for c in clusters if len(clusters[c]) > 1), key=lambda c: (-len(clusters[c]), c))
-    shown = multi[: cfg.dedup_clusters]
+    return [clusters[c] for c in multi[: cfg.dedup_clusters]]
+
+
+def _dedup_members(scan: _Scan, shown: list[list[dict]]) -> dict[str, set[str]]:
+    """``{shard: {member names}}`` the dedup view shows: kept images (and report text if not kept
+    long enough in the statistics)."""
     wanted: dict[str, set[str]] = defaultdict(set)
-    for c in shown:
-        for r in clusters[c]:
-            key, prefix, _ = scan.record_index.get(r["record_id"], ("", "", ""))
+    for cluster in shown:
+        for r in cluster:
+            key, prefix = scan.record_index.get(r["record_id"], ("", ""))
             if key and prefix.startswith("image_"):
                 wanted[scan.samples[key]["shard"]].add(f"{key}.{prefix}.png")
-    data = _read_members(build_dir, wanted)
+            elif key and prefix.startswith("report_"):
+                _want_text(scan, wanted, key, prefix, DEDUP_PREVIEW_CHARS)
+    return wanted
+
+
+def _render_dedup_clusters(
+    shown: list[list[dict]], scan: _Scan, data: Mapping[str, bytes], cfg: DatacardConfig
+) -> tuple[str, list[dict]]:
+    """Side by side, the members of the largest clusters: thumbnails/excerpts of what was kept
+    (read from the shards) and of what was not (only if ``dedup.parquet`` carries ``thumb_png``)."""
     out, summary = [], []
-    for c in shown:
+    for cluster in shown:
+        c = cluster[0]["cluster_id"]
         members = sorted(
-            clusters[c], key=lambda r: (not r["kept"], _verdict(r) not in KEEPER_VERDICTS, r["record_id"])
+            cluster, key=lambda r: (not r["kept"], _verdict(r) not in KEEPER_VERDICTS, r["record_id"])
         )
         tiles = []
         keeper_visual = ""
         for r in members:
-            key, prefix, _ = scan.record_index.get(r["record_id"], ("", "", ""))
+            key, prefix = scan.record_index.get(r["record_id"], ("", ""))
             thumb = r.get("thumb_png")
             if not thumb and key and f"{key}.{prefix}.png" in data:
                 thumb = data[f"{key}.{prefix}.png"]
@@ -810,7 +1048,8 @@ def _render_dedup_clusters(
                 png = plots.thumbnail_png(bytes(thumb), cfg.thumb_px // 2)[0]
                 visual = _img(png, f"record {r['record_id']}", role="dedup")
             elif key and prefix.startswith("report_"):
-                visual = f'<p class="rtext small">{_e(scan.texts.get((key, prefix), "")[:200])}</p>'
+                text = _report_text(scan, data, key, prefix)[:DEDUP_PREVIEW_CHARS]
+                visual = f'<p class="rtext small">{_e(text)}</p>'
             elif not r["kept"] and r.get("tier") == "exact" and keeper_visual:
                 # exact tier = equal decoded-content hash: the keeper's rendition *is* this content
                 visual = keeper_visual + '<p class="muted small">identical decoded content</p>'
@@ -1364,16 +1603,21 @@ def build_card(
         "config": _sanitise_config(info.get("config", {})),
     }
     shard_names = [r["shard"] for r in _read(build_dir / SHARDS)]
-    scan = _scan_shards(build_dir, shard_names, max(cfg.excerpt_chars, 200), quiet)
+    scan = _scan_shards(build_dir, shard_names, max(cfg.excerpt_chars, DEDUP_PREVIEW_CHARS), quiet)
     card["scanned_samples"] = len(scan.samples)
     dists, raw = _distributions(scan, cfg)
     card["distributions"] = dists
     card["deid"] = _deid_profile(scan, cfg)
-    card["conventions"] = {k: sorted(c) for k, c in sorted(scan.conventions.items())}
+    card["conventions"] = {k: sorted(c) for k, c in sorted(scan.counts["conventions"].items())}
     keys = _select_gallery(scan, cfg)
-    gallery_html, gallery_summary, n_gallery = _render_gallery(build_dir, scan, keys, cfg, quiet)
+    shown = _dedup_shown(_read(build_dir / DEDUP), cfg)
+    wanted = _gallery_members(scan, keys, cfg)
+    for shard, names in _dedup_members(scan, shown).items():
+        wanted[shard] |= names
+    data = _read_members(build_dir, wanted)  # the only tar reads when every shard has card statistics
+    gallery_html, gallery_summary, n_gallery = _render_gallery(scan, keys, data, cfg, quiet)
     card["gallery"] = gallery_summary
-    dedup_html, clusters = _render_dedup_clusters(build_dir, _read(build_dir / DEDUP), scan, cfg)
+    dedup_html, clusters = _render_dedup_clusters(shown, scan, data, cfg)
     if card["dedup"]["present"]:
         card["dedup"]["largest_clusters"] = clusters
     figures: dict[str, bytes] = {}

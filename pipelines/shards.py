@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pipelines.blobs import BlobStore
 from pipelines.config import ShardConfig
+from pipelines.datacard import CARD_STATS_KEY, is_card_member, shard_card_stats
 from pipelines.writer import TarShardWriter, sha256_file, tar_member_size, write_atomic
 from schemas.contract import SHARDS_DIR, SPLITS, shard_name
 from schemas.records import SampleRecord
@@ -152,12 +153,6 @@ def fingerprint(name: str, samples: list[SampleHeader]) -> str:
     return h.hexdigest()
 
 
-def _card_stats(samples: list[tuple[str, dict[str, bytes]]]) -> dict | None:
-    try:
-        from pipelines.datacard import shard_card_stats
-    except ImportError:  # an older data card module: the card falls back to reading the tar
-        return None
-    return shard_card_stats(samples)
 
 
 @dataclass(frozen=True)
@@ -183,7 +178,7 @@ class WriteShard:
                 for s in samples:
                     members = {m: store.get(sha) for m, sha, _ in s.members}
                     w.write(s.key, members)
-                    card_input.append((s.key, members))
+                    card_input.append((s.key, {m: b for m, b in members.items() if is_card_member(m)}))
             sha = sha256_file(tar_path)
             mods = Counter(m for s in samples for m in s.item_modalities)
             done = {
@@ -196,10 +191,7 @@ class WriteShard:
                 "sha256": sha,
                 "n_bytes": tar_path.stat().st_size,
             }
-            card = _card_stats(card_input)
-            del card_input
-            if card is not None:
-                done["card"] = card
+            done[CARD_STATS_KEY] = shard_card_stats(card_input)  # the data card reads these, not the tar
             write_atomic(stats_path, json.dumps(done, sort_keys=True, indent=1).encode())
         _write_fragment(Path(self.out_dir), name, samples)
         written = Counter(m for s in samples for _, m in s.units)

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import statistics
+import tarfile
 from collections import Counter, defaultdict
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -23,7 +24,19 @@ from PIL import Image
 
 from pipelines.build import run_build
 from pipelines.config import load_config
-from pipelines.datacard import DATACARD_HTML, DATACARD_JSON, NO_DEDUP_NOTE, _highlight, write_datacard
+from pipelines.datacard import (
+    CARD_STATS_KEY,
+    CARD_STATS_VERSION,
+    DATACARD_HTML,
+    DATACARD_JSON,
+    KEEP_CHARS,
+    NO_DEDUP_NOTE,
+    DatacardConfig,
+    _highlight,
+    build_card,
+    shard_card_stats,
+    write_datacard,
+)
 from pipelines.datacard_browser import check_page, find_chromium
 from schemas.labels import ASSERTIONS
 from tests.conftest import REPO
@@ -525,3 +538,169 @@ def test_card_of_a_build_with_no_samples(examples_dir, tmp_path):
     }
     assert card["quarantine"]["units"] == n_files
     assert 'data-role="gallery"' not in res.html_path.read_text()
+
+
+# ------------------------------------------------------------------------------------------
+# per-shard card statistics (the "card" section of each shard's stats JSON)
+# ------------------------------------------------------------------------------------------
+
+
+def _shard_samples(tar: Path) -> list[tuple[str, dict[str, bytes]]]:
+    """One shard's samples as the shard writer hands them over: (key, {member: bytes}), in order."""
+    return [
+        (s["__key__"], {k: v for k, v in s.items() if not k.startswith("__")})
+        for s in wds.WebDataset(str(tar), shardshuffle=False, empty_check=False)
+    ]
+
+
+def _copy_build(demo: Path, dst: Path, card) -> list[str]:
+    """The demo build under ``dst`` (tars symlinked); each shard stats JSON's ``card`` section
+    becomes ``card(tar)`` (``None``: removed, as written by an older version). Returns the shards."""
+    for p in demo.iterdir():
+        if p.is_file() and p.suffix in (".parquet", ".json") and p.name != DATACARD_JSON:
+            shutil.copy(p, dst / p.name)
+    shards = [r["shard"] for r in pq.read_table(demo / "shards.parquet").to_pylist()]
+    for name in shards:
+        (dst / "shards" / name).parent.mkdir(parents=True, exist_ok=True)
+        (dst / "shards" / name).symlink_to(demo / "shards" / name)
+        stats = json.loads((demo / "shards" / name).with_suffix(".json").read_text())
+        stats.pop(CARD_STATS_KEY, None)
+        section = card(demo / "shards" / name)
+        if section is not None:
+            stats[CARD_STATS_KEY] = section
+        # as the shard writer writes it
+        (dst / "shards" / name).with_suffix(".json").write_text(json.dumps(stats, sort_keys=True, indent=1))
+    return shards
+
+
+def _card_of(build: Path, cfg: DatacardConfig | None = None) -> tuple[dict, str]:
+    card, page = build_card(build, cfg or DatacardConfig())
+    return json.loads(json.dumps(card, ensure_ascii=False)), page
+
+
+class _CountOpens:
+    """``tarfile.open`` that records the shard (``split/name.tar``) of each call."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.opened: list[str] = []
+        self._open = tarfile.open
+        monkeypatch.setattr(tarfile, "open", self)
+
+    def __call__(self, name, *args, **kwargs):
+        self.opened.append("/".join(Path(name).parts[-2:]))
+        return self._open(name, *args, **kwargs)
+
+
+def test_card_statistics_merge_to_the_fallback_card(demo, card, page, tmp_path, monkeypatch):
+    """shard_card_stats on the real samples of each tar, stored as the writer stores them: the
+    merged card is the one computed from the tars (fallback), number for number, byte for byte."""
+    sizes: dict[str, int] = {}
+
+    def section(tar: Path) -> dict:
+        samples = _shard_samples(tar)
+        stats = shard_card_stats(samples)
+        blob = json.dumps(stats, separators=(",", ":"))
+        sizes[tar.name] = len(blob.encode())
+        assert stats["version"] == CARD_STATS_VERSION and stats["keep_chars"] == KEEP_CHARS == 700
+        assert len(stats["samples"]["key"]) == len(samples)
+        # small and payload-free: no member bytes, no base64, no meta headers
+        assert "PNG" not in blob and "NUMPY" not in blob and '"dicom"' not in blob
+        return json.loads(blob)
+
+    for name in ("with", "without", "short"):
+        (tmp_path / name).mkdir()
+    shards = _copy_build(demo, tmp_path / "with", section)
+    assert sum(sizes.values()) / card["totals"]["samples"] < 1024, sizes  # JSON bytes per sample
+    _copy_build(demo, tmp_path / "without", lambda tar: None)
+    # heads shorter than the excerpt/preview: the card reads those texts from the tars instead
+    _copy_build(demo, tmp_path / "short", lambda tar: shard_card_stats(_shard_samples(tar), keep_chars=10))
+
+    count = _CountOpens(monkeypatch)
+    fallback, fallback_page = _card_of(tmp_path / "without")
+    assert set(shards) <= set(count.opened)  # every tar read: the old path
+    assert fallback == card and fallback_page == page
+    assert _card_of(tmp_path / "with") == (fallback, fallback_page)
+    assert _card_of(tmp_path / "short") == (fallback, fallback_page)
+
+
+def test_card_reads_only_the_gallery_members(demo, card, tmp_path, monkeypatch):
+    """With card statistics in every shard JSON, a tar is opened only for the gallery's samples
+    (and kept images of the dedup clusters shown): once per shard, nothing else."""
+    shards = _copy_build(demo, tmp_path, lambda tar: shard_card_stats(_shard_samples(tar)))
+    rows = pq.read_table(demo / "manifest.parquet", columns=["key", "shard", "record_ids"]).to_pylist()
+    shard_of = {r["key"]: r["shard"] for r in rows}
+    shard_of_record = {rid: r["shard"] for r in rows for rid in r["record_ids"]}
+    clusters = card["dedup"].get("largest_clusters", [])
+    allowed = {shard_of[g["key"]] for g in card["gallery"]} | {
+        shard_of_record[rid] for c in clusters for rid in c["kept"]
+    }
+    count = _CountOpens(monkeypatch)
+    assert _card_of(tmp_path)[0] == card
+    assert {shard_of[g["key"]] for g in card["gallery"]} <= set(count.opened) <= allowed
+    assert len(count.opened) == len(set(count.opened))  # each shard opened once
+
+    # one image in the gallery, no other pick: exactly its shard is opened, once
+    count.opened.clear()
+    one = DatacardConfig(
+        gallery_images=1, gallery_ecgs=0, gallery_volumes=0, gallery_reports=0, dedup_clusters=0
+    )
+    small, page = _card_of(tmp_path, one)
+    [pick] = small["gallery"]
+    assert count.opened == [shard_of[pick["key"]]] and len(shards) > 1
+    assert small["gallery_images"] == 1 and page.count('data-role="gallery"') == 1
+    assert small["distributions"] == card["distributions"] and small["deid"] == card["deid"]
+
+
+def test_shard_json_without_card_section_still_gets_a_card(demo, card, page, tmp_path, monkeypatch):
+    """Corpora built before the card statistics existed: no section, another version, or no stats
+    JSON at all; and a corpus with sections in some shards only. Each gets the same card."""
+    variants = {
+        "none": lambda tar: None,
+        "old-version": lambda tar: {"version": CARD_STATS_VERSION + 1, "samples": {}},
+        "some": lambda tar: shard_card_stats(_shard_samples(tar)) if tar.name.startswith("train") else None,
+    }
+    for name, section in variants.items():
+        (tmp_path / name).mkdir()
+        _copy_build(demo, tmp_path / name, section)
+        assert _card_of(tmp_path / name) == (card, page), name
+    (tmp_path / "no-json").mkdir()
+    shards = _copy_build(demo, tmp_path / "no-json", lambda tar: None)
+    for s in shards:
+        (tmp_path / "no-json" / "shards" / s).with_suffix(".json").unlink()
+    res = write_datacard(tmp_path / "no-json", quiet=True)
+    assert json.loads(res.json_path.read_text()) == card and res.html_path.read_text(encoding="utf-8") == page
+
+
+def test_card_statistics_of_a_sample_list():
+    """Only meta.json and report members count; payloads are never looked at; merging is exact."""
+    meta = {
+        "split": "train",
+        "modalities": ["image", "report"],
+        "conventions": {"dates": "shifted"},
+        "items": [
+            {"modality": "image", "member_prefix": "image_0", "record_id": "r1", "rows": 4, "columns": 6},
+            {"modality": "report", "member_prefix": "report_0", "record_id": "r2", "language": "en"},
+        ],
+    }
+    findings = {"findings": [{"label": "effusion", "assertion": "negated", "evidence": "no effusion"}]}
+    members = {
+        "meta.json": json.dumps(meta).encode(),
+        "image_0.png": b"\x89PNG not a real image",
+        "report_0.txt": b"No effusion. Heart normal.",
+        "report_0.json": json.dumps(findings).encode(),
+    }
+    stats = shard_card_stats(
+        [("k1", members), ("k2", {"report_0.txt": b"no meta: not a sample"})], keep_chars=5
+    )
+    assert stats["samples"] == {
+        "key": ["k1"],
+        "split": ["train"],
+        "modalities": [["image", "report"]],
+        "items": [[["image_0", "r1"], ["report_0", "r2"]]],
+        "reports": [{"report_0": [26, 4, 1, "No eff"]}],
+    }
+    c = stats["counts"]
+    assert c["items"] == {"image": 1, "report": 1} and c["conventions"] == {"dates": {"shifted": 1}}
+    assert (c["image"]["rows"], c["image"]["columns"]) == ([4], [6])
+    assert c["report"]["entities"] == {"effusion": {"negated": 1}} and c["report"]["languages"] == {"en": 1}
+    assert json.loads(json.dumps(stats)) == stats
