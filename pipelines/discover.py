@@ -6,6 +6,11 @@ tag), NIfTI-1/2 header (``sizeof_hdr`` 348/540 in either byte order, also gzippe
 record line whose name matches the file, CSV/TSV/JSONL tables, and plain text. WFDB signal
 files (``.dat``, ``.mat``, …) are claimed by their header as companions, not separate inputs.
 Order is deterministic: sources in config order, files sorted by relative POSIX path.
+
+Discovery works folder by folder, so an engine can spread it over workers: :func:`list_folders`
+walks a source once (no sniffing), :func:`discover_folder` lists one folder once and finds a
+WFDB header's companions by record name in a dict: linear in the number of files.
+:func:`discover` is the two composed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import fnmatch
 import io
 import json
 import logging
+import os
 import re
 import struct
 import zlib
@@ -161,12 +167,9 @@ def sniff(path: Path) -> InputKind:
     return InputKind.REPORT_TEXT
 
 
-def _same_record(hea: Path) -> list[Path]:
-    """Files beside a WFDB header with the same record name (signals, annotations)."""
-    stem = hea.name.split(".")[0]
-    return sorted(
-        q for q in hea.parent.iterdir() if q != hea and q.is_file() and q.name.split(".")[0] == stem
-    )
+def _stem(name: str) -> str:
+    """WFDB record name of a file name: everything before the first dot."""
+    return name.split(".")[0]
 
 
 def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
@@ -174,55 +177,187 @@ def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(p, pat) for p in parts for pat in patterns)
 
 
+def _name_excluded(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, pat) for pat in patterns)
+
+
+def _source_base(root: Path, src: SourceConfig) -> Path:
+    base = (root / src.path).resolve()
+    if not base.is_dir():
+        raise FileNotFoundError(f"source {src.name!r}: folder not found: {src.path}")
+    return base
+
+
+def _rel_folder(rel_folder: str) -> str:
+    """Normalise a folder path relative to a source base: ``""`` (or ``"."``) is the base itself."""
+    parts = [p for p in rel_folder.split("/") if p not in ("", ".")]
+    if rel_folder.startswith("/") or ".." in parts:
+        raise ValueError(f"folder must be relative to the source folder: {rel_folder!r}")
+    return "/".join(parts)
+
+
+#: (resolved base, exclude patterns) of each source before the one being discovered
+_Earlier = list[tuple[Path, tuple[str, ...]]]
+
+
+def _earlier(root: Path, sources: tuple[SourceConfig, ...], index: int) -> _Earlier:
+    return [((root / s.path).resolve(), s.exclude) for s in sources[:index]]
+
+
+def _owner_patterns(earlier: _Earlier, folder: Path) -> list[tuple[str, ...]]:
+    """Exclude patterns of the earlier sources whose file lists include ``folder``'s files.
+
+    A file directly in ``folder`` belongs to an earlier source when ``folder`` lies under that
+    source's base, in a subfolder its patterns do not exclude, and the file name itself is not
+    excluded (checked by the caller against the returned patterns).
+    """
+    owners: list[tuple[str, ...]] = []
+    for base, exclude in earlier:
+        if not folder.is_relative_to(base):
+            continue
+        rel = folder.relative_to(base).as_posix()
+        if rel == "." or not _excluded(rel, exclude):
+            owners.append(exclude)
+    return owners
+
+
+def _earlier_owns(name: str, owners: list[tuple[str, ...]]) -> bool:
+    return any(not _name_excluded(name, pats) for pats in owners)
+
+
+def _scandir(folder: Path) -> list[os.DirEntry]:
+    """One listing of ``folder``, sorted by name."""
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def list_folders(root: Path, sources: tuple[SourceConfig, ...], index: int) -> list[str]:
+    """Folders holding input files of source ``index``, as sorted POSIX paths relative to its base.
+
+    The source base itself is ``""``. A folder is listed when it directly holds at least one
+    regular (non-symlink) file that the source is not told to exclude and that no earlier
+    source lists; symlinked folders are not followed and an excluded folder is skipped with
+    everything below it. Each folder then goes to :func:`discover_folder`, e.g. in a worker.
+    """
+    src = sources[index]
+    base = _source_base(root, src)
+    earlier = _earlier(root, sources, index)
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        folder = base / rel if rel else base
+        try:
+            entries = _scandir(folder)
+        except PermissionError as e:
+            log.warning("source %r: cannot list %s: %s", src.name, rel or ".", e.strerror)
+            continue
+        owners = _owner_patterns(earlier, folder)
+        has_file = False
+        for e in entries:
+            if _name_excluded(e.name, src.exclude):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append(f"{rel}/{e.name}" if rel else e.name)
+            elif not has_file and e.is_file(follow_symlinks=False):
+                has_file = not _earlier_owns(e.name, owners)
+        if has_file:
+            found.append(rel)
+    return sorted(found)
+
+
+def _folder_items(
+    src: SourceConfig, base: Path, earlier: _Earlier, rel: str, pseudo: Pseudonymizer
+) -> list[tuple[str, InputItem]]:
+    """(relative path, item) pairs of the files directly in ``base/rel``, sorted by name."""
+    folder = base / rel if rel else base
+    entries = _scandir(folder)
+    owners = _owner_patterns(earlier, folder)
+    # every file (symlinks followed) by record name: a header finds its companions in O(1)
+    by_stem: dict[str, list[str]] = {}
+    files = [e for e in entries if e.is_file()]
+    for e in files:
+        by_stem.setdefault(_stem(e.name), []).append(e.name)
+    is_file = {e.name for e in files}
+    names = [
+        e.name
+        for e in files
+        if e.is_file(follow_symlinks=False)
+        and not _name_excluded(e.name, src.exclude)
+        and not _earlier_owns(e.name, owners)
+    ]
+    kinds = {n: sniff(folder / n) for n in names}
+
+    def same_record(name: str) -> list[str]:
+        return [q for q in by_stem.get(_stem(name), ()) if q != name]
+
+    # WFDB headers claim their signal/annotation files (same folder, same record name)
+    claimed: set[str] = set()
+    companions: dict[str, tuple[str, ...]] = {}
+    for n, kind in kinds.items():
+        if kind is not InputKind.WFDB:
+            continue
+        comp = same_record(n)
+        p = folder / n
+        if _is_multisegment(p):  # segment headers (and their signals) belong to the master
+            from workers.ecg_wfdb import segment_headers
+
+            for seg in map(Path, segment_headers(str(p))):
+                # WFDB segment names hold no "/": a segment lies beside its master
+                if seg.parent == folder and seg.name in is_file and seg != p:
+                    comp += [seg.name, *same_record(seg.name)]
+        companions[n] = tuple(str(folder / q) for q in sorted(set(comp)))
+        claimed.update(comp)
+    out: list[tuple[str, InputItem]] = []
+    for n in names:
+        if n in claimed:
+            continue
+        p = folder / n
+        rel_path = f"{rel}/{n}" if rel else n
+        item = InputItem(
+            source_id=pseudo.source_id(f"{src.name}/{rel_path}"),
+            path=str(p),
+            kind=kinds[n],
+            source_name=src.name,
+            licence=src.licence,
+            size_bytes=p.stat().st_size,
+            companions=companions.get(n, ()),
+        )
+        out.append((rel_path, item))
+    return out
+
+
+def discover_folder(
+    root: Path, sources: tuple[SourceConfig, ...], index: int, rel_folder: str, pseudo: Pseudonymizer
+) -> list[InputItem]:
+    """The input items of source ``index`` whose files lie directly in ``rel_folder``.
+
+    ``rel_folder`` is relative to the source base (``""`` or ``"."``: the base itself), as
+    :func:`list_folders` returns it. The folder is listed once; items are sorted by name, and
+    files an earlier source lists or a WFDB header claims are left out, as in :func:`discover`.
+    """
+    src = sources[index]
+    base = _source_base(root, src)
+    rel = _rel_folder(rel_folder)
+    if rel and (_excluded(rel, src.exclude) or (base / rel).resolve() != base / rel):
+        return []  # an excluded folder, or one reached through a symlink: not walked either
+    pairs = _folder_items(src, base, _earlier(root, sources, index), rel, pseudo)
+    return [item for _, item in pairs]
+
+
 def discover(root: Path, sources: tuple[SourceConfig, ...], pseudo: Pseudonymizer) -> list[InputItem]:
     """List the input items of every source under ``root``, classified by content.
 
     Source IDs are keyed hashes of ``"{source name}/{relative path}"``: stable, PHI-free.
-    A file claimed by several sources belongs to the first.
+    A file claimed by several sources belongs to the first. Equal to :func:`discover_folder`
+    over :func:`list_folders` for each source, each source's items sorted by relative path.
     """
     items: list[InputItem] = []
-    seen: set[Path] = set()
-    for src in sources:
-        base = (root / src.path).resolve()
-        if not base.is_dir():
-            raise FileNotFoundError(f"source {src.name!r}: folder not found: {src.path}")
-        files = sorted(
-            (p for p in base.rglob("*") if p.is_file() and not p.is_symlink()),
-            key=lambda p: p.relative_to(base).as_posix(),
-        )
-        files = [p for p in files if not _excluded(p.relative_to(base).as_posix(), src.exclude)]
-        files = [p for p in files if p.resolve() not in seen]
-        kinds = {p: sniff(p) for p in files}
-        # WFDB headers claim their signal/annotation files (same folder, same record name)
-        claimed: set[Path] = set()
-        companions: dict[Path, tuple[str, ...]] = {}
-        for p, kind in kinds.items():
-            if kind is InputKind.WFDB:
-                comp = _same_record(p)
-                if _is_multisegment(p):  # segment headers (and their signals) belong to the master
-                    from workers.ecg_wfdb import segment_headers
-
-                    for seg in map(Path, segment_headers(str(p))):
-                        if seg.is_file() and seg != p:  # a header naming itself stays the record
-                            comp += [seg, *_same_record(seg)]
-                companions[p] = tuple(str(q) for q in sorted(set(comp)))
-                claimed.update(comp)
-        for p in files:
-            if p in claimed:
-                seen.add(p.resolve())
-                continue
-            rel = p.relative_to(base).as_posix()
-            items.append(
-                InputItem(
-                    source_id=pseudo.source_id(f"{src.name}/{rel}"),
-                    path=str(p),
-                    kind=kinds[p],
-                    source_name=src.name,
-                    licence=src.licence,
-                    size_bytes=p.stat().st_size,
-                    companions=companions.get(p, ()),
-                )
-            )
-            seen.add(p.resolve())
+    for index, src in enumerate(sources):
+        folders = list_folders(root, sources, index)
+        base, earlier = _source_base(root, src), _earlier(root, sources, index)
+        pairs = [pair for rel in folders for pair in _folder_items(src, base, earlier, rel, pseudo)]
+        pairs.sort(key=lambda pair: pair[0])  # "a-b" < "a/c": not folder by folder
+        items += [item for _, item in pairs]
     log.info("discovered %d input files", len(items))
     return items
