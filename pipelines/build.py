@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -203,6 +204,8 @@ def run_build(
     removed = _remove_temp_files(out_dir)
     if removed:
         log.info("removed %d temp files left by an interrupted build", removed)
+    if getattr(flow, "spill_dir", "") is None:  # the local backend spills partitions beside the corpus
+        flow.spill_dir = str(out_dir)
     try:
         for src in cfg.resolved_sources():
             if not (input_dir / src.path).resolve().is_dir():
@@ -361,8 +364,11 @@ def _lock(out_dir: Path):
 
 
 def _remove_temp_files(out_dir: Path) -> int:
-    """Delete ``*.tmp-<pid>`` files of interrupted builds (we hold the folder lock)."""
+    """Delete ``*.tmp-<pid>`` files and spill folders of interrupted builds (we hold the lock)."""
     n = 0
+    for d in out_dir.glob("medcorpus-spill-*"):
+        shutil.rmtree(d, ignore_errors=True)
+        n += 1
     for p in out_dir.rglob("*.tmp-*"):
         if p.is_file():
             p.unlink()

@@ -13,7 +13,9 @@ so consumers sort, and group/gather functions receive their elements sorted by `
 ``flow.create(elements)``
     a collection from a small list of seeds (e.g. one per configured source).
 ``coll.flat_map(fn)``
-    ``fn(element) -> iterable``, run in workers, elements in parallel.
+    ``fn(element) -> iterable``, run in workers, elements in parallel. A function whose outputs
+    are many and expensive (a source → its folders → its files) declares ``fans_out = True``, so
+    an engine that fuses steps (Beam) redistributes its outputs across workers.
 ``coll.group(key_fn, fn, order)``
     GroupByKey on ``key_fn(element)`` (a str), then ``fn(key, elements sorted by order) -> iterable``
     in a worker, once per key.

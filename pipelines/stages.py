@@ -67,6 +67,7 @@ class Unit:
 class ListFolders:
     """Seed ``source index`` → ``(source index, folder)`` for every folder holding its files."""
 
+    fans_out = True
     root: str
     sources: tuple[SourceConfig, ...]
 
@@ -79,6 +80,7 @@ class ListFolders:
 class DiscoverFolder:
     """``(source index, folder)`` → the input items whose files lie in that folder."""
 
+    fans_out = True
     root: str
     sources: tuple[SourceConfig, ...]
     pseudo: Pseudonymizer

@@ -1,113 +1,434 @@
-"""Local backend of the dataflow API (``pipelines.flow``): this process plus a ``fork`` pool.
+"""Local backend of the dataflow API (``pipelines.flow``): this machine's cores, memory flat in N.
 
-Eager: each operation runs when declared. Elements (headers, never payloads) live in this
-process; per-element work runs on ``--workers N`` processes of a ``ProcessPoolExecutor``
-(fork), in chunks of a few elements. A worker process that dies (OOM kill, segfault in a
-native decoder) raises ``BrokenProcessPool`` and fails the build loudly instead of hanging it;
-a rerun resumes from the header cache and finished shards. ``workers == 1`` runs in-process.
-Wall time per operation is kept in ``stage_seconds`` (written to ``OUT/run.json``).
+Lazy like Beam and Dask: ``run`` evaluates the declared graph once. Every collection lives in
+*partition files* (pickled lists of elements) in a private spill folder, never in the driver:
+the driver holds file names and counts, so its memory does not grow with the corpus.
+
+- ``flat_map`` chains run as one task per input partition on a ``fork`` process pool
+  (``--workers N``; 1 = in-process). A step that fans out (``fans_out = True``: sources → folders
+  → files) ends a chain and its outputs are cut into small partitions, so the expensive next
+  step (decoding) spreads over the workers.
+- ``group`` is a two-phase external shuffle: each input partition is hash-partitioned by key
+  into R bucket files (R grows with the element count), then each bucket is grouped in a worker.
+- ``gather`` reads its (small) input in the driver; the value reaches workers as a spill file
+  that each process loads once.
+- Spill files are encrypted (AES-GCM) with a key made for the run and kept in memory only, and
+  deleted as soon as no step needs them: input paths and headers never rest on disk in clear.
+
+A worker process that dies (OOM kill, segfault in a native decoder) raises ``BrokenProcessPool``
+and fails the build loudly; a rerun resumes from the header cache and finished shards. Wall
+time per step is kept in ``stage_seconds`` (written to ``OUT/run.json``).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import pickle
+import shutil
+import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
-from pipelines.flow import (
-    FlatFn,
-    GroupFn,
-    KeyFn,
-    OrderFn,
-    _ApplyFlat,
-    _ApplyGroup,
-    _ApplyWith,
-    group_in_memory,
-)
+from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn, group_in_memory
+
+PART = 512  #: elements per partition after an ordinary step
+FAN_PART = 8  #: elements per partition after a fan-out step (each becomes a task of the next step)
+
+
+# --- encrypted spill files ------------------------------------------------------------------------
+
+
+def _dump(obj: Any, path: str, key: bytes) -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(12)
+    data = AESGCM(key).encrypt(nonce, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), None)
+    with open(path, "wb") as f:
+        f.write(nonce + data)
+
+
+def _load(path: str, key: bytes) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    with open(path, "rb") as f:
+        blob = f.read()
+    return pickle.loads(AESGCM(key).decrypt(blob[:12], blob[12:], None))
+
+
+_SIDES: dict[str, Any] = {}  # per process: side-value file → value (loaded once)
+
+
+def _side(path: str, key: bytes) -> Any:
+    if path not in _SIDES:
+        if len(_SIDES) >= 8:  # a few side values per run; drop older runs' values
+            _SIDES.clear()
+        _SIDES[path] = _load(path, key)
+    return _SIDES[path]
+
+
+def _read_all(sources: tuple, key: bytes) -> list:
+    out: list = []
+    for s in sources:
+        out.extend(s if isinstance(s, list) else _load(s, key))
+    return out
+
+
+def _write_parts(elements: list, prefix: str, part: int, key: bytes) -> list[tuple[str, int]]:
+    out = []
+    for i in range(0, len(elements), part):
+        path = f"{prefix}-{i // part:06d}"
+        _dump(elements[i : i + part], path, key)
+        out.append((path, min(part, len(elements) - i)))
+    return out
+
+
+# --- tasks (run in pool processes) ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _LocalSide:
-    value: Any
+class _Step:
+    fn: Callable
+    side: str = ""  # spill file of a side value (flat_map_with)
 
 
-class _LocalColl:
-    def __init__(self, flow: LocalFlow, elements: list) -> None:
+@dataclass(frozen=True)
+class _ChainTask:
+    """Apply a fused chain of flat_map steps to one partition; write the outputs in partitions."""
+
+    sources: tuple  # spill file names, or in-memory lists (seeds)
+    steps: tuple[_Step, ...]
+    out_prefix: str
+    part: int
+    key: bytes = field(repr=False)
+
+    def __call__(self) -> list[tuple[str, int]]:
+        elements = _read_all(self.sources, self.key)
+        for step in self.steps:
+            if step.side:
+                value = _side(step.side, self.key)
+                elements = [y for x in elements for y in step.fn(x, value)]
+            else:
+                elements = [y for x in elements for y in step.fn(x)]
+        return _write_parts(elements, self.out_prefix, self.part, self.key)
+
+
+@dataclass(frozen=True)
+class _BucketTask:
+    """Shuffle map side: one partition → ``n_buckets`` files by a stable hash of the key."""
+
+    sources: tuple
+    key_fn: KeyFn
+    n_buckets: int
+    out_prefix: str
+    key: bytes = field(repr=False)
+
+    def __call__(self) -> dict[int, str]:
+        elements = _read_all(self.sources, self.key)
+        buckets: dict[int, list] = {}
+        for e in elements:
+            k = self.key_fn(e)
+            if not isinstance(k, str):
+                raise TypeError(f"group key must be str, got {type(k).__name__}")
+            buckets.setdefault(zlib.crc32(k.encode()) % self.n_buckets, []).append((k, e))
+        out = {}
+        for b, kvs in buckets.items():
+            path = f"{self.out_prefix}-b{b:06d}"
+            _dump(kvs, path, self.key)
+            out[b] = path
+        return out
+
+
+@dataclass(frozen=True)
+class _GroupTask:
+    """Shuffle reduce side: one bucket's files → ``fn(key, values sorted by order)`` per key."""
+
+    sources: tuple[str, ...]
+    fn: GroupFn
+    order: OrderFn
+    out_prefix: str
+    part: int
+    key: bytes = field(repr=False)
+
+    def __call__(self) -> list[tuple[str, int]]:
+        kvs = [kv for s in self.sources for kv in _load(s, self.key)]
+        groups = group_in_memory(kvs, _first, _second_by(self.order))
+        del kvs
+        elements = [y for k, vs in groups for y in self.fn(k, [v for _, v in vs])]
+        return _write_parts(elements, self.out_prefix, self.part, self.key)
+
+
+def _first(kv: tuple) -> str:
+    return kv[0]
+
+
+@dataclass(frozen=True)
+class _second_by:  # noqa: N801 - a picklable key function
+    order: OrderFn
+
+    def __call__(self, kv: tuple) -> Any:
+        return self.order(kv[1])
+
+
+def _call(task) -> Any:
+    return task()
+
+
+# --- the lazy graph ---------------------------------------------------------------------------------
+
+
+class _Node:
+    def __init__(self, flow: LocalFlow, kind: str, parents: tuple = (), **spec) -> None:
         self.flow = flow
-        self.elements = elements
+        self.kind = kind
+        self.parents = parents
+        self.spec = spec
 
-    def flat_map(self, fn: FlatFn, desc: str) -> _LocalColl:
-        return _LocalColl(self.flow, self.flow._map(_ApplyFlat(fn), self.elements, desc))
+    def flat_map(self, fn: FlatFn, desc: str) -> _Node:
+        return _Node(self.flow, "flat", (self,), fn=fn, desc=desc)
 
-    def group(self, key_fn: KeyFn, fn: GroupFn, order: OrderFn, desc: str) -> _LocalColl:
-        groups = group_in_memory(self.elements, key_fn, order)
-        return _LocalColl(self.flow, self.flow._map(_ApplyGroup(fn), groups, desc))
+    def flat_map_with(self, fn, side: _SideNode, desc: str) -> _Node:
+        return _Node(self.flow, "flat", (self,), fn=fn, side=side, desc=desc)
 
-    def gather(self, fn: Callable[[list], Any], order: OrderFn, desc: str) -> _LocalSide:  # noqa: ARG002
-        return _LocalSide(fn(sorted(self.elements, key=order)))
+    def group(self, key_fn: KeyFn, fn: GroupFn, order: OrderFn, desc: str) -> _Node:
+        return _Node(self.flow, "group", (self,), key_fn=key_fn, fn=fn, order=order, desc=desc)
 
-    def flat_map_with(self, fn, side: _LocalSide, desc: str) -> _LocalColl:
-        return _LocalColl(self.flow, self.flow._map(_ApplyWith(fn, side.value), self.elements, desc))
+    def gather(self, fn: Callable[[list], Any], order: OrderFn, desc: str) -> _SideNode:
+        return _SideNode(self, fn, order, desc)
+
+
+@dataclass(eq=False)
+class _SideNode:
+    parent: _Node
+    fn: Callable
+    order: OrderFn
+    desc: str
+
+
+@dataclass
+class _Parts:
+    """A materialised collection: ``(spill file or in-memory list, element count)`` pairs."""
+
+    parts: list[tuple[Any, int]]
+
+    @property
+    def n(self) -> int:
+        return sum(c for _, c in self.parts)
+
+
+def _batches(parts: list[tuple[Any, int]], target: int) -> list[tuple]:
+    """Consecutive partitions joined until each batch holds ``target`` elements (one task each)."""
+    out: list[tuple] = []
+    cur: list = []
+    n = 0
+    for src, c in parts:
+        cur.append(src)
+        n += c
+        if n >= target:
+            out.append(tuple(cur))
+            cur, n = [], 0
+    if cur:
+        out.append(tuple(cur))
+    return out
+
+
+def _fine_grained(node: _Node) -> bool:
+    """Partitions of seeds and of fan-out steps are tasks of their own (each is expensive work)."""
+    return node.kind == "create" or bool(getattr(node.spec.get("fn"), "fans_out", False))
 
 
 class LocalFlow:
-    """Eager backend: elements (headers) in this process, per-element work on a process pool.
+    """Lazy local backend: partitions spilled (encrypted) to ``spill_dir``, work on a process pool."""
 
-    ``workers == 1`` runs everything in-process. Work is sent to the pool in chunks of
-    ``chunk`` elements (each a few kB), so the per-item pickling cost stays small.
-    """
-
-    def __init__(self, workers: int = 1, quiet: bool = False, chunk: int = 8) -> None:
+    def __init__(self, workers: int = 1, quiet: bool = False, spill_dir: str | None = None) -> None:
         self.workers = max(1, workers)
         self.quiet = quiet
-        self.chunk = chunk
+        self.spill_dir = spill_dir
         self._pool: ProcessPoolExecutor | None = None
         self.stage_seconds: dict[str, float] = {}
 
-    def _map(self, fn: Callable[[list], list], elements: list, desc: str) -> list:
-        t0 = time.perf_counter()
+    # -- the Flow protocol --
+    def create(self, elements: list, desc: str) -> _Node:
+        return _Node(self, "create", elements=list(elements), desc=desc)
+
+    def union(self, *colls: _Node) -> _Node:
+        return _Node(self, "union", tuple(colls), desc="union")
+
+    def run(self, outputs: dict[str, _Node]) -> dict[str, list]:
+        self._key = os.urandom(32)
+        self._tmp = tempfile.mkdtemp(prefix="medcorpus-spill-", dir=self.spill_dir)
+        self._memo: dict[int, _Parts] = {}
+        self._sides: dict[int, str] = {}
+        self._serial = 0
+        self._consumers = self._count_consumers(list(outputs.values()))
+        for node in outputs.values():  # outputs are read at the end: never released before
+            self._consumers[id(node)] = self._consumers.get(id(node), 0) + 1
         try:
-            return self._map_timed(fn, elements, desc)
+            out = {}
+            for name, node in outputs.items():
+                parts = self._eval(node)
+                out[name] = [e for src, _ in parts.parts for e in self._read(src)]
+            return out
         finally:
-            self.stage_seconds[desc] = round(self.stage_seconds.get(desc, 0.0) + time.perf_counter() - t0, 3)
-
-    def _map_timed(self, fn: Callable[[list], list], elements: list, desc: str) -> list:
-        n = len(elements)
-        out: list = []
-        bar = tqdm(total=n, desc=desc, unit="item", disable=self.quiet, leave=False)
-        try:
-            if self.workers == 1 or n <= 1:
-                for e in elements:
-                    out.extend(fn([e]))
-                    bar.update()
-                return out
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
-            # small chunks early so both workers start at once; at most ~4 chunks per worker in flight
-            size = max(1, min(self.chunk, n // (4 * self.workers) or 1))
-            chunks = [elements[i : i + size] for i in range(0, n, size)]
-            for c, res in zip(chunks, self._pool.map(fn, chunks), strict=True):
-                out.extend(res)
-                bar.update(len(c))
-        finally:
-            bar.close()
-        return out
-
-    def create(self, elements: list, desc: str) -> _LocalColl:  # noqa: ARG002
-        return _LocalColl(self, list(elements))
-
-    def union(self, *colls: _LocalColl) -> _LocalColl:
-        return _LocalColl(self, [e for c in colls for e in c.elements])
-
-    def run(self, outputs: dict[str, _LocalColl]) -> dict[str, list]:
-        return {name: list(c.elements) for name, c in outputs.items()}
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            _SIDES.clear()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    # -- evaluation --
+    def _count_consumers(self, roots: list[_Node]) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        seen: set[int] = set()
+        stack = list(roots)
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            deps = list(node.parents)
+            if "side" in node.spec:
+                deps.append(node.spec["side"].parent)
+            for d in deps:
+                counts[id(d)] = counts.get(id(d), 0) + 1
+                stack.append(d)
+        return counts
+
+    def _prefix(self, desc: str) -> str:
+        self._serial += 1
+        return os.path.join(self._tmp, f"{self._serial:04d}-{desc.replace('/', '_')}")
+
+    def _read(self, src: Any) -> list:
+        return src if isinstance(src, list) else _load(src, self._key)
+
+    def _map(self, tasks: list, desc: str) -> list:
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(tasks), desc=desc, unit="part", disable=self.quiet, leave=False)
+        out: list = []
+        try:
+            if self.workers == 1 or len(tasks) <= 1:
+                for t in tasks:
+                    out.append(t())
+                    bar.update()
+            else:
+                if self._pool is None:
+                    self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+                for r in self._pool.map(_call, tasks):
+                    out.append(r)
+                    bar.update()
+        finally:
+            bar.close()
+            self.stage_seconds[desc] = round(self.stage_seconds.get(desc, 0.0) + time.perf_counter() - t0, 3)
+        return out
+
+    def _side_file(self, side: _SideNode) -> str:
+        if id(side) not in self._sides:
+            parts = self._eval(side.parent)
+            t0 = time.perf_counter()
+            elements = sorted((e for src, _ in parts.parts for e in self._read(src)), key=side.order)
+            value = side.fn(elements)
+            del elements
+            path = self._prefix(side.desc) + "-side"
+            _dump(value, path, self._key)
+            self._sides[id(side)] = path
+            self._release(side.parent)
+            self.stage_seconds[side.desc] = round(time.perf_counter() - t0, 3)
+        return self._sides[id(side)]
+
+    def _release(self, node: _Node) -> None:
+        """One consumer of ``node`` is done: delete its spill files when it was the last."""
+        self._consumers[id(node)] -= 1
+        if self._consumers[id(node)] == 0 and node.kind != "union":
+            for src, _ in self._memo[id(node)].parts:
+                if isinstance(src, str):
+                    os.unlink(src)
+        if self._consumers[id(node)] == 0 and node.kind == "union":
+            for p in node.parents:
+                self._release(p)
+
+    def _eval(self, node: _Node) -> _Parts:
+        if id(node) in self._memo:
+            return self._memo[id(node)]
+        desc = node.spec.get("desc", node.kind)
+        if node.kind == "create":
+            els = node.spec["elements"]
+            res = _Parts([(els[i : i + 1], 1) for i in range(len(els))])
+        elif node.kind == "union":
+            res = _Parts([p for parent in node.parents for p in self._eval(parent).parts])
+        elif node.kind == "flat":
+            res = self._eval_chain(node)
+        else:
+            res = self._eval_group(node, desc)
+        self._memo[id(node)] = res
+        return res
+
+    def _eval_chain(self, node: _Node) -> _Parts:
+        # fuse upwards through single-consumer flat steps that do not fan out
+        chain = [node]
+        while True:
+            parent = chain[-1].parents[0]
+            if (
+                parent.kind == "flat"
+                and self._consumers.get(id(parent)) == 1
+                and id(parent) not in self._memo
+                and not getattr(parent.spec["fn"], "fans_out", False)
+            ):
+                chain.append(parent)
+            else:
+                break
+        chain.reverse()
+        source = chain[0].parents[0]
+        src = self._eval(source)
+        steps = tuple(
+            _Step(n.spec["fn"], self._side_file(n.spec["side"]) if "side" in n.spec else "") for n in chain
+        )
+        part = FAN_PART if getattr(node.spec["fn"], "fans_out", False) else PART
+        desc = (
+            "+".join(n.spec["desc"] for n in chain)
+            if len(chain) < 4
+            else f"{chain[0].spec['desc']}..{node.spec['desc']}"
+        )
+        prefix = self._prefix(node.spec["desc"])
+        batches = _batches(src.parts, 1 if _fine_grained(source) else PART)
+        tasks = [_ChainTask(b, steps, f"{prefix}-{i:06d}", part, self._key) for i, b in enumerate(batches)]
+        parts = [p for out in self._map(tasks, desc) for p in out]
+        for n in chain[1:]:
+            self._consumers[id(n.parents[0])] = 0  # fused: never materialised
+        self._release(source)
+        return _Parts(parts)
+
+    def _eval_group(self, node: _Node, desc: str) -> _Parts:
+        src = self._eval(node.parents[0])
+        n_buckets = max(4 * self.workers, -(-src.n // PART))
+        prefix = self._prefix(desc)
+        mapped = self._map(
+            [
+                _BucketTask(b, node.spec["key_fn"], n_buckets, f"{prefix}-m{i:06d}", self._key)
+                for i, b in enumerate(_batches(src.parts, 8 * PART))
+            ],
+            f"{desc}/shuffle",
+        )
+        self._release(node.parents[0])
+        by_bucket: dict[int, list[str]] = {}
+        for m in mapped:
+            for b, path in m.items():
+                by_bucket.setdefault(b, []).append(path)
+        tasks = [
+            _GroupTask(
+                tuple(paths), node.spec["fn"], node.spec["order"], f"{prefix}-r{b:06d}", PART, self._key
+            )
+            for b, paths in sorted(by_bucket.items())
+        ]
+        parts = [p for out in self._map(tasks, desc) for p in out]
+        for paths in by_bucket.values():
+            for p in paths:
+                os.unlink(p)
+        return _Parts(parts)

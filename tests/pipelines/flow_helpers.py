@@ -11,6 +11,9 @@ def expand(n: int) -> Iterable[int]:
     return range(10 * n, 10 * n + 10)
 
 
+expand.fans_out = True
+
+
 def mod3(x: int) -> str:
     return f"k{x % 3}"
 
