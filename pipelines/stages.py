@@ -25,7 +25,6 @@ from pathlib import Path
 from pipelines.blobs import BlobStore
 from pipelines.config import LinkConfig, SourceConfig, SplitConfig
 from pipelines.decode import (
-    KIND_MODALITY,
     DecodeTask,
     SeriesAssembler,
     _decode_uncached,
@@ -40,7 +39,6 @@ from pipelines.samples import member_names, sample_meta
 from pipelines.shards import SampleHeader
 from pipelines.split import split_of
 from schemas.contract import META_MEMBER
-from schemas.modality import Modality
 from schemas.reasons import ReasonCode
 from schemas.records import InputItem, InputKind, QuarantineRecord, ReportRecord, SeriesSlice
 from workers.context import WorkerContext
@@ -352,5 +350,3 @@ class BuildSample:
             units=tuple((sid, r.modality.value) for r in recs for sid in r.source_ids),
         )
 
-
-__all__ = ["KIND_MODALITY", "Modality"]
