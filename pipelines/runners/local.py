@@ -4,7 +4,7 @@ Lazy like Beam and Dask: ``run`` evaluates the declared graph once. Every collec
 *partition files* (pickled lists of elements) in a private spill folder, never in the driver:
 the driver holds file names and counts, so its memory does not grow with the corpus.
 
-- ``flat_map`` chains run as one task per input partition on a ``forkserver`` process pool
+- ``flat_map`` chains run as one task per input partition on a ``spawn`` process pool
   (``--workers N``; 1 = in-process). A step that fans out (``fans_out = True``: sources → folders
   → files) ends a chain and its outputs are cut into small partitions, so the expensive next
   step (decoding) spreads over the workers.
@@ -320,9 +320,11 @@ class LocalFlow:
                     bar.update()
             else:
                 if self._pool is None:
-                    # forkserver, not fork: a driver that already ran torch (its OpenMP pool) or
-                    # holds threads (gRPC, Airflow) would hand forked workers a broken state
-                    self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"))
+                    # spawn, not fork: a driver that already ran torch (its OpenMP pool) or holds
+                    # threads (gRPC, Airflow) would hand forked workers a broken state; not
+                    # forkserver: its workers keep the environment of its first use, and workers
+                    # read the pseudonymisation secret from the environment
+                    self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
                 for r in self._pool.map(_call, tasks):
                     out.append(r)
                     bar.update()

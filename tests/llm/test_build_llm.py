@@ -74,7 +74,7 @@ def test_llm_build_is_schema_valid_and_cached(vllm_server, examples_dir, tmp_pat
     assert n_reports == 40
     # an unchanged rebuild answers every report from the LLM cache: bytes identical, no new requests
     before = sorted(p.name for p in (out / "cache" / "llm").rglob("*.json"))
-    shutil.rmtree(out / "cache" / "decode")
+    shutil.rmtree(out / "cache" / "headers")
     run_build(inp, out, config_from_dict(_cfg(vllm_server, "llm")), quiet=True)
     assert sorted(p.name for p in (out / "cache" / "llm").rglob("*.json")) == before
     rules_out = tmp_path / "rules"

@@ -144,7 +144,7 @@ KILL_ARGS = ["--strict", "--quiet", "--workers", "1", "--max-samples-per-shard",
 #: cached), during shard writing (some shards finished)
 KILL_POINTS = {
     "decode": lambda out: (
-        len(list((out / "cache" / "decode").rglob("*.pkl"))) >= 3 if (out / "cache").exists() else False
+        len(list((out / "cache" / "headers").rglob("*.pkl"))) >= 3 if (out / "cache").exists() else False
     ),
     "dedup": lambda out: (out / "cache" / "embed").exists() and any((out / "cache" / "embed").rglob("*.npy")),
     "write": lambda out: len(_shard_jsons(out)) >= 2,

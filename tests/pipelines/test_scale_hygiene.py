@@ -109,3 +109,43 @@ def test_no_secret_or_phi_path_in_staged_or_written_bytes(name, examples_dir, tm
     assert kinds <= {"Unit", "QuarantineRecord", "ShardResult"}, kinds
     per_unit = sum(map(sum, flow.returned.values())) / res.n_units
     assert per_unit < 1024, per_unit
+
+
+N_STRUCTURAL = 1000  # ECG records (+ one report row each, + CXR images at N/100)
+
+
+@pytest.fixture(scope="module")
+def scale_input(tmp_path_factory, shared_data):
+    """10^3 ECGs with report rows and 10 chest X-rays, replicated from the real samples."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("scale_inputs", REPO / "bench" / "scale_inputs.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["scale_inputs"] = mod
+    spec.loader.exec_module(mod)
+    root = tmp_path_factory.mktemp("scale-1000")
+    mod.generate(root, N_STRUCTURAL, seed=3, cxr_per=100, ct_per=10**9, shared=shared_data)
+    from pipelines.config import config_from_dict
+
+    cfg = config_from_dict(mod.build_config(max_samples=200))
+    return root, replace(cfg, dedup=DedupConfig(enabled=False), strict=True)
+
+
+@pytest.mark.parametrize("name", ["local", "dask"])
+def test_only_small_rows_reach_the_driver_at_10_3(name, scale_input, tmp_path, monkeypatch):
+    """At 10^3 samples the driver receives < 1 kB per input unit, and ~0.1 % of the shard bytes."""
+    root, cfg = scale_input
+    monkeypatch.setenv("MEDCORPUS_SECRET", SECRET)
+    flow = CountingFlow(make_flow(name, 2, quiet=True))
+    try:
+        res = run_build(root, tmp_path / "out", cfg, quiet=True, runner=flow)
+    finally:
+        flow.close()
+    assert res.n_samples >= N_STRUCTURAL and res.n_decoder_errors == 0
+    returned = sum(map(sum, flow.returned.values()))
+    shard_bytes = sum(p.stat().st_size for p in (tmp_path / "out" / "shards").rglob("*.tar"))
+    kinds = {type(x).__name__ for rows in flow.outputs.values() for x in rows}
+    assert kinds <= {"Unit", "QuarantineRecord", "ShardResult"}, kinds
+    assert returned / res.n_units < 1024
+    assert returned < shard_bytes / 200, (returned, shard_bytes)
