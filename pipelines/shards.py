@@ -153,8 +153,6 @@ def fingerprint(name: str, samples: list[SampleHeader]) -> str:
     return h.hexdigest()
 
 
-
-
 @dataclass(frozen=True)
 class WriteShard:
     """``group`` on shard name: write one shard (unless complete) and its manifest fragment."""

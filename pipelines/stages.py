@@ -349,4 +349,3 @@ class BuildSample:
             item_modalities=tuple(r.modality.value for r in recs),
             units=tuple((sid, r.modality.value) for r in recs for sid in r.source_ids),
         )
-
