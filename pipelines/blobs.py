@@ -35,9 +35,13 @@ class BlobStore:
         sha = hashlib.sha256(data).hexdigest()
         p = self.path(sha)
         if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_name(f"{sha}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as f:
+            try:
+                f = open(tmp, "wb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # a new fan-out folder (the common case only costs a failed open)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                f = open(tmp, "wb")  # noqa: SIM115
+            with f:
                 f.write(data)
             os.replace(tmp, p)
         return sha
