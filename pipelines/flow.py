@@ -3,7 +3,8 @@
 The build is declared once as a graph over *collections of small picklable elements* (headers:
 ids, hashes, blob references; never payload bytes) and executed once by a backend:
 
-- ``local``: eager, in this process, per-element work on a ``fork`` process pool;
+- ``local``: lazy; collections spilled to encrypted partition files, work on a process pool
+  (``pipelines.runners.local``);
 - ``beam``: one Beam pipeline (``Create`` → ``FlatMap`` / ``GroupByKey`` / side inputs), submitted once;
 - ``dask``: one ``dask.bag`` graph, computed once.
 
@@ -101,31 +102,6 @@ def group_in_memory(elements: Iterable, key_fn: KeyFn, order: OrderFn) -> list[t
             raise TypeError(f"group key must be str, got {type(k).__name__}")
         groups.setdefault(k, []).append(e)
     return [(k, sorted(groups[k], key=order)) for k in sorted(groups)]
-
-
-class _ApplyFlat:
-    def __init__(self, fn: FlatFn) -> None:
-        self.fn = fn
-
-    def __call__(self, chunk: list) -> list:
-        return [y for x in chunk for y in self.fn(x)]
-
-
-class _ApplyGroup:
-    def __init__(self, fn: GroupFn) -> None:
-        self.fn = fn
-
-    def __call__(self, chunk: list[tuple[str, list]]) -> list:
-        return [y for k, xs in chunk for y in self.fn(k, xs)]
-
-
-class _ApplyWith:
-    def __init__(self, fn: Callable[[Any, Any], Iterable[Any]], side: Any) -> None:
-        self.fn = fn
-        self.side = side
-
-    def __call__(self, chunk: list) -> list:
-        return [y for x in chunk for y in self.fn(x, self.side)]
 
 
 def make_flow(name: str, workers: int, quiet: bool = False, **options) -> Flow:
