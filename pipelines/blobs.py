@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from schemas.records import QuarantineRecord, SeriesSlice
 
 #: a payload reference: (member suffix, sha256 hex of the bytes, size in bytes)
 PayloadRef = tuple[str, str, int]
@@ -55,3 +57,21 @@ class BlobStore:
 
     def get_payload(self, refs: tuple[PayloadRef, ...]) -> tuple[tuple[str, bytes], ...]:
         return tuple((suffix, self.get(sha)) for suffix, sha, _ in refs)
+
+
+def to_header(rec, store: BlobStore):
+    """Move a record's payload (or a slice's pixels) to the blob store; return the header."""
+    if isinstance(rec, SeriesSlice):
+        return replace(rec, pixels=b"", pixels_ref=store.put(rec.pixels)) if rec.pixels else rec
+    if isinstance(rec, QuarantineRecord) or not rec.payload:
+        return rec
+    return replace(rec, payload=(), payload_refs=store.put_payload(rec.payload))
+
+
+def with_payload(rec, store: BlobStore):
+    """The record with its payload read back from the blob store (inside a worker)."""
+    if isinstance(rec, SeriesSlice):
+        return replace(rec, pixels=store.get(rec.pixels_ref)) if rec.pixels_ref else rec
+    if rec.payload or not rec.payload_refs:
+        return rec
+    return replace(rec, payload=store.get_payload(rec.payload_refs))

@@ -168,6 +168,19 @@ def _decode_with_timeout(task: DecodeTask, run=_decode_uncached) -> list[Decoded
         ]
 
 
+@dataclass(frozen=True)
+class DecodeToHeaders:
+    """Decode, then move payloads to the blob store (runs inside the watchdog helper process)."""
+
+    blob_root: str
+
+    def __call__(self, task: DecodeTask) -> list:
+        from pipelines.blobs import BlobStore, to_header
+
+        store = BlobStore(self.blob_root)
+        return [to_header(r, store) for r in _decode_uncached(task)]
+
+
 def decode_item(task: DecodeTask) -> list[DecodedRecord]:
     """Decode one input (from cache when possible). Runs in any runner's worker process."""
     if not task.cache_dir or task.item.kind in (InputKind.EMPTY, InputKind.UNKNOWN):

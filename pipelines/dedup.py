@@ -194,7 +194,7 @@ class EmbedBucket:
                 if p.exists():
                     vecs[i] = np.load(p)
         todo = [i for i, v in enumerate(vecs) if v is None]
-        from pipelines.stages import with_payload
+        from pipelines.blobs import with_payload
 
         for s in range(0, len(todo), EMBED_BATCH):
             idx = todo[s : s + EMBED_BATCH]
@@ -520,7 +520,7 @@ def run_dedup(
     """Run only the dedup tiers on in-memory groups (tools and tests); payloads go to ``blob_root``."""
     if not cfg.enabled:
         return DedupResult(groups=groups, counts={"enabled": False})
-    from pipelines.stages import to_header
+    from pipelines.blobs import to_header
 
     store = BlobStore(blob_root)
     headers = [replace(g, records=tuple(to_header(r, store) for r in g.records)) for g in groups]

@@ -19,15 +19,15 @@ import logging
 import os
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.blobs import BlobStore
+from pipelines.blobs import BlobStore, to_header, with_payload
 from pipelines.config import LinkConfig, SourceConfig, SplitConfig
 from pipelines.decode import (
     DecodeTask,
+    DecodeToHeaders,
     SeriesAssembler,
-    _decode_uncached,
     _decode_with_timeout,
     quarantine,
     series_group_key,
@@ -90,24 +90,6 @@ class DiscoverFolder:
 # --- decode ---------------------------------------------------------------------------------------
 
 
-def to_header(rec, store: BlobStore):
-    """Move a record's payload (or a slice's pixels) to the blob store; return the header."""
-    if isinstance(rec, SeriesSlice):
-        return replace(rec, pixels=b"", pixels_ref=store.put(rec.pixels)) if rec.pixels else rec
-    if isinstance(rec, QuarantineRecord) or not rec.payload:
-        return rec
-    return replace(rec, payload=(), payload_refs=store.put_payload(rec.payload))
-
-
-def with_payload(rec, store: BlobStore):
-    """The record with its payload read back from the blob store (inside a worker)."""
-    if isinstance(rec, SeriesSlice):
-        return replace(rec, pixels=store.get(rec.pixels_ref)) if rec.pixels_ref else rec
-    if rec.payload or not rec.payload_refs:
-        return rec
-    return replace(rec, payload=store.get_payload(rec.payload_refs))
-
-
 def _stat_key(task: DecodeTask) -> str:
     """Decode-cache key from file identity (path, size, mtime) + config + worker code, keyed.
 
@@ -123,17 +105,6 @@ def _stat_key(task: DecodeTask) -> str:
     h.update(repr(task.decoder_overrides).encode())
     h.update(worker_code_fingerprint().encode())
     return task.ctx.pseudo.token("decode-cache", h.hexdigest(), 40)
-
-
-@dataclass(frozen=True)
-class DecodeToHeaders:
-    """Decode, then move payloads to the blob store (runs inside the watchdog helper process)."""
-
-    blob_root: str
-
-    def __call__(self, task: DecodeTask) -> list:
-        store = BlobStore(self.blob_root)
-        return [to_header(r, store) for r in _decode_uncached(task)]
 
 
 @dataclass(frozen=True)
@@ -179,7 +150,11 @@ class Decode:
             if path.exists():
                 with open(path, "rb") as f:
                     return pickle.load(f)
-        outs = _decode_with_timeout(task, DecodeToHeaders(self.blob_root))
+        to_headers = DecodeToHeaders(self.blob_root)
+        if item.kind in (InputKind.EMPTY, InputKind.UNKNOWN):  # no decoder runs: no time limit needed
+            outs = to_headers(task)
+        else:
+            outs = _decode_with_timeout(task, to_headers)
         if not outs:
             reason = (
                 ReasonCode.REPORT_EMPTY
