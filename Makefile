@@ -45,7 +45,8 @@ format: env
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 # benchmarks print ratios against a baseline run in the same process (see each script's --help);
-# long ones: bench/bench_runners.py, bench/bench_dedup.py (10^6), bench/learnable/run.py, make bench-llm
+# long ones: bench/bench_scale.py (10^3-10^5, every runner), bench/bench_ecg_baseline.py, bench/bench_dedup.py (10^6),
+# bench/learnable/run.py, make bench-llm
 bench: env
 	$(BIN)/python bench/bench_writer.py
 	$(BIN)/python bench/bench_dicom.py
