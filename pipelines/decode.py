@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from pipelines.blobs import BlobStore, to_header
 from pipelines.watchdog import ChildDied, ItemTimeout, call_with_limit, describe_exit
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
@@ -81,18 +82,26 @@ def worker_code_fingerprint() -> str:
     return h.hexdigest()
 
 
+def keyed_cache_key(task: DecodeTask, identity: hashlib._Hash) -> str:
+    """A decode-cache key: the item's ``identity`` digest + its source, config, test hook and
+    worker code, keyed (the cache must change with the secret: pseudonyms are baked in)."""
+    h = identity
+    h.update(repr((task.item.source_id, task.item.kind, task.item.source_name, task.item.licence)).encode())
+    h.update(repr((task.ctx.image, task.ctx.volume, task.ctx.ecg, task.ctx.report, task.ctx.limits)).encode())
+    h.update(repr(task.decoder_overrides).encode())
+    h.update(worker_code_fingerprint().encode())
+    return task.ctx.pseudo.token("decode-cache", h.hexdigest(), 40)
+
+
 def _cache_key(task: DecodeTask) -> str:
+    """Content-based key (``decode_item``): file names and bytes."""
     h = hashlib.sha256()
     for path in (task.item.path, *task.item.companions):
         h.update(Path(path).name.encode() + b"\0")
         with open(path, "rb") as f:
             while block := f.read(1 << 20):
                 h.update(block)
-    h.update(repr((task.item.source_id, task.item.kind, task.item.source_name, task.item.licence)).encode())
-    h.update(repr((task.ctx.image, task.ctx.volume, task.ctx.ecg, task.ctx.report, task.ctx.limits)).encode())
-    h.update(worker_code_fingerprint().encode())
-    # keyed: the cache must change with the secret (pseudonyms are baked into records)
-    return task.ctx.pseudo.token("decode-cache", h.hexdigest(), 40)
+    return keyed_cache_key(task, h)
 
 
 def quarantine(item: InputItem, reason: ReasonCode, message: str, stage: str = "decode") -> QuarantineRecord:
@@ -175,8 +184,6 @@ class DecodeToHeaders:
     blob_root: str
 
     def __call__(self, task: DecodeTask) -> list:
-        from pipelines.blobs import BlobStore, to_header
-
         store = BlobStore(self.blob_root)
         return [to_header(r, store) for r in _decode_uncached(task)]
 

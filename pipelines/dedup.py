@@ -468,9 +468,7 @@ def declare_dedup(flow: Flow, groups, cfg: DedupConfig, blob_root: str, cache_di
     counts = seed.flat_map_with(emit_side, n_records, "dedup-n").flat_map_with(
         _with_unique, n_unique, "dedup-u"
     )
-    extras = flow.union(
-        applied.flat_map(_not_group, "dedup-extras"),
-    )
+    extras = applied.flat_map(_not_group, "dedup-extras")
     return DedupGraph(applied.flat_map(Select("group"), "dedup-kept"), extras, rows, counts)
 
 

@@ -29,9 +29,9 @@ from pipelines.decode import (
     DecodeToHeaders,
     SeriesAssembler,
     _decode_with_timeout,
+    keyed_cache_key,
     quarantine,
     series_group_key,
-    worker_code_fingerprint,
 )
 from pipelines.discover import discover_folder, list_folders
 from pipelines.link import PatientLinker, SampleGroup, link_group
@@ -100,11 +100,7 @@ def _stat_key(task: DecodeTask) -> str:
     for path in (task.item.path, *task.item.companions):
         st = os.stat(path)
         h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    h.update(repr((task.item.source_id, task.item.kind, task.item.source_name, task.item.licence)).encode())
-    h.update(repr((task.ctx.image, task.ctx.volume, task.ctx.ecg, task.ctx.report, task.ctx.limits)).encode())
-    h.update(repr(task.decoder_overrides).encode())
-    h.update(worker_code_fingerprint().encode())
-    return task.ctx.pseudo.token("decode-cache", h.hexdigest(), 40)
+    return keyed_cache_key(task, h)
 
 
 @dataclass(frozen=True)

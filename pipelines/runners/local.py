@@ -350,13 +350,15 @@ class LocalFlow:
     def _release(self, node: _Node) -> None:
         """One consumer of ``node`` is done: delete its spill files when it was the last."""
         self._consumers[id(node)] -= 1
-        if self._consumers[id(node)] == 0 and node.kind != "union":
-            for src, _ in self._memo[id(node)].parts:
-                if isinstance(src, str):
-                    os.unlink(src)
-        if self._consumers[id(node)] == 0 and node.kind == "union":
+        if self._consumers[id(node)]:
+            return
+        if node.kind == "union":  # holds its parents' files: release them in turn
             for p in node.parents:
                 self._release(p)
+            return
+        for src, _ in self._memo[id(node)].parts:
+            if isinstance(src, str):
+                os.unlink(src)
 
     def _eval(self, node: _Node) -> _Parts:
         if id(node) in self._memo:
