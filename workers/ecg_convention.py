@@ -330,6 +330,19 @@ def _longest_runs(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _has_run(mask: np.ndarray, n: int) -> np.ndarray:
+    """Per row of a 2-D boolean array: is there a run of at least ``n`` True values?
+
+    Rows with fewer than ``n`` True values in all cannot have one: only the others are scanned
+    (in a clean 12-lead window that is usually none of them).
+    """
+    out = np.zeros(mask.shape[0], dtype=bool)
+    rows = np.flatnonzero(np.count_nonzero(mask, axis=1) >= n)
+    if rows.size:
+        out[rows] = _longest_runs(mask[rows]) >= n
+    return out
+
+
 def leads_qc(x: np.ndarray, rate_hz: float, at_adc_limit: np.ndarray | None = None) -> list[list[str]]:
     """QC kinds (``nan``, ``flat``, ``clipped``, ``implausible_amplitude``) of lead windows.
 
@@ -341,14 +354,12 @@ def leads_qc(x: np.ndarray, rate_hz: float, at_adc_limit: np.ndarray | None = No
     nan = np.isnan(x)
     any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
     same = (np.diff(x, axis=1) == 0) & ~nan[:, 1:] & ~nan[:, :-1]
-    flat = _longest_runs(same) + 1 >= max(2, int(round(FLAT_RUN_S * rate_hz)))
+    flat = _has_run(same, max(2, int(round(FLAT_RUN_S * rate_hz))) - 1)  # n equal samples: n-1 steps
     filled_hi = np.where(nan, -np.inf, x)
     filled_lo = np.where(nan, np.inf, x)
     hi, lo = filled_hi.max(axis=1), filled_lo.min(axis=1)
     need = max(3, int(math.ceil(CLIP_RUN_S * rate_hz)))
-    plateau = (hi > lo) & (
-        (_longest_runs(x == hi[:, None]) >= need) | (_longest_runs(x == lo[:, None]) >= need)
-    )
+    plateau = (hi > lo) & (_has_run(x == hi[:, None], need) | _has_run(x == lo[:, None], need))
     adc = (at_adc_limit & ~nan).any(axis=1) if at_adc_limit is not None else np.zeros(len(x), bool)
     amp = np.maximum(np.abs(hi), np.abs(lo)) > MAX_PLAUSIBLE_MV
     kinds: list[list[str]] = []

@@ -44,6 +44,7 @@ import wfdb
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem
+from workers import ecg_wfdb_header
 from workers.context import WorkerContext
 from workers.ecg_convention import (
     SourceChannel,
@@ -55,6 +56,8 @@ from workers.ecg_convention import (
     units_to_mv,
 )
 from workers.ids import normalise_id
+
+ecg_wfdb_header.install()  # wfdb's header parsers without per-field pandas lookups (same results)
 
 log = logging.getLogger(__name__)
 
