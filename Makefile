@@ -1,4 +1,4 @@
-# medcorpus: `make demo` builds a corpus from examples/, `make test` runs every test.
+# medcorpus: `make demo` builds a corpus from examples/, `make test` runs ruff and the tests (slow ones: `make test-full`).
 # Both create the environment first (.venv, from requirements/lock.txt); nothing else is needed.
 PY ?= python3
 VENV := .venv

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines import preflight
 from pipelines import stages as st
 from pipelines.blobs import BlobStore
 from pipelines.config import BuildConfig
@@ -194,6 +195,7 @@ def run_build(
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
+    preflight.check(cfg, None if runner is None else "local")  # a passed-in backend imported already
     pseudo = Pseudonymizer(cfg.secret(), cfg.secret_source())
     own_runner = runner is None
     flow = runner or make_flow(cfg.runner, cfg.workers, quiet=quiet)

@@ -1,6 +1,7 @@
 """Per-item decode step: dispatch an input to its worker, cache the result, quarantine bad input.
 
-Bad input (``QuarantineError``) becomes a ``QuarantineRecord``. Any other exception is a bug:
+Bad input (``QuarantineError``) becomes a ``QuarantineRecord``. A missing package (``ImportError``)
+stops the build (``preflight.MissingDependency``). Any other exception is a bug:
 in strict mode it propagates and fails the build; otherwise the item is quarantined with
 ``decoder_error`` and the exception *type* only (its message could hold PHI).
 
@@ -20,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from pipelines.blobs import BlobStore, to_header
+from pipelines.preflight import from_import_error
 from pipelines.watchdog import ChildDied, ItemTimeout, call_with_limit, describe_exit
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
@@ -132,6 +134,8 @@ def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
         return [quarantine(item, exc.reason, exc.message)]
     except MemoryError:
         return [quarantine(item, ReasonCode.LIMIT_EXCEEDED, "decoding exhausted memory")]
+    except ImportError as exc:  # a broken environment stops the build; it is not bad input
+        raise from_import_error(exc) from None
     except Exception as exc:
         if task.strict:
             raise

@@ -33,7 +33,6 @@ class TarShardWriter:
         self.path = Path(path)
         self.mode = mode
         self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        self._sha = hashlib.sha256()
         self._file = None
         self._tar: tarfile.TarFile | None = None
         self.n_samples = 0

@@ -60,6 +60,7 @@ def apply_overrides(cfg, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipelines import preflight
     from pipelines.build import run_build
     from pipelines.flow import make_flow
 
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg.runner != "beam":
             raise ConfigError("--beam-option/--beam-staging need --runner beam")
         opts |= {"beam_options": args.beam_option, "staging_dir": args.beam_staging}
+    preflight.check(cfg)  # a missing package: one line, before any worker starts
     os.umask(0o027)  # before worker processes start: everything they write is not world-readable
     runner = make_flow(cfg.runner, cfg.workers, quiet=args.quiet, **opts)
     try:

@@ -33,6 +33,7 @@ import itertools
 import logging
 import os
 import pickle
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable
@@ -45,12 +46,15 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
+from pipelines.preflight import MissingDependency
 from schemas.records import QuarantineRecord
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "medcorpus"
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+#: a worker's MissingDependency as Beam's error text shows it (the traceback of the worker)
+_MISSING = re.compile(r"MissingDependency: the '([^']+)' package is not installed \(install (.*?)\)$", re.M)
 
 
 def _quarantine_reason(element: Any) -> str | None:
@@ -270,6 +274,11 @@ class BeamFlow:
         try:
             result = p.run()
             state = result.wait_until_finish()
+        except Exception as exc:  # a worker's MissingDependency arrives as text inside Beam's error
+            missing = _MISSING.search(str(exc))
+            if missing:
+                raise MissingDependency(*missing.groups()) from None
+            raise
         finally:
             if local_workers and old is None:
                 os.environ.pop("PYTHONPATH", None)

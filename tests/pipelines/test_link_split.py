@@ -118,6 +118,9 @@ def test_split_is_by_patient_fractions_and_stable_when_appending():
     more = [P.patient(str(i)) for i in range(5000, 8000)]
     after = {p: split_of(p, P, cfg) for p in first + more}
     assert all(after[p] == before[p] for p in first)
+    # golden assignments: a change to split_of would move patients between published versions
+    golden = "train train train train train val val train train train train train".split()
+    assert [split_of(P.patient(str(i)), P, cfg) for i in range(12)] == golden
     # a different secret gives a different (but equally stable) assignment
     other = Pseudonymizer("another-secret-xyz-123")
     assert sum(split_of(p, other, cfg) != before[p] for p in first) > 500

@@ -21,6 +21,7 @@ import pytest
 from pipelines.build import run_build
 from pipelines.config import ShardConfig, load_config
 from pipelines.flow import make_flow
+from pipelines.preflight import MissingDependency
 from tests.conftest import REPO
 from tests.pipelines import runner_helpers as h
 
@@ -210,6 +211,26 @@ def test_a_bug_is_quarantined_identically_when_not_strict(runners, examples_dir,
         assert res.n_decoder_errors == 2  # both ECG records
         q[name] = (out / "quarantine.parquet").read_bytes()
     assert q["beam"] == q["local"] and q["dask"] == q["local"]
+
+
+@pytest.mark.parametrize("name", RUNNERS)
+def test_a_missing_package_stops_the_build_on_every_runner(name, runners, examples_dir, tmp_path):
+    """An ImportError inside a decoder (in a worker, behind the watchdog) is a broken environment:
+    the build stops with MissingDependency naming the package, and nothing is quarantined."""
+    input_dir = _tiny_input(examples_dir, tmp_path / "in")
+    cfg = _config(input_dir, strict=False)
+    absent = (("wfdb", "tests.fixtures.faulty_decoders:missing_package"),)
+    runner = runners[name] if name != "local" else make_flow("local", 2, quiet=True)
+    try:
+        with pytest.raises(MissingDependency) as info:
+            run_build(input_dir, tmp_path / "out", cfg, quiet=True, runner=runner, decoder_overrides=absent)
+    finally:
+        if name == "local":
+            runner.close()
+    assert isinstance(info.value, MissingDependency)
+    assert info.value.module == "medcorpus_test_absent_package"
+    assert not (tmp_path / "out" / "quarantine.parquet").exists()
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
 
 
 @pytest.mark.parametrize("name", RUNNERS)
