@@ -70,12 +70,24 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipelines import datacard_plots as plots
 from pipelines.manifest import BUILD, INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
 from pipelines.writer import write_atomic
 from schemas.contract import ECG_RATE_HZ, META_MEMBER, SHARDS_DIR, SPLITS
 from schemas.labels import ASSERTIONS
 from schemas.modality import SAMPLE_MODALITIES
+
+
+class _LazyPlots:
+    """``pipelines.datacard_plots``, imported on first use: matplotlib costs ~2 s of imports,
+    which shard writers (they import this module for :func:`shard_card_stats`) never need."""
+
+    def __getattr__(self, name: str):
+        from pipelines import datacard_plots
+
+        return getattr(datacard_plots, name)
+
+
+plots = _LazyPlots()
 
 log = logging.getLogger(__name__)
 

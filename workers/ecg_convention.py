@@ -50,7 +50,6 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from schemas.contract import ECG_LEADS, ECG_UNITS
 from schemas.modality import Modality
@@ -298,6 +297,8 @@ def resample_leads(x: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
     filled = x.copy() if has_nan.any() else x
     for r in np.flatnonzero(has_nan):
         filled[r] = _interp_nans(x[r])
+    from scipy.signal import resample_poly  # ~1 s import, paid only by processes that resample
+
     y = resample_poly(filled, up, down, axis=1, padtype=RESAMPLE_PADTYPE)
     if has_nan.any():
         src = np.minimum(np.rint(np.arange(y.shape[1]) * down / up).astype(np.int64), x.shape[1] - 1)
