@@ -58,6 +58,7 @@ from pipelines.shards import (
     shard_of,
     write_sizes,
 )
+from pipelines.tables import declare_tables, write_table_outputs
 from pipelines.writer import write_atomic
 from schemas.contract import SPLITS
 from schemas.reasons import ReasonCode
@@ -155,11 +156,19 @@ def declare_build(
             "llm",
         )
         records = flow.union(routed.flat_map(Select("rec"), "llm-other"), llm)
-    # 4. link: GroupByKey on study, then on patient (time windows)
+    # 3c. metadata tables (pipelines.tables): identity joins by unit id, anchors, lab events
+    tables = declare_tables(flow, root, cfg, pseudo, blob_root) if cfg.tables else None
+    if tables is not None:
+        records = tables.join(records)
+    # 4. link: GroupByKey on study, then on patient (time windows, or windows around anchors)
     study_groups = records.group(link_key, st.link_study, st.record_order, "link")
-    linked = study_groups.group(patient_key, st.LinkPatient(cfg.linking), st.group_order, "link-patient")
+    if tables is not None and cfg.linking.anchor is not None:
+        linked = tables.link(study_groups)
+    else:
+        linked = study_groups.group(patient_key, st.LinkPatient(cfg.linking), st.group_order, "link-patient")
     groups = linked.flat_map(Select("group"), "groups")
     extras = [tagged.flat_map(Select("q"), "q-decode"), linked.flat_map(Select("q"), "q-link")]
+    extras += tables.quarantine if tables is not None else []
     outputs: dict = {"units": tagged.flat_map(Select("unit"), "units")}
     # 5. dedup (exact → near → policy), before the split
     if cfg.dedup.enabled:
@@ -168,6 +177,9 @@ def declare_build(
         outputs |= {"dedup_extras": dd.extras, "dedup_rows": dd.rows, "dedup_counts": dd.counts}
     # 6. samples (split by patient), 7. shard plan (keys and sizes only), 8. shards in workers
     samples = groups.flat_map(st.BuildSample(pseudo, cfg.split, blob_root), "samples")
+    if tables is not None:  # labs percentiles under the train split (a global stage after the split)
+        samples = tables.normalise(samples)
+        outputs |= tables.finish()
     plan = samples.flat_map(plan_rows, "plan-rows").gather(PlanShards(cfg.shards), _ident, "plan")
     assigned = samples.flat_map_with(assign_shard, plan, "assign")
     outputs["shards"] = assigned.group(shard_of, WriteShard(str(out_dir), blob_root), key_of, "write")
@@ -262,6 +274,8 @@ def run_build(
             "dedup": dedup_counts,
         }
         stats["samples_per_split"] = {k: v for k, v in stats["samples_per_split"].items() if v}
+        if cfg.tables:
+            stats["tables"] = write_table_outputs(out, out_dir)
         write_table(out_dir / DEDUP, dedup_table)
         write_records(out_dir / SHARDS, shard_rows, ShardRecord)
         write_records(out_dir / QUARANTINE, quarantined, QuarantineRecord)
@@ -284,7 +298,7 @@ def run_build(
             if pseudo.is_demo
             else "",
             # execution settings (workers, runner) do not change the output: not recorded
-            "config": {k: v for k, v in asdict(cfg).items() if k not in ("workers", "runner")},
+            "config": _recorded_config(cfg),
             "versions": _versions(),
             "kind_modality": {k.value: m.value for k, m in KIND_MODALITY.items()},
         }
@@ -332,6 +346,16 @@ def run_build(
         demo_build=pseudo.is_demo,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _recorded_config(cfg: BuildConfig) -> dict:
+    """The config as build.json records it; metadata tables and anchors only when used."""
+    out = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "runner")}
+    if not cfg.tables:
+        out.pop("tables")
+    if cfg.linking.anchor is None:
+        out["linking"].pop("anchor")
+    return out
 
 
 def _units(rows: list[st.Unit]) -> dict[str, tuple[str, str, str, str]]:

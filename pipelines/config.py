@@ -83,14 +83,111 @@ class LinkWindow:
 
 
 @dataclass(frozen=True)
+class AnchorWindow:
+    """Items of ``modality`` (``image``, ``volume``, ``ecg``, ``report`` or ``labs``) acquired
+    between ``min_hours`` and ``max_hours`` after the anchor time (negative: before); each bound
+    is inclusive unless ``include_min``/``include_max`` is false. A ``required`` modality
+    missing from the window means no sample for that anchor. Symile-MIMIC: ecg [-24, 24],
+    image (24, 72], labs [-24, 24], all required."""
+
+    modality: str
+    min_hours: float
+    max_hours: float
+    include_min: bool = True
+    include_max: bool = True
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class LinkFilter:
+    """Keep only ``modality`` items whose ``field`` (a record attribute such as
+    ``view_position``, or a metadata-table field) is one of ``values`` (case-insensitive), and
+    drop items with a QC flag kind in ``qc_exclude`` (ECG: ``nan``, ``flat``, ``clipped``, ...).
+    Dropped items are quarantined as ``filtered_out``."""
+
+    modality: str
+    field: str = ""
+    values: tuple[str, ...] = ()
+    qc_exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """Samples around anchor rows (hospital admissions) of the ``table`` named in ``tables``.
+
+    Per anchor (in time order) and window: the ``earliest`` item in the window (labs: the
+    earliest value per lab item). ``exclusive``: an item joins at most one anchor (the first
+    whose window holds it), so every input unit is in at most one sample."""
+
+    table: str
+    windows: tuple[AnchorWindow, ...] = ()
+    filters: tuple[LinkFilter, ...] = ()
+    pick: str = "earliest"
+    exclusive: bool = True
+
+
+@dataclass(frozen=True)
 class LinkConfig:
     """Declarative linking rules, applied in order: shared study first (if ``by_study``), then
-    patient time windows. ``unlinked``: ``keep`` (single-modality samples) or ``drop``
-    (quarantined with reason ``unlinked``, so they are still counted)."""
+    patient time windows, or windows around ``anchor`` rows when one is set.
+    ``unlinked``: ``keep`` (single-modality samples) or ``drop`` (quarantined with reason
+    ``unlinked``, so they are still counted)."""
 
     by_study: bool = True
     windows: tuple[LinkWindow, ...] = ()
     unlinked: str = "keep"
+    anchor: AnchorConfig | None = None
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """A metadata table (CSV/TSV, optionally gzipped) read in a worker, row by row.
+
+    ``role``:
+
+    - ``identity``: each row names one file of ``source`` through ``path_template`` (Python
+      format over the row's columns, e.g. ``files/p{subject_id:.2}/p{subject_id}/s{study_id}/
+      {dicom_id}.jpg``; relative to ``path_root``, default the table's folder) and gives its
+      patient, study and time. ``path_regex`` named groups (matched on the rendered path) are
+      usable in the templates too (CheXpert: ``patient(?P<patient>\\d+)``). ``fields``
+      are copied into the item's metadata (codes, never free text); ``view`` fills an image's
+      view position. ``labels_path`` is a label table joined on ``labels_on`` columns
+      (MIMIC-CXR CheXpert labels); its other columns become the item's labels.
+    - ``anchor``: each row is an anchor (``id``, ``patient``, ``time``): a hospital admission.
+    - ``labs``: a long lab-event table (``patient``, ``time``, ``item``, ``value``, ``unit``);
+      ``items`` keeps those item ids, else the ``top_k`` most frequent (numeric values);
+      ``names_path`` (columns ``names_id``, ``names_label``) names the items.
+
+    ``patient``, ``study``, ``id`` and ``time`` are format templates over the columns
+    (``"{subject_id}"``, ``"{StudyDate} {StudyTime}"``); ``time_format`` is a ``strptime``
+    format, or ``""`` for ISO 8601 / DICOM ``YYYYMMDD HHMMSS.f``.
+    """
+
+    name: str
+    role: str
+    path: str
+    licence: str = "unknown"
+    source: str = ""
+    path_template: str = ""
+    path_root: str = ""
+    path_regex: str = ""
+    patient: str = ""
+    study: str = ""
+    id: str = ""
+    time: str = ""
+    time_format: str = ""
+    fields: tuple[str, ...] = ()
+    view: str = ""
+    labels_path: str = ""
+    labels_on: tuple[str, ...] = ()
+    item: str = ""
+    value: str = ""
+    unit: str = ""
+    items: tuple[str, ...] = ()
+    top_k: int = 0
+    names_path: str = ""
+    names_id: str = ""
+    names_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +220,7 @@ class BuildConfig:
     linking: LinkConfig = field(default_factory=LinkConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     llm: dict = field(default_factory=dict)  # workers.llm_config.LlmConfig fields (see docs/vllm.md)
+    tables: tuple[TableConfig, ...] = ()  # metadata tables: identity joins, anchors, labs
     workers: int = 1
     runner: str = "local"
     strict: bool = False  # True: an unexpected exception fails the build (tests use this)
@@ -199,16 +297,25 @@ _NESTED = {
     "LinkConfig": LinkConfig,
     "DedupConfig": DedupConfig,
 }
+_NESTED_TUPLES = {
+    "tuple[LinkWindow": LinkWindow,
+    "tuple[AnchorWindow": AnchorWindow,
+    "tuple[LinkFilter": LinkFilter,
+    "tuple[TableConfig": TableConfig,
+}
 
 
 def _coerce(type_str: Any, value: Any, where: str, owner: type, name: str) -> Any:
     t = str(type_str)
     if t in _NESTED:
         return _build(_NESTED[t], value, where)
-    if t.startswith("tuple[LinkWindow"):
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list of windows")
-        return tuple(_build(LinkWindow, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if t == "AnchorConfig | None":
+        return None if value is None else _build(AnchorConfig, value, where)
+    for prefix, cls in _NESTED_TUPLES.items():
+        if t.startswith(prefix):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}: expected a list")
+            return tuple(_build(cls, v, f"{where}[{i}]") for i, v in enumerate(value))
     if t.startswith("tuple[float"):
         seq = value if isinstance(value, list | tuple) else [value]
         try:
@@ -286,6 +393,7 @@ def validate_config(cfg: BuildConfig) -> None:
             raise ConfigError(f"linking.windows: anchor/modality must be two of {', '.join(mods)}")
         if w.min_hours > w.max_hours:
             raise ConfigError("linking.windows: min_hours must be <= max_hours")
+    validate_tables(cfg)
     for name in ("image", "ecg", "volume", "report"):
         t = getattr(cfg.dedup, f"{name}_threshold")
         if not 0.5 <= t <= 1.0:
@@ -295,6 +403,55 @@ def validate_config(cfg: BuildConfig) -> None:
             raise ConfigError(f"sources.{src.name}.report.structurer: must be rules or llm")
     if cfg.runner not in ("local", "beam", "dask"):
         raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
+
+
+TABLE_ROLES = ("identity", "anchor", "labs")
+ANCHOR_MODALITIES = ("image", "volume", "ecg", "report", "labs")
+
+
+def validate_tables(cfg: BuildConfig) -> None:
+    """Metadata tables and anchor linking: names, roles, required columns, windows."""
+    names = [t.name for t in cfg.tables]
+    if len(set(names)) != len(names):
+        raise ConfigError("tables: names must be unique")
+    sources = {s.name for s in cfg.sources}
+    need = {"identity": ("source", "path_template", "patient"), "anchor": ("id", "patient", "time")}
+    need["labs"] = ("patient", "time", "item", "value")
+    for t in cfg.tables:
+        if t.role not in TABLE_ROLES:
+            raise ConfigError(f"tables.{t.name}.role: must be one of {', '.join(TABLE_ROLES)}")
+        missing = [k for k in need[t.role] if not getattr(t, k)]
+        if missing:
+            raise ConfigError(f"tables.{t.name}: role {t.role} needs {', '.join(missing)}")
+        if t.role == "identity" and t.source not in sources:
+            raise ConfigError(f"tables.{t.name}.source: no source named {t.source!r}")
+        if t.role == "labs" and not t.items and t.top_k < 1:
+            raise ConfigError(f"tables.{t.name}: labs need items or top_k >= 1")
+    a = cfg.linking.anchor
+    if a is None:
+        if any(t.role in ("anchor", "labs") for t in cfg.tables):
+            raise ConfigError("tables: anchor/labs tables need linking.anchor")
+        return
+    roles = {t.name: t.role for t in cfg.tables}
+    if roles.get(a.table) != "anchor":
+        raise ConfigError(f"linking.anchor.table: no table {a.table!r} with role anchor")
+    if a.pick not in ("earliest", "nearest"):
+        raise ConfigError("linking.anchor.pick: must be earliest or nearest")
+    if not a.windows:
+        raise ConfigError("linking.anchor.windows: at least one window")
+    mods = [w.modality for w in a.windows]
+    if len(set(mods)) != len(mods) or any(m not in ANCHOR_MODALITIES for m in mods):
+        raise ConfigError(
+            f"linking.anchor.windows: one window per modality, of {', '.join(ANCHOR_MODALITIES)}"
+        )
+    for w in a.windows:
+        if w.min_hours > w.max_hours:
+            raise ConfigError("linking.anchor.windows: min_hours must be <= max_hours")
+    if "labs" in mods and sum(r == "labs" for r in roles.values()) != 1:
+        raise ConfigError("linking.anchor: a labs window needs exactly one table with role labs")
+    for f in a.filters:
+        if f.modality not in ANCHOR_MODALITIES or not (f.field or f.qc_exclude):
+            raise ConfigError("linking.anchor.filters: each needs a modality and a field or qc_exclude")
 
 
 def load_config(path: Path | None) -> BuildConfig:

@@ -37,6 +37,7 @@ DECODERS: dict[InputKind, str] = {
     InputKind.NIFTI: "workers.nifti:decode_nifti",
     InputKind.REPORT_TABLE: "workers.report_ingest:decode_report_table",
     InputKind.REPORT_TEXT: "workers.report_ingest:decode_report_text",
+    InputKind.IMAGE_FILE: "workers.image_file:decode_image_file",
 }
 SERIES_ASSEMBLER = "workers.dicom_series:assemble_series"
 
@@ -47,6 +48,7 @@ KIND_MODALITY: dict[InputKind, Modality] = {
     InputKind.NIFTI: Modality.VOLUME,
     InputKind.REPORT_TABLE: Modality.REPORT,
     InputKind.REPORT_TEXT: Modality.REPORT,
+    InputKind.IMAGE_FILE: Modality.IMAGE,
     InputKind.EMPTY: Modality.UNKNOWN,
     InputKind.UNKNOWN: Modality.UNKNOWN,
 }

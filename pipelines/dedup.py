@@ -108,6 +108,8 @@ class Unique:
 
 def dedup_items(group: SampleGroup) -> Iterator[DedupItem]:
     for r in group.records:
+        if r.modality not in SAMPLE_MODALITIES:  # labs: values of one admission, not content to dedup
+            continue
         yield DedupItem(r.modality.value, _content_key(r), group.patient, r)
 
 

@@ -2,9 +2,10 @@
 
 Real exports often have no extensions (DICOM files named ``6154``), so every file is sniffed:
 DICOM preamble ``DICM`` (also inside gzip, or a bare dataset starting with a group 0002/0008
-tag), NIfTI-1/2 header (``sizeof_hdr`` 348/540 in either byte order, also gzipped), a WFDB
-record line whose name matches the file, CSV/TSV/JSONL tables, and plain text. WFDB signal
-files (``.dat``, ``.mat``, …) are claimed by their header as companions, not separate inputs.
+tag), JPEG (SOI marker) and PNG (signature) images, NIfTI-1/2 header (``sizeof_hdr`` 348/540
+in either byte order, also gzipped), a WFDB record line whose name matches the file, CSV/TSV/JSONL
+tables, and plain text. WFDB signal files (``.dat``, ``.mat``, …) are claimed by their header as
+companions, not separate inputs.
 Order is deterministic: sources in config order, files sorted by relative POSIX path.
 
 Discovery works folder by folder, so an engine can spread it over workers: :func:`list_folders`
@@ -88,6 +89,9 @@ def _is_nifti(head: bytes) -> bool:
     return False
 
 
+_LINE_CONTROLS = str.maketrans("", "", "\r\n\t")
+
+
 def _as_text(head: bytes) -> str | None:
     if not head or b"\x00" in head:
         return None
@@ -96,6 +100,8 @@ def _as_text(head: bytes) -> str | None:
             text = head.decode(enc)
         except UnicodeDecodeError:
             continue
+        if text.translate(_LINE_CONTROLS).isprintable():  # the common case, at C speed
+            return text
         printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
         return text if printable >= 0.95 * len(text) else None
     return None
@@ -152,6 +158,8 @@ def sniff(path: Path) -> InputKind:
         return InputKind.DICOM
     if _is_nifti(head):
         return InputKind.NIFTI
+    if head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":  # JPEG SOI / PNG signature
+        return InputKind.IMAGE_FILE
     text = _as_text(head)
     if text is None:
         return InputKind.UNKNOWN

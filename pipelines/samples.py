@@ -13,7 +13,7 @@ from schemas.contract import (
     ECG_UNITS,
     member_name,
 )
-from schemas.modality import SAMPLE_MODALITIES, modality_mask
+from schemas.modality import EXTRA_MODALITIES, SAMPLE_MODALITIES, Modality, modality_mask
 from schemas.report_schema import REPORT_SCHEMA_VERSION
 from workers.pseudonym import Pseudonymizer
 
@@ -27,6 +27,15 @@ CONVENTIONS = {
     f"lead order {','.join(ECG_LEADS)}",
     "report": f"de-identified UTF-8 text; json follows structured-report schema {REPORT_SCHEMA_VERSION}",
     "dates": "shifted by one per-patient offset (PS3.15 retain longitudinal temporal info, modified dates)",
+}
+#: conventions recorded only in samples that hold such items (older corpora keep their meta.json)
+EXTRA_CONVENTIONS = {
+    "image_file": "JPEG/PNG: EXIF orientation applied, metadata (EXIF, ICC, comments, PNG text) dropped; "
+    "grey 8-bit as stored, 16-bit min/max to 8-bit; colour as RGB; raw.npy holds the decoded values",
+    "labs": "labs_{i}.npy float32 (3, n_items): value (item unit, NaN missing), percentile under the "
+    "train split's empirical CDF (missing: train mean percentile), missing (1/0); "
+    "labs_{i}.json: item ids, names, units, times, missingness",
+    "anchor": "one sample per anchor row (admission); per modality the earliest item in its window",
 }
 
 
@@ -55,6 +64,7 @@ def sample_meta(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_buil
     """The sample key and its ``meta.json`` bytes (conventions, per-item meta; no payload needed)."""
     key = sample_key(group, pseudo)
     items_meta = []
+    extra: set[str] = set()
     present = set()
     counters: dict[str, int] = {}
     for rec in group.records:  # already sorted by (modality, time, record_id)
@@ -64,17 +74,24 @@ def sample_meta(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_buil
         summary = _record_summary(rec)
         summary["member_prefix"] = f"{rec.modality.value}_{i}"
         items_meta.append(summary)
+        if summary["meta"].get("source_format") in ("jpeg", "png"):
+            extra.add("image_file")
+        if rec.modality is Modality.LABS:
+            extra.add("labs")
+    if group.link_rule.startswith("anchor:"):
+        extra.add("anchor")
+    order = SAMPLE_MODALITIES + EXTRA_MODALITIES
     meta = {
         "meta_version": SAMPLE_META_VERSION,
         "key": key,
         "split": split,
         "patient": group.patient,
         "study": group.study,
-        "modalities": [m.value for m in SAMPLE_MODALITIES if m in present],
-        "modality_mask": list(modality_mask(present)),
+        "modalities": [m.value for m in order if m in present],
+        "modality_mask": list(modality_mask(present, extended=group.extended)),
         "patient_conflict": group.patient_conflict,
         "items": items_meta,
-        "conventions": CONVENTIONS,
+        "conventions": CONVENTIONS | {k: EXTRA_CONVENTIONS[k] for k in sorted(extra)},
         "demo_build": demo_build,
     }
     return key, json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

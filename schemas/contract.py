@@ -11,6 +11,9 @@ Members:  ``meta.json`` plus ``{modality}_{i}.{suffix}`` with ``i`` = 0, 1, ... 
           ``ecg_{i}.npy``        float16 (12, 5000): mV, 500 Hz, canonical lead order, 10 s
           ``report_{i}.txt``     de-identified report text (UTF-8)
           ``report_{i}.json``    structured report (``schemas.report_schema``)
+          ``labs_{i}.npy``       float32 (3, n_items): raw value, train-split percentile in
+                                 [0, 1] (missing: the train mean percentile), missing (1.0)
+          ``labs_{i}.json``      item ids, names, units, times, missingness, normalisation id
           Members of one sample are written in sorted name order.
 Shards:   ``{split}/{split}-{index:06d}.tar`` under ``shards/``; each split folder has a
           ``sizes.json`` mapping shard file name → sample count (open_clip convention).
@@ -23,7 +26,7 @@ import re
 from schemas.modality import Modality
 
 KEY_RE = re.compile(r"^[a-z0-9_-]{1,128}$")
-MEMBER_RE = re.compile(r"^(meta\.json|(image|volume|ecg|report)_(\d+)\.(png|raw\.npy|npy|txt|json))$")
+MEMBER_RE = re.compile(r"^(meta\.json|(image|volume|ecg|report|labs)_(\d+)\.(png|raw\.npy|npy|txt|json))$")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 META_MEMBER = "meta.json"
 SIZES_FILE = "sizes.json"
@@ -41,6 +44,7 @@ MODALITY_SUFFIXES: dict[Modality, tuple[str, ...]] = {
     Modality.VOLUME: ("npy",),
     Modality.ECG: ("npy",),
     Modality.REPORT: ("txt", "json"),
+    Modality.LABS: ("json", "npy"),
 }
 
 

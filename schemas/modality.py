@@ -12,6 +12,7 @@ class Modality(str, Enum):
     VOLUME = "volume"  # 3D CT/MR volume (DICOM series or NIfTI)
     ECG = "ecg"  # 12-lead (or partial) electrocardiogram
     REPORT = "report"  # free-text radiology / cardiology report
+    LABS = "labs"  # laboratory values around an anchor (e.g. a hospital admission)
     UNKNOWN = "unknown"  # an input whose modality could not be determined (quarantined)
 
 
@@ -24,6 +25,13 @@ SAMPLE_MODALITIES: tuple[Modality, ...] = (
 )
 
 
-def modality_mask(present: set[Modality] | frozenset[Modality]) -> tuple[bool, ...]:
-    """Return the presence mask over :data:`SAMPLE_MODALITIES` (the Symile trainer needs it)."""
-    return tuple(m in present for m in SAMPLE_MODALITIES)
+#: Modalities after the first four: in the mask only of builds that produce them (``extended``),
+#: so corpora without labs keep their four-bit masks.
+EXTRA_MODALITIES: tuple[Modality, ...] = (Modality.LABS,)
+
+
+def modality_mask(present: set[Modality] | frozenset[Modality], extended: bool = False) -> tuple[bool, ...]:
+    """Return the presence mask over :data:`SAMPLE_MODALITIES` (the Symile trainer needs it),
+    followed by :data:`EXTRA_MODALITIES` when ``extended`` (a build with labs)."""
+    mods = SAMPLE_MODALITIES + EXTRA_MODALITIES if extended else SAMPLE_MODALITIES
+    return tuple(m in present for m in mods)

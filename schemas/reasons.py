@@ -29,6 +29,9 @@ class ReasonCode(str, Enum):
     FILTERED_OUT = "filtered_out"  # modality/body part/view filter from config
     SERIES_INCONSISTENT = "series_inconsistent"  # mixed orientation, gaps, duplicates
     SERIES_TOO_SHORT = "series_too_short"
+    IMAGE_FILE_CORRUPT = "image_file_corrupt"  # a JPEG/PNG that does not decode
+    # metadata tables (identity joins, anchors)
+    NO_METADATA = "no_metadata"  # an item the configured metadata table has no row for
     # waveforms
     ECG_HEADER_INVALID = "ecg_header_invalid"
     ECG_SIGNAL_MISSING = "ecg_signal_missing"

@@ -31,6 +31,7 @@ class InputKind(str, Enum):
     NIFTI = "nifti"
     REPORT_TABLE = "report_table"  # CSV/TSV/JSONL export, one report per row
     REPORT_TEXT = "report_text"  # one plain-text report per file
+    IMAGE_FILE = "image_file"  # a JPEG or PNG image (identity from a metadata table)
     EMPTY = "empty"
     UNKNOWN = "unknown"
 
@@ -137,6 +138,28 @@ class ReportRecord(_ItemBase):
 
 
 @dataclass(frozen=True)
+class LabsRecord(_ItemBase):
+    """Laboratory values around an anchor (one admission): the earliest value per lab item.
+
+    Built by the anchor linker from lab-event headers, not decoded from one file, so
+    ``source_ids`` is ``()`` (the lab table's rows are counted in the link report instead).
+    Only the items found in the window, sorted by id: ``item_ids[i]``, ``units[i]``,
+    ``values[i]`` and ``times[i]`` (shifted ISO 8601). The payload (``npy`` and ``json``, dense
+    over the build's item list, with names) is written after the split, once the train split's
+    percentiles are known.
+    """
+
+    anchor: str
+    item_ids: tuple[str, ...]
+    units: tuple[str, ...]
+    values: tuple[float, ...]
+    times: tuple[str, ...]
+    payload: tuple[tuple[str, bytes], ...] = field(default=(), metadata=NO_ARROW, repr=False)
+    #: where the payload lives once stored (``(suffix, sha256, size)``; the payload is then ``()``)
+    payload_refs: tuple[tuple[str, str, int], ...] = field(default=(), metadata=NO_ARROW, repr=False)
+
+
+@dataclass(frozen=True)
 class SeriesSlice:
     """One decoded slice of a CT/MR series, waiting to be grouped into a :class:`VolumeRecord`.
 
@@ -213,5 +236,5 @@ class ShardRecord:
     last_key: str
 
 
-ItemRecord = ImageRecord | VolumeRecord | EcgRecord | ReportRecord
+ItemRecord = ImageRecord | VolumeRecord | EcgRecord | ReportRecord | LabsRecord
 DecodedRecord = ItemRecord | SeriesSlice | QuarantineRecord

@@ -167,6 +167,8 @@ class SampleDecoder:
             if parsed is None or parsed[0] == "meta":
                 continue
             modality, index, suffix = parsed
+            if modality not in items:  # a modality the trainer has no encoder for yet (labs)
+                continue
             items[modality].setdefault(index, {})[suffix] = value
         out: dict[str, Any] = {"key": sample["__key__"]}
         out["modality_mask"] = torch.tensor([bool(items[m]) for m in MODALITY_NAMES], dtype=torch.bool)
