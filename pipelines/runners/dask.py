@@ -2,10 +2,12 @@
 
 Graph shape: ``create`` → ``db.from_sequence(seeds)`` (the seeds are the only data embedded in
 the graph: a few per source; never pass large lists); ``flat_map`` → ``map_partitions``, and a
-bag with fewer than ``4 × workers`` partitions (a seed that fanned out into thousands of file
-headers) is then split into that many so every worker gets work; ``group`` → the task shuffle of
-``Bag.groupby(shuffle="tasks")`` (all-to-all between workers; str keys hashed with crc32, the same
-in every process) then ``fn(key, values sorted by order)`` per group; ``gather`` → a one-task
+bag with fewer than ``4 × workers`` partitions is then split into that many so every worker gets
+work (``32 × workers`` after a step that fans out, sources → folders → files, so decoding runs
+as small tasks handed to whichever worker is free); ``group`` → the task shuffle of
+``Bag.groupby(shuffle="tasks")`` over ``4 × workers`` input partitions (adjacent ones joined; all-to-all
+between workers; str keys hashed with crc32, the same in every process) then
+``fn(key, values sorted by order)`` per group; ``gather`` → a one-task
 ``reduction`` calling ``fn(all elements sorted by order)``; ``flat_map_with`` → ``map_partitions``
 with that task's Delayed as an argument (computed once, sent worker to worker, never through
 the client); ``union`` → ``db.concat``. ``run(outputs)`` hands all output bags to ONE
@@ -49,6 +51,10 @@ from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn
 log = logging.getLogger(__name__)
 
 PARTITIONS_PER_WORKER = 4
+#: partitions per worker after a fan-out step (sources → folders → files): the next step (decoding)
+#: runs as many small tasks the scheduler hands out as workers free up, so a partition of slow
+#: inputs (CT series, radiographs) does not leave the other workers idle at the end
+FAN_PARTITIONS_PER_WORKER = 32
 
 
 def _crc32(key: str) -> int:
@@ -116,18 +122,27 @@ class _DaskColl:
         self.flow = flow
         self.bag = bag
 
-    def _spread(self, bag: db.Bag) -> db.Bag:
-        p = self.flow.partitions
+    def _spread(self, bag: db.Bag, per_worker: int = PARTITIONS_PER_WORKER) -> db.Bag:
+        p = per_worker * self.flow.workers
         return bag.repartition(npartitions=p) if bag.npartitions < p else bag
+
+    def _shuffle_input(self) -> db.Bag:
+        """This bag with exactly ``flow.partitions`` partitions: more (after a fan-out) are joined
+        (adjacent ones, no data movement), as the task shuffle's cost grows with them."""
+        p = self.flow.partitions
+        return self.bag.repartition(npartitions=p) if self.bag.npartitions != p else self.bag
 
     def flat_map(self, fn: FlatFn, desc: str) -> _DaskColl:
         bag = self.bag.map_partitions(_Flat(fn), token=_token(desc))
-        return _DaskColl(self.flow, self._spread(bag))
+        fine = getattr(fn, "fans_out", False)
+        return _DaskColl(
+            self.flow, self._spread(bag, FAN_PARTITIONS_PER_WORKER if fine else PARTITIONS_PER_WORKER)
+        )
 
     def group(self, key_fn: KeyFn, fn: GroupFn, order: OrderFn, desc: str) -> _DaskColl:
         # ``Bag.groupby(shuffle="tasks")`` with a crc32 instead of ``tokenize`` as the key hash
-        # (same buckets in every process, 3x less CPU); as many output partitions as input ones
-        grouped = groupby_tasks(self._spread(self.bag), _Key(key_fn), hash=_crc32)
+        # (same buckets in every process, 3x less CPU); ``flow.partitions`` output partitions
+        grouped = groupby_tasks(self._shuffle_input(), _Key(key_fn), hash=_crc32)
         return _DaskColl(self.flow, grouped.map_partitions(_Groups(fn, order), token=_token(desc)))
 
     def gather(self, fn: Callable[[list], Any], order: OrderFn, desc: str) -> _DaskSide:
