@@ -237,6 +237,33 @@ def parse_header_comments(comments: list[str]) -> tuple[dict, dict, str]:
     return header, audit, patient_raw
 
 
+def _deidentify_kept_text(header: dict, audit: dict, patient: str, ctx: WorkerContext, raw_id: str) -> dict:
+    """Kept free text (``Dx`` entries that are not codes, clinical fields) through the report
+    de-identification (``workers.text_deid``): an allow-listed field can still hold a name.
+    Counts per category go to ``audit["free_text"]``; values never do."""
+    dx = header.get("dx") or []
+    fields = header.get("fields") or {}
+    if all(c.isdigit() for c in dx) and not fields:
+        return header  # SNOMED codes only (PhysioNet/CinC): nothing to scan
+    from workers.text_deid import deidentify_text  # loaded only by records with free text
+
+    counts: dict[str, int] = {}
+
+    def clean(value: str) -> str:
+        text, found = deidentify_text(value, patient, ctx.pseudo, (raw_id,) if raw_id else ())
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
+        return text
+
+    out = dict(header)
+    if dx:
+        out["dx"] = [c if c.isdigit() else clean(c) for c in dx]
+    if fields:
+        out["fields"] = {k: clean(v) for k, v in fields.items()}
+    audit["free_text"] = {k: n for k, n in sorted(counts.items()) if n}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # identity
 # ---------------------------------------------------------------------------------------------
@@ -543,6 +570,7 @@ def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
 
     header_meta, audit, patient_raw = parse_header_comments(list(header.comments or []))
     patient = ctx.pseudo.patient(normalise_id(patient_raw))
+    header_meta = _deidentify_kept_text(header_meta, audit, patient, ctx, patient_raw)
     study = ctx.pseudo.study(study_link_id(record_name, ctx.ecg.study_id_pattern))
     base_dt = None
     if getattr(header, "base_date", None) is not None:

@@ -37,9 +37,8 @@ from workers.ids import normalise_id
 from workers.nlp_lang import detect_language
 from workers.nlp_pipeline import RULES_VERSION
 from workers.report_rules import normalise_report_type, structure_with_rules
-from workers.text_deid import deidentify_text
+from workers.text_deid import DEID_VERSION, deidentify_text
 
-DEID_VERSION = "text-deid-1"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_VALUES = frozenset({"", "nan", "none", "null", "na", "n/a"})
 

@@ -1,7 +1,10 @@
 """End-to-end PHI canaries: plant unique fake identifiers wherever PHI hides, build, scan every output.
 
 Places: DICOM attributes (public, private, in sequences, non-ASCII), file and folder names,
-WFDB header comments, report text, CSV columns that are not the text. Outputs scanned: every
+WFDB header comments, report text, CSV columns that are not the text, and names written in free
+text without a title, in lower case, in upper case ("LAST, FIRST"), as clinicians (", RN",
+"signed by"), as identifier-shaped tokens ("Patient Zqx003Vorlund"), inside DICOM SR text and
+inside WFDB comments. Outputs scanned: every
 tar member, every parquet cell, every JSON/HTML file and the build's own log output, for each
 canary in plain, upper/lower case, base64, hex and UTF-16 forms.
 """
@@ -42,7 +45,22 @@ CANARIES = {
     "wfdb": "Wfdbcanaryname",
     "csvcol": "CSVCANARY5521",
     "institution": "Canarytown General Hospital",
+    # names in free text that no structured field knows (only the text de-identification sees them)
+    "untitled": "Throckwellyn",
+    "untitled_given": "Ximenaria",
+    "lower": "vinderslootke",
+    "allcaps": "QUARRENDALE",
+    "allcaps_given": "MIRABETHA",
+    "clinician": "Pemberfieldow",
+    "oddname": "Zqx003Vorlund",
+    "sr_text": "Hollowmerez",
+    "sr_untitled": "Alaricson Dunquist",
+    "sr_org": "Canaryvale Heart Institute",
+    "wfdb_text": "Grimsdottiren",
+    "wfdb_lower": "ilse brackwater",
 }
+#: a name inside a kept clinical WFDB field (``# Dx:``): see test_wfdb_kept_fields_are_deidentified
+WFDB_DX_CANARY = "Dxcanaryperson"
 DATES = ["19870314", "1987-03-14", "14.03.1987", "03/14/1987"]
 
 
@@ -87,6 +105,30 @@ def _plant_dicom(src: Path, dst: Path) -> None:
     ds.save_as(dst, enforce_file_format=True)
 
 
+def _plant_sr(src: Path, dst: Path) -> None:
+    """A text SR whose report text names people that no header attribute knows."""
+    ds = pydicom.dcmread(src)
+    ds.PatientName = CANARIES["name"]
+    ds.PatientID = CANARIES["mrn"]
+
+    def walk(items) -> None:
+        for item in items:
+            meaning = item.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in item else ""
+            if item.get("ValueType") == "TEXT" and meaning == "Report Text":
+                item.TextValue = (
+                    f"No acute cardiopulmonary process. Discussed with Dr. {CANARIES['sr_text']} at 14:05. "
+                    f"{CANARIES['sr_untitled']} is a 93 year old man."
+                )
+            elif item.get("ValueType") == "TEXT":
+                item.TextValue = CANARIES["sr_org"]
+            if "ContentSequence" in item:
+                walk(item.ContentSequence)
+
+    walk(ds.ContentSequence)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dst, enforce_file_format=True)
+
+
 @pytest.fixture(scope="module")
 def canary_build(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("canary")
@@ -106,7 +148,11 @@ def canary_build(shared_data, tmp_path_factory):
     hea.write_text(
         hea.read_text()
         + f"# Patient: {CANARIES['wfdb']}\n# MRN: {CANARIES['mrn']}\n# Recorded: {DATES[1]}\n# Phone: {CANARIES['phone']}\n"
+        + f"# Comment: ECG reviewed with {CANARIES['wfdb_text']}, RN\n# Referring: {CANARIES['wfdb_lower']}\n"
+        + f"# Dx: 426783006, called to {WFDB_DX_CANARY}\n"
     )
+    # DICOM SR: names only in the report text and the observer's organisation
+    _plant_sr(shared_data / "reports/dicom_sr/reportsi.dcm", d / "sr_report.dcm")
     # reports: real PTB-XL rows with planted PHI in the text and in non-text columns
     with open(shared_data / "reports/ptbxl_ecg/ptbxl_database_subset_partA.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))[:6]
@@ -117,6 +163,15 @@ def canary_build(shared_data, tmp_path_factory):
         f"Dr. {CANARIES['name2']} reviewed on {DATES[3]}. MRN: {CANARIES['mrn']}. " + rows[1]["report"]
     )
     rows[2]["report"] += f" Contact {CANARIES['email']}."
+    rows[3]["report"] += (
+        f" Findings communicated to {CANARIES['untitled_given']} {CANARIES['untitled']} by phone."
+        f" Called to {CANARIES['clinician']}, RN at 10:31."
+    )
+    rows[4]["report"] = f"befundet von dr. {CANARIES['lower']} " + rows[4]["report"]
+    rows[5]["report"] = (
+        f"{CANARIES['allcaps']}, {CANARIES['allcaps_given']}  Patient {CANARIES['oddname']} (MRN 55512345) seen today. "
+        + rows[5]["report"]
+    )
     rows[3]["nurse"] = CANARIES["csvcol"]
     rows[3]["patient_id"] = CANARIES["mrn"]
     r = inp / "reports"
@@ -190,8 +245,8 @@ def test_no_canary_survives_anywhere(canary_build):
         for form in _variants(value):
             for name, data in blobs:
                 if form in data:
-                    leaks.append(f"{key} ({form[:20]!r}) in {name}")
-    assert leaks == []
+                    leaks.append(f"{key} (form {len(form)} bytes) in {name}")  # never the value
+    assert leaks == [], "\n".join(leaks)
 
 
 def test_canary_build_still_produced_samples(canary_build):
@@ -199,3 +254,24 @@ def test_canary_build_still_produced_samples(canary_build):
     manifest = pq.read_table(out / "manifest.parquet").to_pylist()
     mods = {m for row in manifest for m in row["modalities"]}
     assert {"image", "ecg", "report"} <= mods
+
+
+def test_wfdb_kept_fields_are_deidentified(canary_build):
+    out, log = canary_build
+    blobs = _output_texts(out) + [("log", log.encode())]
+    leaks = [name for form in _variants(WFDB_DX_CANARY) for name, data in blobs if form in data]
+    assert leaks == []
+
+
+def test_free_text_names_were_replaced_not_dropped(canary_build):
+    """The report texts that carried the free-text canaries reached the shards, de-identified."""
+    out, _ = canary_build
+    texts = []
+    for p in sorted(out.rglob("*.tar")):
+        with tarfile.open(p) as tf:
+            texts += [tf.extractfile(m).read().decode() for m in tf.getmembers() if m.name.endswith(".txt")]
+    joined = "\n".join(texts)
+    assert "Findings communicated to [NAME] by phone" in joined
+    assert "Called to [NAME], RN at [TIME]" in joined
+    assert "Patient [NAME] (MRN [ID])" in joined
+    assert "Discussed with Dr. [NAME] at [TIME]" in joined

@@ -1,0 +1,266 @@
+"""Places and institutions: street addresses, ZIP codes, cities, states, hospitals and clinics.
+
+Street addresses and "City, ST 12345" by shape; cities from the place dictionary (a place that is
+also a word, "Normal", "Mobile", counts only after a cue such as "from" / "in" / "aus" or before
+a state); institutions as capitalised names around an institution word ("Hospital", "Medical
+Center", "Klinikum", "-krankenhaus"), in any letter case.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from workers.deid.lexicon import lexicon
+from workers.deid.spans import Span
+
+_STREET_SUFFIX = (
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+    r"Parkway|Pkwy|Circle|Cir|Highway|Hwy|Square|Sq|Trail|Trl)\.?"
+)
+_STREET_FULL = (
+    r"(?:street|avenue|road|boulevard|lane|drive|court|terrace|parkway|highway|circle|square|trail)"
+)
+_ORDINAL = r"\d{1,3}(?:st|nd|rd|th)"
+_DE_SUFFIX = r"(?:straße|strasse|str\.|weg|gasse|platz|allee|chaussee)"
+_CAP = r"[A-ZÄÖÜ][a-zäöüß'’]+"
+_STATE_ABBR = (
+    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND OH "
+    "OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC"
+).split()
+_STATE = r"(?:" + "|".join(_STATE_ABBR) + r")"
+_ADDRESS_PATTERNS = (
+    re.compile(
+        r"\b\d{1,6}[A-Za-z]?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:(?:[A-Z][A-Za-z'-]+|"
+        + _ORDINAL
+        + r")\.?\s+){1,4}"
+        + _STREET_SUFFIX
+        + r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\.?\s*[A-Za-z0-9-]+)?(?![A-Za-z])"
+    ),
+    re.compile(
+        r"\b\d{1,6}[a-z]?\s+(?:(?:[nsew]|north|south|east|west)\.?\s+)?(?:(?:[a-z][a-z'-]+|"
+        + _ORDINAL
+        + r")\.?\s+){1,3}"
+        + _STREET_FULL
+        + r"\b",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\b[A-ZÄÖÜ][a-zäöüß]*(?:-[A-ZÄÖÜ]?[a-zäöüß]+)*?-?"
+        + _DE_SUFFIX
+        + r"\s+\d{1,4}(?:\s?[a-z](?!\w))?(?!\w)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\b(?:"
+        + _CAP
+        + r"\s+){1,3}(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Ring|Damm)\s+\d{1,4}(?:\s?[a-z](?!\w))?(?!\w)"
+    ),
+    re.compile(
+        r"\b(?:Am|An\s+der|An\s+den|Im|Auf\s+dem|Auf\s+der|Zum|Zur|In\s+der)\s+"
+        + _CAP
+        + r"\s+\d{1,4}[a-z]?\b"
+    ),
+    re.compile(r"\b(?:[A-Z][a-z]+\s){0,2}[A-Z][a-z]+,?\s*" + _STATE + r"\.?\s+\d{5}(?:-\d{4})?\b"),
+    re.compile(
+        r"(?<![\d.])(?:D-|A-|CH-)?\d{5}\s+(?:Bad\s+)?[A-ZÄÖÜ][a-zäöüß]+(?:[\s-](?:am|an der|im|ob der)\s[A-ZÄÖÜ][a-zäöüß]+)?\b"
+    ),
+    re.compile(r"\b(?:P\.?\s?O\.?\s+Box|Postfach)\s+\d+\b", re.IGNORECASE),
+    re.compile(r"(?<![\d-])\d{5}-\d{4}(?![\d-])"),
+    re.compile(
+        r"\b(?:address|adresse|anschrift|wohnort|wohnhaft(?:\s+in)?|resides\s+(?:at|in)|lives\s+(?:at|in))\s*:?\s*"
+        r"(?P<value>[^\n;]{2,80}?)(?=\s*(?:[;\n]|\.\s|\.$|$))",
+        re.IGNORECASE,
+    ),
+)
+_PLACE_CUE = re.compile(
+    r"\b(?:from|in|to|at|near|of|nach|aus|in|bei|von|wohnhaft|resident\s+of|lives\s+in|living\s+in|"
+    r"returns?\s+from|traveled\s+from|travelled\s+from)[ \t]+$",
+    re.IGNORECASE,
+)
+_BEFORE_STATE = re.compile(r",?[ \t]+(?:" + _STATE + r"\b|(?i:[a-z]+)\.?[ \t]+\d{5}\b)")
+_BEFORE_ZIP = re.compile(r",?[ \t]+(?:[A-Za-z]{2}|[A-Za-z]+)\.?,?[ \t]+\d{5}(?:-\d{4})?\b")
+_AFTER_INST = re.compile(
+    r"(?:hospital|center|centre|clinic|health|klinikum|krankenhaus|institute|praxis|zentrum)[ \t]*,[ \t]*$",
+    re.IGNORECASE,
+)
+_PLACE_WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+
+# institutions
+_INST_HEAD = (
+    r"(?:hospitals?|medical\s+(?:center|centre|group|clinic)|health(?:care)?(?:\s+(?:system|network|center|centre))?|"
+    r"clinics?|infirmary|institute|heart\s+(?:center|institute)|cancer\s+(?:center|institute)|"
+    r"rehabilitation\s+(?:center|hospital)|nursing\s+home|hospice|sanatorium|"
+    r"klinikum|kliniken|klinik|krankenhaus|spital|hospital|herz-?zentrum|zentrum|praxis|gemeinschaftspraxis|"
+    r"medizinisches\s+versorgungszentrum|mvz)"
+)
+_GENERIC_INST = frozenset(
+    """
+    the a an of and & st st. saint hospital hospitals medical center centre health healthcare system network
+    clinic clinics institute infirmary heart cancer rehabilitation nursing home hospice regional memorial
+    general community university universitäts universitätsklinikum klinikum kliniken klinik krankenhaus
+    spital zentrum herz herzzentrum praxis städtisches städtische kreiskrankenhaus kreisklinik stadt kreis
+    für fur der die das am an im in at to from this that our outside local other same prior previous his her
+    their patient mental public private emergency department cardiology radiology
+    """.split()
+)
+_INST_COMPOUND = re.compile(
+    r"(?<![\w-])[A-ZÄÖÜa-zäöü][\w-]*?(?:klinikum|krankenhaus|hospital|klinik|kliniken|spital|herzzentrum|zentrum)"
+    r"(?![\w-])",
+    re.IGNORECASE,
+)
+_INST_WORD = re.compile(r"(?:St\.|Sankt|[^\W\d_][\w'’-]*|&)")
+_NOT_INST_AFTER = re.compile(
+    r"[ \t]+(?:course|stay|admission|day|days|bed|visit|acquired|discharge|follow-up|records?|policy|"
+    r"aufenthalt|aufnahme)\b",
+    re.IGNORECASE,
+)
+
+
+def _compound_prefix(word: str) -> str:
+    """What precedes the institution word in a compound ("robert-bosch" of "robert-bosch-krankenhaus")."""
+    return re.sub(_INST_HEAD + r"$", "", word, flags=re.I).strip("-")
+
+
+def address_spans(text: str) -> list[Span]:
+    out = []
+    for pat in _ADDRESS_PATTERNS:
+        for m in pat.finditer(text):
+            if "value" in pat.groupindex:
+                out.append(Span(m.start("value"), m.end("value"), "address", "[ADDRESS]", 68))
+            else:
+                out.append(Span(m.start(), m.end(), "address", "[ADDRESS]", 68))
+    return out
+
+
+def address_label_spans(text: str) -> list[Span]:
+    """Only the labelled address fields ("Address: ...") of a text without digits."""
+    m_all = _ADDRESS_PATTERNS[-1].finditer(text)
+    return [Span(m.start("value"), m.end("value"), "address", "[ADDRESS]", 68) for m in m_all]
+
+
+@lru_cache(maxsize=1)
+def _place_first_words() -> frozenset[str]:
+    return frozenset(re.split(r"[ \t]+", p)[0] for p in lexicon().places)
+
+
+def city_spans(text: str) -> list[Span]:
+    """Places from the dictionary: strong ones alone, ambiguous ones after a cue or before a state."""
+    lex = lexicon()
+    first = _place_first_words()
+    words = list(_PLACE_WORD.finditer(text))
+    out = []
+    i = 0
+    while i < len(words):
+        if words[i].group(0).lower() not in first:
+            i += 1
+            continue
+        hit = None
+        for n in (3, 2, 1):
+            if i + n > len(words):
+                continue
+            seg = text[words[i].start() : words[i + n - 1].end()]
+            if n > 1 and not all(
+                re.fullmatch(r"[ \t]+", text[words[k].end() : words[k + 1].start()])
+                for k in range(i, i + n - 1)
+            ):
+                continue
+            low = re.sub(r"[ \t]+", " ", seg.lower())
+            if low in lex.places:
+                hit = (n, seg)
+                break
+        if hit is None:
+            i += 1
+            continue
+        n, seg = hit
+        s, e = words[i].start(), words[i + n - 1].end()
+        low = seg.lower()
+        cap = seg[:1].isupper()
+        cue = _PLACE_CUE.search(text, max(0, s - 30), s) is not None or _AFTER_INST.search(
+            text, max(0, s - 30), s
+        )
+        before_state = _BEFORE_STATE.match(text, e) is not None
+        if _BEFORE_ZIP.match(text, e):
+            out.append(Span(s, e, "address", "[ADDRESS]", 48))
+            i += n
+            continue
+        strong = low in lex.strong_places or (n > 1 and not lex.is_word(low))
+        if (strong and (cap or cue)) or ((cue or before_state) and (cap or not lex.is_word(low))):
+            if low not in lex.stop:
+                out.append(Span(s, e, "address", "[ADDRESS]", 48, True))
+        i += n
+    return out
+
+
+def institution_spans(text: str) -> list[Span]:
+    """Hospitals, clinics and practices with their proper-name part, in any letter case."""
+    out = []
+    heads = [(m.start(), m.end()) for m in re.finditer(r"\b" + _INST_HEAD + r"\b", text, re.IGNORECASE)]
+    heads += [(m.start(), m.end()) for m in _INST_COMPOUND.finditer(text)]
+    for hs, he in heads:
+        generic_use = _NOT_INST_AFTER.match(text, he) is not None  # "hospital course", "Klinikaufenthalt"
+        # words before the head: capitalised (or, in lower/upper-case text, non-stop) words
+        start = hs
+        for w in reversed(list(_INST_WORD.finditer(text, max(0, hs - 60), hs))):
+            gap = text[w.end() : start]
+            if not re.fullmatch(r"[ \t]+|[ \t]*-[ \t]*", gap):
+                break
+            tok = w.group(0)
+            low = tok.lower()
+            if low in (
+                "the",
+                "a",
+                "an",
+                "in",
+                "at",
+                "to",
+                "from",
+                "im",
+                "am",
+                "zum",
+                "zur",
+                "vom",
+                "ins",
+                "with",
+                "and",
+            ):
+                break
+            if not (tok[:1].isupper() or tok == "&" or (text[hs:he].islower() and low not in lexicon().stop)):
+                break
+            if low in lexicon().stop and low not in ("of", "&", "st.", "saint"):
+                break
+            start = w.start()
+        # words after the head: "Klinikum Stuttgart", "Hospital of Indiana", "Herz-Zentrum Bad Krozingen"
+        end = he
+        for w in _INST_WORD.finditer(text, he, min(len(text), he + 50)):
+            gap = text[end : w.start()]
+            if not re.fullmatch(r"[ \t]+", gap):
+                break
+            tok = w.group(0)
+            low = tok.lower()
+            if (
+                low in ("of", "für", "der", "am", "an", "bad", "st.", "sankt")
+                or (tok[:1].isupper() and low not in lexicon().stop and not tok.isupper())
+                or (
+                    not text[hs:he].istitle()
+                    and (low in lexicon().places or not lexicon().is_word(low))
+                    and low not in lexicon().stop
+                )
+            ):
+                if (
+                    low in ("of", "für", "der", "am", "an")
+                    and not text[w.end() : w.end() + 2].strip()[:1].isupper()
+                ):
+                    break
+                end = w.end()
+                continue
+            break
+        span_words = [w.group(0).lower() for w in _INST_WORD.finditer(text, start, end)]
+        specific = [w for w in span_words if w not in _GENERIC_INST and not _INST_COMPOUND.fullmatch(w)]
+        compound_specific = any(
+            _INST_COMPOUND.fullmatch(w) and _compound_prefix(w) not in _GENERIC_INST and _compound_prefix(w)
+            for w in span_words
+        )
+        if (specific or compound_specific) and not (generic_use and not compound_specific and start == hs):
+            out.append(Span(start, end, "institution", "[INSTITUTION]", 49))
+    return out
