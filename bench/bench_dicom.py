@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from schemas import InputItem, InputKind  # noqa: E402
+from schemas.canonical import canonical_json  # noqa: E402
 from workers.config import ImageConfig  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
 from workers.dicom_decode import decode_dicom  # noqa: E402
@@ -50,7 +51,7 @@ from workers.dicom_pixels import (  # noqa: E402
     resize_longest,
 )
 from workers.dicom_read import read_dicom  # noqa: E402
-from workers.dicom_records import dicom_meta, dumps  # noqa: E402
+from workers.dicom_records import dicom_meta  # noqa: E402
 from workers.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
 
 SAMPLE_CANDIDATES = (
@@ -139,7 +140,7 @@ def medcorpus_breakdown(files: list[Path], out: Path, ctx: WorkerContext) -> Clo
             stored, _ = apply_modality(arr, ds)
             rendition, _, _ = render_grey(stored, frame_view(ds), photometric)
             small = resize_longest(rendition, ctx.image.rendition_size)
-            meta = dumps({"dicom": dicom_meta(clean), "deid": audit})
+            meta = canonical_json({"dicom": dicom_meta(clean), "deid": audit})
             t3 = time.perf_counter()
             png, raw = encode_png(small), encode_npy(stored)
             t4 = time.perf_counter()

@@ -6,17 +6,18 @@ array, a CT volume, a sample's ``meta.json``) writes them here once and passes o
 workers. The driver and the engine's shuffle only ever see references.
 
 Layout: ``ROOT/ab/cd/<sha256>`` (two fan-out levels keep folders small at 10^6 blobs). Writes
-are atomic (temp name + rename) and idempotent (an existing blob is never rewritten), so a
-retried task or a second worker writing the same content is harmless.
+are atomic (:func:`schemas.atomic.write_atomic`; not fsynced: blobs are intermediates) and
+idempotent (an existing blob is never rewritten), so a retried task or a second worker writing
+the same content is harmless.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from schemas.atomic import write_atomic
 from schemas.records import QuarantineRecord, SeriesSlice
 
 #: a payload reference: (member suffix, sha256 hex of the bytes, size in bytes)
@@ -36,16 +37,8 @@ class BlobStore:
         """Store ``data`` (if new) and return its sha256 hex."""
         sha = hashlib.sha256(data).hexdigest()
         p = self.path(sha)
-        if not p.exists():
-            tmp = p.with_name(f"{sha}.tmp-{os.getpid()}")
-            try:
-                f = open(tmp, "wb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:  # a new fan-out folder (the common case only costs a failed open)
-                p.parent.mkdir(parents=True, exist_ok=True)
-                f = open(tmp, "wb")  # noqa: SIM115
-            with f:
-                f.write(data)
-            os.replace(tmp, p)
+        if not p.exists():  # an intermediate: temp + rename, no fsync (as before)
+            write_atomic(p, data, durable=False, mode=0o666)
         return sha
 
     def get(self, sha: str) -> bytes:

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TextIO
 
 import pyarrow as pa
 
@@ -59,7 +60,7 @@ from pipelines.shards import (
     write_sizes,
 )
 from pipelines.tables import declare_tables, write_table_outputs
-from pipelines.writer import write_atomic
+from schemas.atomic import write_atomic
 from schemas.contract import SPLITS
 from schemas.reasons import ReasonCode
 from schemas.records import QuarantineRecord, SampleRecord, ShardRecord
@@ -100,7 +101,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _canonical(obj) -> bytes:
+def _pretty_json(obj) -> bytes:
+    """Indented JSON for the files people read (stats.json, build.json, run.json); sorted keys,
+    UTF-8. Not :func:`schemas.canonical.canonical_json`: these files are not hashed or merged."""
     return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, default=str).encode()
 
 
@@ -211,19 +214,11 @@ def run_build(
     pseudo = Pseudonymizer(cfg.secret(), cfg.secret_source())
     own_runner = runner is None
     flow = runner or make_flow(cfg.runner, cfg.workers, quiet=quiet)
-    os.umask(0o027)  # outputs (shards, manifests, sidecars, card) readable by owner and group only
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    out_dir.chmod(0o750)
-    lock = _lock(out_dir)
-    removed = _remove_temp_files(out_dir)
-    if removed:
-        log.info("removed %d temp files left by an interrupted build", removed)
+    lock = _prepare_out_dir(out_dir)
     if getattr(flow, "spill_dir", "") is None:  # the local backend spills partitions beside the corpus
         flow.spill_dir = str(out_dir)
     try:
-        for src in cfg.resolved_sources():
-            if not (input_dir / src.path).resolve().is_dir():
-                raise FileNotFoundError(f"source {src.name!r}: folder not found: {src.path}")
+        _check_sources(input_dir, cfg)
         BlobStore(str(out_dir / BLOBS_DIR))  # noqa: B018 - the store is a folder; created on first put
         outputs = declare_build(
             flow, input_dir, out_dir, cfg, pseudo, use_cache=use_cache, decoder_overrides=decoder_overrides
@@ -231,78 +226,8 @@ def run_build(
         t_graph = time.perf_counter()
         out = flow.run(outputs)
         t_run = time.perf_counter()
-        units = _units(out["units"])
-        quarantined = sorted(out["quarantine"], key=lambda q: (q.source_id, q.stage, q.reason.value))
-        dedup_ids: list[str] = []
-        dedup_table = DEDUP_SCHEMA.empty_table()
-        dedup_counts: dict = {"enabled": False}
-        if cfg.dedup.enabled:
-            quarantined += [v for t, v in out["dedup_extras"] if t == "q"]
-            quarantined.sort(key=lambda q: (q.source_id, q.stage, q.reason.value))
-            dedup_table, dedup_counts, dedup_ids = summarise(out["dedup_rows"], out["dedup_counts"][0])
-            extra_ids = sorted(v for t, v in out["dedup_extras"] if t == "dedup")
-            if extra_ids != dedup_ids:
-                raise RuntimeError("dedup verdicts and removed units disagree (bug)")
-        results: list[ShardResult] = sorted(out["shards"], key=lambda r: (SPLITS.index(r.split), r.name))
-        names = {r.name for r in results}
-        write_sizes(out_dir, results)
-        remove_stale(out_dir, names)
-        # manifests (last): samples (merged fragments), shards, quarantine, inputs, stats, build
-        n_rows = merge_fragments(
-            out_dir / MANIFEST, [fragment_path(out_dir, r.name) for r in results], SampleRecord
-        )
-        shard_rows = [
-            ShardRecord(r.name, r.split, r.n_samples, r.n_bytes, r.sha256, r.first_key, r.last_key)
-            for r in results
-        ]
-        stats = accounting(units, results, quarantined, dedup_ids)
-        n_files = len({(u[0]) for u in units.values()})
-        stats |= {
-            "n_files": n_files,
-            "files_per_kind": dict(
-                sorted(Counter(k for _, k in {(u[0], u[2]) for u in units.values()}).items())
-            ),
-            "n_samples": n_rows,
-            "samples_per_split": dict(
-                sorted(
-                    Counter({s: sum(r.n_samples for r in results if r.split == s) for s in SPLITS}).items()
-                )
-            ),
-            "shards_per_split": dict(sorted(Counter(r.split for r in results).items())),
-            "samples_with_modalities": _sum_pairs(r.modality_sets for r in results),
-            "demo_build": pseudo.is_demo,
-            "dedup": dedup_counts,
-        }
-        stats["samples_per_split"] = {k: v for k, v in stats["samples_per_split"].items() if v}
-        if cfg.tables:
-            stats["tables"] = write_table_outputs(out, out_dir)
-        write_table(out_dir / DEDUP, dedup_table)
-        write_records(out_dir / SHARDS, shard_rows, ShardRecord)
-        write_records(out_dir / QUARANTINE, quarantined, QuarantineRecord)
-        unit_ids = sorted(units)
-        inputs_table = pa.table(
-            {
-                "source_id": unit_ids,
-                "file_id": [units[u][0] for u in unit_ids],
-                "source_name": [units[u][1] for u in unit_ids],
-                "kind": [units[u][2] for u in unit_ids],
-                "modality": [units[u][3] for u in unit_ids],
-            },
-            schema=INPUT_SCHEMA,
-        )
-        write_table(out_dir / INPUTS, inputs_table)
-        write_atomic(out_dir / STATS, _canonical(stats))
-        build_info = {
-            "demo_build": pseudo.is_demo,
-            "demo_note": "built with the public demo secret: pseudonyms are NOT secret"
-            if pseudo.is_demo
-            else "",
-            # execution settings (workers, runner) do not change the output: not recorded
-            "config": _recorded_config(cfg),
-            "versions": _versions(),
-            "kind_modality": {k.value: m.value for k, m in KIND_MODALITY.items()},
-        }
-        write_atomic(out_dir / BUILD, _canonical(build_info))
+        rows = _collect(out, cfg)
+        stats = _write_manifests(out_dir, out, cfg, pseudo, rows)
         t_manifest = time.perf_counter()
     finally:
         if own_runner:
@@ -310,42 +235,169 @@ def run_build(
         lock.close()
     write_datacard(out_dir, quiet=quiet)  # the corpus report: datacard.html + datacard.json
     t_card = time.perf_counter()
-    # execution facts (runner, timings) live apart from build.json, which must not depend on them
-    write_atomic(
-        out_dir / "run.json",
-        _canonical(
-            {
-                "runner": type(flow).__name__,
-                "workers": flow.workers,
-                "seconds": {
-                    "declare": round(t_graph - t0, 3),
-                    "run": round(t_run - t_graph, 3),
-                    "manifests": round(t_manifest - t_run, 3),
-                    "datacard": round(t_card - t_manifest, 3),
-                    "total": round(t_card - t0, 3),
-                },
-                "stage_seconds": getattr(flow, "stage_seconds", {}),
-            }
-        ),
-    )
-    n_err = sum(q.reason is ReasonCode.DECODER_ERROR for q in quarantined)
-    if n_err:
-        log.error(
-            "%d inputs hit unexpected decoder exceptions (bugs): see quarantine reason decoder_error", n_err
-        )
+    _write_run_info(out_dir, flow, (t0, t_graph, t_run, t_manifest, t_card))
+    n_err = _log_decoder_errors(rows.quarantined)
     return BuildResult(
         out_dir=out_dir,
-        n_files=n_files,
-        n_units=len(units),
-        n_samples=n_rows,
-        n_shards=len(results),
-        n_shards_skipped=sum(r.skipped for r in results),
-        n_quarantined=len(quarantined),
+        n_files=stats["n_files"],
+        n_units=len(rows.units),
+        n_samples=stats["n_samples"],
+        n_shards=len(rows.results),
+        n_shards_skipped=sum(r.skipped for r in rows.results),
+        n_quarantined=len(rows.quarantined),
         n_decoder_errors=n_err,
         per_modality=stats["per_modality"],
         demo_build=pseudo.is_demo,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _log_decoder_errors(quarantined: list[QuarantineRecord]) -> int:
+    """Count (and log) the inputs that hit an unexpected decoder exception: bugs, not bad input."""
+    n_err = sum(q.reason is ReasonCode.DECODER_ERROR for q in quarantined)
+    if n_err:
+        log.error(
+            "%d inputs hit unexpected decoder exceptions (bugs): see quarantine reason decoder_error", n_err
+        )
+    return n_err
+
+
+def _prepare_out_dir(out_dir: Path) -> TextIO:
+    """Create ``out_dir`` (owner and group only), lock it, and clear an interrupted build's temp files."""
+    os.umask(0o027)  # outputs (shards, manifests, sidecars, card) readable by owner and group only
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    out_dir.chmod(0o750)
+    lock = _lock(out_dir)
+    removed = _remove_temp_files(out_dir)
+    if removed:
+        log.info("removed %d temp files left by an interrupted build", removed)
+    return lock
+
+
+def _check_sources(input_dir: Path, cfg: BuildConfig) -> None:
+    for src in cfg.resolved_sources():
+        if not (input_dir / src.path).resolve().is_dir():
+            raise FileNotFoundError(f"source {src.name!r}: folder not found: {src.path}")
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What the driver received from the run, sorted as the manifests list it."""
+
+    units: dict[str, tuple[str, str, str, str]]
+    results: list[ShardResult]
+    quarantined: list[QuarantineRecord]
+    dedup_table: pa.Table
+    dedup_counts: dict
+    dedup_ids: list[str]
+
+
+def _collect(out: dict, cfg: BuildConfig) -> _Rows:
+    """Units, shard results, quarantine and dedup rows of a finished run (checked for consistency)."""
+    units = _units(out["units"])
+    quarantined = sorted(out["quarantine"], key=lambda q: (q.source_id, q.stage, q.reason.value))
+    dedup_ids: list[str] = []
+    dedup_table = DEDUP_SCHEMA.empty_table()
+    dedup_counts: dict = {"enabled": False}
+    if cfg.dedup.enabled:
+        quarantined += [v for t, v in out["dedup_extras"] if t == "q"]
+        quarantined.sort(key=lambda q: (q.source_id, q.stage, q.reason.value))
+        dedup_table, dedup_counts, dedup_ids = summarise(out["dedup_rows"], out["dedup_counts"][0])
+        extra_ids = sorted(v for t, v in out["dedup_extras"] if t == "dedup")
+        if extra_ids != dedup_ids:
+            raise RuntimeError("dedup verdicts and removed units disagree (bug)")
+    results: list[ShardResult] = sorted(out["shards"], key=lambda r: (SPLITS.index(r.split), r.name))
+    return _Rows(units, results, quarantined, dedup_table, dedup_counts, dedup_ids)
+
+
+def _write_manifests(out_dir: Path, out: dict, cfg: BuildConfig, pseudo: Pseudonymizer, rows: _Rows) -> dict:
+    """Write sizes.json and the manifests (last): samples (merged fragments), shards, quarantine,
+    inputs, stats, build. Returns the stats."""
+    write_sizes(out_dir, rows.results)
+    remove_stale(out_dir, {r.name for r in rows.results})
+    n_rows = merge_fragments(
+        out_dir / MANIFEST, [fragment_path(out_dir, r.name) for r in rows.results], SampleRecord
+    )
+    shard_rows = [
+        ShardRecord(r.name, r.split, r.n_samples, r.n_bytes, r.sha256, r.first_key, r.last_key)
+        for r in rows.results
+    ]
+    stats = _build_stats(rows, n_rows, pseudo)
+    if cfg.tables:
+        stats["tables"] = write_table_outputs(out, out_dir)
+    write_table(out_dir / DEDUP, rows.dedup_table)
+    write_records(out_dir / SHARDS, shard_rows, ShardRecord)
+    write_records(out_dir / QUARANTINE, rows.quarantined, QuarantineRecord)
+    write_table(out_dir / INPUTS, _inputs_table(rows.units))
+    write_atomic(out_dir / STATS, _pretty_json(stats))
+    write_atomic(out_dir / BUILD, _pretty_json(_build_info(cfg, pseudo)))
+    return stats
+
+
+def _build_stats(rows: _Rows, n_rows: int, pseudo: Pseudonymizer) -> dict:
+    """``stats.json``: the accounting identity plus per-kind, per-split and per-modality counts."""
+    units, results = rows.units, rows.results
+    stats = accounting(units, results, rows.quarantined, rows.dedup_ids)
+    stats |= {
+        "n_files": len({(u[0]) for u in units.values()}),
+        "files_per_kind": dict(sorted(Counter(k for _, k in {(u[0], u[2]) for u in units.values()}).items())),
+        "n_samples": n_rows,
+        "samples_per_split": dict(
+            sorted(Counter({s: sum(r.n_samples for r in results if r.split == s) for s in SPLITS}).items())
+        ),
+        "shards_per_split": dict(sorted(Counter(r.split for r in results).items())),
+        "samples_with_modalities": _sum_pairs(r.modality_sets for r in results),
+        "demo_build": pseudo.is_demo,
+        "dedup": rows.dedup_counts,
+    }
+    stats["samples_per_split"] = {k: v for k, v in stats["samples_per_split"].items() if v}
+    return stats
+
+
+def _inputs_table(units: dict[str, tuple[str, str, str, str]]) -> pa.Table:
+    """``inputs.parquet``: one row per input unit, sorted by unit id."""
+    unit_ids = sorted(units)
+    return pa.table(
+        {
+            "source_id": unit_ids,
+            "file_id": [units[u][0] for u in unit_ids],
+            "source_name": [units[u][1] for u in unit_ids],
+            "kind": [units[u][2] for u in unit_ids],
+            "modality": [units[u][3] for u in unit_ids],
+        },
+        schema=INPUT_SCHEMA,
+    )
+
+
+def _build_info(cfg: BuildConfig, pseudo: Pseudonymizer) -> dict:
+    """``build.json``: what determines the output (config, tool versions), never how it ran."""
+    return {
+        "demo_build": pseudo.is_demo,
+        "demo_note": "built with the public demo secret: pseudonyms are NOT secret" if pseudo.is_demo else "",
+        # execution settings (workers, runner) do not change the output: not recorded
+        "config": _recorded_config(cfg),
+        "versions": _versions(),
+        "kind_modality": {k.value: m.value for k, m in KIND_MODALITY.items()},
+    }
+
+
+def _write_run_info(out_dir: Path, flow: Flow, marks: tuple[float, float, float, float, float]) -> None:
+    """``run.json``: execution facts (runner, timings), kept apart from build.json, which must not
+    depend on them. ``marks``: start, graph declared, run done, manifests done, data card done."""
+    t0, t_graph, t_run, t_manifest, t_card = marks
+    info = {
+        "runner": type(flow).__name__,
+        "workers": flow.workers,
+        "seconds": {
+            "declare": round(t_graph - t0, 3),
+            "run": round(t_run - t_graph, 3),
+            "manifests": round(t_manifest - t_run, 3),
+            "datacard": round(t_card - t_manifest, 3),
+            "total": round(t_card - t0, 3),
+        },
+        "stage_seconds": getattr(flow, "stage_seconds", {}),
+    }
+    write_atomic(out_dir / "run.json", _pretty_json(info))
 
 
 def _recorded_config(cfg: BuildConfig) -> dict:

@@ -1228,6 +1228,51 @@ def _summary_table(rows: Sequence[tuple[str, Sequence[Any], Mapping[str, Any]]])
     return _table(["", *stats], body)
 
 
+def label_reliability(path: Path | None = None) -> dict[str, Any]:
+    """The report labeller's per-label precision/recall from its last evaluation
+    (``medcorpus eval-labels --reliability``, shipped next to the label model)."""
+    from pipelines.eval_labels import RELIABILITY_FILE
+    from workers.label_model import MODEL_DIR
+
+    path = path or MODEL_DIR / RELIABILITY_FILE
+    if not path.exists():
+        return {"present": False}
+    return {"present": True, **json.loads(path.read_text(encoding="utf-8"))}
+
+
+def _render_reliability(rel: Mapping[str, Any]) -> str:
+    """One table per gold set: support, precision, recall, F1 and a trust level per label."""
+    if not rel.get("present"):
+        return '<p class="muted">no label evaluation shipped with this version</p>'
+    models = ", ".join(f"{k} {v}" for k, v in sorted(rel.get("label_models", {}).items()))
+    parts = [
+        f"<p>Precision and recall of the structured-report labels against human gold labels "
+        f"(<code>medcorpus eval-labels</code>, {_e(rel.get('generated') or 'undated')}; rules "
+        f"{_e(rel.get('rules_version', '?'))}; label models {_e(models or 'none')}). A label marked "
+        f"&ldquo;too few examples&rdquo; had fewer than 20 gold positives; treat it as unvalidated.</p>"
+    ]
+    for name, st in sorted(rel.get("sets", {}).items()):
+        base = ["label_reliability", "sets", name]
+        rows = [
+            [f'<td class="k">{_e(lab)}</td>']
+            + [_n([*base, "labels", lab, k], v[k]) for k in ("support", "precision", "recall", "f1")]
+            + [f"<td>{_e(v.get('trust', ''))}</td>"]
+            for lab, v in sorted(st["labels"].items(), key=lambda kv: (-kv[1]["support"], kv[0]))
+        ]
+        total = [
+            "<td>micro</td>",
+            '<td class="n muted">–</td>',
+            *(_n([*base, "micro", k], st["micro"][k]) for k in ("precision", "recall", "f1")),
+            "<td></td>",
+        ]
+        parts.append(
+            f"<h3>{_e(name)} ({_e(st['split'])} split, structurer {_e(st['structurer'])}, "
+            f"{_n([*base, 'reports'], st['reports'], tag='span')} reports)</h3>"
+            + _table(["label", "support", "precision", "recall", "F1", "trust"], rows, total)
+        )
+    return "".join(parts)
+
+
 def _section(sid: str, title: str, body: str) -> str:
     return f'<section id="{sid}"><h2>{_e(title)}</h2>{body}</section>'
 
@@ -1575,6 +1620,7 @@ def render_html(
         ("dedup", "Duplicates", dedup),
         ("distributions", "Distributions", distributions),
         ("deid", "Conventions, de-identification and tools", deid),
+        ("labels", "Label reliability", _render_reliability(card.get("label_reliability", {}))),
     ]
     nav = "".join(f'<a href="#{sid}">{_e(title.split(",")[0])}</a>' for sid, title, _ in sections)
     version = build["versions"].get("medcorpus", "?")
@@ -1621,6 +1667,7 @@ def build_card(
     card["distributions"] = dists
     card["deid"] = _deid_profile(scan, cfg)
     card["conventions"] = {k: sorted(c) for k, c in sorted(scan.counts["conventions"].items())}
+    card["label_reliability"] = label_reliability()
     keys = _select_gallery(scan, cfg)
     shown = _dedup_shown(_read(build_dir / DEDUP), cfg)
     wanted = _gallery_members(scan, keys, cfg)

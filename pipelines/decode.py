@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-import os
 import pickle
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +22,7 @@ from pathlib import Path
 from pipelines.blobs import BlobStore, to_header
 from pipelines.preflight import from_import_error
 from pipelines.watchdog import ChildDied, ItemTimeout, call_with_limit, describe_exit
+from schemas.atomic import atomic_open
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem, InputKind, QuarantineRecord, SeriesSlice
@@ -207,11 +207,8 @@ def decode_item(task: DecodeTask) -> list[DecodedRecord]:
         with open(path, "rb") as f:
             return pickle.load(f)
     records = _decode_with_timeout(task)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, durable=False, mode=0o666) as f:  # a cache: recomputed if lost
         pickle.dump(records, f, protocol=5)
-    os.replace(tmp, path)
     return records
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -45,6 +44,8 @@ from pipelines.blobs import BlobStore
 from pipelines.config import DedupConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import SampleGroup
+from schemas.atomic import atomic_open
+from schemas.canonical import canonical_json
 from schemas.modality import SAMPLE_MODALITIES, Modality
 from schemas.reasons import ReasonCode
 from schemas.records import ItemRecord, QuarantineRecord
@@ -208,11 +209,8 @@ class EmbedBucket:
                 v = v.astype(np.float16)
                 vecs[i] = v
                 if cache is not None:
-                    cache.mkdir(parents=True, exist_ok=True)
-                    tmp = cache / f"{uniques[i].ckey}.npy.tmp-{os.getpid()}"
-                    with open(tmp, "wb") as f:
+                    with atomic_open(cache / f"{uniques[i].ckey}.npy", durable=False, mode=0o666) as f:
                         np.save(f, v)
-                    os.replace(tmp, cache / f"{uniques[i].ckey}.npy")
         for u, v in zip(uniques, vecs, strict=True):
             yield u.modality, u.ckey, store.put(np.asarray(v, dtype=np.float16).tobytes())
 
@@ -412,7 +410,7 @@ def apply_verdicts(group: SampleGroup, verdicts: dict[str, str]) -> Iterator[tup
             if v is not None:
                 meta = json.loads(r.meta_json) if r.meta_json else {}
                 meta["dedup"] = {"verdict": v}
-                r = replace(r, meta_json=json.dumps(meta, sort_keys=True, separators=(",", ":")))
+                r = replace(r, meta_json=canonical_json(meta))
             keep.append(r)
     if keep:
         yield "group", replace(group, records=tuple(keep))

@@ -423,6 +423,8 @@ class EvalResult:
     #: resolved assertion ("present", "uncertain", "historical", "negated", "family",
     #: "not_mentioned") → {"gold_present": n, "gold_absent": n}
     negation_confusion: dict[str, dict[str, int]]
+    #: label → {"fp": [(phrase, n), ...], "fn": [(phrase, n), ...]} (only with ``errors=True``)
+    errors: dict[str, dict[str, list[tuple[str, int]]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -448,6 +450,7 @@ class EvalResult:
             "micro": {"precision": self.micro.precision, "recall": self.micro.recall, "f1": self.micro.f1},
             "macro": {"precision": self.macro_precision, "recall": self.macro_recall, "f1": self.macro_f1},
             "negation_confusion": self.negation_confusion,
+            **({"errors": self.errors} if self.errors else {}),
         }
 
 
@@ -490,6 +493,83 @@ def score(
     return scores, micro, macro, confusion
 
 
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)?")
+_BLANKS = re.compile(r"\s+")
+
+
+def _phrase(text: str, limit: int = 160) -> str:
+    """A phrase as grouped by the error analysis: lower case, numbers as ``#``, blanks collapsed."""
+    return _BLANKS.sub(" ", _DIGITS.sub("#", text.lower())).strip()[:limit]
+
+
+def _sentence(text: str, evidence: str) -> str:
+    """The sentence (or line) of ``text`` holding ``evidence`` (empty when not found)."""
+    i = text.lower().find(evidence.lower())
+    if i < 0 or not evidence:
+        return ""
+    start = max(text.rfind(".", 0, i), text.rfind("\n", 0, i)) + 1
+    ends = [j for j in (text.find(".", i + len(evidence)), text.find("\n", i + len(evidence))) if j >= 0]
+    return text[start : min(ends) if ends else len(text)]
+
+
+def error_analysis(
+    texts: list[str],
+    structured: list[dict],
+    gold: list[frozenset[str]],
+    predicted: list[frozenset[str]],
+    labels: tuple[str, ...],
+    normal_label: str,
+    top: int = 8,
+) -> dict[str, dict[str, list[tuple[str, int]]]]:
+    """False positives and negatives per label, grouped by phrase, most frequent first.
+
+    A false positive is grouped by the evidence of the structurer's positive findings of that
+    label (or of a child label; ``<normal flag>`` for the normal label, ``<no evidence>`` when
+    none), with the sentence of its first occurrence as an example; a false negative by the
+    report text itself (the gold has no span).
+    """
+    from collections import Counter
+
+    out: dict[str, dict[str, Counter]] = {lab: {"fp": Counter(), "fn": Counter()} for lab in labels}
+    example: dict[tuple[str, str], str] = {}
+    for text, st, g, p in zip(texts, structured, gold, predicted, strict=True):
+        for lab in labels:
+            if lab in p and lab not in g:
+                if lab == normal_label:
+                    evidences = ["<normal flag>"]
+                else:
+                    evidences = sorted({f.get("evidence") or "<no evidence>" for f in st.get("findings", [])
+                                        if f.get("assertion") in POSITIVE and lab in expand([f["label"]])})  # fmt: skip
+                for ev in evidences or ["<no evidence>"]:
+                    key = _phrase(ev)
+                    out[lab]["fp"][key] += 1
+                    example.setdefault((lab, key), _phrase(_sentence(text, ev), 200))
+            elif lab in g and lab not in p:
+                out[lab]["fn"][_phrase(text, 240)] += 1
+    result: dict[str, dict[str, list[tuple[str, int]]]] = {}
+    for lab, d in out.items():
+        if not (d["fp"] or d["fn"]):
+            continue
+        fps = [(f"{k} — e.g. “{example[(lab, k)]}”" if example.get((lab, k)) else k, n)
+               for k, n in d["fp"].most_common(top)]  # fmt: skip
+        result[lab] = {"fp": fps, "fn": d["fn"].most_common(top)}
+    return result
+
+
+def format_errors(res: EvalResult) -> str:
+    """The error analysis of a result as Markdown lists (labels by number of errors)."""
+    lines = [f"### errors · {res.gold} · split {res.split} · structurer {res.structurer}", ""]
+    by = {s.label: s for s in res.per_label}
+    for lab in sorted(res.errors, key=lambda lab: -(by[lab].fp + by[lab].fn)):
+        s = by[lab]
+        lines.append(f"**{lab}** (FP {s.fp}, FN {s.fn})")
+        for kind in ("fp", "fn"):
+            for phrase, n in res.errors[lab][kind]:
+                lines.append(f"- {kind.upper()} ×{n}: {phrase}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def llm_structure_fn(**config) -> StructureFn:
     """A structure function backed by the LLM path (``workers.llm_structurer``)."""
     from workers.llm_config import LlmConfig
@@ -509,8 +589,11 @@ def evaluate(
     split: str = "test",
     structurer: str = "rules",
     structure_fn: StructureFn | None = None,
+    errors: bool = False,
+    top_errors: int = 8,
 ) -> EvalResult:
-    """Score the structurer on a gold set (see the module docstring)."""
+    """Score the structurer on a gold set (see the module docstring); ``errors`` also groups
+    the false positives/negatives of every label by phrase (:func:`error_analysis`)."""
     from schemas.records import ReportRecord
 
     gold = load_gold(gold_name, data_dir, split)
@@ -518,6 +601,13 @@ def evaluate(
     kept = [(rep, rec) for rep, rec in processed if isinstance(rec, ReportRecord)]
     if structurer == "rules":
         structured = [json.loads(rec.structured_json) for _, rec in kept]
+    elif structurer == "rules-only":
+        from workers.report_rules import structure_many
+
+        structured = structure_many(
+            [rec.text for _, rec in kept], [rec.report_type for _, rec in kept],
+            [rec.language for _, rec in kept], learned=False,
+        )  # fmt: skip
     else:
         fn = structure_fn or llm_structure_fn()
         structured = fn([(rec.text, rec.report_type, rec.language) for _, rec in kept])
@@ -538,7 +628,57 @@ def evaluate(
         macro_recall=macro[1],
         macro_f1=macro[2],
         negation_confusion=confusion,
-    )
+        errors=error_analysis(
+            [rec.text for _, rec in kept], structured, [rep.labels for rep, _ in kept],
+            [p for p, _ in preds], gold.labels, gold.normal_label, top_errors,
+        ) if errors else {},
+    )  # fmt: skip
+
+
+#: where ``eval-labels --reliability`` writes the per-label table the data card shows (it ships
+#: with the label model, so a build's card shows the figures of the labeller that built it)
+RELIABILITY_FILE = "reliability.json"
+#: trust levels of the data card's reliability table: (min support, min F1, level), first match
+TRUST_LEVELS: tuple[tuple[int, float, str], ...] = ((20, 0.85, "reliable"), (20, 0.7, "use with care"))
+
+
+def trust_level(support: int, f1: float) -> str:
+    """``reliable`` / ``use with care`` / ``unreliable`` / ``too few examples`` (support < 20)."""
+    for min_support, min_f1, level in TRUST_LEVELS:
+        if support >= min_support and f1 >= min_f1:
+            return level
+    return "too few examples" if support < TRUST_LEVELS[-1][0] else "unreliable"
+
+
+def reliability(results: list[EvalResult], generated: str = "") -> dict:
+    """The per-label reliability summary of evaluation results (JSON-ready, small; scores to 3
+    decimals, as the data card shows them)."""
+    from workers.label_model import model_versions
+    from workers.nlp_pipeline import RULES_VERSION
+
+    sets = {}
+    for res in results:
+        sets[res.gold] = {
+            "split": res.split,
+            "structurer": res.structurer,
+            "reports": res.n_reports,
+            "micro": {"precision": round(res.micro.precision, 3), "recall": round(res.micro.recall, 3),
+                      "f1": round(res.micro.f1, 3)},
+            "macro": {"precision": round(res.macro_precision, 3), "recall": round(res.macro_recall, 3),
+                      "f1": round(res.macro_f1, 3)},
+            "labels": {
+                s.label: {"support": s.support, "precision": round(s.precision, 3), "recall": round(s.recall, 3),
+                          "f1": round(s.f1, 3), "trust": trust_level(s.support, s.f1)}
+                for s in res.per_label
+                if s.support or s.fp
+            },
+        }  # fmt: skip
+    return {
+        "generated": generated,
+        "rules_version": RULES_VERSION,
+        "label_models": model_versions(),
+        "sets": sets,
+    }
 
 
 def format_result(res: EvalResult) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipelines.config import AnchorConfig, AnchorWindow, LinkConfig
+from schemas.canonical import canonical_json
 from schemas.modality import Modality
 from schemas.reasons import ReasonCode
 from schemas.records import ItemRecord, LabsRecord, QuarantineRecord
@@ -314,7 +315,7 @@ class AnchorLinker:
             study=a.anchor,
             acquired_at=min(times),
             content_sha256=digest,
-            meta_json=json.dumps(meta, sort_keys=True, separators=(",", ":")),
+            meta_json=canonical_json(meta),
             anchor=a.anchor,
             item_ids=tuple(items),
             units=units,

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipelines.errors import UserError
+from schemas.canonical import canonical_json
 from schemas.records import ReportRecord
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 BATCH = 256
 #: LLM metadata kept in the sample (excludes run-dependent fields such as cache hits)
 STABLE_META = ("model_id", "prompt_id", "schema_version", "attempts", "invalid_reasons")
-
-
-def _dumps(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def _llm_config(options: dict, out_dir: Path):
@@ -46,7 +43,7 @@ def restructure(structurer, chunk: list[ReportRecord]) -> list[ReportRecord]:
     results = structurer([(r.text, r.report_type, r.language) for r in chunk])
     out = []
     for rec, res in zip(chunk, results, strict=True):
-        report_json = _dumps(res["report"])
+        report_json = canonical_json(res["report"])
         meta = json.loads(rec.meta_json) if rec.meta_json else {}
         meta["llm"] = {
             "structurer": res["structurer"],
@@ -60,7 +57,11 @@ def restructure(structurer, chunk: list[ReportRecord]) -> list[ReportRecord]:
         payload = tuple((suf, report_json.encode() if suf == "json" else data) for suf, data in rec.payload)
         out.append(
             replace(
-                rec, structured_json=report_json, meta_json=_dumps(meta), payload=payload, payload_refs=()
+                rec,
+                structured_json=report_json,
+                meta_json=canonical_json(meta),
+                payload=payload,
+                payload_refs=(),
             )
         )
     return out

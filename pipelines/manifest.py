@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.writer import write_atomic
 from schemas.arrow import to_table
+from schemas.atomic import atomic_open, write_atomic
 
 MANIFEST = "manifest.parquet"
 SHARDS = "shards.parquet"
@@ -53,12 +53,13 @@ def merge_fragments(path: Path, fragments: list[Path], cls: type) -> int:
     from schemas.arrow import schema_for
 
     schema = schema_for(cls)
-    tmp = path.with_name(f"{path.name}.tmp-merge")
     n = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=True, store_schema=True) as w:
+    with (
+        atomic_open(path, durable=True) as f,
+        pq.ParquetWriter(f, schema, compression="zstd", write_statistics=True, store_schema=True) as w,
+    ):
         for frag in fragments:
             t = pq.read_table(frag, schema=schema)
             n += t.num_rows
             w.write_table(t)
-    tmp.replace(path)
     return n

@@ -40,7 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.manifest import MANIFEST, SHARDS, STATS
-from pipelines.writer import sha256_file, write_atomic
+from pipelines.writer import sha256_file
+from schemas.atomic import fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -270,14 +271,6 @@ def _lock_build(build_dir: Path) -> int:
     return fd
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _update_index(root: Path, entry: dict) -> str:
     """Append ``entry`` (if its version is new), repoint CURRENT at the newest version; atomic files."""
     index = read_index(root)
@@ -391,7 +384,7 @@ def publish_set(
             set_dir.parent.mkdir(parents=True, exist_ok=True)
             (build_dir / BUILD_LOCK).unlink(missing_ok=True)  # the build's lock: not part of the set
             os.rename(build_dir, set_dir)  # the publish itself: atomic on one file system
-            _fsync_dir(set_dir.parent)
+            fsync_dir(set_dir.parent)
         finally:
             os.close(build_lock)
         current = _update_index(root, entry)

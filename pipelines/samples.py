@@ -6,6 +6,7 @@ import json
 from dataclasses import fields
 
 from pipelines.link import SampleGroup
+from schemas.canonical import canonical_bytes
 from schemas.contract import (
     ECG_LEADS,
     ECG_RATE_HZ,
@@ -94,7 +95,7 @@ def sample_meta(group: SampleGroup, split: str, pseudo: Pseudonymizer, demo_buil
         "conventions": CONVENTIONS | {k: EXTRA_CONVENTIONS[k] for k in sorted(extra)},
         "demo_build": demo_build,
     }
-    return key, json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return key, canonical_bytes(meta)
 
 
 def member_names(group: SampleGroup) -> list[tuple[str, object, int]]:

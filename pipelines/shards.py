@@ -26,7 +26,8 @@ from pathlib import Path
 from pipelines.blobs import BlobStore
 from pipelines.config import ShardConfig
 from pipelines.datacard import CARD_STATS_KEY, is_card_member, shard_card_stats
-from pipelines.writer import TarShardWriter, sha256_file, tar_member_size, write_atomic
+from pipelines.writer import TarShardWriter, sha256_file, tar_member_size
+from schemas.atomic import write_atomic
 from schemas.contract import SHARDS_DIR, SPLITS, shard_name
 from schemas.records import SampleRecord
 

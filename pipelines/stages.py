@@ -38,6 +38,7 @@ from pipelines.link import PatientLinker, SampleGroup, link_group
 from pipelines.samples import member_names, sample_meta
 from pipelines.shards import SampleHeader
 from pipelines.split import split_of
+from schemas.atomic import atomic_open
 from schemas.contract import META_MEMBER
 from schemas.reasons import ReasonCode
 from schemas.records import InputItem, InputKind, QuarantineRecord, ReportRecord, SeriesSlice
@@ -159,11 +160,8 @@ class Decode:
             )
             outs = [quarantine(item, reason, "input produced no records")]
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as f:
+            with atomic_open(path, durable=False, mode=0o666) as f:  # a cache: recomputed if lost
                 pickle.dump(outs, f, protocol=5)
-            os.replace(tmp, path)
         return outs
 
 

@@ -44,6 +44,7 @@ from pipelines.config import BuildConfig, ConfigError, TableConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import AnchorLinker, AnchorRow, LabEvent, anchor_element_order, anchor_patient_key
 from pipelines.shards import SampleHeader
+from schemas.canonical import canonical_bytes, canonical_json
 from schemas.contract import member_name
 from schemas.modality import Modality
 from schemas.reasons import ReasonCode
@@ -368,7 +369,7 @@ def apply_identity(rec, rows: list[IdentityRow]):
     if "acquired_at" not in changes and patient != rec.patient:
         changes["acquired_at"] = ""  # a time shifted for another patient is not kept
     meta["identity"] = sorted(seen)
-    changes["meta_json"] = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+    changes["meta_json"] = canonical_json(meta)
     return replace(rec, **changes)
 
 
@@ -465,7 +466,7 @@ def labs_stats(elements: list) -> dict:
         }
         for _, i, name in items
     ]
-    stats_id = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    stats_id = hashlib.sha256(canonical_bytes(rows)).hexdigest()
     return {"stats_id": stats_id, "items": rows}
 
 
@@ -624,7 +625,7 @@ def write_table_outputs(out: dict, out_dir: Path) -> dict:
     import pyarrow as pa
 
     from pipelines.manifest import write_table
-    from pipelines.writer import write_atomic
+    from schemas.atomic import write_atomic
 
     block: dict = {"counts": out["table_counts"][0] if out.get("table_counts") else {}}
     if "anchor_rows" in out:
@@ -636,7 +637,7 @@ def write_table_outputs(out: dict, out_dir: Path) -> dict:
                 "time": [r["time"] for r in rows],
                 "status": [r["status"] for r in rows],
                 "sample_group": [r.get("sample_group", "") for r in rows],
-                "linked": [json.dumps(r["linked"], sort_keys=True) for r in rows],
+                "linked": [canonical_json(r["linked"]) for r in rows],
                 "labs_items": [r["labs_items"] for r in rows],
             }
         )

@@ -2,19 +2,24 @@
 
 Byte-identical output for the same samples: USTAR headers with fixed fields (mtime 0, uid/gid 0,
 empty owner names, mode 0644), members in the order given (callers sort them), standard
-10240-byte record padding. A shard is written to ``<name>.tmp-<pid>`` and renamed into place on
-close, so no partial shard is ever visible under its final name.
+10240-byte record padding. A shard is written through :func:`schemas.atomic.atomic_open` (temp
+file, fsync, rename on close), so no partial shard is ever visible under its final name.
+``write_atomic`` is re-exported here from :mod:`schemas.atomic`, the project's one atomic write.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import BinaryIO
 
+from schemas.atomic import atomic_open, write_atomic
 from schemas.contract import is_valid_key
+
+__all__ = ["TarShardWriter", "sha256_file", "tar_member_size", "write_atomic"]
 
 
 def tar_member_size(n_bytes: int) -> int:
@@ -32,16 +37,14 @@ class TarShardWriter:
     def __init__(self, path: Path, mode: int = 0o640) -> None:
         self.path = Path(path)
         self.mode = mode
-        self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
-        self._file = None
+        self._opened: AbstractContextManager[BinaryIO] | None = None
         self._tar: tarfile.TarFile | None = None
         self.n_samples = 0
 
     def __enter__(self) -> TarShardWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
-        self._file = os.fdopen(fd, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+        self._opened = atomic_open(self.path, durable=True, mode=self.mode)
+        f = self._opened.__enter__()
+        self._tar = tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT)
         return self
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
@@ -61,17 +64,14 @@ class TarShardWriter:
         self.n_samples += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._tar is not None and self._file is not None
-        try:
-            self._tar.close()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+        assert self._tar is not None and self._opened is not None
         if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+            try:
+                self._tar.close()  # the end-of-archive blocks
+            except BaseException as e:  # the shard is discarded, as on an error while writing
+                self._opened.__exit__(type(e), e, e.__traceback__)
+                raise
+        self._opened.__exit__(exc_type, exc, tb)  # fsync + rename, or remove the temp file
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -80,15 +80,3 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
-    """Write a small file atomically (temp + fsync + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -1,7 +1,10 @@
 """What the data is: typed records, their Arrow schemas, reason codes and the shard contract.
 
-No I/O and no heavy dependencies live here (pyarrow is imported lazily by ``schemas.arrow``).
-Both the pipeline (writer) and the trainer (reader) import this package.
+No I/O and no heavy dependencies live here (pyarrow is imported lazily by ``schemas.arrow``),
+with one exception: ``schemas.atomic``, the project's one atomic file write, sits here because
+this is the one package workers, pipelines and the trainer may all import. ``schemas.canonical``
+is the one canonical JSON encoding. Both the pipeline (writer) and the trainer (reader) import
+this package.
 """
 
 from schemas.modality import Modality

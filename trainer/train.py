@@ -25,12 +25,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from schemas.atomic import atomic_open
 from trainer.cli import add_train_arguments
 from trainer.config import (
     ConfigError,
@@ -40,7 +41,7 @@ from trainer.config import (
     load_config,
     with_overrides,
 )
-from trainer.data import ShardSetError, make_train_loader
+from trainer.data import ShardSetError, TrainLoader, make_train_loader
 from trainer.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -141,9 +142,9 @@ def _present(batch: dict, modalities: tuple[str, ...]) -> torch.Tensor:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through the project's atomic write (fsynced: a checkpoint is a final output)."""
+    with atomic_open(path, durable=True, mode=0o666) as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
@@ -203,18 +204,78 @@ def train(
         cleanup()
 
 
+@dataclass
+class _Run:
+    """One training run's objects and the loop state carried between optimizer steps."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    run_dir: Path
+    model: MultiModalEncoder
+    ddp: nn.Module
+    loader: TrainLoader
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    seed: int
+    steps_per_epoch: int
+    total_steps: int
+    n_epochs: int
+    step: int = 0
+    start_epoch: int = 0
+    #: micro-batches of ``start_epoch`` a resumed run has already done
+    skip: int = 0
+    stop_at: int = 0
+    result: TrainResult | None = None
+    metrics: IO[str] | None = None
+    bar: Any = None
+    t_log: float = 0.0
+    samples_since: int = 0
+    last_ckpt: str = ""
+
+
 def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume) -> TrainResult:
-    device = info.device
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    state = _resume_state(cfg, resume, run_dir)
+    run = _setup(cfg, shards, run_dir, info, state)
+    _open_outputs(run)
+    _log_plan(run)
+    run.result = TrainResult(
+        steps=run.step, total_steps=run.total_steps, batches_per_epoch=run.loader.num_batches
+    )
+    run.stop_at = min(run.total_steps, cfg.stop_after_steps) if cfg.stop_after_steps else run.total_steps
+    t_start = time.perf_counter()
+    run.t_log, run.samples_since = time.perf_counter(), 0
+    run.model.train()
+    done = run.step >= run.stop_at
+    for epoch in range(run.start_epoch, run.n_epochs):
+        if done:
+            break
+        micro, done = _run_epoch(run, epoch)
+        run.result.epoch_batches.append(micro)
+        limit = run.steps_per_epoch * cfg.optim.accum_steps
+        if micro < limit and not done:
+            raise RuntimeError(f"loader yielded {micro} of {limit} batches in epoch {epoch}")
+    return _finish(run, time.perf_counter() - t_start)
+
+
+def _resume_state(cfg: TrainConfig, resume, run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None: a fresh run); its model/loss config must match ``cfg``."""
     resume_path = _resolve_resume(resume, run_dir)
     state = load_checkpoint(resume_path) if resume_path else None
     if state is not None:
         saved = config_from_dict(state["config"])
         if saved.model != cfg.model or saved.loss != cfg.loss or saved.data.modalities != cfg.data.modalities:
             raise ConfigError("resume: the checkpoint's model/loss config differs from this config")
-    seed = state["loader_seed"] if state else cfg.seed
+    return state
 
+
+def _setup(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, state: dict | None) -> _Run:
+    """Model, loader, optimizer, schedule and scaler (restored from ``state`` when resuming)."""
+    device = info.device
+    seed = state["loader_seed"] if state else cfg.seed
     model = build_model(cfg).to(device)
     accum = cfg.optim.accum_steps
     loader = make_train_loader(
@@ -228,8 +289,6 @@ def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume
     )
     steps_per_epoch = loader.num_batches // accum
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    n_epochs = math.ceil(total_steps / steps_per_epoch)
-
     opt = torch.optim.AdamW(
         param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps
     )
@@ -238,180 +297,221 @@ def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume
     )
     amp_dtype = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    step, start_epoch, skip = 0, 0, 0
+    run = _Run(
+        cfg=cfg,
+        info=info,
+        run_dir=run_dir,
+        model=model,
+        ddp=model,
+        loader=loader,
+        opt=opt,
+        sched=sched,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        seed=seed,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        n_epochs=math.ceil(total_steps / steps_per_epoch),
+    )
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step, start_epoch, skip = state["step"], state["epoch"], state["micro_in_epoch"]
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        log.info("resumed at step %d (epoch %d, batch %d)", step, start_epoch, skip)
-
-    ddp: nn.Module = model
+        _restore(run, state)
     if info.distributed:
-        ddp = nn.parallel.DistributedDataParallel(
+        run.ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    return run
 
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True))
-    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if info.is_main else None  # noqa: SIM115
-    bar = None
-    if info.is_main and cfg.progress:
+
+def _restore(run: _Run, state: dict[str, Any]) -> None:
+    """Load weights, optimizer, schedule, scaler, position and RNG states from a checkpoint."""
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.step, run.start_epoch, run.skip = state["step"], state["epoch"], state["micro_in_epoch"]
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    log.info("resumed at step %d (epoch %d, batch %d)", run.step, run.start_epoch, run.skip)
+
+
+def _open_outputs(run: _Run) -> None:
+    """Rank 0: ``config.json``, the ``metrics.jsonl`` appender and the progress bar."""
+    if not run.info.is_main:
+        return
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "config.json").write_text(json.dumps(config_to_dict(run.cfg), indent=2, sort_keys=True))
+    run.metrics = open(run.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+    if run.cfg.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        run.bar = tqdm(total=run.total_steps, initial=run.step, desc="train", unit="step", dynamic_ncols=True)
 
+
+def _log_plan(run: _Run) -> None:
+    cfg = run.cfg
     log.info(
         "training: %d step(s), %d per epoch (%d batch(es) of %d x %d rank(s)), loss %s, device %s, precision %s",
-        total_steps,
-        steps_per_epoch,
-        loader.num_batches,
+        run.total_steps,
+        run.steps_per_epoch,
+        run.loader.num_batches,
         cfg.data.batch_size,
-        info.world,
+        run.info.world,
         cfg.loss.name,
-        device.type,
-        "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+        run.info.device.type,
+        "fp32" if run.amp_dtype is None else str(run.amp_dtype).removeprefix("torch."),
     )
-    result = TrainResult(steps=step, total_steps=total_steps, batches_per_epoch=loader.num_batches)
-    stop_at = min(total_steps, cfg.stop_after_steps) if cfg.stop_after_steps else total_steps
-    t_start = time.perf_counter()
-    t_log, samples_since = time.perf_counter(), 0
-    last_ckpt = ""
 
-    def checkpoint(epoch: int, micro: int) -> None:
-        nonlocal last_ckpt
-        if not info.is_main:
-            return
-        state_out = {
-            "format": CHECKPOINT_FORMAT,
-            "config": config_to_dict(cfg),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "step": step,
-            "epoch": epoch,
-            "micro_in_epoch": micro,
-            "loader_seed": seed,
-            "world": info.world,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-            },
-        }
-        last_ckpt = str(save_checkpoint(run_dir, state_out, cfg.keep_checkpoints))
 
-    model.train()
-    done = step >= stop_at
-    for epoch in range(start_epoch, n_epochs):
-        if done:
+def _run_epoch(run: _Run, epoch: int) -> tuple[int, bool]:
+    """One epoch (skipping the micro-batches a resumed run did); returns (micro-batches, stop)."""
+    cfg, accum = run.cfg, run.cfg.optim.accum_steps
+    assert run.result is not None
+    run.loader.set_epoch(epoch)
+    micro, loss_acc = 0, 0.0
+    limit = run.steps_per_epoch * accum
+    for batch in run.loader:
+        if micro >= limit:
             break
-        loader.set_epoch(epoch)
-        micro, loss_acc = 0, 0.0
-        limit = steps_per_epoch * accum
-        for batch in loader:
-            if micro >= limit:
-                break
-            if skip:
-                skip -= 1
-                micro += 1
-                continue
-            last_micro = (micro + 1) % accum == 0
-            sync = contextlib.nullcontext() if (last_micro or not info.distributed) else ddp.no_sync()
-            with sync:
-                drop = None
-                if cfg.loss.modality_dropout > 0:
-                    gen = torch.Generator().manual_seed(
-                        cfg.seed * 7_919 + step * 131 + micro % accum + info.rank * 17
-                    )
-                    drop = modality_dropout(_present(batch, model.modalities), cfg.loss.modality_dropout, gen)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    reps, mask = ddp(batch, drop)
-                loss = contrastive_loss(cfg, reps, mask, model.logit_scale(), step)
-                scaler.scale(loss / accum).backward()
-            loss_acc += float(loss.detach()) / accum
+        if run.skip:
+            run.skip -= 1
             micro += 1
-            samples_since += len(batch["key"]) * info.world
-            if not last_micro:
-                continue
-            if cfg.optim.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
-            step += 1
-            result.losses.append(loss_acc)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_acc:.4f}")
-            if step % cfg.log_every == 0 or step == stop_at:
-                now = time.perf_counter()
-                rate = samples_since / max(now - t_log, 1e-9)
-                rec = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": all_reduce_mean(loss_acc, device),
-                    "lr": sched.get_last_lr()[0],
-                    "logit_scale": float(model.logit_scale().detach()),
-                    "samples_per_s": rate,
-                }
-                log.info(
-                    "step %d/%d epoch %d loss %.4f lr %.2e scale %.2f %.1f samples/s",
-                    step,
-                    total_steps,
-                    epoch,
-                    rec["loss"],
-                    rec["lr"],
-                    rec["logit_scale"],
-                    rate,
-                )
-                if metrics is not None:
-                    metrics.write(json.dumps(rec) + "\n")
-                    metrics.flush()
-                t_log, samples_since = now, 0
-            loss_acc = 0.0
-            at_epoch_end = micro >= limit
-            if (
-                (cfg.ckpt_every and step % cfg.ckpt_every == 0)
-                or step == stop_at
-                or (not cfg.ckpt_every and at_epoch_end)
-            ):
-                if at_epoch_end:
-                    checkpoint(epoch + 1, 0)
-                else:
-                    checkpoint(epoch, micro)
-            if step >= stop_at:
-                done = True
-                break
-        result.epoch_batches.append(micro)
-        if micro < limit and not done:
-            raise RuntimeError(f"loader yielded {micro} of {limit} batches in epoch {epoch}")
-    seconds = time.perf_counter() - t_start
-    if bar is not None:
-        bar.close()
-    if metrics is not None:
-        metrics.close()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / f"rank{info.rank}.json").write_text(
+            continue
+        last_micro = (micro + 1) % accum == 0
+        loss_acc += _forward_backward(run, batch, micro, last_micro) / accum
+        micro += 1
+        run.samples_since += len(batch["key"]) * run.info.world
+        if not last_micro:
+            continue
+        _optimizer_step(run)
+        run.result.losses.append(loss_acc)
+        _report_step(run, epoch, loss_acc)
+        loss_acc = 0.0
+        at_epoch_end = micro >= limit
+        if (
+            (cfg.ckpt_every and run.step % cfg.ckpt_every == 0)
+            or run.step == run.stop_at
+            or (not cfg.ckpt_every and at_epoch_end)
+        ):
+            if at_epoch_end:
+                _checkpoint(run, epoch + 1, 0)
+            else:
+                _checkpoint(run, epoch, micro)
+        if run.step >= run.stop_at:
+            return micro, True
+    return micro, False
+
+
+def _forward_backward(run: _Run, batch: dict, micro: int, last_micro: bool) -> float:
+    """Loss of one micro-batch, backpropagated (scaled by 1/accum); DDP syncs on the last only."""
+    cfg, info, accum = run.cfg, run.info, run.cfg.optim.accum_steps
+    sync = contextlib.nullcontext() if (last_micro or not info.distributed) else run.ddp.no_sync()
+    with sync:
+        drop = None
+        if cfg.loss.modality_dropout > 0:
+            gen = torch.Generator().manual_seed(
+                cfg.seed * 7_919 + run.step * 131 + micro % accum + info.rank * 17
+            )
+            drop = modality_dropout(_present(batch, run.model.modalities), cfg.loss.modality_dropout, gen)
+        with torch.autocast(info.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+            reps, mask = run.ddp(batch, drop)
+        loss = contrastive_loss(cfg, reps, mask, run.model.logit_scale(), run.step)
+        run.scaler.scale(loss / accum).backward()
+    return float(loss.detach())
+
+
+def _optimizer_step(run: _Run) -> None:
+    """Clip (if configured), step the optimizer and the schedule, count the step."""
+    if run.cfg.optim.grad_clip > 0:
+        run.scaler.unscale_(run.opt)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip)
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.opt.zero_grad(set_to_none=True)
+    run.sched.step()
+    run.step += 1
+
+
+def _report_step(run: _Run, epoch: int, loss: float) -> None:
+    """Progress bar, and every ``log_every`` steps a log line and a ``metrics.jsonl`` row."""
+    step = run.step
+    if run.bar is not None:
+        run.bar.update(1)
+        run.bar.set_postfix(loss=f"{loss:.4f}")
+    if step % run.cfg.log_every != 0 and step != run.stop_at:
+        return
+    now = time.perf_counter()
+    rate = run.samples_since / max(now - run.t_log, 1e-9)
+    rec = {
+        "step": step,
+        "epoch": epoch,
+        "loss": all_reduce_mean(loss, run.info.device),
+        "lr": run.sched.get_last_lr()[0],
+        "logit_scale": float(run.model.logit_scale().detach()),
+        "samples_per_s": rate,
+    }
+    log.info(
+        "step %d/%d epoch %d loss %.4f lr %.2e scale %.2f %.1f samples/s",
+        step,
+        run.total_steps,
+        epoch,
+        rec["loss"],
+        rec["lr"],
+        rec["logit_scale"],
+        rate,
+    )
+    if run.metrics is not None:
+        run.metrics.write(json.dumps(rec) + "\n")
+        run.metrics.flush()
+    run.t_log, run.samples_since = now, 0
+
+
+def _checkpoint(run: _Run, epoch: int, micro: int) -> None:
+    """Rank 0 saves the full training state; ``(epoch, micro)`` is where a resume continues."""
+    if not run.info.is_main:
+        return
+    state_out = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config_to_dict(run.cfg),
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        "step": run.step,
+        "epoch": epoch,
+        "micro_in_epoch": micro,
+        "loader_seed": run.seed,
+        "world": run.info.world,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+        },
+    }
+    run.last_ckpt = str(save_checkpoint(run.run_dir, state_out, run.cfg.keep_checkpoints))
+
+
+def _finish(run: _Run, seconds: float) -> TrainResult:
+    """Close the outputs, write ``rank<N>.json`` and fill in the result's totals."""
+    result, info = run.result, run.info
+    assert result is not None
+    if run.bar is not None:
+        run.bar.close()
+    if run.metrics is not None:
+        run.metrics.close()
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / f"rank{info.rank}.json").write_text(
         json.dumps(
-            {"rank": info.rank, "world": info.world, "epoch_batches": result.epoch_batches, "steps": step}
+            {"rank": info.rank, "world": info.world, "epoch_batches": result.epoch_batches, "steps": run.step}
         )
     )
-    result.steps = step
-    result.checkpoint = last_ckpt
+    result.steps = run.step
+    result.checkpoint = run.last_ckpt
     result.seconds = seconds
     n_new = len(result.losses)
-    result.samples_per_s = n_new * accum * cfg.data.batch_size * info.world / max(seconds, 1e-9)
+    accum, batch_size = run.cfg.optim.accum_steps, run.cfg.data.batch_size
+    result.samples_per_s = n_new * accum * batch_size * info.world / max(seconds, 1e-9)
     return result
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from schemas import InputItem, QuarantineError, ReasonCode, SeriesSlice
+from schemas.canonical import canonical_json
 from schemas.records import DecodedRecord as _DecodedRecord
 from workers.dicom_deid import deidentify
 from workers.dicom_identity import dicom_identity
@@ -43,7 +44,7 @@ from workers.dicom_pixels import (
     run_pixel_pipeline,
 )
 from workers.dicom_read import is_dicomdir, read_dicom, sop_class_uid
-from workers.dicom_records import dicom_meta, dumps, image_record
+from workers.dicom_records import dicom_meta, image_record
 from workers.ids import normalise_id
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ def _make_slice(ds: Dataset, clean: Dataset, item: InputItem, ctx, identity, geo
         rows=int(hu16.shape[0]),
         columns=int(hu16.shape[1]),
         is_localizer="LOCALIZER" in image_type,
-        meta_json=dumps(meta),
+        meta_json=canonical_json(meta),
         pixels=np.ascontiguousarray(hu16, dtype="<i2").tobytes(),
     )
 

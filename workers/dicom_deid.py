@@ -9,9 +9,9 @@ Profile and option applied (the only combination this module implements):
   so intervals between a patient's studies are kept. Times are kept: a whole-day shift leaves
   the time of day unchanged.
 
-The attribute/action table below is PS3.15 Table E.1-1 ("Application Level Confidentiality
+The attribute/action table is PS3.15 Table E.1-1 ("Application Level Confidentiality
 Profile Attributes"), the *Basic Profile* column and the *Rtn. Long. Modif. Dates Opt.* column,
-embedded as data. Action codes (PS3.15 E.1.1): ``X`` remove; ``Z`` zero length (or dummy);
+kept as data in ``workers/resources/dicom_ps315_profile.csv`` and read once at import. Action codes (PS3.15 E.1.1): ``X`` remove; ``Z`` zero length (or dummy);
 ``D`` dummy value; ``U`` replace UID consistently; ``K`` keep; ``C`` clean; compound codes
 (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) let the implementation choose by IOD type.
 Since the corpus is not re-exported as DICOM, IOD conformance is not needed and the strictest
@@ -37,10 +37,12 @@ values) of what was removed, emptied, replaced, shifted or cleaned.
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
@@ -63,496 +65,39 @@ METHOD_CODES: tuple[tuple[str, str, str], ...] = (
     ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option"),
 )
 
-# PS3.15 Table E.1-1. One row per attribute: "GGGG,EEEE <Basic Profile action> [C]", where a
-# trailing "C" is the action of the Retain Longitudinal Temporal Information with Modified
-# Dates Option for that row (it overrides the basic action when the option is applied).
-# "x" in a tag stands for any hex digit (repeating groups). Rows are in the table's order
-# (alphabetical by attribute name); the name is resolved from pydicom's data dictionary.
-_TABLE_E1_1 = """
-0008,0050 Z
-0018,4000 X
-0040,0555 X/Z
-0008,0022 X/Z C
-0008,002A X/Z/D C
-0018,1400 X/D
-0018,11BB D
-0018,9424 X
-0008,0032 X/Z C
-0040,4035 X
-0010,21B0 X
-0040,A353 X
-0038,0010 X
-0038,0020 X C
-0008,1084 X
-0008,1080 X
-0038,0021 X C
-0000,1000 X
-0010,2110 X
-4000,0010 X
-0040,A078 X
-2200,0005 X/Z
-300A,00C3 X
-300A,00DD X
-0010,1081 X
-0016,004D X
-0018,1007 X
-0012,0060 Z
-0012,0082 X
-0012,0081 D
-0012,0020 D
-0012,0021 Z
-0012,0072 X
-0012,0071 X
-0012,0030 Z
-0012,0031 Z
-0012,0010 D
-0012,0040 D
-0012,0042 D
-0012,0051 X
-0012,0050 Z
-0040,0310 X
-0040,0280 X
-300A,02EB X
-0020,9161 U
-3010,000F Z
-3010,0017 Z
-3010,0006 U
-0040,3001 X
-3010,0013 U
-0008,009C Z
-0008,009D X
-0050,001B X
-0040,051A X
-0040,0512 D
-0070,0086 X
-0070,0084 Z/D
-0008,0023 Z/D C
-0040,A730 D
-0008,0033 Z/D C
-0018,0010 Z/D
-0018,A003 X
-0010,2150 X
-0040,A307 X
-0038,0300 X
-50xx,xxxx X
-0008,0025 X C
-0008,0035 X C
-0040,A07C X
-FFFC,FFFC X
-0018,937F X
-0008,2111 X
-0018,700A X/D
-3010,001B Z
-0050,0020 X
-3010,002D D
-0018,1000 X/Z/D
-0016,004B X
-0018,1002 U
-FFFA,FFFA X
-0400,0100 U
-0020,9164 U
-0038,0040 X
-4008,011A X
-4008,0119 X
-300A,0016 X
-300A,0013 U
-3010,006E U
-0018,9517 X/D C
-3010,0037 X
-3010,0035 D
-3010,0038 D
-3010,0036 X
-300A,0676 X
-0010,2160 X
-0040,4011 X C
-0008,0058 U
-0070,031A U
-0040,2017 Z
-3008,0054 X/D C
-300A,0196 X
-0034,0002 D
-0034,0001 D
-3010,007F Z
-300A,0072 X
-0020,9158 X
-0020,0052 U
-0034,0007 D C
-0018,1008 X
-0018,1005 X
-0016,0076 X
-0016,0075 X
-0016,008C X
-0016,008D X C
-0016,0088 X
-0016,0087 X
-0016,008A X
-0016,0089 X
-0016,0084 X
-0016,0083 X
-0016,0086 X
-0016,0085 X
-0016,008E X
-0016,007B X
-0016,0081 X
-0016,0080 X
-0016,0072 X
-0016,0071 X
-0016,0074 X
-0016,0073 X
-0016,0082 X
-0016,007A X
-0016,008B X
-0016,0078 X
-0016,007D X
-0016,007C X
-0016,0079 X
-0016,0077 X
-0016,007F X
-0016,007E X
-0016,0070 X
-0070,0001 D
-0040,4037 X
-0040,4036 X
-0088,0200 X
-0008,4000 X
-0020,4000 X
-0028,4000 X
-0040,2400 X
-003A,0314 D C
-4008,0300 X
-0008,0015 X C
-0008,0014 U
-0400,0600 X
-0008,0081 X
-0008,1040 X
-0008,1041 X
-0008,0082 X/Z/D
-0008,0080 X/Z/D
-0010,1050 X
-3010,004D X/D C
-3010,004C X/D C
-0040,1011 X
-300A,0741 D C
-300A,0742 D
-300A,0783 D
-4008,0111 X
-4008,010C X
-4008,0115 X
-4008,0202 X
-4008,0102 X
-4008,010B X
-4008,010A X
-0008,3010 U
-0038,0011 X
-0038,0014 X
-0010,0021 X
-0038,0061 X
-0038,0064 X
-0040,0513 Z
-0040,0562 Z
-2200,0002 X/Z
-0028,1214 U
-0010,21D0 X C
-0016,004F X
-0016,0050 X
-0016,0051 X
-0016,004E X
-0050,0021 X
-0400,0404 X
-0016,002B X
-0018,100B U
-3010,0043 Z
-0002,0003 U
-0010,2000 X
-0010,1090 X
-0010,1080 X
-0400,0550 X
-0020,3406 X
-0020,3401 X
-3008,0056 X/D C
-0018,937B X
-003A,0310 U
-0008,1060 X
-0040,1010 X
-0400,0551 X
-0400,0552 X
-0040,A192 X C
-0040,A402 U
-0040,A193 X C
-0040,A171 U
-0010,2180 X
-0008,1072 X/D
-0008,1070 X/Z/D
-0040,2010 X
-0040,2011 X
-0040,2008 X
-0040,2009 X
-0400,0561 X
-0010,1000 X
-0010,1002 X
-0010,1001 X
-60xx,4000 X
-60xx,3000 X
-0008,0024 X C
-0008,0034 X C
-300A,0760 D C
-0028,1199 U
-0040,A07A X
-0010,1040 X
-0010,1010 X
-0010,0030 Z
-0010,1005 X
-0010,0032 X
-0038,0400 X
-0010,0050 X
-0010,1060 X
-0010,0010 Z
-0010,0101 X
-0010,0102 X
-0010,21F0 X
-0010,0040 Z
-0010,2203 X/Z
-0010,1020 X
-0010,2155 X
-0010,2154 X
-0010,1030 X
-0010,4000 X
-0010,0020 Z
-300A,0650 U
-0038,0500 X
-0040,1004 X
-0040,0243 X
-0040,0254 X
-0040,0250 X C
-0040,4051 X C
-0040,0251 X C
-0040,0253 X
-0040,0244 X C
-0040,4050 X C
-0040,0245 X C
-0040,0241 X
-0040,4030 X
-0040,0242 X
-0040,4028 X
-0008,1050 X
-0008,1052 X
-0040,1102 X
-0040,1104 X
-0040,1103 X
-0040,1101 D
-0040,A123 D
-0008,1048 X
-0008,1049 X
-0008,1062 X
-4008,0114 X
-0040,2016 Z
-0018,1004 X
-0010,21C0 X
-0040,0012 X
-300A,000E X
-3010,007B Z
-3010,0081 Z
-0070,1101 U
-0070,1102 U
-3010,0061 X
-0040,4052 X C
-0018,1030 X/D
-300A,0619 D
-300A,0623 D
-300A,067D Z
-300A,067C D
-300C,0113 X
-0040,100A X
-0032,1030 X
-3010,005C Z
-0040,2001 X
-0040,1002 X
-0032,1066 X
-0032,1067 X
-300A,073A D C
-3010,000B U
-0400,0402 X
-300A,0083 U
-3010,006F U
-3010,0031 U
-3006,0024 U
-0040,4023 U
-0008,1140 X/Z/U*
-0040,A172 U
-0038,0004 X
-0010,1100 X
-0008,1120 X
-0008,1111 X/Z/D
-0400,0403 X
-0008,1155 U
-0004,1511 U
-0008,1110 X/Z
-0008,0092 X
-0008,0090 Z
-0008,0094 X
-0008,0096 X
-0010,2152 X
-3006,00C2 U
-0040,0275 X
-0032,1070 X
-0040,1400 X
-0032,1060 X/Z
-0040,1001 X
-0040,1005 X
-0018,9937 X
-0000,1001 U
-0032,1032 X
-0032,1033 X
-0018,9185 X
-0010,2299 X
-0010,2297 X
-4008,4000 X
-4008,0118 X
-4008,0042 X
-300E,0008 X/Z
-3006,0028 X
-3006,0038 X
-3006,00A6 Z
-3006,0026 Z
-3006,0088 X
-3006,0085 X
-300A,0615 Z
-300A,0611 Z
-3010,005A Z
-300A,0006 X/D C
-300A,0004 X
-300A,0002 D
-300A,0003 X
-300A,0007 X/D C
-3010,0054 D
-300A,062A D
-3010,0056 X/D
-3010,003B U
-0040,4034 X
-0038,001E X
-0040,0006 X
-0040,000B X
-0040,0007 X
-0040,0004 X C
-0040,0005 X C
-0040,4008 X C
-0040,0009 X
-0040,0011 X
-0040,4010 X C
-0040,0002 X C
-0040,4005 X C
-0040,0003 X C
-0040,0001 X
-0040,4027 X
-0040,0010 X
-0040,4025 X
-0032,1020 X
-0032,1021 X
-0008,0021 X/D C
-0008,103E X
-0020,000E U
-0008,0031 X/D C
-0038,0062 X
-0038,0060 X
-300A,01B2 X
-300A,01A6 X
-0040,06FA X
-0010,21A0 X
-0008,0018 U
-3010,0015 U
-0018,936A D C
-0034,0005 D
-0008,2112 X/Z/U*
-300A,0216 X
-3008,0105 X/Z
-0018,9369 D C
-0038,0050 X
-0040,050A X
-0040,0602 X
-0040,0551 D
-0040,0610 Z
-0040,0600 X
-0040,0554 U
-0018,9516 X/D C
-0008,1010 X/Z/D
-0088,0140 U
-3006,0008 Z C
-3006,0006 X
-3006,0002 D
-3006,0004 X
-3006,0009 X/D C
-0032,4000 X
-0008,0020 Z C
-0008,1030 X
-0020,0010 Z
-0032,0012 X
-0020,000D U
-0008,0030 Z C
-0020,0200 U
-0018,2042 U
-0040,A354 X
-0040,DB0D U
-0040,DB0C U
-4000,4000 X
-2030,0020 X
-0008,0201 X C
-0088,0910 X
-0088,0912 X
-0088,0906 X
-0088,0904 X
-0062,0021 U
-0008,1195 U
-0018,5011 X
-3008,0250 X/D C
-300A,00B2 X
-300A,0608 D
-300A,0609 U
-300A,0700 U
-3010,0077 D
-3010,007A Z
-3008,0251 X/D C
-300A,0736 D C
-300A,0734 D
-0018,100A X
-0040,A124 U
-0018,1009 X
-3010,0033 D
-3010,0034 D
-0040,A352 X
-0040,A358 X
-0040,A088 Z
-0040,A075 D
-0040,A073 D
-0040,A027 D
-0038,4000 X
-0018,9371 D
-0018,9373 X
-0018,9367 D
-"""
+#: PS3.15 Table E.1-1 as data (source, columns and action codes in the file's header comment)
+PROFILE_FILE = Path(__file__).resolve().parent / "resources" / "dicom_ps315_profile.csv"
 
 
-def _parse_table(text: str) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, str, str]]]:
-    """Parse :data:`_TABLE_E1_1` → (exact tag → (basic, option)), [(mask, value, basic, option)]."""
+def load_profile_table(
+    path: Path = PROFILE_FILE,
+) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, str, str]]]:
+    """Read the profile table → (exact tag → (basic, option)), [(mask, value, basic, option)].
+
+    Rows with an ``x`` in the tag (repeating groups) become (mask, value) pairs, in file order.
+    """
     exact: dict[int, tuple[str, str]] = {}
     masked: list[tuple[int, int, str, str]] = []
-    for line in text.strip().splitlines():
-        parts = line.split()
-        tag_text, basic = parts[0], parts[1]
-        option = parts[2] if len(parts) > 2 else ""
-        hexdigits = tag_text.replace(",", "")
-        if "x" in hexdigits:
-            mask = int("".join("0" if ch == "x" else "F" for ch in hexdigits), 16)
-            value = int(hexdigits.replace("x", "0"), 16)
-            masked.append((mask, value, basic, option))
-        else:
-            tag = int(hexdigits, 16)
-            if tag in exact:
-                raise ValueError(f"duplicate row in Table E.1-1 data: {tag_text}")
-            exact[tag] = (basic, option)
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        for row in rows:
+            tag_text, basic, option = row["tag"], row["basic"], row["option"]
+            hexdigits = tag_text.replace(",", "")
+            if len(hexdigits) != 8 or not basic:
+                raise ValueError(f"malformed row in {path.name}: {row}")
+            if "x" in hexdigits:
+                mask = int("".join("0" if ch == "x" else "F" for ch in hexdigits), 16)
+                value = int(hexdigits.replace("x", "0"), 16)
+                masked.append((mask, value, basic, option))
+            else:
+                tag = int(hexdigits, 16)
+                if tag in exact:
+                    raise ValueError(f"duplicate row in {path.name}: {tag_text}")
+                exact[tag] = (basic, option)
     return exact, masked
 
 
-PROFILE_TABLE, PROFILE_MASKED = _parse_table(_TABLE_E1_1)
+PROFILE_TABLE, PROFILE_MASKED = load_profile_table()
 
 #: dummy values for action D, by VR (PS3.15 E.1.1: "a non-zero length value that may be a dummy
 #: value and consistent with the VR")

@@ -8,13 +8,12 @@ content hash of the decoded array, canonical JSON metadata, deterministic payloa
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from schemas import ImageRecord, InputItem, Modality, VolumeRecord
+from schemas.canonical import canonical_json
 from workers.dicom_pixels import array_sha256, encode_npy, encode_png, resize_longest
 
 PIXEL_PIPELINE = "modality_lut > voi_lut > monochrome1_inversion"
@@ -55,11 +54,6 @@ _META_KEYWORDS: tuple[str, ...] = (
     "PatientIdentityRemoved",
     "LongitudinalTemporalInformationModified",
 )
-
-
-def dumps(meta: dict) -> str:
-    """Canonical JSON (sorted keys, compact)."""
-    return json.dumps(meta, sort_keys=True, separators=(",", ":"))
 
 
 def _jsonable(value: object) -> object:
@@ -154,7 +148,7 @@ def image_record(
         study=study,
         acquired_at=acquired_at,
         content_sha256=array_sha256(stored),
-        meta_json=dumps(meta),
+        meta_json=canonical_json(meta),
         rows=int(rows),
         columns=int(cols),
         frames=int(frames),
@@ -195,7 +189,7 @@ def volume_record(
         study=study,
         acquired_at=acquired_at,
         content_sha256=array_sha256(volume),
-        meta_json=dumps(meta),
+        meta_json=canonical_json(meta),
         shape=tuple(int(s) for s in volume.shape),
         spacing_mm=tuple(round(float(s), 6) for s in spacing),
         affine=tuple(round(float(v), 6) for v in np.asarray(affine, dtype=np.float64).ravel()),

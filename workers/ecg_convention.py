@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from schemas.canonical import canonical_json
 from schemas.contract import ECG_LEADS, ECG_UNITS
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
@@ -604,11 +604,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
     return buf.getvalue()
-
-
-def canonical_json(meta: dict) -> str:
-    """The project's canonical JSON (sorted keys, compact separators)."""
-    return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def make_ecg_record(

@@ -18,12 +18,12 @@ fixed dimension. ``setup()`` loads models once per worker; ``__call__`` embeds a
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from schemas.canonical import canonical_json
 from schemas.modality import Modality
 
 THUMB_IMAGE = (32, 32)  # (rows, cols)
@@ -193,4 +193,4 @@ def make_embedder(modality: Modality, checkpoint: str = ""):
 def embedder_fingerprint(modality: Modality, checkpoint: str = "") -> str:
     """Stable ID of the embedding function, part of the sidecar cache key."""
     e = make_embedder(modality, checkpoint)
-    return json.dumps({"model": e.model_id, "thumb": [THUMB_IMAGE, THUMB_ECG, THUMB_VOLUME]})
+    return canonical_json({"model": e.model_id, "thumb": [THUMB_IMAGE, THUMB_ECG, THUMB_VOLUME]})

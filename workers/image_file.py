@@ -25,12 +25,12 @@ table joined by path (``pipelines.tables``); without one the image is a sample o
 from __future__ import annotations
 
 import io
-import json
 import logging
 import warnings
 
 import numpy as np
 
+from schemas.canonical import canonical_json
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, ImageRecord, InputItem
@@ -197,7 +197,7 @@ def decode_image_file(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord
             study="",
             acquired_at="",
             content_sha256=array_sha256(stored),
-            meta_json=json.dumps(meta, sort_keys=True, separators=(",", ":")),
+            meta_json=canonical_json(meta),
             rows=int(stored.shape[0]),
             columns=int(stored.shape[1]),
             frames=1,

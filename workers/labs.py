@@ -15,10 +15,11 @@ of the normalisation statistics (sha256 of ``labs_normalisation.json``'s items).
 from __future__ import annotations
 
 import io
-import json
 import math
 
 import numpy as np
+
+from schemas.canonical import canonical_bytes
 
 LABS_CONVENTION = "1"
 ROWS = ("value", "percentile", "missing")
@@ -98,4 +99,4 @@ def labs_members(
             "stats_id": stats_id,
         },
     }
-    return buf.getvalue(), json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    return buf.getvalue(), canonical_bytes(meta)

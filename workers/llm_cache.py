@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from schemas.atomic import write_atomic
+from schemas.canonical import canonical_bytes
 
 
 def text_sha256(text: str) -> str:
@@ -38,8 +39,7 @@ def cache_key(
         "prompt": prompt_id,
         "model": model_id,
     }
-    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_bytes(fields)).hexdigest()
 
 
 @dataclass
@@ -69,17 +69,7 @@ class LlmCache:
 
     def put(self, key: str, entry: dict) -> None:
         """Write ``entry`` atomically (canonical JSON, sorted keys, UTF-8)."""
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{key[:8]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path(key), canonical_bytes(entry), durable=False, mode=0o600)  # a cache
 
     def keys(self) -> list[str]:
         """All stored keys, sorted."""

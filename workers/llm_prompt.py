@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from dataclasses import dataclass
 
+from schemas.canonical import canonical_bytes
 from schemas.labels import ALL_LABELS, ASSERTIONS, CXR_LABELS, ECG_LABELS
 from schemas.report_schema import REPORT_JSON_SCHEMA, REPORT_SCHEMA_VERSION, SECTION_NAMES
 
 #: bump on any change of the wording below (the fingerprint catches forgotten bumps)
-PROMPT_VERSION = "report-structurer-v2"
+PROMPT_VERSION = "report-structurer-v3"
 
 REPORT_TYPES: tuple[str, ...] = ("radiology", "cardiology", "other")
 
@@ -47,7 +47,15 @@ SYSTEM_PROMPT = (
     "comes from, and evidence (the shortest verbatim phrase that states it).\n"
     "- Use only labels from the vocabulary of the given report type; skip findings that have "
     "no matching label. Never invent findings.\n"
-    "- normal: true only if the report states a normal study with no abnormal finding.\n"
+    "- assertion: uncertain for possible, probable, suspected or cannot-be-excluded findings; "
+    "historical for old or prior ones; negated for absent, resolved or removed ones.\n"
+    "- Findings named only as the reason for the study go in the indication or history section.\n"
+    "- Infarcts: use the region label (anterior_mi also for anteroseptal and anterolateral, "
+    "inferior_mi also for inferolateral and inferoposterior); myocardial_infarction when no "
+    "region is named. Axis statements (German Linkstyp, Rechtstyp) are left_axis_deviation and "
+    "right_axis_deviation.\n"
+    "- normal: true only if the report states a normal study with no abnormal finding (an ECG "
+    "with sinus rhythm and no other abnormal statement is normal).\n"
     "- schema_version, report_type and language: copy the values given with the report.\n"
     "Assertions: " + ", ".join(ASSERTIONS) + ".\n"
     "Radiology labels: " + ", ".join(CXR_LABELS) + ".\n"
@@ -160,8 +168,7 @@ def prompt_fingerprint(bounds: GenerationBounds, sampling: dict) -> str:
         },
         "sampling": sampling,
     }
-    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_bytes(material)).hexdigest()
 
 
 def prompt_id(bounds: GenerationBounds, sampling: dict) -> str:

@@ -44,11 +44,12 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import io_orientation
 from nibabel.spatialimages import HeaderDataError
 
+from schemas.canonical import canonical_json
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem, VolumeRecord
 from workers.context import WorkerContext
-from workers.ecg_convention import array_sha256, canonical_json, npy_bytes
+from workers.ecg_convention import array_sha256, npy_bytes
 from workers.volume_redundancy import slice_redundancy
 
 log = logging.getLogger(__name__)

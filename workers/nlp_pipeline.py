@@ -28,8 +28,9 @@ _LOCK = threading.Lock()
 _NLP: dict[tuple, object] = {}
 DOMAINS: tuple[str, ...] = ("cxr", "ecg")
 
-#: version of the rules; recorded in each report's metadata
-RULES_VERSION = "rules-1"
+#: version of the rules and of the shipped label-model generation (``workers.label_model``,
+#: ``labels-N``: bump on retraining); recorded in each report's metadata
+RULES_VERSION = "rules-2+labels-1"
 SENTENCE_SPLITTERS = ("fast", "pyrush")
 #: abbreviations whose full stop does not end a sentence (lower case, without the final stop)
 ABBREVIATIONS = frozenset(

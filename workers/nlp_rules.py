@@ -51,7 +51,7 @@ CONTEXT_RULES: list[tuple[str, str, str, int | None]] = [
     ),
     (r"\bwithout\s+(?:evidence\s+of|signs?\s+of)?\b", NEG, FWD, None),
     (
-        r"\bnegative\s+for\b|\bfree\s+of\b|\bclear\s+of\b|\bhas\s+resolved\b|\bresolution\s+of\b|\binterval\s+resolution\b",
+        r"\bnegative\s+for\b|\bfree\s+of\b|\bclear\s+of\b|\bresolution\s+of\b|\binterval\s+resolution\b",
         NEG,
         FWD,
         None,
@@ -62,7 +62,9 @@ CONTEXT_RULES: list[tuple[str, str, str, int | None]] = [
         BWD,
         None,
     ),
-    (r"\b(?:removed|removal\s+of)\b", NEG, BI, 4),
+    (r"\bremoved\b", NEG, BI, 4),
+    (r"\b(?:has|have)\s+been\s+removed\b|\b(?:was|were)\s+removed\b", NEG, BWD, None),
+    (r"\b(?:interval\s+)?removal\s+of\b|\bclearing\s+of\b|\binterval\s+clearing\s+of\b", NEG, FWD, None),
     (
         r"\b(?:may|might|could|can)\s+(?:be|represent|reflect|indicate|suggest|relate|correspond)\b",
         POSS,

@@ -82,7 +82,7 @@ CXR_TARGETS: dict[str, list[str]] = {
     "pleural_other": [
         r"pleural\s+(?:thickening|plaques?|scarring|calcifications?|reaction)|pleural-?parenchymal\s+(?:scarring|thickening|irregularit(?:y|ies))|pleuroparenchymal\s+(?:scarring|thickening|irregularit(?:y|ies))",
         r"(?:biapical|apical)\s+(?:pleural\s+)?(?:thickening|capping)",
-        r"blunt(?:ing|ed)\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,2}costophrenic|costophrenic\s+(?:angles?|sulcus|sulci|recess(?:es)?)\s+(?:\w+\s+){0,2}(?:blunted|blunting|obscured)",
+        r"blunt(?:ing|ed)\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,2}costophrenic|costophrenic\s+(?:angles?|sulcus|sulci|recess(?:es)?|xxxx)\s+(?:\w+\s+){0,2}(?:blunted|blunting|obscured)",
         r"thickening\s+of\s+the\s+pleura|fibrothorax",
         de(r"pleuraschwarte|pleuraverdickung|pleuraplaques"),
     ],
@@ -108,7 +108,7 @@ CXR_TARGETS: dict[str, list[str]] = {
     ],
     "surgical_clips": [
         r"(?<!cholecystectomy\s)(?:(?:surgical|vascular|metallic|postsurgical)\s+)?clips?\b|(?:surgical\s+)?staples?\b|sutures?\b|suture\s+material|surgical\s+(?:hardware|material)|anchors?\b",
-        de(r"clips?|cerclagen?|osteosynthese(?:material)?"),
+        de(r"(?<!cholecystectomy\s)clips?|cerclagen?|osteosynthese(?:material)?"),
     ],
     "nodule": [
         r"nodules?|nodular(?:ity)?(?!\s+(?:densit|opacit))|micronodul(?:es?|ar)|\bspn\b",
@@ -147,12 +147,12 @@ CXR_TARGETS: dict[str, list[str]] = {
         r"air[- ]?space\s+(?:disease|process|consolidation|filling)|alveolar\s+(?:disease|process|filling)",
     ],
     "interstitial_disease": [
-        r"interstitial\s+(?:lung\s+)?(?:disease|markings|prominence|pattern|changes|fibrosis|thickening|process)|(?:pulmonary|interstitial|lung)\s+fibrosis|fibrotic\s+changes|fibrosis|reticular(?:\s+(?:markings|pattern|changes))?|reticulonodular|honeycomb(?:ing)?",
+        r"interstitial\s+(?:lung\s+)?(?:disease|markings|prominence|pattern|changes|fibrosis|thickening|process)|(?:pulmonary|interstitial|lung)\s+fibrosis|fibrotic\s+changes|(?<!cystic\s)fibrosis|reticular(?:\s+(?:markings|pattern|changes))?|reticulonodular|honeycomb(?:ing)?",
         r"(?:increased|prominent|coarse(?:ned)?|chronic)\s+(?:interstitial|lung|pulmonary|bronchial)\s+markings",
         de(r"fibrose|interstitielle\s+zeichnungsvermehrung"),
     ],
     "hyperinflation": [
-        r"hyperinfla(?:tion|ted)|hyperexpan(?:sion|ded)|hyperaerat(?:ion|ed)|hyperlucen(?:t|cy)|over-?inflat(?:ion|ed)|over-?expan(?:sion|ded)|hyperexpanded|hyperinflated",
+        r"hyperinfla(?:tion|ted)|hyperexpan(?:sion|ded)|hyperaerat(?:ion|ed)|hyperlucen(?:t|cy)|over[- ]?inflat(?:ion|ed)|over[- ]?expan(?:sion|ded)|hyperexpanded|hyperinflated",
         r"flatten(?:ed|ing)\s+(?:of\s+)?(?:the\s+)?(?:bilateral\s+)?(?:hemi)?diaphragms?|(?:hemi)?diaphragms?\s+(?:are|is)\s+(?:\w+\s+)?flattened|increased\s+(?:ap|anteroposterior)\s+diameter|large\s+lung\s+volumes",
         de(r"überblähung|überbläht"),
     ],
@@ -161,7 +161,7 @@ CXR_TARGETS: dict[str, list[str]] = {
         de(r"geringe\s+inspirationstiefe|minderinspiration"),
     ],
     "elevated_diaphragm": [
-        r"elevat(?:ed|ion\s+of\s+the)\s+(?:\w+\s+){0,2}(?:hemi)?diaphragms?|(?:hemi)?diaphragms?\s+(?:is|are|remains?)\s+(?:\w+\s+)?elevated|eventration",
+        r"elevat(?:ed|ion\s+of\s+the)\s+(?:\w+\s+){0,2}(?:hemi)?diaphragms?|(?:hemi)?diaphragms?\s+(?:is|are|remains?)\s+(?:\w+\s+)?elevated|(?:hemi)?diaphragm(?:atic)?\s+elevation|eventration",
         de(r"zwerchfellhochstand"),
     ],
     "degenerative_spine": [
@@ -253,13 +253,13 @@ ECG_TARGETS: dict[str, list[str]] = {
     "left_axis_deviation": [
         r"left\s+axis(?:\s+deviation)?|(?:abnormal|marked|extreme)\s+left\s+axis|left\s+(?:frontal\s+)?axis\s+deviation|\blad\b",
         de(
-            r"(?:überdrehter\s+|extrem\s+überdrehter\s+)?linkstyp|linkslage|(?:extrem\s+)?vänster\s*(?:el-?)?axel|vänsterställd\s+el-?axel"
+            r"(?:überdrehter\s+|extrem\s+überdrehter\s+)?linkstyp|linkslage|\b(?:m?llt|ült)\b|(?:extrem\s+)?vänster\s*(?:el-?)?axel|vänsterställd\s+el-?axel"
         ),
     ],
     "right_axis_deviation": [
         r"right\s+axis(?:\s+deviation)?|(?:abnormal|marked|extreme)\s+right\s+axis|\brad\b",
         de(
-            r"(?:überdrehter\s+|extrem\s+überdrehter\s+)?rechtstyp|rechtslage|(?:extrem\s+)?höger\s*(?:el-?)?axel|högerställd\s+el-?axel"
+            r"(?:überdrehter\s+|extrem\s+überdrehter\s+)?rechtstyp|rechtslage|\brlt\b|(?:extrem\s+)?höger\s*(?:el-?)?axel|högerställd\s+el-?axel"
         ),
     ],
     "first_degree_av_block": [
@@ -269,7 +269,7 @@ ECG_TARGETS: dict[str, list[str]] = {
         ),
     ],
     "second_degree_av_block": [
-        r"(?:second|2nd|2\.?)[- ]degree\s+(?:av|a-v|atrioventricular|heart)\s+block|mobitz|wenckebach|(?:av|a-v)\s+block\s+(?:2|ii|second)\b",
+        r"(?:second|2nd|2\.?)[- ]degree\s+(?:av|a-v|atrioventricular|heart)\s+block|mobitz|wenckebach|(?:av|a-v)\s+block\s+(?:2|ii|second)\b|\b[2-4]\s*:\s*1\s+(?:av|a-v|atrioventricular)\s+(?:block|conduction)",
         de(r"av-?block\s+(?:ii|2)(?:°|\.)?(?!i)|av-?block\s+(?:zweiten|2\.)\s+grades"),
     ],
     "third_degree_av_block": [
@@ -419,7 +419,7 @@ ECG_TARGETS: dict[str, list[str]] = {
     ],
     "q_waves": [
         r"(?:pathological\s+|significant\s+|abnormal\s+)?q[- ]?waves?|\bqs\s+(?:complex(?:es)?|waves?|pattern)",
-        de(r"q-?zacken?|pathologische\s+q|qs-?(?:komplexe?|muster)|q-?vågor"),
+        de(r"q-?zacken?|pathologische\s+q|qs-?(?:komplexe?|muster)|q-?vågor|\bq\s+in\s+(?:i|ii|iii|avl|avf|f|v\d)\b"),
     ],
     "digitalis_effect": [
         r"digitalis|digoxin|dig\.?\s+effect",

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from schemas.canonical import canonical_json
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem, QuarantineRecord, ReportRecord
@@ -145,11 +146,6 @@ def _quarantine(item: InputItem, source_id: str, reason: ReasonCode, message: st
     )
 
 
-def canonical_json(obj: dict) -> str:
-    """Canonical JSON (sorted keys, no blanks, UTF-8 characters kept)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def build_report_record(
     item: InputItem,
     ctx: WorkerContext,
@@ -217,7 +213,7 @@ def build_report_record(
         study=study,
         acquired_at=acquired_at,
         content_sha256=hashlib.sha256(deid_text.encode("utf-8")).hexdigest(),
-        meta_json=json.dumps(meta, sort_keys=True, separators=(",", ":")),
+        meta_json=canonical_json(meta),
         text=deid_text,
         language=language,
         report_type=report_type,

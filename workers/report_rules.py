@@ -152,12 +152,80 @@ def _allowed_labels(report_type: str) -> frozenset[str]:
     return _CXR | _ECG
 
 
-def structure_docs(docs, report_types: list[str], languages: list[str]) -> list[dict]:
+def structure_docs(docs, report_types: list[str], languages: list[str], learned: bool = True) -> list[dict]:
     """Structured JSON of already-processed spaCy docs (see :func:`structure_with_rules`)."""
-    return [_structure_doc(d, t, lang) for d, t, lang in zip(docs, report_types, languages, strict=True)]
+    return [
+        _structure_doc(d, t, lang, learned) for d, t, lang in zip(docs, report_types, languages, strict=True)
+    ]
 
 
-def _structure_doc(doc, report_type: str, language: str) -> dict:
+#: report type → label-model domain (``workers.label_model``); ``other`` stays rules-only
+_MODEL_DOMAIN = {"radiology": "cxr", "cardiology": "ecg"}
+#: label whose head sets the ``normal`` flag, per report type
+_NORMAL_HEAD = {"radiology": "normal", "cardiology": "normal_ecg"}
+
+
+def model_text(structured: dict, text: str) -> str:
+    """The text the label model reads: radiology without the request sections (indication,
+    history, comparison, technique), cardiology whole."""
+    if structured["report_type"] != "radiology":
+        return text
+    return "\n".join(v for k, v in structured["sections"].items() if k not in CONTEXT_SECTIONS)
+
+
+def apply_label_model(structured: dict, text: str, model) -> dict:
+    """Combine the rule findings with a :class:`workers.label_model.LabelModel` (in place).
+
+    For each label the model decides (``stack`` mode): a positive decision that the rules lack
+    adds a ``present`` finding (evidence: the n-gram that weighs most), unless the rules found
+    the label only negated; a negative decision removes the rules' positive findings of that
+    label outside the request sections. The normal label's head sets ``normal``.
+    """
+    from workers.label_model import rule_features
+
+    rtype = structured["report_type"]
+    ctx = CONTEXT_SECTIONS if rtype == "radiology" else frozenset()
+    rules = rule_features(structured, ctx)
+    feats = model.features(model_text(structured, text), rules)
+    decisions = model.decide(feats)
+    if not decisions:
+        return structured
+    findings = structured["findings"]
+    default_section = "impression" if "impression" in structured["sections"] else "findings"
+    normal_head = _NORMAL_HEAD.get(rtype)
+    for label, (positive, _p) in sorted(decisions.items()):
+        if label == normal_head:
+            structured["normal"] = positive
+            if rtype == "radiology":
+                findings[:] = [f for f in findings if f["label"] != "no_finding"]
+                if positive:
+                    findings.append(
+                        {"label": "no_finding", "assertion": "present", "section": default_section}
+                    )
+            continue
+
+        def counts(f, label=label):
+            return f["label"] == label and f.get("section") not in ctx
+
+        rule_pos = any(counts(f) and f["assertion"] in POSITIVE_ASSERTIONS for f in findings)
+        if positive and not rule_pos:
+            if any(counts(f) and f["assertion"] in ("negated", "family") for f in findings):
+                continue  # negation stays with the rules
+            evidence = model.evidence(feats, label) or "learned"
+            findings.append(
+                {
+                    "label": label,
+                    "assertion": "present",
+                    "section": default_section,
+                    "evidence": evidence[:200],
+                }
+            )
+        elif not positive and rule_pos:
+            findings[:] = [f for f in findings if not (counts(f) and f["assertion"] in POSITIVE_ASSERTIONS)]
+    return structured
+
+
+def _structure_doc(doc, report_type: str, language: str, learned: bool = True) -> dict:
     rtype = normalise_report_type(report_type)
     has_headings = any(sec.category is not None for sec in doc._.sections)
     default_section = "other" if has_headings else "findings"
@@ -210,7 +278,7 @@ def _structure_doc(doc, report_type: str, language: str) -> dict:
         if rtype == "radiology" and normal:
             findings.append({"label": "no_finding", "assertion": "present", "section": "impression"
                              if "impression" in sections else default_section})  # fmt: skip
-    return {
+    structured = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "report_type": rtype,
         "language": (language or "und")[:8],
@@ -218,6 +286,14 @@ def _structure_doc(doc, report_type: str, language: str) -> dict:
         "findings": findings,
         "normal": normal,
     }
+    domain = _MODEL_DOMAIN.get(rtype)
+    if learned and domain:
+        from workers.label_model import load_model
+
+        model = load_model(domain)
+        if model is not None:
+            apply_label_model(structured, doc.text, model)
+    return structured
 
 
 @contextlib.contextmanager
@@ -228,13 +304,15 @@ def _quiet():
         yield
 
 
-def structure_with_rules(text: str, report_type: str, language: str) -> dict:
+def structure_with_rules(text: str, report_type: str, language: str, learned: bool = True) -> dict:
     """Sections, findings with assertions and the normal flag of one de-identified report.
 
     Args:
         text: de-identified report text.
         report_type: ``radiology``/``cardiology``/``other`` (synonyms such as ``ecg`` accepted).
         language: ISO 639-1 code recorded in the output (rules cover en/de/sv).
+        learned: combine with the shipped label model (:func:`apply_label_model`); ``False``
+            gives the rules alone.
 
     Returns:
         A dict valid under :data:`schemas.report_schema.REPORT_JSON_SCHEMA`.
@@ -242,11 +320,15 @@ def structure_with_rules(text: str, report_type: str, language: str) -> dict:
     rtype = normalise_report_type(report_type)
     with _quiet():
         doc = get_nlp(domains=_DOMAINS[rtype])(prepare_nlp_text(text))
-    return _structure_doc(doc, rtype, language)
+    return _structure_doc(doc, rtype, language, learned)
 
 
 def structure_many(
-    texts: list[str], report_types: list[str], languages: list[str], batch_size: int = 64
+    texts: list[str],
+    report_types: list[str],
+    languages: list[str],
+    batch_size: int = 64,
+    learned: bool = True,
 ) -> list[dict]:
     """Batch form of :func:`structure_with_rules` (``nlp.pipe``), same output per report."""
     rtypes = [normalise_report_type(t) for t in report_types]
@@ -259,4 +341,4 @@ def structure_many(
                 idx, nlp.pipe((prepare_nlp_text(texts[i]) for i in idx), batch_size=batch_size), strict=True
             ):
                 docs[i] = doc
-    return structure_docs(docs, rtypes, languages)
+    return structure_docs(docs, rtypes, languages, learned)

@@ -34,8 +34,32 @@ def register(sub) -> None:
     p.add_argument(
         "--split", default="test", choices=("test", "dev", "all"), help="held-out split (default test)"
     )
-    p.add_argument("--structurer", default="rules", choices=("rules", "llm"), help="which path to score")
+    p.add_argument(
+        "--structurer",
+        default="rules",
+        choices=("rules", "rules-only", "llm"),
+        help="which path to score: rules (the report path: medspaCy rules + the shipped label model), "
+        "rules-only (without the label model), llm",
+    )
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    p.add_argument(
+        "--errors",
+        type=int,
+        nargs="?",
+        const=8,
+        default=0,
+        metavar="N",
+        help="also print each label's N most frequent false positives/negatives, grouped by phrase "
+        "(default N 8); use on the dev split only",
+    )
+    p.add_argument(
+        "--reliability",
+        type=Path,
+        nargs="?",
+        const=Path("__default__"),
+        help="also write the per-label reliability table the data card shows (default: next to the "
+        "shipped label model, workers/resources/labels_model/reliability.json); use with --split test",
+    )
     llm = p.add_argument_group("LLM path (--structurer llm)")
     llm.add_argument("--llm-mode", default="server", choices=("server", "offline"))
     llm.add_argument("--llm-base-url", default="http://127.0.0.1:8000/v1")
@@ -47,7 +71,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.eval_labels import evaluate, format_result, llm_structure_fn
+    from pipelines.eval_labels import evaluate, format_errors, format_result, llm_structure_fn
 
     if not args.data_dir.is_dir():
         raise ConfigError(f"data folder not found: {args.data_dir}")
@@ -58,15 +82,36 @@ def run(args: argparse.Namespace) -> int:
         fn = llm_structure_fn(
             mode=args.llm_mode, base_url=args.llm_base_url, model=args.llm_model, cache_dir=args.llm_cache_dir
         )
-    results = []
+    results, res_objs = [], []
     for gold in args.gold:
         try:
-            res = evaluate(gold, args.data_dir, args.split, args.structurer, fn)
+            res = evaluate(
+                gold,
+                args.data_dir,
+                args.split,
+                args.structurer,
+                fn,
+                errors=args.errors > 0,
+                top_errors=args.errors,
+            )
         except (FileNotFoundError, KeyError) as exc:
             raise ConfigError(f"gold file for {gold!r} not readable under {args.data_dir}: {exc}") from exc
         print(format_result(res))
         print()
+        if res.errors:
+            print(format_errors(res))
         results.append(res.to_dict())
+        res_objs.append(res)
+    if args.reliability:
+        import datetime
+
+        from pipelines.eval_labels import RELIABILITY_FILE, reliability
+        from workers.label_model import MODEL_DIR
+
+        path = MODEL_DIR / RELIABILITY_FILE if str(args.reliability) == "__default__" else args.reliability
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = reliability(res_objs, datetime.date.today().isoformat())
+        path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -17,11 +17,11 @@ Exit codes: 0 ok, 1 check failed (validation or quarantine gate: nothing was pub
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from pipelines.config import ConfigError
+from schemas.canonical import canonical_json
 
 FRACTION_ENV = "MEDCORPUS_MAX_QUARANTINE_FRACTION"
 
@@ -51,7 +51,7 @@ def _default_fraction() -> float:
 def _emit(args: argparse.Namespace, human: str, obj: dict) -> None:
     print(human)
     if args.json:
-        print(json.dumps(obj, sort_keys=True, separators=(",", ":")))
+        print(canonical_json(obj))
 
 
 def _user_errors(fn):

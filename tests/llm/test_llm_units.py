@@ -121,7 +121,7 @@ def test_cache_key_covers_every_component_and_entries_are_atomic(tmp_path):
     cache.put(key, dict(reversed(list(entry.items()))))
     assert cache.path(key).read_bytes() == first_bytes  # canonical, deterministic
     assert cache.get(key) == entry and (cache.hits, cache.misses) == (1, 1)
-    assert not list(tmp_path.glob("*/*.tmp")) and cache.keys() == [key]
+    assert not list(tmp_path.glob("*/*.tmp-*")) and cache.keys() == [key]
     cache.path(key).write_text('{"llm": ')  # a corrupt entry is a miss, not a crash
     assert cache.get(key) is None
 

@@ -139,7 +139,7 @@ def test_killed_server_fails_shard_cleanly_then_rerun_completes(vllm_server, ptb
     assert isinstance(outcome.get("error"), LlmServerUnavailable), outcome
     done = list(cache_dir.glob("*/*.json"))
     assert 3 <= len(done) < len(reports)
-    assert not list(cache_dir.glob("*/*.tmp")), "no half-written cache entry"
+    assert not list(cache_dir.glob("*/*.tmp-*")), "no half-written cache entry"
     for f in done:
         entry = json.loads(f.read_text(encoding="utf-8"))  # complete JSON
         assert entry["llm"] is None or not list(VALIDATOR.iter_errors(entry["llm"]))

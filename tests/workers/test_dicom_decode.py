@@ -33,6 +33,7 @@ from schemas import (
     SeriesSlice,
     VolumeRecord,
 )
+from schemas.canonical import canonical_json
 from schemas.contract import MODALITY_SUFFIXES
 from schemas.modality import Modality
 from workers.config import ImageConfig, LimitsConfig
@@ -185,7 +186,7 @@ def test_record_contract_fields(shared_tree):
         assert r.record_id == ctx.pseudo.token("record", "|".join(r.source_ids))
         assert tuple(s for s, _ in r.payload) == MODALITY_SUFFIXES[r.modality]
         meta = json.loads(r.meta_json)
-        assert r.meta_json == json.dumps(meta, sort_keys=True, separators=(",", ":"))
+        assert r.meta_json == canonical_json(meta)
         assert meta["deid"]["profile"].startswith("PS3.15 Annex E Basic")
         if r.modality == Modality.IMAGE:
             raw = load_npy(payload(r, "raw.npy"))

@@ -254,6 +254,39 @@ def test_table_actions_applied_to_every_listed_attribute(shared_data):
     assert checked > 300
 
 
+def test_profile_table_file_is_the_table_the_code_used():
+    """The CSV under workers/resources holds exactly the rows the code embedded before (pinned)."""
+    import hashlib
+
+    rows = sorted((t, basic, option) for t, (basic, option) in PROFILE_TABLE.items())
+    assert len(rows) == 456
+    assert hashlib.sha256(repr(rows).encode()).hexdigest() == (
+        "85e548f3ba57612826c411198762bea36aaca457e37446401ed5fc8612cda060"
+    )
+    assert PROFILE_MASKED == [  # 50xx,xxxx curves; 60xx,4000 overlay comments; 60xx,3000 overlay data
+        (0xFF000000, 0x50000000, "X", ""),
+        (0xFF00FFFF, 0x60004000, "X", ""),
+        (0xFF00FFFF, 0x60003000, "X", ""),
+    ]
+    assert PROFILE_TABLE[0x00100020] == ("Z", "")  # Patient ID
+    assert PROFILE_TABLE[0x00080018] == ("U", "")  # SOP Instance UID
+    assert PROFILE_TABLE[0x00081030] == ("X", "")  # Study Description
+    assert PROFILE_TABLE[0x0008002A] == ("X/Z/D", "C")  # Acquisition DateTime
+    assert 0x00180015 not in PROFILE_TABLE  # Body Part Examined: not in the table (kept)
+
+
+def test_profile_table_loader_refuses_bad_rows(tmp_path):
+    from workers.dicom_deid import load_profile_table
+
+    bad = tmp_path / "t.csv"
+    bad.write_text("# comment\ntag,basic,option,keyword\n0010,0010,Z,,PatientName\n", encoding="utf-8")
+    with pytest.raises(ValueError):
+        load_profile_table(bad)  # an unquoted tag splits into two columns
+    bad.write_text('tag,basic,option,keyword\n"0010,0010",Z,,\n"0010,0010",X,,\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="duplicate"):
+        load_profile_table(bad)
+
+
 def test_table_data_is_well_formed():
     """Rows parse, actions are PS3.15 codes, tags resolve in pydicom's dictionary (most of them)."""
     assert len(PROFILE_TABLE) > 400 and len(PROFILE_MASKED) == 3

@@ -17,7 +17,8 @@ VALIDATOR = jsonschema.Draft202012Validator(REPORT_JSON_SCHEMA)
 
 
 def _assertions(text: str, report_type: str = "radiology", language: str = "en") -> dict[str, set[str]]:
-    out = structure_with_rules(text, report_type, language)
+    """Findings of the rules alone (the learned layer is tested in ``test_label_model.py``)."""
+    out = structure_with_rules(text, report_type, language, learned=False)
     VALIDATOR.validate(out)
     got: dict[str, set[str]] = {}
     for f in out["findings"]:
@@ -62,6 +63,18 @@ def test_pipeline_is_built_once_per_process():
         ("Kein Pleuraerguss.", "pleural_effusion", "negated"),
         ("V.a. Pneumonie rechts basal.", "pneumonia", "uncertain"),
         ("Herz nicht vergrößert.", "cardiomegaly", "negated"),
+        # issue 20: resolved / removed / cleared findings are negated; vocabulary gaps
+        ("The left apical pneumothorax has resolved.", "pneumothorax", "negated"),
+        ("Endotracheal tube and NG tube have been removed.", "endotracheal_tube", "negated"),
+        ("Removal of 2 left-sided chest tubes.", "support_devices", "negated"),
+        ("There has been clearing of left base airspace opacities.", "lung_opacity", "negated"),
+        ("Cholecystectomy clips are present.", "surgical_clips", None),
+        ("Surgical clips in the left axilla.", "surgical_clips", "present"),
+        ("Cystic fibrosis.", "interstitial_disease", None),
+        ("Pulmonary fibrosis.", "interstitial_disease", "present"),
+        ("Mild right hemidiaphragm elevation.", "elevated_diaphragm", "present"),
+        ("Over expanded lungs.", "hyperinflation", "present"),
+        ("Right costophrenic XXXX is blunted.", "pleural_other", "present"),
     ],
 )
 def test_chest_findings_and_assertions(text, label, assertion):
@@ -96,6 +109,9 @@ def test_chest_findings_and_assertions(text, label, assertion):
                                                      ("left_axis_deviation", "present")}),
         ("sinusrytm avvikande qrs(t) fÖrlopp    inferior myokardskada", {("sinus_rhythm", "present"),
                                                                       ("inferior_mi", "present")}),
+        # German axis abbreviations (Linkslagetyp, Rechtslagetyp) and Q statements
+        ("sinusrhythmus llt q in iii,avf", {("left_axis_deviation", "present"), ("q_waves", "present")}),
+        ("rlt tachykardes vorhofflimmern", {("right_axis_deviation", "present")}),
     ],
 )  # fmt: skip
 def test_ecg_statements_in_german_english_swedish(text, expected):
@@ -141,13 +157,14 @@ def test_reports_without_headings_are_findings():
 
 
 def test_normal_flags():
-    assert structure_with_rules("Cardiomegaly.", "radiology", "en")["normal"] is False
-    assert structure_with_rules("No cardiomegaly. Lungs are clear.", "radiology", "en")["normal"] is True
+    def normal(text: str, rtype: str) -> bool:
+        return structure_with_rules(text, rtype, "en", learned=False)["normal"]
+
+    assert normal("Cardiomegaly.", "radiology") is False
+    assert normal("No cardiomegaly. Lungs are clear.", "radiology") is True
     # an ECG with sinus rhythm and nothing abnormal is normal even without the phrase
-    assert structure_with_rules("sinus rhythm.", "cardiology", "en")["normal"] is True
-    assert (
-        structure_with_rules("sinus rhythm. left bundle branch block.", "cardiology", "en")["normal"] is False
-    )
+    assert normal("sinus rhythm.", "cardiology") is True
+    assert normal("sinus rhythm. left bundle branch block.", "cardiology") is False
 
 
 def test_report_type_synonyms():
