@@ -14,7 +14,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from schemas.labels import CXR_LABELS, ECG_LABELS
+from schemas.labels import ECG_LABELS
 from schemas.report_schema import REPORT_JSON_SCHEMA
 from workers.label_model import (
     FEATURE_VERSION,
