@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from schemas.canonical import canonical_bytes, canonical_json
@@ -20,10 +21,11 @@ def test_sorted_compact_utf8() -> None:
     assert b"\\u" not in canonical_bytes(obj)
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_non_finite_numbers_are_refused(bad: float) -> None:
-    with pytest.raises(ValueError):
-        canonical_json({"x": bad})
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, np.float64("nan")])
+def test_non_finite_numbers_become_null(bad: float) -> None:
+    assert (
+        canonical_json({"x": bad, "y": [1.5, bad, {"z": (bad,)}]}) == '{"x":null,"y":[1.5,null,{"z":[null]}]}'
+    )
 
 
 def _report(meta_json: str) -> ReportRecord:
