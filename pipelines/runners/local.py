@@ -8,8 +8,9 @@ the driver holds file names and counts, so its memory does not grow with the cor
   (``--workers N``; 1 = in-process). A step that fans out (``fans_out = True``: sources → folders
   → files) ends a chain and its outputs are cut into small partitions, so the expensive next
   step (decoding) spreads over the workers.
-- ``group`` is a two-phase external shuffle: each input partition is hash-partitioned by key
-  into R bucket files (R grows with the element count), then each bucket is grouped in a worker.
+- ``group`` is a two-phase external shuffle: each batch of input partitions (8 x 512 elements)
+  is hash-partitioned by key into R bucket files (R = elements / 32,768, at least 4 per
+  worker), then each bucket is grouped in a worker.
 - ``gather`` reads its (small) input in the driver; the value reaches workers as a spill file
   that each process loads once.
 - Spill files are encrypted (AES-GCM) with a key made for the run and kept in memory only, and
@@ -40,6 +41,11 @@ from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn, group_in_memory
 
 PART = 512  #: elements per partition after an ordinary step
 FAN_PART = 8  #: elements per partition after a fan-out step (each becomes a task of the next step)
+#: elements per shuffle bucket (a group task's input): the map side writes (inputs / 8 PART) x
+#: buckets files, so buckets of PART elements made that count grow as N^2 (3.3 million spill
+#: files, and ~1 GB of file names in the driver, at 10^5 samples' LSH band keys); 64 PART keeps
+#: it ~N / 500 while a bucket (small header rows) stays a few MB in one worker
+BUCKET_ELEMENTS = 64 * PART
 
 
 # --- encrypted spill files ------------------------------------------------------------------------
@@ -413,7 +419,7 @@ class LocalFlow:
 
     def _eval_group(self, node: _Node, desc: str) -> _Parts:
         src = self._eval(node.parents[0])
-        n_buckets = max(4 * self.workers, -(-src.n // PART))
+        n_buckets = max(4 * self.workers, -(-src.n // BUCKET_ELEMENTS))
         prefix = self._prefix(desc)
         mapped = self._map(
             [
