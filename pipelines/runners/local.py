@@ -42,9 +42,10 @@ from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn, group_in_memory
 PART = 512  #: elements per partition after an ordinary step
 FAN_PART = 8  #: elements per partition after a fan-out step (each becomes a task of the next step)
 #: elements per shuffle bucket (a group task's input): the map side writes (inputs / 8 PART) x
-#: buckets files, so buckets of PART elements made that count grow as N^2 (3.3 million spill
-#: files, and ~1 GB of file names in the driver, at 10^5 samples' LSH band keys); 64 PART keeps
-#: it ~N / 500 while a bucket (small header rows) stays a few MB in one worker
+#: buckets files, N^2 in the element count; buckets of PART elements made 3.3 million spill files
+#: (and ~1 GB of file names in the driver) at 10^5 samples' LSH band keys. 64 PART divides that
+#: by 64 while a bucket (small header rows) stays a few MB in one worker; still N^2 (one file per
+#: map task with bucket offsets would make it linear)
 BUCKET_ELEMENTS = 64 * PART
 
 
