@@ -8,9 +8,12 @@ the driver holds file names and counts, so its memory does not grow with the cor
   (``--workers N``; 1 = in-process). A step that fans out (``fans_out = True``: sources → folders
   → files) ends a chain and its outputs are cut into small partitions, so the expensive next
   step (decoding) spreads over the workers.
-- ``group`` is a two-phase external shuffle: each batch of input partitions (8 x 512 elements)
-  is hash-partitioned by key into R bucket files (R = elements / 32,768, at least 4 per
-  worker), then each bucket is grouped in a worker.
+- ``group`` is a two-phase external shuffle, linear in files: each batch of input partitions
+  (8 x 512 elements, one map task) is hash-partitioned by key into R buckets (R = elements /
+  32,768, at least 4 per worker) written as R encrypted chunks of ONE file with an index of
+  chunk offsets at its end; then each bucket is grouped in a worker that reads its chunk of
+  every map file (a seek + one read each). Files: M map outputs (M = elements / 4,096), not
+  M x R; the driver passes a prefix and a count, never a list of names per bucket.
 - ``gather`` reads its (small) input in the driver; the value reaches workers as a spill file
   that each process loads once.
 - Spill files are encrypted (AES-GCM) with a key made for the run and kept in memory only, and
@@ -41,32 +44,67 @@ from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn, group_in_memory
 
 PART = 512  #: elements per partition after an ordinary step
 FAN_PART = 8  #: elements per partition after a fan-out step (each becomes a task of the next step)
-#: elements per shuffle bucket (a group task's input): the map side writes (inputs / 8 PART) x
-#: buckets files, N^2 in the element count; buckets of PART elements made 3.3 million spill files
-#: (and ~1 GB of file names in the driver) at 10^5 samples' LSH band keys. 64 PART divides that
-#: by 64 while a bucket (small header rows) stays a few MB in one worker; still N^2 (one file per
-#: map task with bucket offsets would make it linear)
+#: elements per shuffle bucket (a group task's input): small header rows, a few MB in one worker.
+#: Each map task writes one file of bucket chunks (see ``_BucketTask``), so the file count is
+#: linear in the element count; the number of chunk reads is M x R (as in any sort-based shuffle).
 BUCKET_ELEMENTS = 64 * PART
 
 
 # --- encrypted spill files ------------------------------------------------------------------------
 
 
-def _dump(obj: Any, path: str, key: bytes) -> None:
+def _seal(obj: Any, key: bytes) -> bytes:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     nonce = os.urandom(12)
-    data = AESGCM(key).encrypt(nonce, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), None)
+    return nonce + AESGCM(key).encrypt(nonce, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), None)
+
+
+def _unseal(blob: bytes, key: bytes) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return pickle.loads(AESGCM(key).decrypt(blob[:12], blob[12:], None))
+
+
+_FOOTER = 8  #: bytes: big-endian length of the sealed chunk index at the end of a map file
+
+
+def _write_chunks(chunks: dict[int, Any], path: str, key: bytes) -> None:
+    """One file: sealed chunks, then the sealed index ``{bucket: (offset, length)}``, then its size."""
+    index: dict[int, tuple[int, int]] = {}
     with open(path, "wb") as f:
-        f.write(nonce + data)
+        for b in sorted(chunks):
+            data = _seal(chunks[b], key)
+            index[b] = (f.tell(), len(data))
+            f.write(data)
+        tail = _seal(index, key)
+        f.write(tail)
+        f.write(len(tail).to_bytes(_FOOTER, "big"))
+
+
+def _read_chunk(path: str, bucket: int, key: bytes) -> list:
+    """Bucket ``bucket``'s elements from one map file (empty when the map task had none)."""
+    with open(path, "rb") as f:
+        f.seek(-_FOOTER, os.SEEK_END)
+        n = int.from_bytes(f.read(_FOOTER), "big")
+        f.seek(-_FOOTER - n, os.SEEK_END)
+        index = _unseal(f.read(n), key)
+        if bucket not in index:
+            return []
+        offset, length = index[bucket]
+        f.seek(offset)
+        return _unseal(f.read(length), key)
+
+
+def _dump(obj: Any, path: str, key: bytes) -> None:
+    data = _seal(obj, key)
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _load(path: str, key: bytes) -> Any:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     with open(path, "rb") as f:
-        blob = f.read()
-    return pickle.loads(AESGCM(key).decrypt(blob[:12], blob[12:], None))
+        return _unseal(f.read(), key)
 
 
 _SIDES: dict[str, Any] = {}  # per process: side-value file → value (loaded once)
@@ -128,15 +166,15 @@ class _ChainTask:
 
 @dataclass(frozen=True)
 class _BucketTask:
-    """Shuffle map side: one partition → ``n_buckets`` files by a stable hash of the key."""
+    """Shuffle map side: one batch of partitions → ONE file of ``n_buckets`` chunks (by crc32 of the key)."""
 
     sources: tuple
     key_fn: KeyFn
     n_buckets: int
-    out_prefix: str
+    out_path: str
     key: bytes = field(repr=False)
 
-    def __call__(self) -> dict[int, str]:
+    def __call__(self) -> int:
         elements = _read_all(self.sources, self.key)
         buckets: dict[int, list] = {}
         for e in elements:
@@ -144,19 +182,17 @@ class _BucketTask:
             if not isinstance(k, str):
                 raise TypeError(f"group key must be str, got {type(k).__name__}")
             buckets.setdefault(zlib.crc32(k.encode()) % self.n_buckets, []).append((k, e))
-        out = {}
-        for b, kvs in buckets.items():
-            path = f"{self.out_prefix}-b{b:06d}"
-            _dump(kvs, path, self.key)
-            out[b] = path
-        return out
+        _write_chunks(buckets, self.out_path, self.key)
+        return len(elements)
 
 
 @dataclass(frozen=True)
 class _GroupTask:
-    """Shuffle reduce side: one bucket's files → ``fn(key, values sorted by order)`` per key."""
+    """Shuffle reduce side: bucket ``bucket``'s chunk of every map file → ``fn(key, values sorted)``."""
 
-    sources: tuple[str, ...]
+    map_prefix: str  # map files are f"{map_prefix}{i:06d}" for i < n_maps
+    n_maps: int
+    bucket: int
     fn: GroupFn
     order: OrderFn
     out_prefix: str
@@ -164,7 +200,11 @@ class _GroupTask:
     key: bytes = field(repr=False)
 
     def __call__(self) -> list[tuple[str, int]]:
-        kvs = [kv for s in self.sources for kv in _load(s, self.key)]
+        kvs = [
+            kv
+            for i in range(self.n_maps)
+            for kv in _read_chunk(f"{self.map_prefix}{i:06d}", self.bucket, self.key)
+        ]
         groups = group_in_memory(kvs, _first, _second_by(self.order))
         del kvs
         elements = [y for k, vs in groups for y in self.fn(k, [v for _, v in vs])]
@@ -422,26 +462,30 @@ class LocalFlow:
         src = self._eval(node.parents[0])
         n_buckets = max(4 * self.workers, -(-src.n // BUCKET_ELEMENTS))
         prefix = self._prefix(desc)
-        mapped = self._map(
+        map_prefix = f"{prefix}-m"
+        batches = _batches(src.parts, 8 * PART)
+        self._map(
             [
-                _BucketTask(b, node.spec["key_fn"], n_buckets, f"{prefix}-m{i:06d}", self._key)
-                for i, b in enumerate(_batches(src.parts, 8 * PART))
+                _BucketTask(b, node.spec["key_fn"], n_buckets, f"{map_prefix}{i:06d}", self._key)
+                for i, b in enumerate(batches)
             ],
             f"{desc}/shuffle",
         )
         self._release(node.parents[0])
-        by_bucket: dict[int, list[str]] = {}
-        for m in mapped:
-            for b, path in m.items():
-                by_bucket.setdefault(b, []).append(path)
         tasks = [
             _GroupTask(
-                tuple(paths), node.spec["fn"], node.spec["order"], f"{prefix}-r{b:06d}", PART, self._key
+                map_prefix,
+                len(batches),
+                b,
+                node.spec["fn"],
+                node.spec["order"],
+                f"{prefix}-r{b:06d}",
+                PART,
+                self._key,
             )
-            for b, paths in sorted(by_bucket.items())
+            for b in range(n_buckets)
         ]
         parts = [p for out in self._map(tasks, desc) for p in out]
-        for paths in by_bucket.values():
-            for p in paths:
-                os.unlink(p)
+        for i in range(len(batches)):
+            os.unlink(f"{map_prefix}{i:06d}")
         return _Parts(parts)
