@@ -6,7 +6,7 @@ MONOCHROME1, JPEG 2000 lossy, replicated ``--n`` times) and write with
 
 - plain loop: ``pydicom.dcmread`` → ``ds.pixel_array`` → min/max to uint8 (no LUTs, no
   inversion) → full-size PNG (Pillow) → one sample ``{png}`` per file.
-- medcorpus: ``workers.dicom_decode.decode_dicom`` (reading with truncation checks, PS3.15
+- medcorpus: ``workers.dicom.decode.decode_dicom`` (reading with truncation checks, PS3.15
   de-identification, Modality LUT → VOI LUT → MONOCHROME1 inversion, 512-px PNG rendition,
   lossless ``raw.npy``) → one sample ``{png, raw.npy, meta.json}`` per file.
 
@@ -38,10 +38,10 @@ from schemas import InputItem, InputKind  # noqa: E402
 from schemas.canonical import canonical_json  # noqa: E402
 from workers.config import ImageConfig  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
-from workers.dicom_decode import decode_dicom  # noqa: E402
-from workers.dicom_deid import deidentify  # noqa: E402
-from workers.dicom_identity import dicom_identity  # noqa: E402
-from workers.dicom_pixels import (  # noqa: E402
+from workers.dicom.decode import decode_dicom  # noqa: E402
+from workers.dicom.deid import deidentify  # noqa: E402
+from workers.dicom.identity import dicom_identity  # noqa: E402
+from workers.dicom.pixels import (  # noqa: E402
     apply_modality,
     decode_pixels,
     encode_npy,
@@ -50,8 +50,8 @@ from workers.dicom_pixels import (  # noqa: E402
     render_grey,
     resize_longest,
 )
-from workers.dicom_read import read_dicom  # noqa: E402
-from workers.dicom_records import dicom_meta  # noqa: E402
+from workers.dicom.read import read_dicom  # noqa: E402
+from workers.dicom.records import dicom_meta  # noqa: E402
 from workers.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
 
 SAMPLE_CANDIDATES = (

@@ -6,7 +6,7 @@ first by reading every file once):
 1. baseline: for every record (sorted ``*.hea``), ``wfdb.rdrecord`` → physical signal → float16
    (leads x samples, 12 x 5000) → ``webdataset.ShardWriter`` (1000 samples per tar). Nothing else:
    no de-identification, lead mapping, QC, hashing or manifest. It runs wfdb's stock header
-   parser (the build's workers use ``workers/ecg_wfdb_header.py``, the same results faster).
+   parser (the build's workers use ``workers/ecg/wfdb_header.py``, the same results faster).
 2. build: ``medcorpus build INPUT --config ECG_ONLY.yaml --out OUT --runner R --workers W --quiet``
    through ``pipelines.cli.main`` (in this process; ``--build-subprocess`` runs the CLI as a child
    instead) with a config that has the ECG source alone and dedup off (the generated
@@ -63,7 +63,7 @@ def baseline(headers: list[Path], out: Path, maxcount: int = 1000) -> dict:
     import wfdb
 
     out.mkdir(parents=True, exist_ok=True)
-    port = sys.modules.get("workers.ecg_wfdb_header")  # imported by an in-process build round
+    port = sys.modules.get("workers.ecg.wfdb_header")  # imported by an in-process build round
     if port is not None:
         port.uninstall()  # the loop runs stock wfdb, as a user's script would
     c0, t0 = time.process_time(), time.perf_counter()

@@ -1,12 +1,12 @@
 """Benchmark: ECG and NIfTI decoding, medcorpus decoders vs the bare library read.
 
-ECG (WFDB): ``workers.ecg_wfdb.decode_wfdb`` (header + comment de-identification, the window
+ECG (WFDB): ``workers.ecg.wfdb.decode_wfdb`` (header + comment de-identification, the window
 plus a filter margin read with wfdb, mV conversion, lead mapping, QC, ``resample_poly`` to 500 Hz,
 float16 npy, hashing) against ``wfdb.rdrecord`` of the whole record alone (physical values, no
 resampling). For long records (MIT-BIH: 30 min) the decoder reads only 10 s + margin, so it can
 be faster than the bare read; the per-file lines show this.
 
-ECG (DICOM): ``workers.ecg_dicom.decode_dicom_ecg`` against ``ds.waveform_array`` of every
+ECG (DICOM): ``workers.ecg.dicom.decode_dicom_ecg`` against ``ds.waveform_array`` of every
 multiplex group (both after ``pydicom.dcmread``, which is timed on both sides).
 
 Volumes: ``workers.nifti.decode_nifti`` (load, RAS reorientation, HU/int16 or native dtype,
@@ -38,8 +38,8 @@ import wfdb  # noqa: E402
 
 from schemas import InputItem, InputKind  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
-from workers.ecg_dicom import decode_dicom_ecg  # noqa: E402
-from workers.ecg_wfdb import decode_wfdb  # noqa: E402
+from workers.ecg.dicom import decode_dicom_ecg  # noqa: E402
+from workers.ecg.wfdb import decode_wfdb  # noqa: E402
 from workers.nifti import decode_nifti  # noqa: E402
 from workers.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
 

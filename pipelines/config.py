@@ -219,7 +219,7 @@ class BuildConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     linking: LinkConfig = field(default_factory=LinkConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
-    llm: dict = field(default_factory=dict)  # workers.llm_config.LlmConfig fields (see docs/vllm.md)
+    llm: dict = field(default_factory=dict)  # workers.llm.config.LlmConfig fields (see docs/vllm.md)
     tables: tuple[TableConfig, ...] = ()  # metadata tables: identity joins, anchors, labs
     workers: int = 1
     runner: str = "local"

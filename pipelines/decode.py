@@ -32,14 +32,14 @@ log = logging.getLogger(__name__)
 
 #: kind → "module:function" of the worker entry point
 DECODERS: dict[InputKind, str] = {
-    InputKind.DICOM: "workers.dicom_decode:decode_dicom",
-    InputKind.WFDB: "workers.ecg_wfdb:decode_wfdb",
+    InputKind.DICOM: "workers.dicom.decode:decode_dicom",
+    InputKind.WFDB: "workers.ecg.wfdb:decode_wfdb",
     InputKind.NIFTI: "workers.nifti:decode_nifti",
     InputKind.REPORT_TABLE: "workers.report_ingest:decode_report_table",
     InputKind.REPORT_TEXT: "workers.report_ingest:decode_report_text",
     InputKind.IMAGE_FILE: "workers.image_file:decode_image_file",
 }
-SERIES_ASSEMBLER = "workers.dicom_series:assemble_series"
+SERIES_ASSEMBLER = "workers.dicom.series:assemble_series"
 
 #: best guess of an input's modality before decoding (for quarantine accounting)
 KIND_MODALITY: dict[InputKind, Modality] = {

@@ -86,6 +86,10 @@ class Member:
     patient: str  # the sample group's patient
     acquired_at: str
     source_ids: tuple[str, ...]
+    study: str = ""
+    #: the published version holding this record (cross-set dedup, ``pipelines.corpus_index``);
+    #: ``""`` for a record of the build. A published record is never removed or quarantined.
+    prior: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class Unique:
 
     modality: str
     ckey: str
-    rep: ItemRecord
+    rep: ItemRecord | None  # None: a published record from the corpus index (its vector is known)
     members: tuple[Member, ...]
     cos: float = 1.0
 
@@ -138,7 +142,8 @@ def exact_group(key: str, items: list[DedupItem]) -> Iterator[Unique]:  # noqa: 
         first.ckey,
         first.record,
         tuple(
-            Member(i.record.record_id, i.patient, i.record.acquired_at, i.record.source_ids) for i in items
+            Member(i.record.record_id, i.patient, i.record.acquired_at, i.record.source_ids, i.record.study)
+            for i in items
         ),
     )
 
@@ -343,14 +348,21 @@ class ClusterPolicy:
         uniques = [u for _, u in elements]
         mod = Modality(uniques[0].modality)
         ms = [(m, u) for u in uniques for m in u.members]
-        ms.sort(key=lambda mu: (mu[0].acquired_at or "9999", mu[0].record_id))
+        if all(m.prior for m, _ in ms):  # published records only: nothing of this build to decide
+            return
+        # published records first: already in the corpus, they stay each patient's representative
+        ms.sort(key=lambda mu: (not mu[0].prior, mu[0].acquired_at or "9999", mu[0].record_id))
         cluster_id = hashlib.sha256("|".join(sorted(m.record_id for m, _ in ms)).encode()).hexdigest()[:16]
-        tier = "exact" if len(uniques) == 1 else "near"
+        tier = "exact" if len({u.ckey for u in uniques}) == 1 else "near"
         cross = len({m.patient for m, _ in ms if m.patient}) > 1
+        vs_prior = any(m.prior for m, _ in ms)
         for_patient: dict[str, Member] = {}
         for m, u in ms:
             p = m.patient
-            if cross and mod is not Modality.REPORT:
+            if m.prior:
+                for_patient.setdefault(p, m)
+                v = "prior"
+            elif cross and mod is not Modality.REPORT:
                 v = "conflict"
             elif p not in for_patient:
                 for_patient[p] = m
@@ -374,7 +386,7 @@ class ClusterPolicy:
                 "tier": tier,
                 "cosine": float(u.cos),
                 "source_ids": list(m.source_ids),
-            }
+            } | ({"_study": m.study, "_prior": m.prior} if vs_prior else {})
 
 
 def row_order(row: dict) -> tuple:

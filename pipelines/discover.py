@@ -308,7 +308,7 @@ def _folder_items(
         comp = same_record(n)
         p = folder / n
         if _is_multisegment(p):  # segment headers (and their signals) belong to the master
-            from workers.ecg_wfdb import segment_headers
+            from workers.ecg.wfdb import segment_headers
 
             for seg in map(Path, segment_headers(str(p))):
                 # WFDB segment names hold no "/": a segment lies beside its master

@@ -3,7 +3,7 @@
 The reports go through the real text path of the pipeline, row by row:
 ``workers.report_ingest.build_report_record`` (normalise → de-identify → detect language →
 rule structuring), and for ``structurer="llm"`` the de-identified text is restructured by
-``workers.llm_structurer.structure_reports``. The gold files are read in place (the Indiana CSV
+``workers.llm.structurer.structure_reports``. The gold files are read in place (the Indiana CSV
 is CC BY-NC-ND: never copied).
 
 Gold labels:
@@ -571,9 +571,9 @@ def format_errors(res: EvalResult) -> str:
 
 
 def llm_structure_fn(**config) -> StructureFn:
-    """A structure function backed by the LLM path (``workers.llm_structurer``)."""
-    from workers.llm_config import LlmConfig
-    from workers.llm_structurer import structure_reports
+    """A structure function backed by the LLM path (``workers.llm.structurer``)."""
+    from workers.llm.config import LlmConfig
+    from workers.llm.structurer import structure_reports
 
     cfg = LlmConfig(**config)
 

@@ -1,7 +1,7 @@
 """The LLM report-structuring stage (sources with ``report.structurer: llm``).
 
 Runs after decode: report records of those sources are restructured in batches by
-``workers.llm_structurer.LlmStructurer`` (vLLM server over the OpenAI API, or an offline vLLM
+``workers.llm.structurer.LlmStructurer`` (vLLM server over the OpenAI API, or an offline vLLM
 worker process). The schema-valid result replaces the record's structured JSON (payload
 ``json`` too); the rule result, the LLM-vs-rules disagreement and a deterministic subset of the
 LLM metadata go into ``meta_json["llm"]`` side by side. A server that is down raises
@@ -28,7 +28,7 @@ STABLE_META = ("model_id", "prompt_id", "schema_version", "attempts", "invalid_r
 
 
 def _llm_config(options: dict, out_dir: Path):
-    from workers.llm_config import LlmConfig
+    from workers.llm.config import LlmConfig
 
     opts = dict(options)
     opts.setdefault("cache_dir", str(out_dir / "cache" / "llm"))

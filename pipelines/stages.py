@@ -232,7 +232,7 @@ def _structurer(cfg):
     """One LLM structurer per worker process and config (a server client or an offline worker)."""
     key = repr(cfg)
     if key not in _STRUCTURERS:
-        from workers.llm_structurer import LlmStructurer
+        from workers.llm.structurer import LlmStructurer
 
         s = LlmStructurer(cfg)
         s.setup()

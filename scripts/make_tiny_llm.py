@@ -39,8 +39,8 @@ def _training_corpus() -> list[str]:
     """Strings the BPE merges are learnt from: the prompt, the schema and its vocabularies."""
     from schemas.labels import ALL_LABELS, ASSERTIONS
     from schemas.report_schema import REPORT_JSON_SCHEMA, SECTION_NAMES
-    from workers.llm_prompt import REPORT_TYPES, SYSTEM_PROMPT, USER_TEMPLATE, GenerationBounds
-    from workers.llm_prompt import generation_schema as gen_schema
+    from workers.llm.prompt import REPORT_TYPES, SYSTEM_PROMPT, USER_TEMPLATE, GenerationBounds
+    from workers.llm.prompt import generation_schema as gen_schema
 
     corpus = [SYSTEM_PROMPT, USER_TEMPLATE, json.dumps(REPORT_JSON_SCHEMA)]
     corpus += [json.dumps(gen_schema(rt, "en", GenerationBounds())) for rt in REPORT_TYPES]

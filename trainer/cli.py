@@ -50,3 +50,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="pair score: cosine, or MIP with the absent modalities as learned missingness vectors (mip) "
         "or as their training mean (mip-mean); auto = mip-mean for Symile models, cosine otherwise",
     )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=10,
+        help="candidate retrieval: the positive among this many candidates (Symile-MIMIC: 10)",
+    )
+    parser.add_argument("--retrieval-seed", type=int, default=0, help="seed of the drawn negatives")

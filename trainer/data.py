@@ -17,8 +17,11 @@ shared-memory value, so DataLoader worker processes see :meth:`TrainLoader.set_e
 Batch layout (``collate``), for ``B`` samples and ``K = max_items``:
     ``image`` float32 (B, K, 1, S, S) in [-1, 1];   ``volume`` float32 (B, K, 1, D, H, W) in [-1, 1]
     ``ecg`` float32 (B, K, 12, 5000 / ecg_downsample) in mV;  ``report`` list[str]
+    ``labs`` float32 (B, K, 2 · labs_items): train-split percentiles in [0, 1] then missingness
+    flags (1 = missing), rows 1 and 2 of ``labs_{i}.npy`` flattened (the Symile-MIMIC input)
     ``{modality}_items`` bool (B, K): which item slots hold data (padding is zeros)
-    ``modality_mask`` bool (B, 4) over ``schemas.modality.SAMPLE_MODALITIES`` (sample has ≥ 1 item)
+    ``modality_mask`` bool (B, 5) over ``trainer.config.MODALITY_NAMES`` (image, volume, ecg,
+    report, labs; the sample has ≥ 1 item)
     ``labels`` float32 (B, len(ALL_LABELS)): findings asserted ``present`` in ``report_*.json``
     ``labels_known`` bool (B,): the sample has a structured report;  ``key`` list[str]
 """
@@ -45,12 +48,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from schemas.contract import ECG_LEADS, ECG_RATE_HZ, ECG_SECONDS, SHARDS_DIR, SIZES_FILE, SPLITS, parse_member
 from schemas.labels import ALL_LABELS
-from schemas.modality import SAMPLE_MODALITIES
-from trainer.config import DataConfig
+from trainer.config import MODALITY_NAMES, DataConfig
 
 log = logging.getLogger(__name__)
 
-MODALITY_NAMES: tuple[str, ...] = tuple(m.value for m in SAMPLE_MODALITIES)
 LABEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(ALL_LABELS)}
 ECG_SAMPLES = ECG_RATE_HZ * ECG_SECONDS
 
@@ -100,6 +101,25 @@ def list_shards(shards: str | Path, split: str) -> tuple[list[str], int]:
     return [str(t) for t in tars], total
 
 
+def probe_labs_items(shards: str | Path, split: str) -> int:
+    """``n_items`` of the first ``labs_{i}.npy`` in ``split``'s shards (every labs member of one
+    build has the same items, in the same order: ``labs_normalisation.json``)."""
+    import tarfile
+
+    for url in list_shards(shards, split)[0]:
+        with tarfile.open(url) as tf:
+            for member in tf:
+                _, _, name = member.name.rpartition("/")[2].partition(".")  # "{key}.labs_0.npy"
+                parsed = parse_member(name)
+                if not (member.isfile() and parsed and parsed[0] == "labs" and parsed[2] == "npy"):
+                    continue
+                f = tf.extractfile(member)
+                arr = _load_npy(f.read()) if f is not None else None
+                if arr is not None and arr.ndim == 2 and arr.shape[0] == 3 and arr.shape[1] > 0:
+                    return int(arr.shape[1])
+    raise ShardSetError(f"split {split!r} holds no labs members: remove labs from data.modalities")
+
+
 def _count_samples(path: Path) -> int:
     import tarfile
 
@@ -147,12 +167,16 @@ class SampleDecoder:
     """Turn one raw WebDataset sample (``{"__key__": ..., "ecg_0.npy": bytes, ...}``) into tensors.
 
     Picklable (it runs in DataLoader workers). Only the modalities in ``cfg.modalities`` are
-    decoded; the presence mask covers all four. Member names outside the contract are ignored.
+    decoded; the presence mask covers all of :data:`MODALITY_NAMES`. Member names outside the
+    contract are ignored. Decoding labs needs ``cfg.labs_items`` (see :func:`probe_labs_items`);
+    a labs member of another width (another build) is treated as absent.
     """
 
     def __init__(
         self, cfg: DataConfig, *, augment: bool = False, seed: int = 0, epoch: SharedEpoch | None = None
     ) -> None:
+        if "labs" in cfg.modalities and cfg.labs_items <= 0:
+            raise ShardSetError("data.labs_items is unresolved: call probe_labs_items on the shards first")
         self.cfg = cfg
         self.modalities = tuple(cfg.modalities)
         self.augment, self.seed, self.epoch = augment, seed, epoch
@@ -167,7 +191,7 @@ class SampleDecoder:
             if parsed is None or parsed[0] == "meta":
                 continue
             modality, index, suffix = parsed
-            if modality not in items:  # a modality the trainer has no encoder for yet (labs)
+            if modality not in items:  # a modality this trainer does not know
                 continue
             items[modality].setdefault(index, {})[suffix] = value
         out: dict[str, Any] = {"key": sample["__key__"]}
@@ -182,6 +206,9 @@ class SampleDecoder:
         if "ecg" in self.modalities:
             shape = (len(ECG_LEADS), ECG_SAMPLES // cfg.ecg_downsample)
             out["ecg"], out["ecg_items"] = self._stack(items["ecg"], k, shape, self._ecg)
+        if "labs" in self.modalities:
+            shape = (2 * cfg.labs_items,)
+            out["labs"], out["labs_items"] = self._stack(items["labs"], k, shape, self._labs)
         texts, labels, known = [], np.zeros(len(ALL_LABELS), dtype=np.float32), False
         for index in sorted(items["report"]):
             parts = items["report"][index]
@@ -246,6 +273,20 @@ class SampleDecoder:
         if f > 1:
             fixed = fixed[:, : (ECG_SAMPLES // f) * f].reshape(len(ECG_LEADS), -1, f).mean(axis=2)
         return torch.from_numpy(np.ascontiguousarray(fixed))
+
+    def _labs(self, parts: dict[str, bytes]) -> torch.Tensor | None:
+        """(3, n_items) value/percentile/missing → (2·n_items,) percentiles then missingness."""
+        if "npy" not in parts:
+            return None
+        arr = _load_npy(parts["npy"])
+        if arr.ndim != 2 or arr.shape != (3, self.cfg.labs_items):
+            log.warning(
+                "labs member of shape %s, expected (3, %d): treated as absent", arr.shape, self.cfg.labs_items
+            )
+            return None
+        vec = np.concatenate([arr[1], arr[2]]).astype(np.float32)
+        np.nan_to_num(vec, copy=False, nan=0.5, posinf=1.0, neginf=0.0)
+        return torch.from_numpy(np.clip(vec, 0.0, 1.0))
 
     def _volume(self, parts: dict[str, bytes]) -> torch.Tensor | None:
         if "npy" not in parts:
@@ -314,7 +355,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "labels": torch.stack([s["labels"] for s in samples]),
         "labels_known": torch.tensor([s["labels_known"] for s in samples], dtype=torch.bool),
     }
-    for m in ("image", "volume", "ecg"):
+    for m in ("image", "volume", "ecg", "labs"):
         if m in samples[0]:
             batch[m] = torch.stack([s[m] for s in samples])
             batch[f"{m}_items"] = torch.stack([s[f"{m}_items"] for s in samples])

@@ -5,6 +5,7 @@ Shapes (B = batch, K = items per modality, see :mod:`trainer.data`):
     ecg    (B, K, 12, T)        → 1D CNN over time, leads as channels
     volume (B, K, 1, D, H, W)   → 3D CNN
     report list[str] (B)        → MiniLM (all-MiniLM-L6-v2, offline) or a hashed n-gram bag
+    labs   (B, K, 2·n_items)    → MLP (the Symile-MIMIC labs encoder)
 Item features are mean-pooled over the present items of a sample, projected to
 ``embed_dim`` and normalised (L2, or LayerNorm for Symile). A sample without a modality gets that modality's learned
 missingness vector (Symile's treatment of missing data) or zeros, and its mask bit is false.
@@ -22,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.config import DataConfig, ModelConfig
+from trainer.config import MODALITY_NAMES, DataConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
-ENCODED_MODALITIES: tuple[str, ...] = ("image", "volume", "ecg", "report")
+ENCODED_MODALITIES: tuple[str, ...] = ("image", "volume", "ecg", "report", "labs")
 
 
 def _groups(channels: int) -> int:
@@ -115,6 +116,24 @@ class ViT(nn.Module):
         h = self.patch(x).flatten(2).transpose(1, 2)
         h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1) + self.pos
         return self.norm(self.encoder(h)[:, 0])
+
+
+class LabsMLP(nn.Module):
+    """(N, 2·n_items) percentiles + missingness → Linear(w) → GELU → Linear(4w) → GELU; (N, 4w).
+
+    With a linear head and LayerNorm output this is the Symile paper's labs encoder
+    (100 → 256 → 1024 → d, GELU, LayerNorm) for 50 items and ``width`` 256.
+    """
+
+    def __init__(self, n_inputs: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_inputs, width), nn.GELU(), nn.Linear(width, 4 * width), nn.GELU()
+        )
+        self.out_dim = 4 * width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 _TOKEN_RE = re.compile(r"[a-z]+|\d+")
@@ -246,6 +265,10 @@ class MultiModalEncoder(nn.Module):
                 enc[m] = ConvNet(1, 12, mcfg.ecg_width, stem_kernel=15, kernel=7, stem_stride=2)
             elif m == "volume":
                 enc[m] = ConvNet(3, 1, mcfg.volume_width, stem_kernel=3, kernel=3, stem_stride=1)
+            elif m == "labs":
+                if dcfg.labs_items <= 0:
+                    raise ValueError("data.labs_items must be resolved before building a labs encoder")
+                enc[m] = LabsMLP(2 * dcfg.labs_items, mcfg.labs_width)
             elif mcfg.text_encoder == "minilm":
                 enc[m] = MiniLMTextEncoder(mcfg.text_trainable)
             else:
@@ -313,11 +336,10 @@ class MultiModalEncoder(nn.Module):
         mask_cols, out = [], {}
         device = self.missing.device
         all_mask = batch["modality_mask"]
-        order = {"image": 0, "volume": 1, "ecg": 2, "report": 3}
         for j, m in enumerate(self.modalities):
             if m == "report":
                 texts = batch["report"]
-                present = all_mask[:, order[m]].to(device) & torch.tensor(
+                present = all_mask[:, MODALITY_NAMES.index(m)].to(device) & torch.tensor(
                     [bool(t) for t in texts], device=device
                 )
                 feats = self.encoders[m](texts).float()

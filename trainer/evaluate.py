@@ -10,6 +10,9 @@ which modality dropout trains; ``cosine`` forces cosine). Metrics:
   embeddings (e.g. identical template reports) earn no credit. ``chance`` is k / N.
 - For 3+ modalities, Symile-style retrieval: the element-wise product of the other modalities
   as the query against one target modality (multilinear inner product), over complete samples.
+- The Symile-MIMIC protocol (:func:`candidate_retrieval`): each complete sample's other
+  modalities query its own target among ``n_candidates`` (10: the positive and 9 negatives
+  drawn, seeded, from the same split); accuracy = P(the positive ranks first), chance 1/10.
 - Zero-shot classification from the report entity labels (``report_*.json`` findings asserted
   ``present``): for each label with positives and negatives among the labelled samples,
   score = cos(x, prompt(label)) − cos(x, negative_prompt(label)); AUROC (Mann–Whitney) and
@@ -46,6 +49,7 @@ from trainer.train import load_checkpoint
 log = logging.getLogger(__name__)
 
 KS = (1, 5, 10)
+N_CANDIDATES = 10  # the Symile-MIMIC protocol: 1 positive + 9 negatives from the same split
 
 
 @dataclass
@@ -141,12 +145,75 @@ def recall_at_k(scores: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, flo
     uniformly at ranks g+1 … g+t+1, so P(rank ≤ k) = clip((k − g) / (t + 1), 0, 1).
     Also returns the mean rank (expected, 1-based).
     """
-    true = scores.diagonal()[:, None]
+    return _expected_recall(scores.diagonal()[:, None], scores, ks)
+
+
+def _expected_recall(true: torch.Tensor, scores: torch.Tensor, ks: tuple[int, ...]) -> dict[str, float]:
+    """R@k with random tie-breaking in expectation; ``true`` (Q, 1) is among ``scores`` (Q, C)."""
     greater = (scores > true).sum(1).double()
     ties = (scores == true).sum(1).double() - 1.0
     out = {f"R@{k}": float(((k - greater) / (ties + 1)).clamp(0, 1).mean()) for k in ks}
     out["mean_rank"] = float((greater + 1 + ties / 2).mean())
     return out
+
+
+def draw_negatives(keys: list[str], n_negatives: int, seed: int) -> tuple[list[int], torch.Tensor]:
+    """Seeded negatives per query: ``(order, idx)`` with ``order`` the row indices sorted by key and
+    ``idx`` (Q, 1 + n) rows: column 0 the query's own row, then ``n`` distinct other rows drawn
+    without replacement. Depends on the keys and the seed only, not on the loader's order."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    rng = np.random.default_rng(seed)
+    idx = np.empty((len(order), 1 + n_negatives), dtype=np.int64)
+    for q, row in enumerate(order):
+        others = rng.choice(len(order) - 1, size=n_negatives, replace=False)
+        others = others + (others >= q)  # skip the query itself
+        idx[q, 0], idx[q, 1:] = row, np.asarray(order)[others]
+    return order, torch.from_numpy(idx)
+
+
+def candidate_retrieval(
+    emb: Embedded, n_candidates: int = N_CANDIDATES, seed: int = 0, ks: tuple[int, ...] = (1, 5)
+) -> dict[str, dict[str, float]]:
+    """The Symile-MIMIC retrieval protocol, for each target modality, over complete samples.
+
+    Query: a sample's other modalities; candidates: its own target and ``n_candidates - 1``
+    negatives of the same split (:func:`draw_negatives`; fewer when the split is smaller).
+    Score: MIP(query reps..., candidate) for MIP similarities (Symile), the sum of the query
+    modalities' cosines with the candidate otherwise (CLIP; the paper's CLIP score differs by a
+    term constant over candidates). ``accuracy`` = P(positive ranks first), ties at random.
+    """
+    sel = emb.mask.all(1)
+    rows = sel.nonzero(as_tuple=True)[0].tolist()
+    if len(rows) < 2:
+        return {}
+    n_neg = min(n_candidates, len(rows)) - 1
+    _, idx = draw_negatives([emb.keys[r] for r in rows], n_neg, seed)
+    rows_t = torch.tensor(rows)
+    res: dict[str, dict[str, float]] = {}
+    for target in emb.modalities:
+        queries = [m for m in emb.modalities if m != target]
+        cand = emb.reps[target][rows_t][idx]  # (Q, C, d)
+        own = idx[:, 0]
+        if emb.similarity == "cosine":
+            cn = F.normalize(cand, dim=-1)
+            scores = sum(
+                torch.einsum("qd,qcd->qc", F.normalize(emb.reps[m][rows_t][own], dim=-1), cn) for m in queries
+            )
+        else:
+            prod = emb.reps[queries[0]][rows_t][own]
+            for m in queries[1:]:
+                prod = prod * emb.reps[m][rows_t][own]
+            scores = torch.einsum("qd,qcd->qc", prod, cand)
+        r = _expected_recall(scores[:, :1], scores, tuple(k for k in ks if k <= n_neg + 1))
+        res["+".join(queries) + f"->{target}"] = {
+            "n_queries": len(rows),
+            "n_candidates": n_neg + 1,
+            "seed": seed,
+            "accuracy": r["R@1"],
+            "chance": 1.0 / (n_neg + 1),
+            **r,
+        }
+    return res
 
 
 def retrieval(emb: Embedded, ks: tuple[int, ...] = KS) -> dict[str, dict[str, float]]:
@@ -269,8 +336,12 @@ def evaluate(
     prompt: str = DEFAULT_PROMPT,
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
     similarity: str = "auto",
+    n_candidates: int = N_CANDIDATES,
+    retrieval_seed: int = 0,
 ) -> dict[str, Any]:
     """All metrics of ``checkpoint`` on ``split`` as a JSON-able dict."""
+    if n_candidates < 2:
+        raise ConfigError("candidates: must be >= 2 (the positive and at least one negative)")
     dev = pick_device(device)
     model, cfg = load_model(checkpoint, dev)
     emb = embed_split(
@@ -284,6 +355,7 @@ def evaluate(
         "loss": cfg.loss.name,
         "similarity": emb.similarity,
         "retrieval": retrieval(emb),
+        "candidates": candidate_retrieval(emb, n_candidates, retrieval_seed),
         "zero_shot": zero_shot(model, emb, prompt=prompt, negative_prompt=negative_prompt),
         "modality_gap": modality_gap(emb),
     }
@@ -299,6 +371,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"  {name:28s} n={r['n']:5d}  R@1 {r['R@1']:.3f} (chance {r['chance@1']:.3f}, x{r['R@1'] / r['chance@1']:.1f})"
             f"  R@5 {r['R@5']:.3f}  R@10 {r['R@10']:.3f}"
+        )
+    for name, r in result.get("candidates", {}).items():
+        lines.append(
+            f"  {name:28s} n={r['n_queries']:5d}  1 of {r['n_candidates']}: accuracy {r['accuracy']:.3f} "
+            f"(chance {r['chance']:.3f}, seed {r['seed']})"
         )
     for m, z in result["zero_shot"].items():
         lines.append(f"  zero-shot {m}: macro AUROC {z['macro_auroc']:.3f} over {len(z['labels'])} label(s)")
@@ -321,6 +398,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             negative_prompt=args.negative_prompt,
             similarity=args.similarity,
+            n_candidates=args.candidates,
+            retrieval_seed=args.retrieval_seed,
         )
     except (ConfigError, ShardSetError) as exc:
         print(f"medcorpus evaluate: error: {exc}", file=sys.stderr)

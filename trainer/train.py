@@ -23,7 +23,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +34,7 @@ from torch import nn
 from schemas.atomic import atomic_open
 from trainer.cli import add_train_arguments
 from trainer.config import (
+    MODALITY_NAMES,
     ConfigError,
     TrainConfig,
     config_from_dict,
@@ -41,7 +42,7 @@ from trainer.config import (
     load_config,
     with_overrides,
 )
-from trainer.data import ShardSetError, TrainLoader, make_train_loader
+from trainer.data import ShardSetError, TrainLoader, make_train_loader, probe_labs_items
 from trainer.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -137,8 +138,7 @@ def contrastive_loss(
 
 def _present(batch: dict, modalities: tuple[str, ...]) -> torch.Tensor:
     """(B, M) bool presence of ``modalities`` from the batch's modality mask."""
-    order = {"image": 0, "volume": 1, "ecg": 2, "report": 3}
-    return batch["modality_mask"][:, [order[m] for m in modalities]]
+    return batch["modality_mask"][:, [MODALITY_NAMES.index(m) for m in modalities]]
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -235,9 +235,20 @@ class _Run:
     last_ckpt: str = ""
 
 
+def resolve_labs_items(cfg: TrainConfig, shards: Path) -> TrainConfig:
+    """``cfg`` with ``data.labs_items`` read from the training shards when labs are encoded and
+    it is 0; the run's config (and so every checkpoint) then holds the number."""
+    if "labs" not in cfg.data.modalities or cfg.data.labs_items:
+        return cfg
+    n = probe_labs_items(shards, cfg.data.train_split)
+    log.info("labs: %d item(s) per sample, model input %d", n, 2 * n)
+    return replace(cfg, data=replace(cfg.data, labs_items=n))
+
+
 def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    cfg = resolve_labs_items(cfg, shards)
     state = _resume_state(cfg, resume, run_dir)
     run = _setup(cfg, shards, run_dir, info, state)
     _open_outputs(run)

@@ -126,7 +126,7 @@ def decode_image_file(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord
     ``unsupported_format`` (another format or mode), ``limit_exceeded`` (pixel limit,
     decompression bomb).
     """
-    from workers.dicom_pixels import array_sha256, encode_npy, encode_png, resize_longest
+    from workers.dicom.pixels import array_sha256, encode_npy, encode_png, resize_longest
 
     Image, ImageOps = _pil()
     try:

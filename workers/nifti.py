@@ -49,7 +49,7 @@ from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem, VolumeRecord
 from workers.context import WorkerContext
-from workers.ecg_convention import array_sha256, npy_bytes
+from workers.ecg.convention import array_sha256, npy_bytes
 from workers.volume_redundancy import slice_redundancy
 
 log = logging.getLogger(__name__)

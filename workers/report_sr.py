@@ -7,7 +7,7 @@ The DICOM decoder dispatches SR SOP classes here. The content tree is walked dep
 observation context (``HAS OBS CONTEXT``: observer, subject, organisation) and references
 (``IMAGE``, ``COMPOSITE``, ``WAVEFORM``, ``UIDREF``, ``SCOORD``, ``TCOORD``) are left out and
 counted in the audit. Dates are written as ISO dates so text de-identification shifts them with
-the patient's offset. Identity: :func:`workers.dicom_identity.dicom_identity`.
+the patient's offset. Identity: :func:`workers.dicom.identity.dicom_identity`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem
 from workers.context import WorkerContext
-from workers.dicom_identity import dicom_identity
+from workers.dicom.identity import dicom_identity
 from workers.report_ingest import ReportFields, build_report_record
 
 #: SR storage SOP classes whose content is text (plus the newer comprehensive variants)

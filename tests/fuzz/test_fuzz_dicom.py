@@ -1,4 +1,4 @@
-"""Fuzz the DICOM path (``workers.dicom_decode`` and what it delegates to: ECG waveform, SR).
+"""Fuzz the DICOM path (``workers.dicom.decode`` and what it delegates to: ECG waveform, SR).
 
 Seeds are real files from ``shared/data`` (CT/MR/CR slices, a JPEG 2000 CT slice, a 12-lead
 waveform, a Basic Text SR, a DICOMDIR) plus real files re-encoded with pydicom (implicit VR,

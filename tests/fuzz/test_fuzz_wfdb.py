@@ -1,4 +1,4 @@
-"""Fuzz the WFDB path (``workers.ecg_wfdb.decode_wfdb``): header text and signal files.
+"""Fuzz the WFDB path (``workers.ecg.wfdb.decode_wfdb``): header text and signal files.
 
 Seeds are the real records of ``shared/data/ecg/wfdb``: PTB-XL 100 Hz (format 16), PTB-XL 500 Hz
 in CinC form (MATLAB v4 ``.mat``, ``16x1+24``), PTB (15 channels over ``.dat`` + ``.xyz``) and the

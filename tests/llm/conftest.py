@@ -52,7 +52,7 @@ def ptbxl_reports(shared_data: Path) -> list[tuple[str, str, str]]:
 @pytest.fixture(scope="session")
 def vllm_server(vllm_python: Path, tiny_model: Path, tmp_path_factory):
     """One real vLLM OpenAI-compatible server on 127.0.0.1 (a free port) for the session."""
-    from workers.llm_server import ServerSpec, VllmServer, free_port
+    from workers.llm.server import ServerSpec, VllmServer, free_port
 
     spec = ServerSpec(
         model=str(tiny_model),

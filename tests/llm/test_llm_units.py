@@ -19,12 +19,12 @@ import pytest
 
 from schemas.labels import CXR_LABELS, ECG_LABELS
 from schemas.report_schema import REPORT_JSON_SCHEMA, REPORT_SCHEMA_VERSION, SECTION_NAMES
-from workers.llm_cache import LlmCache, cache_key
-from workers.llm_client import AsyncLlmClient, gather_fail_fast
-from workers.llm_config import Completion, LlmConfig, LlmRequest, LlmServerUnavailable
-from workers.llm_prompt import GenerationBounds, build_messages, generation_schema, prompt_id
-from workers.llm_server import free_port
-from workers.llm_structurer import LlmStructurer, disagreement, validate_output
+from workers.llm.cache import LlmCache, cache_key
+from workers.llm.client import AsyncLlmClient, gather_fail_fast
+from workers.llm.config import Completion, LlmConfig, LlmRequest, LlmServerUnavailable
+from workers.llm.prompt import GenerationBounds, build_messages, generation_schema, prompt_id
+from workers.llm.server import free_port
+from workers.llm.structurer import LlmStructurer, disagreement, validate_output
 
 VALIDATOR = jsonschema.Draft202012Validator(REPORT_JSON_SCHEMA)
 

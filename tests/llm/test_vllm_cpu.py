@@ -18,9 +18,9 @@ import jsonschema
 import pytest
 
 from schemas.report_schema import REPORT_JSON_SCHEMA
-from workers.llm_cache import cache_key
-from workers.llm_config import LlmConfig, LlmServerUnavailable, LlmWorkerFailed
-from workers.llm_structurer import LlmStructurer
+from workers.llm.cache import cache_key
+from workers.llm.config import LlmConfig, LlmServerUnavailable, LlmWorkerFailed
+from workers.llm.structurer import LlmStructurer
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 

@@ -76,7 +76,7 @@ def _dicom_variants(src: Path, out: Path, tag: str) -> list[Path]:
 @pytest.fixture(scope="module")
 def image_records(shared_data, tmp_path_factory):
     from workers.context import WorkerContext
-    from workers.dicom_decode import decode_dicom
+    from workers.dicom.decode import decode_dicom
     from workers.pseudonym import Pseudonymizer
 
     ctx = WorkerContext(pseudo=Pseudonymizer("dedup-test-secret-0123"))
@@ -119,7 +119,7 @@ def test_image_near_duplicates_real_variants(image_records):
 
 
 def test_ecg_near_duplicates_real_variants(shared_data, tmp_path, ctx):
-    from workers.ecg_wfdb import decode_wfdb
+    from workers.ecg.wfdb import decode_wfdb
 
     src = shared_data / "ecg/wfdb/ptbxl_500hz_cinc2021"
     records, origin = [], []

@@ -78,7 +78,7 @@ def test_first_source_claims_file(examples_dir):
 def test_multi_segment_record_claims_its_segments(shared_data, tmp_path):
     import wfdb
 
-    from tests.workers.test_ecg_wfdb import _write_segments
+    from tests.workers.ecg.test_wfdb import _write_segments
 
     r = wfdb.rdrecord(str(shared_data / "ecg/wfdb/ptbxl_500hz_cinc2021/HR06000"), physical=False)
     _write_segments(r, tmp_path)

@@ -349,7 +349,7 @@ def test_llm_prompt_and_schema_cover_every_scored_and_learned_label():
     """The LLM path can emit every label eval-labels scores and the label model decides, so a GPU
     run is scored in the same table."""
     from workers.label_model import load_model
-    from workers.llm_prompt import SYSTEM_PROMPT, GenerationBounds, generation_schema
+    from workers.llm.prompt import SYSTEM_PROMPT, GenerationBounds, generation_schema
 
     for report_type, gold in (("radiology", "indiana"), ("cardiology", "ptbxl")):
         enum = set(generation_schema(report_type, "en", GenerationBounds())["properties"]["findings"]["items"]

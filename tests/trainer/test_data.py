@@ -13,9 +13,8 @@ import torch
 
 from schemas.contract import ECG_LEADS, MEMBER_RE
 from schemas.labels import ALL_LABELS
-from schemas.modality import SAMPLE_MODALITIES
 from tests.trainer.shardgen import make_sample, make_shard_set, write_split
-from trainer.config import DataConfig
+from trainer.config import MODALITY_NAMES, DataConfig
 from trainer.data import ShardSetError, list_shards, make_eval_loader, make_train_loader
 
 ALL4 = ("image", "volume", "ecg", "report")
@@ -81,12 +80,12 @@ def test_eval_loader_decodes_every_member_type_with_masks(shards: Path) -> None:
         assert batch["image"].shape == (b, 2, 1, 32, 32)
         assert batch["volume"].shape == (b, 2, 1, 8, 8, 8)
         assert batch["ecg"].shape == (b, 2, len(ECG_LEADS), 2500)
-        assert batch["modality_mask"].shape == (b, len(SAMPLE_MODALITIES))
+        assert batch["modality_mask"].shape == (b, len(MODALITY_NAMES))
         for i, key in enumerate(batch["key"]):
             names = members[key]
             assert all(MEMBER_RE.match(n) for n in names)
-            for j, m in enumerate(SAMPLE_MODALITIES):
-                assert bool(batch["modality_mask"][i, j]) == any(n.startswith(m.value + "_") for n in names)
+            for j, m in enumerate(MODALITY_NAMES):
+                assert bool(batch["modality_mask"][i, j]) == any(n.startswith(m + "_") for n in names)
             # one item each in these shards: slot 1 is padding (zeros, masked)
             for m in ("image", "volume", "ecg"):
                 has = any(n.startswith(m + "_") for n in names)

@@ -21,7 +21,7 @@ from schemas.records import InputItem, InputKind, QuarantineRecord, ReportRecord
 from schemas.report_schema import REPORT_JSON_SCHEMA
 from workers.config import ColumnMapping, LimitsConfig, ReportConfig
 from workers.context import WorkerContext
-from workers.dicom_identity import dicom_identity
+from workers.dicom.identity import dicom_identity
 from workers.ids import normalise_id
 from workers.report_ingest import decode_report_table, decode_report_text
 

@@ -59,7 +59,7 @@ def test_offis_basic_text_sr(shared_data, ctx):
 
 
 def test_sr_is_reached_through_the_dicom_decoder(shared_data, ctx):
-    from workers.dicom_decode import decode_dicom
+    from workers.dicom.decode import decode_dicom
 
     path = shared_data / "reports/dicom_sr/reportsi.dcm"
     recs = decode_dicom(_item(path), ctx)

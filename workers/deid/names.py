@@ -56,12 +56,15 @@ _HEADING_WORDS = frozenset(
 _CREDENTIAL = re.compile(
     r"(?:[ \t]*,[ \t]*(?:RN|R\.N\.|MD|M\.D\.|PA(?:-C)?|NP|DO|D\.O\.|PhD|RT|CRNA|LPN|CNA|MA|FACC|FACP|MBBS|"
     r"RDCS|RCS|RVT|ARNP|APRN|DNP|PharmD|rn|md|pa|np|pa-c)"
-    r"|[ \t]+(?:RN|MD|M\.D\.|PA-C|NP|PhD|CRNA|LPN|FACC|ARNP|APRN|DNP))(?![\w])"
+    r"|[ \t]+(?:RN|MD|M\.D\.|PA-C|NP|PhD|CRNA|LPN|FACC|ARNP|APRN|DNP)"
+    r"|[ \t]*,[ \t]*(?i:(?:(?:cardiology|radiology|medicine|surgery|ed|icu|emergency|nursing)[ \t]+)?"
+    r"(?:attending|fellow|resident|charge[ \t]+nurse|nurse[ \t]+practitioner|physician[ \t]+assistant)"
+    r"|(?:ober|chef|assistenz|fach|stations|haus)(?:arzt|ärztin)|oa|oä|fa|aa))(?![\w])"
 )
 _LABEL = re.compile(
     r"(?:\b(?:electronically\s+)?(?:signed|dictated|transcribed|reviewed|verified|approved|read|reported|"
     r"interpreted|attested|authenticated|confirmed|performed|prepared|typed|entered|finali[sz]ed|"
-    r"co-?signed|ordered|referred|seen|examined|evaluated|beurteilt|befundet|diktiert|geschrieben|"
+    r"co-?signed|ordered|referred|seen|examined|evaluated|checked|done|placed|inserted|witnessed|supervised|requested|completed|written|assisted|obtained|called|paged|beurteilt|befundet|diktiert|geschrieben|"
     r"vidiert|unterschrieben|freigegeben|überwiesen|zugewiesen)(?:\s+(?:and|&|und)\s+\w+)?\s+(?:by|von|durch)"
     r"|\b(?:patient(?:'s)?\s+name|name|vorname|nachname|name,\s*vorname|befundende?r?\s+(?:ärztin|arzt)|"
     r"radiologist|radiologe|radiologin|cardiologist|kardiologe|kardiologin|physician|attending|resident|"
@@ -69,8 +72,9 @@ _LABEL = re.compile(
     r"requesting(?:\s+physician)?|zuweiser|zuweisende?r?\s+(?:arzt|ärztin)|überweiser|einsender|unterschrift|"
     r"gez|vidiert|signature|cc|copy\s+to|kopie\s+an|provider|nurse|pflege|untersucher(?:in)?|operator|reader|"
     r"contact|kontakt|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
-    r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?))"
-    r"(?P<colon>[ \t]*[:,])?[ \t]+",
+    r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|"
+    r"mit\s+(?:freundlichen|kollegialen|besten)\s+grüßen|(?:best\s+|kind\s+|warm\s+)?regards|sincerely))"
+    r"(?:(?P<colon>[ \t]*[:,])[ \t]+|[ \t]+\(|[ \t]*\((?=\w)|[ \t]+)",
     re.IGNORECASE,
 )
 #: last words of the labels of ``_LABEL``: the regex runs only on texts that contain one
@@ -81,7 +85,7 @@ _LABEL_TRIGGERS = frozenset(
     provider ordering requesting zuweiser überweiser einsender unterschrift gez vidiert signature cc to an
     nurse pflege untersucher untersucherin operator reader contact kontakt mother father son daughter wife
     husband spouse sister brother guardian mutter vater sohn tochter ehefrau ehemann partner partnerin
-    angehörige angehöriger angehörigen betreuer betreuerin
+    angehörige angehöriger angehörigen betreuer betreuerin grüßen regards sincerely
     """.split()
 )
 _COLON_ONLY = frozenset(
@@ -92,7 +96,9 @@ _CUE_VERBS = frozenset(
     """
     called communicated relayed conveyed reported given paged faxed sent telephoned forwarded discussed
     reviewed spoke speaking talked conferred consulted informed notified übermittelt mitgeteilt besprochen
-    rücksprache reached contacted explained telefoniert telefonat gesprochen
+    rücksprache reached contacted explained telefoniert telefonat gesprochen texted messaged emailed e-mailed
+    handed signed shown showed told seen reviewed discussing reviewing communicating weitergeleitet
+    weitergegeben übergeben
     """.split()
 )
 _CUE_ADVERBS = frozenset(

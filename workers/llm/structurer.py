@@ -2,11 +2,11 @@
 
 For every report ``(text, report_type, language)``:
 
-1. look up the sidecar cache (``workers.llm_cache``; key: text hash, report type, language,
+1. look up the sidecar cache (``workers.llm.cache``; key: text hash, report type, language,
    schema version, prompt id, model id); a hit never calls the model;
-2. otherwise ask vLLM (server mode through :class:`~workers.llm_client.AsyncLlmClient`, or the
-   offline worker :class:`~workers.llm_offline.OfflineEngine`) under structured outputs with the
-   generation schema (``workers.llm_prompt``), temperature 0;
+2. otherwise ask vLLM (server mode through :class:`~workers.llm.client.AsyncLlmClient`, or the
+   offline worker :class:`~workers.llm.offline.OfflineEngine`) under structured outputs with the
+   generation schema (``workers.llm.prompt``), temperature 0;
 3. validate the answer against :data:`schemas.report_schema.REPORT_JSON_SCHEMA` (and that it
    kept the given report type and language); an invalid one is retried once with tighter
    bounds; still invalid (or rejected by the server) falls back to the rule path
@@ -16,7 +16,7 @@ For every report ``(text, report_type, language)``:
    structured forms are kept side by side; neither overwrites the other.
 
 A server that is down (after retries) or an offline worker that dies raises
-:class:`~workers.llm_config.LlmShardError` for the whole batch: nothing is returned, so the
+:class:`~workers.llm.config.LlmShardError` for the whole batch: nothing is returned, so the
 caller fails the shard and a rerun picks up the cached reports and asks only for the rest.
 
 Entry points: :func:`structure_reports` (one call) and :class:`LlmStructurer` (``setup()`` once
@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schemas.report_schema import REPORT_JSON_SCHEMA
-from workers.llm_cache import LlmCache, cache_key
-from workers.llm_config import (
+from workers.llm.cache import LlmCache, cache_key
+from workers.llm.config import (
     Completion,
     LlmConfig,
     LlmRequest,
@@ -43,7 +43,7 @@ from workers.llm_config import (
     LlmShardError,
     LlmWorkerFailed,
 )
-from workers.llm_prompt import REPORT_TYPES, build_messages, generation_schema
+from workers.llm.prompt import REPORT_TYPES, build_messages, generation_schema
 
 __all__ = [
     "LlmConfig",
@@ -228,7 +228,7 @@ class LlmStructurer:
         if self._normalise_type is None:
             self._normalise_type = _load_type_normaliser()
         if self.config.mode == "offline" and self._engine is None:
-            from workers.llm_offline import OfflineEngine
+            from workers.llm.offline import OfflineEngine
 
             self._engine = OfflineEngine(self.config)
         return self
@@ -311,7 +311,7 @@ class LlmStructurer:
         return validate_output(completion, rep[1], rep[2])[0] is None
 
     async def _ask_server(self, todo: dict[str, ReportIn]) -> dict[str, dict]:
-        from workers.llm_client import AsyncLlmClient, gather_fail_fast
+        from workers.llm.client import AsyncLlmClient, gather_fail_fast
 
         out: dict[str, dict] = {}
 
@@ -421,7 +421,7 @@ def structure_reports(texts: list[ReportIn], config: LlmConfig) -> list[dict]:
     * ``llm_meta``: cache key/hit, model id, prompt id, schema version, attempts, PHI-free
       invalid reasons, prompt and output tokens.
 
-    Raises :class:`~workers.llm_config.LlmShardError` (server down, worker died): fail the shard.
+    Raises :class:`~workers.llm.config.LlmShardError` (server down, worker died): fail the shard.
     """
     with LlmStructurer(config) as structurer:
         return structurer(texts)

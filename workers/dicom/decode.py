@@ -3,18 +3,18 @@
 Dispatch (by SOP Class UID, falling back to the file meta's Media Storage SOP Class UID):
 
 - DICOMDIR → ``DICOM_DIRECTORY`` (an index: accounted for, not an image).
-- ECG waveform SOP classes → ``workers.ecg_dicom.decode_dicom_ecg(ds, item, ctx)``.
+- ECG waveform SOP classes → ``workers.ecg.dicom.decode_dicom_ecg(ds, item, ctx)``.
 - Text SR SOP classes (Basic/Enhanced/Comprehensive) → ``workers.report_sr.decode_dicom_sr``.
 - Other objects without pixel data, presentation states, segmentations, RT dose →
   ``DICOM_UNSUPPORTED_SOP`` (or ``DICOM_NO_PIXELS``/``DICOM_TRUNCATED`` for an image without
   pixel data).
 - CT/MR single-frame slices with ImagePositionPatient, ImageOrientationPatient and
-  PixelSpacing → :class:`SeriesSlice` (``workers.dicom_series.assemble_series`` groups them).
+  PixelSpacing → :class:`SeriesSlice` (``workers.dicom.series.assemble_series`` groups them).
 - Enhanced multi-frame CT/MR with per-frame plane positions → a ``VolumeRecord`` when the
   frames are a uniformly spaced stack of at least ``ctx.volume.min_slices``; otherwise, like
   every other image, an :class:`ImageRecord` (all frames kept in ``raw.npy``).
 
-Before pixels are decoded: de-identification (PS3.15, ``workers.dicom_deid``), the
+Before pixels are decoded: de-identification (PS3.15, ``workers.dicom.deid``), the
 modality/body part/view filters (``FILTERED_OUT``), burned-in annotation rules
 (``DICOM_BURNED_IN`` unless ``ctx.image.allow_burned_in``) and the pixel limit
 (``LIMIT_EXCEEDED``). All metadata written comes from the de-identified dataset.
@@ -31,9 +31,9 @@ from pydicom.dataset import Dataset
 from schemas import InputItem, QuarantineError, ReasonCode, SeriesSlice
 from schemas.canonical import canonical_json
 from schemas.records import DecodedRecord as _DecodedRecord
-from workers.dicom_deid import deidentify
-from workers.dicom_identity import dicom_identity
-from workers.dicom_pixels import (
+from workers.dicom.deid import deidentify
+from workers.dicom.identity import dicom_identity
+from workers.dicom.pixels import (
     apply_modality,
     check_pixel_header,
     decode_pixels,
@@ -43,8 +43,8 @@ from workers.dicom_pixels import (
     render_attrs,
     run_pixel_pipeline,
 )
-from workers.dicom_read import is_dicomdir, read_dicom, sop_class_uid
-from workers.dicom_records import dicom_meta, image_record
+from workers.dicom.read import is_dicomdir, read_dicom, sop_class_uid
+from workers.dicom.records import dicom_meta, image_record
 from workers.ids import normalise_id
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def _make_slice(ds: Dataset, clean: Dataset, item: InputItem, ctx, identity, geo
 
 def _multiframe_geometry(ds: Dataset, frames: int):
     """Per-frame (positions, orientation, pixel spacing) of an enhanced object, or None."""
-    from workers.dicom_pixels import _fg_item
+    from workers.dicom.pixels import _fg_item
 
     positions = []
     orientation = None
@@ -297,8 +297,8 @@ def _multiframe_geometry(ds: Dataset, frames: int):
 
 def _multiframe_volume(ds, clean, item, ctx, identity, audit, result) -> list[_DecodedRecord] | None:
     """Enhanced CT/MR frames as one volume when they form a uniform stack, else None."""
-    from workers.dicom_records import volume_record
-    from workers.dicom_series import slice_normal, stack_to_ras, uniform_runs
+    from workers.dicom.records import volume_record
+    from workers.dicom.series import slice_normal, stack_to_ras, uniform_runs
 
     frames = result.frames
     if frames < max(2, ctx.volume.min_slices) or result.stored.ndim != 3:
@@ -372,7 +372,7 @@ def decode_dataset(ds: Dataset, item: InputItem, ctx) -> list[_DecodedRecord]:
         raise QuarantineError(ReasonCode.DICOM_DIRECTORY, "DICOMDIR index file (not an image)")
     sop = sop_class_uid(ds)
     if sop in ECG_SOP_CLASSES:
-        return _delegate("workers.ecg_dicom", "decode_dicom_ecg", ds, item, ctx)
+        return _delegate("workers.ecg.dicom", "decode_dicom_ecg", ds, item, ctx)
     if sop in SR_SOP_CLASSES:
         return _delegate("workers.report_sr", "decode_dicom_sr", ds, item, ctx)
     if sop in NON_IMAGE_PIXEL_SOP_CLASSES or "Presentation State" in _sop_name(sop):

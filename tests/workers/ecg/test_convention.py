@@ -10,7 +10,7 @@ from scipy.signal import resample_poly
 from schemas.contract import ECG_LEADS
 from schemas.reasons import QuarantineError, ReasonCode
 from workers.config import EcgConfig
-from workers.ecg_convention import (
+from workers.ecg.convention import (
     ALIAS_RULES,
     SourceChannel,
     assign_leads,

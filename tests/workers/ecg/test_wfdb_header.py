@@ -9,9 +9,9 @@ import pytest
 import wfdb
 from wfdb.io import _header
 
-from workers import ecg_wfdb_header as fast
+from workers.ecg import wfdb_header as fast
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ecg" / "wfdb"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ecg" / "wfdb"
 HEADERS = sorted(DATA.rglob("*.hea"))
 
 

@@ -4,7 +4,7 @@
   thousands of reports neither floods the server nor the event loop;
 * transient failures (connection refused/reset, timeouts, HTTP 408/409/425/429/5xx) are retried
   ``retries`` times with exponential backoff and jitter;
-* when a request still fails, :class:`~workers.llm_config.LlmServerUnavailable` is raised for the
+* when a request still fails, :class:`~workers.llm.config.LlmServerUnavailable` is raised for the
   whole batch, the other requests are cancelled, and nothing is returned: the caller fails the
   shard (its retry runs later) instead of writing a half-processed one;
 * a request the server *rejects* (other 4xx, e.g. a report longer than the model's context)
@@ -23,7 +23,7 @@ import random
 
 import openai
 
-from workers.llm_config import Completion, LlmConfig, LlmRequest, LlmServerUnavailable
+from workers.llm.config import Completion, LlmConfig, LlmRequest, LlmServerUnavailable
 
 log = logging.getLogger(__name__)
 # the SDK's HTTP layer logs every request at INFO: thousands of lines per shard, no information

@@ -6,7 +6,7 @@ read default and type in the ``RECORD_SPECS`` / ``SIGNAL_SPECS`` DataFrames with
 14 fields × 12 channels ≈ 170 ``.loc`` calls, ~3 ms per 12-lead header, more than reading
 its signal. The functions here are line-for-line ports of wfdb's that read the two spec tables
 once into dicts; :func:`install` puts them in place of wfdb's (``rdheader`` calls them through
-the module attribute). ``tests/workers/test_ecg_wfdb_header.py`` checks that they return
+the module attribute). ``tests/workers/ecg/test_wfdb_header.py`` checks that they return
 exactly what wfdb's own return, for every header in the sample data and for mutated lines,
 errors included. Installation is refused (wfdb's parsers stay) when wfdb's functions are not
 the ones these were ported from (a changed signature or spec table): a newer wfdb is never

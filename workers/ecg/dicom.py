@@ -1,6 +1,6 @@
 """DICOM ECG waveforms (12-lead, general, ambulatory ECG Storage) → corpus ECGs.
 
-The DICOM decoder (``workers.dicom_decode``) reads the file and dispatches waveform SOP classes
+The DICOM decoder (``workers.dicom.decode``) reads the file and dispatches waveform SOP classes
 here. Signal values come from pydicom's own waveform support, ``ds.waveform_array(i)``
 (raw × ChannelSensitivity × correction factor + ChannelBaseline, in the units of
 ChannelSensitivityUnitsSequence, converted to mV). Samples equal to the group's
@@ -14,10 +14,10 @@ leads, then the longest; if only beat groups exist the object is quarantined
 (``ecg_signal_missing``).
 
 Leads are found by the coded channel source (SCP-ECG ``5.6.3-9-N`` or MDC ``2:N``), else by
-CodeMeaning (``Lead I (Einthoven)``), else by ChannelLabel; then ``ecg_convention.conform``
+CodeMeaning (``Lead I (Einthoven)``), else by ChannelLabel; then ``workers.ecg.convention.conform``
 applies the corpus convention (mV, 500 Hz, canonical order, 10 s, QC).
 
-Identity comes from ``workers.dicom_identity`` (pseudonymous patient/study, shifted time).
+Identity comes from ``workers.dicom.identity`` (pseudonymous patient/study, shifted time).
 Nothing of the DICOM header is carried over except PatientAge (ages > 89 → ``90+``),
 PatientSex, manufacturer/model and the acquisition parameters in meta; the audit lists which
 identifying attributes were present (keywords only).
@@ -35,8 +35,8 @@ from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem
 from workers.context import WorkerContext
-from workers.dicom_identity import dicom_identity
-from workers.ecg_convention import (
+from workers.dicom.identity import dicom_identity
+from workers.ecg.convention import (
     LeadMatch,
     SourceChannel,
     conform,
@@ -247,7 +247,7 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
         },
         "header": header,
         "deid": {
-            "identity": "workers.dicom_identity: PatientID → pseudonym, Accession/StudyUID → study, time shifted",
+            "identity": "workers.dicom.identity: PatientID → pseudonym, Accession/StudyUID → study, time shifted",
             "not_carried_over": sorted(k for k in _IDENTIFYING if k in ds),
             "age_over_89_capped": age == "90+",
             "annotations_dropped": len(ds.get("WaveformAnnotationSequence", None) or []),

@@ -12,14 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from schemas.report_schema import REPORT_SCHEMA_VERSION
-from workers.llm_prompt import PROMPT_VERSION, GenerationBounds, prompt_id
+from workers.llm.prompt import PROMPT_VERSION, GenerationBounds, prompt_id
 
 MODES: tuple[str, ...] = ("server", "offline")
 
-#: structured-output backend that keeps ``maxLength``-bounded strings valid JSON (see llm_prompt)
+#: structured-output backend that keeps ``maxLength``-bounded strings valid JSON (see workers.llm.prompt)
 STRUCTURED_BACKEND = "guidance"
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class LlmShardError(RuntimeError):

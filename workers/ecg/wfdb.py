@@ -1,4 +1,4 @@
-"""WFDB ECG records → corpus ECGs (mV, 500 Hz, canonical leads, 10 s; see ``ecg_convention``).
+"""WFDB ECG records → corpus ECGs (mV, 500 Hz, canonical leads, 10 s; see ``workers.ecg.convention``).
 
 Reads everything ``wfdb`` reads: signal formats 8, 16, 24, 32, 61, 80, 160, 212, 310, 311 and
 FLAC 508/516/524; several signals per file and signals split over several files (PTB ``.dat`` +
@@ -44,9 +44,9 @@ import wfdb
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem
-from workers import ecg_wfdb_header
 from workers.context import WorkerContext
-from workers.ecg_convention import (
+from workers.ecg import wfdb_header as ecg_wfdb_header
+from workers.ecg.convention import (
     SourceChannel,
     conform,
     deidentify_age,
@@ -383,7 +383,7 @@ def _peek_record_line(path: str) -> dict | None:
 
 def _frames_needed(fs: float, ctx: WorkerContext) -> int:
     """Frames to read: the window plus a margin that covers the resampling filter of every
-    channel, whatever its samples per frame (see ``ecg_convention.read_margin_samples``: the
+    channel, whatever its samples per frame (see ``workers.ecg.convention.read_margin_samples``: the
     filter reaches at most max(10, rate/50) source samples, i.e. max(10, fs/50) frames).
     Absurd rates (e.g. 1e308 Hz) give a huge count, not an overflow: the sample limit rejects it."""
     frames = ctx.ecg.seconds * fs + 1 + fs + max(10.0, fs / 50.0) + 3
@@ -545,7 +545,7 @@ def decode_wfdb(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     """Decode one WFDB record (``item.path`` = its ``.hea``) into one :class:`EcgRecord`.
 
     Payload ``("npy", float16 (12, rate × seconds))`` in mV, canonical lead order; see
-    ``workers.ecg_convention`` for the window, resampling and QC conventions.
+    ``workers.ecg.convention`` for the window, resampling and QC conventions.
     """
     base = str(Path(item.path).with_suffix("")) if item.path.lower().endswith(".hea") else item.path
     record_name = os.path.basename(base)

@@ -2,7 +2,7 @@
 
 Pixel values are checked against pydicom's own functions (``pixel_array``,
 ``apply_modality_lut``, ``apply_voi_lut``) on the same files. Shared helpers for the other
-``test_dicom_*`` modules live here.
+``tests/workers/dicom`` modules live here.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ from schemas.contract import MODALITY_SUFFIXES
 from schemas.modality import Modality
 from workers.config import ImageConfig, LimitsConfig
 from workers.context import WorkerContext
-from workers.dicom_decode import decode_dicom
-from workers.dicom_series import assemble_series
+from workers.dicom.decode import decode_dicom
+from workers.dicom.series import assemble_series
 from workers.pseudonym import Pseudonymizer
 
 SECRET = "test-secret-0123456789"
 
 
 # ------------------------------------------------------------------------------------------
-# shared helpers (imported by the other test_dicom_* modules)
+# shared helpers (imported by the other tests/workers/dicom modules)
 # ------------------------------------------------------------------------------------------
 def make_ctx(**kwargs) -> WorkerContext:
     return WorkerContext(pseudo=Pseudonymizer(SECRET), **kwargs)
@@ -190,7 +190,7 @@ def test_record_contract_fields(shared_tree):
         assert meta["deid"]["profile"].startswith("PS3.15 Annex E Basic")
         if r.modality == Modality.IMAGE:
             raw = load_npy(payload(r, "raw.npy"))
-            from workers.dicom_pixels import array_sha256
+            from workers.dicom.pixels import array_sha256
 
             assert r.content_sha256 == array_sha256(raw)
             png = load_png(payload(r, "png"))

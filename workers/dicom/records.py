@@ -14,7 +14,7 @@ from pydicom.uid import UID
 
 from schemas import ImageRecord, InputItem, Modality, VolumeRecord
 from schemas.canonical import canonical_json
-from workers.dicom_pixels import array_sha256, encode_npy, encode_png, resize_longest
+from workers.dicom.pixels import array_sha256, encode_npy, encode_png, resize_longest
 
 PIXEL_PIPELINE = "modality_lut > voi_lut > monochrome1_inversion"
 

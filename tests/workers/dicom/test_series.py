@@ -18,9 +18,9 @@ import pytest
 from pydicom.pixels import apply_modality_lut
 
 from schemas import ImageRecord, QuarantineRecord, ReasonCode, SeriesSlice, VolumeRecord
-from tests.workers.test_dicom_decode import decode, load_npy, make_ctx, payload, pydicom_file
+from tests.workers.dicom.test_decode import decode, load_npy, make_ctx, payload, pydicom_file
 from workers.config import VolumeConfig
-from workers.dicom_series import assemble_series
+from workers.dicom.series import assemble_series
 
 TS_DIR = ("dicom", "ct", "totalsegmentator_siemens_ct_series")
 

@@ -66,7 +66,7 @@ METHOD_CODES: tuple[tuple[str, str, str], ...] = (
 )
 
 #: PS3.15 Table E.1-1 as data (source, columns and action codes in the file's header comment)
-PROFILE_FILE = Path(__file__).resolve().parent / "resources" / "dicom_ps315_profile.csv"
+PROFILE_FILE = Path(__file__).resolve().parents[1] / "resources" / "dicom_ps315_profile.csv"
 
 
 def load_profile_table(

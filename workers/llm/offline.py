@@ -1,7 +1,7 @@
 """Offline batch generation with ``vllm.LLM`` in a dedicated worker process.
 
 vLLM cannot share the pipeline's environment (its pins conflict with Beam's), so the parent
-(:class:`OfflineEngine`, pipeline side) runs ``<python_executable> -m workers.llm_offline`` from
+(:class:`OfflineEngine`, pipeline side) runs ``<python_executable> -m workers.llm.offline`` from
 the vLLM environment (``.venv-vllm`` on a CPU, the GPU worker image in production) and talks to
 it over the child's stdin/stdout in JSON lines:
 
@@ -15,7 +15,7 @@ it over the child's stdin/stdout in JSON lines:
 
 The child moves its own (and vLLM's) stdout logging to stderr before importing vLLM, so the
 protocol channel carries nothing else. stderr goes to a log file. If the child dies, hangs past
-``worker_timeout_s`` or answers garbage, :class:`~workers.llm_config.LlmWorkerFailed` is raised
+``worker_timeout_s`` or answers garbage, :class:`~workers.llm.config.LlmWorkerFailed` is raised
 and the batch returns nothing (the shard is retried). This module imports only the standard
 library at import time; the ``vllm`` import happens inside the child's ``main``.
 """
@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from workers.llm_config import (
+from workers.llm.config import (
     REPO_ROOT,
     STRUCTURED_BACKEND,
     Completion,
@@ -99,7 +99,7 @@ class OfflineEngine:
         t0 = time.monotonic()
         with open(self.log_path, "ab") as err:
             self._proc = subprocess.Popen(
-                [python, "-m", "workers.llm_offline"],
+                [python, "-m", "workers.llm.offline"],
                 cwd=str(REPO_ROOT),
                 env=env,
                 stdin=subprocess.PIPE,

@@ -26,7 +26,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
 from schemas import QuarantineError, ReasonCode
-from workers.dicom_pixels import RATIO_FLOOR_BYTES
+from workers.dicom.pixels import RATIO_FLOOR_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ MAX_SEQUENCE_DEPTH = 32
 
 def inflate_limit(compressed_bytes: int, max_bytes: int, max_ratio: float) -> int:
     """Most bytes a compressed stream of ``compressed_bytes`` may inflate to: ``max_bytes``, and
-    ``max_ratio`` x its size once past :data:`~workers.dicom_pixels.RATIO_FLOOR_BYTES`."""
+    ``max_ratio`` x its size once past :data:`~workers.dicom.pixels.RATIO_FLOOR_BYTES`."""
     by_ratio = max(float(RATIO_FLOOR_BYTES), max_ratio * compressed_bytes)
     return int(min(float(max_bytes), by_ratio))
 

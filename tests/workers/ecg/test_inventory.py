@@ -13,8 +13,8 @@ import wfdb
 from schemas.contract import ECG_LEADS
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import EcgRecord, InputItem, InputKind
-from workers.ecg_dicom import decode_dicom_ecg
-from workers.ecg_wfdb import decode_wfdb
+from workers.ecg.dicom import decode_dicom_ecg
+from workers.ecg.wfdb import decode_wfdb
 
 
 def _item(path: Path, kind: InputKind, pseudo, root: Path) -> InputItem:

@@ -17,8 +17,8 @@ import pytest
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import EcgRecord, InputItem, InputKind
 from tests.conftest import FULL
-from workers.ecg_dicom import decode_dicom_ecg
-from workers.ecg_wfdb import decode_wfdb
+from workers.ecg.dicom import decode_dicom_ecg
+from workers.ecg.wfdb import decode_wfdb
 
 N_CASES = 400 if FULL else 40
 TOKENS = ["0", "-1", "abc", "1e9", "999999999", "16x0", "NaN", "212", "/", "~", "1e-9"]
