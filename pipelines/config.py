@@ -7,15 +7,14 @@ A bad file or value raises :class:`ConfigError` with a one-line message naming t
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from schemas.config_coerce import BYTE_SIZE, ConfigError, from_mapping
+from schemas.config_coerce import parse_size as parse_size  # re-exported (CLI flags)
 from workers.config import (
-    ColumnMapping,
     EcgConfig,
     ImageConfig,
     LimitsConfig,
@@ -25,10 +24,6 @@ from workers.config import (
 from workers.pseudonym import DEMO_SECRET, resolve_secret
 
 DEFAULT_EXCLUDE: tuple[str, ...] = ("README*", "*.md", "*.yaml", "*.yml", ".*", "LICENSE*", "*.license")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported to the user as one line."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class ShardConfig:
     """Shard size limits: a shard closes at ``max_samples`` samples or ``max_bytes`` bytes."""
 
     max_samples: int = 1000
-    max_bytes: int = 512 * 1024 * 1024
+    max_bytes: int = field(default=512 * 1024 * 1024, metadata=BYTE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -248,112 +243,6 @@ class BuildConfig:
         return value
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
-_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
-
-
-def parse_size(value: Any) -> int:
-    """``"256MB"`` → 256_000_000, ``"1GiB"`` → 1_073_741_824, ints pass through."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = _SIZE.match(str(value))
-    if not m:
-        raise ConfigError(f"not a size: {value!r}")
-    unit = (m.group(2) or "").lower().rstrip("b")
-    if unit not in _UNITS:
-        raise ConfigError(f"unknown size unit in {value!r}")
-    return int(float(m.group(1)) * _UNITS[unit])
-
-
-def _build(cls: type, data: Any, where: str):
-    """Build a frozen dataclass from a mapping, with type coercion and one-line errors."""
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(known[name].type, value, f"{where}.{name}", cls, name)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-_NESTED = {
-    "ImageConfig": ImageConfig,
-    "VolumeConfig": VolumeConfig,
-    "EcgConfig": EcgConfig,
-    "ReportConfig": ReportConfig,
-    "ColumnMapping": ColumnMapping,
-    "LimitsConfig": LimitsConfig,
-    "DeidConfig": DeidConfig,
-    "ShardConfig": ShardConfig,
-    "SplitConfig": SplitConfig,
-    "LinkConfig": LinkConfig,
-    "DedupConfig": DedupConfig,
-}
-_NESTED_TUPLES = {
-    "tuple[LinkWindow": LinkWindow,
-    "tuple[AnchorWindow": AnchorWindow,
-    "tuple[LinkFilter": LinkFilter,
-    "tuple[TableConfig": TableConfig,
-}
-
-
-def _coerce(type_str: Any, value: Any, where: str, owner: type, name: str) -> Any:
-    t = str(type_str)
-    if t in _NESTED:
-        return _build(_NESTED[t], value, where)
-    if t == "AnchorConfig | None":
-        return None if value is None else _build(AnchorConfig, value, where)
-    for prefix, cls in _NESTED_TUPLES.items():
-        if t.startswith(prefix):
-            if not isinstance(value, list):
-                raise ConfigError(f"{where}: expected a list")
-            return tuple(_build(cls, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if t.startswith("tuple[float"):
-        seq = value if isinstance(value, list | tuple) else [value]
-        try:
-            return tuple(float(v) for v in seq)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a list of numbers") from None
-    if t.startswith("tuple[str"):
-        seq = value if isinstance(value, list | tuple) else [value]
-        return tuple(str(v) for v in seq)
-    if t == "dict":
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping")
-        return dict(value)
-    if t == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if t == "int":
-        if name.startswith("max_") and "bytes" in name:
-            return parse_size(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            try:
-                return int(str(value))
-            except ValueError:
-                raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-        return value
-    if t == "float":
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if t == "str":
-        if not isinstance(value, str | int | float):
-            raise ConfigError(f"{where}: expected a string")
-        return str(value)
-    return value
-
-
 def config_from_dict(data: dict) -> BuildConfig:
     """Validate and build a :class:`BuildConfig` from parsed YAML."""
     if not isinstance(data, dict):
@@ -366,11 +255,11 @@ def config_from_dict(data: dict) -> BuildConfig:
     for i, s in enumerate(raw_sources):
         if not isinstance(s, dict) or "name" not in s:
             raise ConfigError(f"sources[{i}]: each source needs a name")
-        sources.append(_build(SourceConfig, s, f"sources[{i}]"))
+        sources.append(from_mapping(SourceConfig, s, f"sources[{i}]"))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError("sources: names must be unique")
-    cfg = _build(BuildConfig, data, "config")
+    cfg = from_mapping(BuildConfig, data)
     cfg = replace(cfg, sources=tuple(sources))
     validate_config(cfg)
     return cfg

@@ -8,9 +8,8 @@ default). Every value has a default, so ``{}`` is a valid config.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from schemas.config_coerce import ConfigError, from_mapping
 from schemas.modality import EXTRA_MODALITIES, SAMPLE_MODALITIES

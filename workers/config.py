@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schemas.config_coerce import BYTE_SIZE
+
 
 @dataclass(frozen=True)
 class ImageConfig:
@@ -62,6 +64,6 @@ class LimitsConfig:
     max_pixels: int = 200_000_000
     max_ecg_samples: int = 50_000_000
     max_text_chars: int = 200_000
-    max_file_bytes: int = 4_000_000_000
+    max_file_bytes: int = field(default=4_000_000_000, metadata=BYTE_SIZE)
     max_decompression_ratio: float = 200.0  # decoded bytes / file bytes (JPEG 2000, deflate bombs)
     item_timeout_s: float = 300.0  # wall-clock seconds per input item; 0 disables
