@@ -124,8 +124,12 @@ def declare_build(
     *,
     use_cache: bool = True,
     decoder_overrides: tuple[tuple[str, str], ...] = (),
+    prior=None,
 ) -> dict:
-    """Declare the whole build on ``flow``; returns the named outputs (small rows) to run."""
+    """Declare the whole build on ``flow``; returns the named outputs (small rows) to run.
+
+    ``prior``: a :class:`pipelines.corpus_index.PriorIndex` for a set built into a corpus root
+    (dedup against the published sets, and the set's own index segment)."""
     sources = cfg.resolved_sources()
     ctxs = {
         s.name: WorkerContext(
@@ -175,9 +179,11 @@ def declare_build(
     outputs: dict = {"units": tagged.flat_map(Select("unit"), "units")}
     # 5. dedup (exact → near → policy), before the split
     if cfg.dedup.enabled:
-        dd = declare_dedup(flow, groups, cfg.dedup, blob_root, cache_dir)
+        dd = declare_dedup(flow, groups, cfg.dedup, blob_root, cache_dir, prior=prior, pseudo=pseudo)
         groups = dd.groups
         outputs |= {"dedup_extras": dd.extras, "dedup_rows": dd.rows, "dedup_counts": dd.counts}
+        if dd.index is not None:
+            outputs["xset_index"] = dd.index
     # 6. samples (split by patient), 7. shard plan (keys and sizes only), 8. shards in workers
     samples = groups.flat_map(st.BuildSample(pseudo, cfg.split, blob_root), "samples")
     if tables is not None:  # labs percentiles under the train split (a global stage after the split)
@@ -199,12 +205,14 @@ def run_build(
     runner: Flow | None = None,
     use_cache: bool = True,
     decoder_overrides: tuple[tuple[str, str], ...] = (),
+    prior=None,
 ) -> BuildResult:
     """Build a corpus from ``input_dir`` into ``out_dir``. Resumable: rerun to finish a killed build.
 
     ``runner`` is a dataflow backend (``pipelines.flow.make_flow``); by default the config's.
     ``decoder_overrides`` (InputKind value → "module:function") is a test hook that travels
-    with the decode tasks into every worker.
+    with the decode tasks into every worker. ``prior`` (``pipelines.corpus_index.PriorIndex``):
+    deduplicate against a corpus root's published sets and write this set's index segment.
     """
     t0 = time.perf_counter()
     input_dir, out_dir = Path(input_dir), Path(out_dir)
@@ -221,11 +229,22 @@ def run_build(
         _check_sources(input_dir, cfg)
         BlobStore(str(out_dir / BLOBS_DIR))  # noqa: B018 - the store is a folder; created on first put
         outputs = declare_build(
-            flow, input_dir, out_dir, cfg, pseudo, use_cache=use_cache, decoder_overrides=decoder_overrides
+            flow,
+            input_dir,
+            out_dir,
+            cfg,
+            pseudo,
+            use_cache=use_cache,
+            decoder_overrides=decoder_overrides,
+            prior=prior if cfg.dedup.enabled else None,
         )
         t_graph = time.perf_counter()
         out = flow.run(outputs)
         t_run = time.perf_counter()
+        if prior is not None and cfg.dedup.enabled:
+            from pipelines.corpus_index import write_outputs
+
+            write_outputs(out_dir, out, prior)
         rows = _collect(out, cfg)
         stats = _write_manifests(out_dir, out, cfg, pseudo, rows)
         t_manifest = time.perf_counter()

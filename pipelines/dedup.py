@@ -386,7 +386,7 @@ class ClusterPolicy:
                 "tier": tier,
                 "cosine": float(u.cos),
                 "source_ids": list(m.source_ids),
-            } | ({"_study": m.study, "_prior": m.prior} if vs_prior else {})
+            } | ({"_vs_prior": True, "_study": m.study, "_prior": m.prior} if vs_prior else {})
 
 
 def row_order(row: dict) -> tuple:
@@ -394,7 +394,7 @@ def row_order(row: dict) -> tuple:
 
 
 def verdict_map(rows: list[dict]) -> dict[str, str]:
-    return {r["record_id"]: r["verdict"] for r in rows}
+    return {r["record_id"]: r["verdict"] for r in rows if r["verdict"] != "prior"}
 
 
 def apply_verdicts(group: SampleGroup, verdicts: dict[str, str]) -> Iterator[tuple[str, object]]:
@@ -451,14 +451,31 @@ class DedupGraph:
     extras: object  # ("q", QuarantineRecord) | ("dedup", source id)
     rows: object
     counts: object  # one element: {"records": {mod: n}, "unique": {mod: n}}
+    #: a corpus-root build (``prior`` given): ``(tag, row)`` index/supersedes rows for the driver
+    index: object = None
 
 
-def declare_dedup(flow: Flow, groups, cfg: DedupConfig, blob_root: str, cache_dir: str) -> DedupGraph:
-    """Declare the three dedup tiers over sample groups (headers) on ``flow``."""
+def declare_dedup(
+    flow: Flow,
+    groups,
+    cfg: DedupConfig,
+    blob_root: str,
+    cache_dir: str,
+    *,
+    prior=None,
+    pseudo=None,
+) -> DedupGraph:
+    """Declare the three dedup tiers over sample groups (headers) on ``flow``.
+
+    ``prior`` (a :class:`pipelines.corpus_index.PriorIndex`): the build goes into a corpus root.
+    Published records join the tiers as members (cross-set dedup), every unique content is
+    embedded (the set's index segment holds every record's vector), and the index rows are
+    declared too (``pseudo`` names their sample keys)."""
     items = groups.flat_map(dedup_items, "dedup-items")
     n_records = items.flat_map(_modality_of, "dedup-mods").gather(count_by_modality, _ident, "dedup-count")
     uniques = items.group(item_content, exact_group, item_order, "dedup-exact")
-    uniques = uniques.flat_map_with(eligible, n_records, "dedup-eligible")
+    if prior is None:
+        uniques = uniques.flat_map_with(eligible, n_records, "dedup-eligible")
     n_unique = uniques.flat_map(unique_modality, "dedup-umods").gather(
         count_by_modality, _ident, "dedup-ucount"
     )
@@ -467,13 +484,25 @@ def declare_dedup(flow: Flow, groups, cfg: DedupConfig, blob_root: str, cache_di
     embs = uniques.flat_map_with(embed_bucket, n_unique, "dedup-buckets").group(
         bucket_key, EmbedBucket(checkpoints, blob_root, cache_dir), bucket_order, "dedup-embed"
     )
-    bands = embs.flat_map_with(BandKeys(thresholds, blob_root), n_unique, "dedup-bands")
+    all_uniques, all_embs, px = uniques, embs, None
+    if prior is not None:
+        from pipelines.corpus_index import declare_prior
+
+        px = declare_prior(flow, prior, items, embs, thresholds, blob_root)
+        all_uniques, all_embs = flow.union(uniques, px.uniques), flow.union(embs, px.embs)
+    bands = all_embs.flat_map_with(BandKeys(thresholds, blob_root), n_unique, "dedup-bands")
     pairs = bands.group(band_key, BucketPairs(thresholds, blob_root), band_order, "dedup-verify")
+    if px is not None:
+        pairs = flow.union(pairs, px.pairs)
     comps = pairs.gather(components, pair_order, "dedup-components")
-    clustered = uniques.flat_map_with(cluster_member, comps, "dedup-clusters")
+    clustered = all_uniques.flat_map_with(cluster_member, comps, "dedup-clusters")
     rows = clustered.group(
         cluster_key, ClusterPolicy(cfg.same_patient_window_days), cluster_order, "dedup-policy"
     )
+    if px is not None:
+        from pipelines.corpus_index import supersede_rows
+
+        rows = rows.flat_map_with(supersede_rows, px.supersede, "xset-supersede-rows")
     verdicts = rows.gather(verdict_map, row_order, "dedup-verdicts")
     applied = groups.flat_map_with(apply_verdicts, verdicts, "dedup-apply")
     seed = flow.create([0], "dedup-counts")
@@ -481,7 +510,13 @@ def declare_dedup(flow: Flow, groups, cfg: DedupConfig, blob_root: str, cache_di
         _with_unique, n_unique, "dedup-u"
     )
     extras = applied.flat_map(_not_group, "dedup-extras")
-    return DedupGraph(applied.flat_map(Select("group"), "dedup-kept"), extras, rows, counts)
+    kept = applied.flat_map(Select("group"), "dedup-kept")
+    index = None
+    if px is not None:
+        from pipelines.corpus_index import declare_index
+
+        index = declare_index(flow, kept, embs, px.supersede, pseudo, thresholds, blob_root)
+    return DedupGraph(kept, extras, rows, counts, index)
 
 
 def _modality_of(it: DedupItem) -> Iterator[str]:

@@ -351,6 +351,10 @@ def publish_set(
                     )
                 marker = _marker_valid(build_dir, max_quarantine_fraction)
                 assert marker is not None
+            from pipelines.corpus_index import stale_reason
+
+            if stale := stale_reason(root, build_dir, version):  # cross-set dedup missed a newer set
+                raise CheckFailed(stale)
             staged = corpus.staging() / version / "STAGED.json"
             entry = {
                 "version": version,

@@ -23,6 +23,12 @@ def register(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write decode sidecars")
     p.add_argument("--quiet", action="store_true", help="no progress bars (for schedulers)")
     p.add_argument(
+        "--dedup-against",
+        metavar="CORPUS_ROOT",
+        help="deduplicate against the published sets of this corpus root and write the set's index "
+        "segment (build-set passes it; see pipelines/corpus_index.py)",
+    )
+    p.add_argument(
         "--dask-scheduler",
         metavar="ADDRESS",
         help="dask runner: scheduler address, e.g. tcp://scheduler:8786 (default: a local cluster)",
@@ -78,10 +84,21 @@ def run(args: argparse.Namespace) -> int:
         opts |= {"beam_options": args.beam_option, "staging_dir": args.beam_staging}
     preflight.check(cfg)  # a missing package: one line, before any worker starts
     os.umask(0o027)  # before worker processes start: everything they write is not world-readable
+    prior = None
+    if getattr(args, "dedup_against", None):
+        from pipelines.corpus_index import prior_index
+
+        prior = prior_index(args.dedup_against)
     runner = make_flow(cfg.runner, cfg.workers, quiet=args.quiet, **opts)
     try:
         res = run_build(
-            args.input, args.out, cfg, quiet=args.quiet, use_cache=not args.no_cache, runner=runner
+            args.input,
+            args.out,
+            cfg,
+            quiet=args.quiet,
+            use_cache=not args.no_cache,
+            runner=runner,
+            prior=prior,
         )
     finally:
         runner.close()

@@ -180,7 +180,7 @@ def run_build_set(args: argparse.Namespace) -> int:
     if not inp.is_dir():
         raise ConfigError(f"partition {args.version} is not staged (run stage-partition first)")
     out = corpus.build_dir(args.version)
-    argv = ["build", str(inp), "--out", str(out)]
+    argv = ["build", str(inp), "--out", str(out), "--dedup-against", str(args.corpus_root)]
     if args.config:
         argv += ["--config", str(args.config)]
     if args.workers is not None:
