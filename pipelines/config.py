@@ -7,6 +7,7 @@ A bad file or value raises :class:`ConfigError` with a one-line message naming t
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -148,6 +149,12 @@ class TableConfig:
       are copied into the item's metadata (codes, never free text); ``view`` fills an image's
       view position. ``labels_path`` is a label table joined on ``labels_on`` columns
       (MIMIC-CXR CheXpert labels); its other columns become the item's labels.
+      ``parse_column`` + ``parse_regex``: named groups of the regex matched on that column are
+      usable in every template (CT-RATE: ``VolumeName`` ``train_1_a_1`` → folder ``train_1``).
+      ``slope``, ``intercept``, ``spacing`` (volumes; CT-RATE's metadata CSV): templates giving
+      the rescale slope/intercept, applied when the decoded volume is not yet in Hounsfield
+      units, and the spacing text (``"{XYSpacing} {ZSpacing}"``), which replaces the header's
+      voxel sizes (``workers.ct_metadata``).
     - ``anchor``: each row is an anchor (``id``, ``patient``, ``time``): a hospital admission.
     - ``labs``: a long lab-event table (``patient``, ``time``, ``item``, ``value``, ``unit``);
       ``items`` keeps those item ids, else the ``top_k`` most frequent (numeric values);
@@ -175,6 +182,11 @@ class TableConfig:
     view: str = ""
     labels_path: str = ""
     labels_on: tuple[str, ...] = ()
+    parse_column: str = ""
+    parse_regex: str = ""
+    slope: str = ""
+    intercept: str = ""
+    spacing: str = ""
     item: str = ""
     value: str = ""
     unit: str = ""
@@ -316,6 +328,19 @@ def validate_tables(cfg: BuildConfig) -> None:
             raise ConfigError(f"tables.{t.name}.source: no source named {t.source!r}")
         if t.role == "labs" and not t.items and t.top_k < 1:
             raise ConfigError(f"tables.{t.name}: labs need items or top_k >= 1")
+        if bool(t.parse_column) != bool(t.parse_regex):
+            raise ConfigError(f"tables.{t.name}: parse_column and parse_regex go together")
+        if t.parse_regex:
+            try:
+                re.compile(t.parse_regex)
+            except re.error:
+                raise ConfigError(f"tables.{t.name}.parse_regex: not a valid regular expression") from None
+        if (t.slope or t.intercept or t.spacing) and any(
+            s.volume.target_spacing_mm for s in cfg.sources if s.name == t.source
+        ):
+            raise ConfigError(
+                f"tables.{t.name}: metadata spacing/rescale and sources.volume.target_spacing_mm exclude each other"
+            )
     a = cfg.linking.anchor
     if a is None:
         if any(t.role in ("anchor", "labs") for t in cfg.tables):

@@ -10,7 +10,9 @@ keyed pseudonyms, times are shifted per patient).
   meets each decoded record with its row; the row sets patient, study, time (shifted), the
   image view and copies allow-listed fields and labels into the item's metadata. A record
   without a row is quarantined ``no_metadata``; rows without a decoded record (no file, or a
-  file quarantined before the join) are counted.
+  file quarantined before the join) are counted. A volume whose row gives a rescale or a
+  spacing (CT-RATE's metadata CSV) is rewritten in the joining worker (its blob read, converted
+  by ``workers.ct_metadata``, written back as a new blob; the header records both spacings).
 - ``anchor`` rows and ``labs`` events join the patient's study groups in the anchor linker
   (``pipelines.link.AnchorLinker``), a GroupByKey on the patient.
 - labs normalisation runs after the split: train samples' values are grouped per lab item
@@ -26,6 +28,7 @@ worker and written to ``stats.json`` under ``tables``; one row per anchor goes t
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import posixpath
@@ -47,8 +50,10 @@ from pipelines.shards import SampleHeader
 from schemas.canonical import canonical_bytes, canonical_json
 from schemas.contract import member_name
 from schemas.modality import Modality
-from schemas.reasons import ReasonCode
-from schemas.records import ImageRecord, QuarantineRecord
+from schemas.reasons import QuarantineError, ReasonCode
+from schemas.records import ImageRecord, QuarantineRecord, VolumeRecord
+from workers.ct_metadata import apply_ct_metadata
+from workers.ecg.convention import array_sha256, npy_bytes
 from workers.ids import normalise_id
 from workers.labs import fit_cdf, labs_members, parse_value
 from workers.pseudonym import Pseudonymizer
@@ -75,6 +80,8 @@ class IdentityRow:
     view: str
     fields: tuple[tuple[str, str], ...]
     labels: tuple[tuple[str, str], ...]
+    #: volume metadata as text: ("slope"|"intercept"|"spacing", value), non-empty ones only
+    ct: tuple[tuple[str, str], ...] = ()
 
 
 def template_fields(template: str) -> set[str]:
@@ -179,24 +186,33 @@ class ReadTable:
             posixpath.normpath(t.path_root) if t.path_root else posixpath.dirname(posixpath.normpath(t.path))
         )
         rx = re.compile(t.path_regex) if t.path_regex else None
-        groups = set(rx.groupindex) if rx else set()
+        prx = re.compile(t.parse_regex) if t.parse_regex else None
+        groups = (set(rx.groupindex) if rx else set()) | (set(prx.groupindex) if prx else set())
+        ct_templates = (("slope", t.slope), ("intercept", t.intercept), ("spacing", t.spacing))
         cols = set().union(
             *(template_fields(x) for x in (t.path_template, t.patient, t.study, t.time)),
+            *(template_fields(x) for _, x in ct_templates),
             t.fields,
-            {t.view} - {""},
+            {t.view, t.parse_column} - {""},
         )
         cols -= groups
         labels = self._label_table(t)
         counts: Counter[str] = Counter()
         for row in _rows(path, cols):
             counts["rows"] += 1
-            rel = render(t.path_template, row)
+            values = dict(row)
+            if prx is not None:
+                pm = prx.search(str(row.get(t.parse_column, "")))
+                if pm is None:
+                    counts["rows_parse_regex_mismatch"] += 1
+                    continue
+                values.update({k: v or "" for k, v in pm.groupdict().items()})
+            rel = render(t.path_template, values)
             full = posixpath.normpath(posixpath.join(base, rel))
             in_src = posixpath.relpath(full, src_dir) if src_dir != "." else full
             if in_src.startswith("../") or in_src == ".." or posixpath.isabs(in_src):
                 counts["rows_outside_source"] += 1
                 continue
-            values = dict(row)
             if rx is not None:
                 m = rx.search(rel)
                 if m is None:
@@ -224,6 +240,7 @@ class ReadTable:
                     view=str(row.get(t.view, "")).strip() if t.view else "",
                     fields=tuple((c, str(row.get(c, "")).strip()) for c in t.fields),
                     labels=lab,
+                    ct=tuple((k, render(x, values).strip()) for k, x in ct_templates if x),
                 ),
             )
         yield from (("count", (t.name, k, n)) for k, n in sorted(counts.items()))
@@ -341,7 +358,7 @@ def join_order(element: tuple[str, object]) -> tuple:
     tag, v = element
     if tag == "r":
         return (0, v.record_id)  # type: ignore[union-attr]
-    return (1, v.table, v.acquired_at, v.patient, v.study, v.view, v.fields, v.labels)  # type: ignore[union-attr]
+    return (1, v.table, v.acquired_at, v.patient, v.study, v.view, v.fields, v.labels, v.ct)  # type: ignore[union-attr]
 
 
 def apply_identity(rec, rows: list[IdentityRow]):
@@ -371,6 +388,62 @@ def apply_identity(rec, rows: list[IdentityRow]):
     meta["identity"] = sorted(seen)
     changes["meta_json"] = canonical_json(meta)
     return replace(rec, **changes)
+
+
+def apply_ct_rows(rec: VolumeRecord, rows: list[IdentityRow], store: BlobStore) -> VolumeRecord:
+    """The volume after its metadata row's rescale/spacing (first row with any), in this worker:
+    payload blob read, converted, written; raises ``QuarantineError`` for unusable metadata."""
+    ct = dict(next((r.ct for r in rows if r.ct), ()))
+    (name, data), *_ = store.get_payload(rec.payload_refs)
+    vol = np.load(io.BytesIO(data), allow_pickle=False)
+    affine = np.asarray(rec.affine, dtype=np.float64).reshape(4, 4)
+    vol, affine, info = apply_ct_metadata(
+        vol, affine, ct.get("slope", ""), ct.get("intercept", ""), ct.get("spacing", "")
+    )
+    meta = json.loads(rec.meta_json) if rec.meta_json else {}
+    meta["ct_metadata"] = info
+    applied = bool(info.get("rescale", {}).get("applied"))
+    if applied:
+        meta.setdefault("volume", {}).update(
+            {"hounsfield": True, "dtype": "int16", "value_range": [int(vol.min()), int(vol.max())]}
+        )
+    spacing = tuple(round(float(x), 6) for x in np.linalg.norm(affine[:3, :3], axis=0))
+    return replace(
+        rec,
+        payload_refs=store.put_payload(((name, npy_bytes(vol)),)),
+        content_sha256=array_sha256(vol),
+        hounsfield=rec.hounsfield or applied,
+        spacing_mm=spacing,
+        affine=tuple(round(float(x), 6) for x in affine.ravel()),
+        meta_json=canonical_json(meta),
+    )
+
+
+@dataclass(frozen=True)
+class JoinIdentity:
+    """``group`` on unit id: a record meets its identity rows (volumes with metadata rewritten)."""
+
+    blob_root: str
+
+    def __call__(self, key: str, elements: list) -> Iterator[tuple[str, object]]:
+        for tag, v in join_identity(key, elements):
+            if tag == "rec" and isinstance(v, VolumeRecord) and any(r.ct for _, r in _rows_of(elements)):
+                try:
+                    v = apply_ct_rows(v, [r for _, r in _rows_of(elements)], BlobStore(self.blob_root))
+                except QuarantineError as exc:
+                    for sid in v.source_ids:
+                        yield (
+                            "q",
+                            QuarantineRecord(
+                                sid, v.source_name, v.modality, "ct-metadata", exc.reason, exc.message
+                            ),
+                        )
+                    continue
+            yield tag, v
+
+
+def _rows_of(elements: list) -> list[tuple[str, IdentityRow]]:
+    return [(t, v) for t, v in elements if t == "m"]
 
 
 def join_identity(key: str, elements: list) -> Iterator[tuple[str, object]]:  # noqa: ARG001
@@ -557,7 +630,9 @@ class TablesGraph:
         routed = records.flat_map(RouteIdentity(sources), "identity-route")
         recs = routed.flat_map(Select("join"), "identity-recs").flat_map(_as_record, "identity-r")
         idrows = self.rows.flat_map(Select("id"), "identity-rows").flat_map(_as_row, "identity-m")
-        joined = self.flow.union(recs, idrows).group(join_key, join_identity, join_order, "identity-join")
+        joined = self.flow.union(recs, idrows).group(
+            join_key, JoinIdentity(self.blob_root), join_order, "identity-join"
+        )
         self.counts.append(joined.flat_map(Select("count"), "identity-counts"))
         self.quarantine.append(joined.flat_map(Select("q"), "identity-q"))
         return self.flow.union(

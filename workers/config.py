@@ -20,11 +20,17 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class VolumeConfig:
-    """Volume options. ``target_spacing_mm`` of ``()`` keeps the native spacing."""
+    """Volume options. ``target_spacing_mm`` of ``()`` keeps the native spacing.
+
+    ``slice_reduction_ncc`` (NIfTI; 0 = off): the "Less is More" reduction, keeping slice 0 and
+    then a Z slice only when its correlation (NCC) with the last kept slice is below this value
+    (e.g. 0.98); the kept original indices are in ``meta.slice_reduction.kept``.
+    """
 
     target_spacing_mm: tuple[float, ...] = ()
     four_d_policy: str = "first"  # first | all | quarantine
     min_slices: int = 3
+    slice_reduction_ncc: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ Steps, in order (recorded in ``meta["steps"]``):
    data, which nibabel returns as float64) → float32, and bool → uint8. Non-finite values
    (NaN/Inf) quarantine any volume (``volume_values_implausible``).
 7. Slice redundancy along Z (``workers.volume_redundancy.slice_redundancy``) into meta.
+8. Optional "Less is More" slice reduction (``VolumeConfig.slice_reduction_ncc`` > 0): only the
+   slices :func:`workers.volume_redundancy.select_distinct_slices` keeps are stored; their
+   original Z indices are ``meta["slice_reduction"]["kept"]``, and the affine and spacing still
+   describe the original slice grid (stored slice k is original slice ``kept[k]``).
 
 Payload ``("npy", array (X, Y, Z))``; ``VolumeRecord.orientation == "RAS"``. NIfTI carries no
 patient or study identity: ``patient``, ``study`` and ``acquired_at`` are ``""``. Free-text header
@@ -50,7 +54,8 @@ from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem, VolumeRecord
 from workers.context import WorkerContext
 from workers.ecg.convention import array_sha256, npy_bytes
-from workers.volume_redundancy import slice_redundancy
+from workers.volume_redundancy import METHOD as REDUNDANCY_METHOD
+from workers.volume_redundancy import select_distinct_slices, slice_redundancy
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +334,20 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
             if vol.dtype.kind == "f" and not np.all(np.isfinite(vol)):
                 raise QuarantineError(ReasonCode.VOLUME_VALUES_IMPLAUSIBLE, "scaled values overflow float32")
             vol_steps.append(cast)
+        redundancy = slice_redundancy(vol, axis=2)
+        reduction = None
+        if ctx.volume.slice_reduction_ncc > 0:
+            kept = select_distinct_slices(vol, axis=2, threshold=ctx.volume.slice_reduction_ncc)
+            reduction = {
+                "method": REDUNDANCY_METHOD,
+                "ncc_threshold": ctx.volume.slice_reduction_ncc,
+                "axis": 2,
+                "n_slices": int(vol.shape[2]),
+                "kept": kept,
+                "grid": "affine and spacing describe the original slices; stored slice k is original kept[k]",
+            }
+            vol = vol[:, :, kept]
+            vol_steps.append(f"slice reduction: {len(kept)} of {reduction['n_slices']} Z slices kept")
         vol = np.ascontiguousarray(vol)
         axcodes = "".join(str(c) for c in nib.aff2axcodes(vol_affine))
         spacing = tuple(_r(s) for s in np.sqrt((vol_affine[:3, :3] ** 2).sum(axis=0)))
@@ -351,7 +370,8 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
                 "resampled_to_mm": list(spacing_target) if spacing_target else None,
                 "four_d": {"policy": policy, "n_volumes": n_volumes, "index": t} if is_4d else None,
             },
-            "redundancy": slice_redundancy(vol, axis=2),
+            "redundancy": redundancy,
+            "slice_reduction": reduction,
             "deid": {
                 "identity": "NIfTI has no patient/study identity: patient, study and time left empty",
                 "text_fields_dropped": dropped_text,
