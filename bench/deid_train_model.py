@@ -30,7 +30,7 @@ from bench.deid_corpus import CorpusConfig, generate, real_reports  # noqa: E402
 from workers.deid.lexicon import lexicon  # noqa: E402
 from workers.deid.model import DICT_FEATURES, MODEL_PATH, candidates, token_features  # noqa: E402
 
-VERSION = "deid-token-lr-2"
+VERSION = "deid-token-lr-3"
 DICT_DROPOUT = 0.4
 NAME_TYPES = ("name_patient", "name_clinician")
 

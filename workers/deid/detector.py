@@ -90,12 +90,15 @@ def candidate_spans(
         spans = _veto(spans, protected)
         name = _veto(name, protected)
     merged = merge_same([s for s in name if s.category == "name"], "name", "[NAME]", text)
-    grown = names.expand_names(text, merged)
+    grown = names.expand_names(text, merged)  # the grown spans, then coordinated names
+    grown, coordinated = grown[: len(merged)], grown[len(merged) :]
     if protected:  # growing a weak name never swallows a clinical term ("Known [Adams-Stokes] attack")
         grown = [
             g if not (g.protectable and any(a < g.end and g.start < b for a, b in protected)) else m
             for g, m in zip(grown, merged, strict=True)
         ]
+        coordinated = _veto(coordinated, protected)
+    grown += coordinated
     spans += merge_same(grown, "name", "[NAME]", text)
     spans += [s for s in name if s.category != "name"]
     return spans

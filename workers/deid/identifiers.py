@@ -33,6 +33,7 @@ _ID_KEYWORD = re.compile(
     r"|order\s+(?:id|number|no\.?|#)|ssn|social\s+security(?:\s+(?:number|no\.?|#))?"
     r"|(?:insurance|health\s+plan|member|policy|billing|beneficiary)\s+(?:id|number|no\.?|#|account)"
     r"|versicherten-?(?:nummer|nr\.?)|versicherungs-?(?:nummer|nr\.?)|kennung|befund-?nr\.?"
+    r"|[a-zäöüß]{3,}(?:nummer|-nr\.?)|aufnahme-?nr\.?|id-?nr\.?|ref\.?\s?(?:no\.?|nr\.?|#)"
     r"|study\s+(?:id|number)|exam\s+(?:id|number|no\.?)|ref(?:erence)?\s+(?:number|no\.?|#)"
     r"|licen[cs]e(?:\s+(?:number|no\.?|#))?|lic\.?\s?(?:no\.?|#)?|dea(?:\s?(?:no\.?|#))?|npi|approbation"
     r"|serial(?:\s+(?:number|no\.?|#))?|s/n|sn|seriennummer|serien-?nr\.?|device\s+(?:id|serial|number)"

@@ -65,6 +65,15 @@ _ADDRESS_PATTERNS = (
     re.compile(
         r"(?<![\d.])(?:D-|A-|CH-)?\d{5}\s+(?:Bad\s+)?[A-ZÄÖÜ][a-zäöüß]+(?:[\s-](?:am|an der|im|ob der)\s[A-ZÄÖÜ][a-zäöüß]+)?\b"
     ),
+    re.compile(  # any case, abbreviated suffix: a direction or an ordinal, or an unambiguous suffix
+        r"\b\d{1,6}[ \t]+(?:(?:(?:[nsew]|north|south|east|west)\.?[ \t]+)(?:(?:[a-z][a-z'-]+|"
+        + _ORDINAL
+        + r")[ \t]+){1,3}"
+        r"(?:st|ave|blvd|rd|ln|dr|ct|way|pl|pkwy|hwy|cir|ter|trl)|(?:" + _ORDINAL + r")[ \t]+"
+        r"(?:st|ave|blvd|rd|ln|dr|ct|way|pl|pkwy|hwy|cir|ter|trl)|(?:[a-z][a-z'-]+[ \t]+){1,3}(?:ave|blvd|pkwy|hwy))"
+        r"\.?(?![a-z0-9])",
+        re.IGNORECASE,
+    ),
     re.compile(r"\b(?:P\.?\s?O\.?\s+Box|Postfach)\s+\d+\b", re.IGNORECASE),
     re.compile(r"(?<![\d-])\d{5}-\d{4}(?![\d-])"),
     re.compile(
@@ -79,6 +88,28 @@ _PLACE_CUE = re.compile(
     re.IGNORECASE,
 )
 _BEFORE_STATE = re.compile(r",?[ \t]+(?:" + _STATE + r"\b|(?i:[a-z]+)\.?[ \t]+\d{5}\b)")
+#: a lower-case state code after a lower-case place ("franklin, oh.") only before a stop or a ZIP
+_BEFORE_STATE_LOWER = re.compile(
+    r",?[ \t]+(?:"
+    + _STATE.lower()
+    + r"|indiana|ohio|illinois|kentucky|michigan)(?=[ \t]*(?:[.;)\n]|$|\d{5}))"
+)
+#: cues after which a place that is also a word ("born in franklin") is a place in any case
+_STRONG_PLACE_CUE = re.compile(
+    r"\b(?:born\s+in|lives\s+in|living\s+in|resident\s+of|moved\s+(?:to|from)|returns?\s+from|returned\s+(?:to|from)|"
+    r"travell?ed\s+(?:to|from)|native\s+of|relocated\s+(?:to|from)|home\s+in|wohnhaft\s+in|wohnt\s+in|"
+    r"kommt\s+aus|stammt\s+aus|geboren\s+in|lebt\s+in|aus|nach|in\s+der\s+nähe\s+von)[ \t]+$",
+    re.IGNORECASE,
+)
+_AFTER_ADDRESS = re.compile(
+    r"(?:\b(?:street|st|avenue|ave|road|rd|drive|dr|lane|ln|boulevard|blvd|court|ct|way|place|pl|parkway|"
+    r"highway|hwy|str|straße|strasse|weg|gasse|platz|allee)\.?,?|\b\d{1,4}[a-z]?,|\b\d{5})[ \t]+$",
+    re.IGNORECASE,
+)
+_AFTER_PLACE = re.compile(r"[ \t]+(?:resident|residents|native|area|county|einwohner)\b", re.IGNORECASE)
+_BAD_TOWN = re.compile(
+    r"\b(?:Bad|BAD|(?:(?<=aus )|(?<=, )|(?<=in ))bad)[ \t]+(?:[A-ZÄÖÜ][a-zäöüß]+|(?<=bad )[a-zäöüß]{4,})(?:[ \t]+(?:am|an\s+der|im|vor\s+der)[ \t]+[A-ZÄÖÜ][a-zäöüß]+)?\b"
+)
 _BEFORE_ZIP = re.compile(r",?[ \t]+(?:[A-Za-z]{2}|[A-Za-z]+)\.?,?[ \t]+\d{5}(?:-\d{4})?\b")
 _AFTER_INST = re.compile(
     r"(?:hospital|center|centre|clinic|health|klinikum|krankenhaus|institute|praxis|zentrum)[ \t]*,[ \t]*$",
@@ -179,16 +210,31 @@ def city_spans(text: str) -> list[Span]:
         cue = _PLACE_CUE.search(text, max(0, s - 30), s) is not None or _AFTER_INST.search(
             text, max(0, s - 30), s
         )
-        before_state = _BEFORE_STATE.match(text, e) is not None
+        before_state = _BEFORE_STATE.match(text, e) is not None or (
+            seg.islower() and _BEFORE_STATE_LOWER.match(text, e) is not None
+        )
+        strong_cue = _STRONG_PLACE_CUE.search(text, max(0, s - 30), s) is not None or (
+            _AFTER_PLACE.match(text, e) is not None
+        )
+        strong_cue = strong_cue or _AFTER_ADDRESS.search(text, max(0, s - 30), s) is not None
+        after_comma = re.search(r",[ \t]*$", text[max(0, s - 3) : s]) is not None
         if _BEFORE_ZIP.match(text, e):
             out.append(Span(s, e, "address", "[ADDRESS]", 48))
             i += n
             continue
         strong = low in lex.strong_places or (n > 1 and not lex.is_word(low))
-        if (strong and (cap or cue)) or ((cue or before_state) and (cap or not lex.is_word(low))):
+        if (
+            (strong and (cap or cue or after_comma or strong_cue))
+            or ((cue or before_state) and (cap or not lex.is_word(low)))
+            or ((strong_cue or before_state) and (cap or seg.islower()))
+        ):
             if low not in lex.stop:
                 out.append(Span(s, e, "address", "[ADDRESS]", 48, True))
         i += n
+    for m in _BAD_TOWN.finditer(text):  # German spa towns: "Bad Krozingen"
+        words = m.group(0).split()
+        if not lex.is_word(words[1].lower()) and m.group(0).lower() not in lex.places:
+            out.append(Span(m.start(), m.end(), "address", "[ADDRESS]", 48, True))
     return out
 
 
@@ -238,6 +284,10 @@ def institution_spans(text: str) -> list[Span]:
                 break
             tok = w.group(0)
             low = tok.lower()
+            two = re.match(r"[ \t]+([^\W\d_]+)", text[w.end() : w.end() + 30])
+            if two and f"{low} {two.group(1).lower()}" in lexicon().places:  # "schwäbisch hall"
+                end = w.end() + two.end()
+                break
             if (
                 low in ("of", "für", "der", "am", "an", "bad", "st.", "sankt")
                 or (tok[:1].isupper() and low not in lexicon().stop and not tok.isupper())

@@ -69,7 +69,8 @@ _LABEL = re.compile(
     r"|\b(?:patient(?:'s)?\s+name|name|vorname|nachname|name,\s*vorname|befundende?r?\s+(?:ärztin|arzt)|"
     r"radiologist|radiologe|radiologin|cardiologist|kardiologe|kardiologin|physician|attending|resident|"
     r"fellow|technologist|sonographer|tech|referring(?:\s+(?:physician|doctor|md))?|ordering(?:\s+(?:physician|provider))?|"
-    r"requesting(?:\s+physician)?|zuweiser|zuweisende?r?\s+(?:arzt|ärztin)|überweiser|einsender|unterschrift|"
+    r"requesting(?:\s+physician)?|(?:haus|ober|chef|fach|assistenz|stations)(?:arzt|ärztin)|pcp|"
+    r"primary\s+care(?:\s+(?:physician|provider))?|zuweiser|zuweisende?r?\s+(?:arzt|ärztin)|überweiser|einsender|unterschrift|"
     r"gez|vidiert|signature|cc|copy\s+to|kopie\s+an|provider|nurse|pflege|untersucher(?:in)?|operator|reader|"
     r"contact|kontakt|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
     r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|"
@@ -82,6 +83,8 @@ _LABEL_TRIGGERS = frozenset(
     """
     by von durch name vorname nachname ärztin arzt radiologist radiologe radiologin cardiologist kardiologe
     kardiologin physician attending resident fellow technologist sonographer tech referring doctor md
+    hausarzt hausärztin oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt
+    assistenzärztin stationsarzt stationsärztin pcp care provider
     provider ordering requesting zuweiser überweiser einsender unterschrift gez vidiert signature cc to an
     nurse pflege untersucher untersucherin operator reader contact kontakt mother father son daughter wife
     husband spouse sister brother guardian mutter vater sohn tochter ehefrau ehemann partner partnerin
@@ -90,8 +93,10 @@ _LABEL_TRIGGERS = frozenset(
 )
 _COLON_ONLY = frozenset(
     "name cc tech contact kontakt nurse reader provider operator pflege son wife husband partner partnerin "
-    "gez signature physician attending resident fellow mother father sister brother".split()
-)
+    "gez signature physician attending resident fellow mother father sister brother hausarzt hausärztin "
+    "oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt assistenzärztin stationsarzt "
+    "stationsärztin pcp".split()
+) | {"primary care", "primary care physician", "primary care provider"}
 _CUE_VERBS = frozenset(
     """
     called communicated relayed conveyed reported given paged faxed sent telephoned forwarded discussed
@@ -101,6 +106,8 @@ _CUE_VERBS = frozenset(
     weitergegeben übergeben
     """.split()
 )
+#: cue verbs that count only right before the preposition ("seen with X", "handed over to X")
+_NEAR_CUE_VERBS = frozenset("seen shown showed told handed signed given reviewed".split())
 _CUE_ADVERBS = frozenset(
     "directly personally telephonically verbally urgently by telephone phone findings results this these "
     "were was and telefonisch persönlich direkt".split()
@@ -113,12 +120,25 @@ _PATIENT_WORDS = frozenset("patient patientin pt pat".split())
 _HEADER_NAME = re.compile(
     r"(?m)^[ \t]*([A-ZÄÖÜ][A-ZÄÖÜ'’-]{2,}),[ \t]*([A-ZÄÖÜ][A-ZÄÖÜ'’-]{2,})(?:[ \t]+[A-Z]\.?)?(?=[ \t]{2,}|\t|[ \t]*$|[ \t]+(?:DOB|MRN|Patient|Pat|geb|Geb|\d))"
 )
-_SUBJECT = re.compile(
-    r"(?:^|(?<=[.!?:;]\s)|(?<=\n))[ \t]*(?P<n>[^\W\d_][\w'’-]+(?:,?[ \t]+[^\W\d_]\.)?"
-    r"(?:,?[ \t]+(?:(?:van|von|de|der|la|del|da|di)[ \t]+){0,2}[^\W\d_][\w'’-]+){1,2})"
-    r"(?=[ \t]+(?:is|was|has|had|presents|presented|reports|reported|denies|returns|complains|underwent|"
-    r"arrived|came|comes|ist|hat|wurde|kommt|stellt|klagt)\b|,[ \t]*(?:a[ \t]+)?\d)",
-    re.IGNORECASE,
+_ATTESTATION = re.compile(
+    r"\b[Ii],[ \t]+(?P<n>[^\W\d_][^,;:\n]{1,50}?),[ \t]+(?i:have|hereby|am|attest|certify|personally|was)\b"
+)
+#: verbs that make the words before them a person when those are name-like ("Ibekwe denies ...")
+_PERSON_VERBS = frozenset(
+    """
+    complains complained denies denied underwent undergoes presents reports states stated returns returned
+    arrived arrives came comes agrees agreed calls called tolerated tolerates describes endorses endorsed admits
+    feels requests requested wishes wants declined declines refused refuses consented consents understands
+    klagt klagte berichtet berichtete kommt kam stellt verneint verneinte wünscht lehnt
+    """.split()
+)
+#: weaker verbs: the words before them must be names beyond doubt (no ordinary word among them)
+_BE_VERBS = frozenset("is was has had ist war hat hatte wurde will would".split())
+_RELATIONS = frozenset(
+    """
+    wife husband daughter son mother father sister brother spouse partner niece nephew grandson
+    granddaughter friend caregiver guardian ehefrau ehemann tochter sohn mutter vater schwester bruder
+    """.split()
 )
 _ALLCAPS_PAIR = re.compile(r"\b([A-ZÄÖÜ][A-ZÄÖÜ'’-]+),[ \t]*([A-ZÄÖÜ][A-ZÄÖÜ'’-]+)\b")
 
@@ -141,6 +161,14 @@ def name_like(tok: str, lex: Lexicon, allow_digits: bool = False, lenient: bool 
     low = _base(tok)
     if low in lex.stop or low in _NOT_NAMES or low in _TITLE_WORDS or low in lex.countries:
         return False
+    if low in _PERSON_VERBS or low in _BE_VERBS or low in _RELATIONS:
+        return False
+    if (
+        "-" in low
+        and not tok[:1].isupper()
+        and all(lex.is_word(p) or p in lex.stop for p in low.split("-") if p)
+    ):
+        return False  # "year-old", "follow-up"
     if any(c.isdigit() for c in tok):
         return allow_digits and any(c.isalpha() for c in tok) and len(tok) >= 4
     if len(tok) < 2:
@@ -260,7 +288,17 @@ def _credential_spans(text: str, tk: _Tokens, lex: Lexicon) -> list[Span]:
                 taken += 1
                 k -= 1
                 continue
-            if not name_like(tok, lex):
+            low = _base(tok)
+            nearest = (  # the word right before the credential is a name unless a common function word
+                taken == 0
+                and tok[:1].isalpha()
+                and len(tok) >= 2
+                and low not in lex.stop
+                and low not in _NOT_NAMES
+                and low not in _ROLE_WORDS
+                and low not in _TITLE_WORDS
+            )
+            if not (name_like(tok, lex) or nearest):
                 break
             start = s
             taken += 1
@@ -309,20 +347,18 @@ def name_spans(text: str) -> list[Span]:
     # labels: "Name: X", "Signed by X", "Befundet von X", "daughter, X"
     has_label = any(t[2].lower() in _LABEL_TRIGGERS for t in toks)
     for m in _LABEL.finditer(text) if has_label else ():
-        label = re.sub(r"\s+", " ", m.group(0)).strip(" :,\t").lower()
-        if label in _COLON_ONLY and not m["colon"]:
+        label = re.sub(r"\s+", " ", m.group(0)).strip(" :,\t(").lower()
+        paren = m.group(0).rstrip().endswith("(")
+        plausible = False
+        if label in _COLON_ONLY and not m["colon"] and not paren:
             nxt_i = tk.index_at(m.end())
-            if not (
-                mixed
-                and nxt_i < len(toks)
-                and toks[nxt_i][2][:1].isupper()
-                and (_joins(toks[nxt_i][2], "title", lex) or _base(toks[nxt_i][2]) in lex.given)
-            ):
+            if nxt_i >= len(toks) or not _plausible_name_start(tk, nxt_i, lex, mixed):
                 continue
+            plausible = True
         i = tk.index_at(m.end())
         if i >= len(toks):
             continue
-        trusted = bool(m["colon"] and ":" in m["colon"]) or label not in _COLON_ONLY
+        trusted = bool(m["colon"] and ":" in m["colon"]) or label not in _COLON_ONLY or paren or plausible
         end = _take_name(tk, i, lex, strict_case=False, allow_digits=True, trusted=trusted)
         if m["colon"] and ":" in m["colon"]:
             # an explicit field: the name runs to the end of the field
@@ -332,7 +368,13 @@ def name_spans(text: str) -> list[Span]:
             fe = stop.search(text, m.end())
             seg_end = fe.start() if fe else len(text)
             seg = text[m.end() : seg_end].rstrip(" .,")
-            if seg and len(seg) <= 60 and _base(seg.split()[0]) not in lex.stop and not seg[:1].isdigit():
+            first = _base(seg.split()[0]) if seg else ""
+            if (
+                seg
+                and len(seg) <= 60
+                and (first not in lex.stop or first in lex.given)
+                and not seg[:1].isdigit()
+            ):
                 end = max(end, m.end() + len(seg))
         if end > 0:
             spans.append(Span(toks[min(_skip_titles(tk, i), len(toks) - 1)][0], end, "name", "[NAME]", 43))
@@ -350,23 +392,165 @@ def name_spans(text: str) -> list[Span]:
         a, b = m.group(1).lower(), m.group(2).lower()
         if not any(lex.is_word(w) or w in _NOT_NAMES or w in lex.countries for w in (a, b)):
             spans.append(Span(m.start(1), m.end(2), "name", "[NAME]", 42))
-    for m in _SUBJECT.finditer(text):  # "Alaricson Dunquist is a 93 year old man."
-        words = [w.strip(",") for w in m.group("n").split() if w.lower() not in _PARTICLES]
-        words = [w for w in words if not re.fullmatch(r"[^\W\d_]\.", w)]
-        if len({_style(w) for w in words}) != 1:
-            continue
-        lenient = words[0][:1].isupper()
-        if all(name_like(w, lex, lenient=lenient) for w in words) and not any(
-            lex.is_word(_base(w))
-            for w in words
-            if not (lenient and (_base(w) in lex.given or _base(w) in lex.surnames))
-        ):
-            spans.append(Span(m.start("n"), m.end("n"), "name", "[NAME]", 40, True))
+    spans += _subject_spans(tk, lex)
+    for m in _ATTESTATION.finditer(text):  # "I, Jane Roe, have reviewed"
+        spans.append(Span(m.start("n"), m.end("n"), "name", "[NAME]", 43))
     for m in _ALLCAPS_PAIR.finditer(text):  # "SMITH, JOHN"
         a, b = m.group(1).lower(), m.group(2).lower()
         if (a in lex.surnames or a in lex.given) and (b in lex.given or b in lex.surnames):
             spans.append(Span(m.start(), m.end(), "name", "[NAME]", 40, True))
     return spans
+
+
+def _plausible_name_start(tk: _Tokens, i: int, lex: Lexicon, mixed: bool) -> bool:
+    """Whether token ``i`` may start a name after a role or relation word without a colon
+    ("nurse Eero Okonkwo", "her son summer stone", "wife B. O'Brien")."""
+    toks = tk.toks
+    tok = toks[i][2]
+    low = _base(tok)
+    if low in lex.stop and low not in lex.given:
+        return False
+    if len(tok) == 1 and tok.isalpha() and i + 1 < len(toks) and toks[i + 1][2] == ".":
+        return True  # an initial
+    if name_like(tok, lex, lenient=False):
+        return True  # no ordinary word
+    if low in lex.given:
+        j = _next_word(tk, i)
+        return (mixed and tok[:1].isupper() and not tok.isupper()) or (
+            j > 0 and name_like(toks[j][2], lex) and _base(toks[j][2]) not in lex.stop
+        )
+    return False
+
+
+def _sentence_start(tk: _Tokens, i: int) -> bool:
+    if i == 0:
+        return True
+    prev = tk.toks[i - 1][2]
+    gap = tk.text[tk.toks[i - 1][1] : tk.toks[i][0]]
+    return prev in (".", "!", "?", ";", ":") or "\n" in gap or prev.isupper() and prev.startswith("XX")
+
+
+def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
+    """Whether tokens [i, j) (ending at offset ``end``) are a person's name, judged by what follows."""
+    toks, text = tk.toks, tk.text
+    n = len(toks)
+    words = [
+        t[2] for t in toks[i:j] if len(t[2]) > 1 and t[2][:1].isalpha() and t[2].lower() not in _PARTICLES
+    ]
+    if not words or len({_style(w) for w in words}) != 1 or j >= n:
+        return False
+    if any(_base(w) in _NOT_NAMES or _base(w) in _ROLE_WORDS or _base(w) in _TITLE_WORDS for w in words):
+        return False
+    jj = j
+    if toks[jj][2] == "(":  # "Jean-Luc (cardiology) was paged"
+        close = next((q for q in range(jj + 1, min(n, jj + 6)) if toks[q][2] == ")"), -1)
+        if close < 0 or close + 1 >= n:
+            return False
+        jj, end = close + 1, toks[close][1]
+    nxt = toks[jj][2].lower()
+    possessive = toks[j - 1][2].lower().endswith(("'s", "’s"))
+    k2 = _next_word(tk, jj)
+    after = toks[k2][2].lower() if k2 > 0 else ""
+    ordinary = [w for w in words if lex.is_word(_base(w)) or _base(w) in lex.stop]
+    known = [w for w in words if _base(w) in lex.given or _base(w) in lex.surnames]
+    capital = words[0][:1].isupper()
+    unknown = [w for w in words if not lex.is_word(_base(w)) and _base(w) not in lex.stop]
+    clear = (not ordinary and bool(unknown)) or (capital and len(known) == len(words))
+    if possessive and nxt in _RELATIONS:
+        return clear
+    if nxt in _PERSON_VERBS:
+        return clear
+    if nxt in _BE_VERBS:
+        if re.match(
+            r"[ \t]*(?:is|was|ist|war)[ \t]+(?:a|an|now|ein|eine)?[ \t]*(?:\d{1,3}\b|ninety|one[ \t]hundred)",
+            text[end:],
+            re.I,
+        ):
+            return clear
+        return not ordinary and bool(unknown) and _followed_by_person_phrase(text, end)
+    if toks[jj][2] == "," and after in ("a", "an") or toks[jj][2] in (",", "("):
+        num = re.match(
+            r"[ \t]*[,(][ \t]*(?:a[ \t]+|an[ \t]+)?(?:\d{1,3}\b|ninety|one[ \t]hundred|hundred)",
+            text[end:],
+            re.I,
+        )
+        return bool(num) and clear
+    return False
+
+
+def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
+    """Names before a person verb ("Ibekwe denies ...", "Priya complains of", "kofi ibekwe klagt",
+    "ACHTERBERG, THANDIWE underwent", "Haraldsen is a 96 year old", "Vorlund's wife reports"):
+    taken forward from a sentence start, or backward from the verb anywhere."""
+    toks, text = tk.toks, tk.text
+    out = []
+    n = len(toks)
+    for i in range(n):
+        if not toks[i][2][:1].isalpha() or not _sentence_start(tk, i):
+            continue
+        end = _take_name(tk, i, lex, strict_case=False)
+        if end <= 0:
+            continue
+        j = tk.index_at(end)
+        if _subject_ok(tk, i, j, end, lex):
+            out.append(Span(toks[i][0], end, "name", "[NAME]", 40, True))
+    for v in range(1, n):
+        low = toks[v][2].lower()
+        j = v
+        if low in _BE_VERBS or low in _PERSON_VERBS or low in _RELATIONS:
+            if toks[v - 1][2] == ")":  # "X (cardiology) was paged"
+                op = next((q for q in range(v - 2, max(-1, v - 7), -1) if toks[q][2] == "("), -1)
+                if op <= 0:
+                    continue
+                j = op
+        else:
+            continue
+        # walk back over name tokens: same style, initials, particles, one "Last, First" comma
+        i = j
+        comma = False
+        while i > 0 and j - i < 7:
+            p = i - 1
+            gap = text[toks[p][1] : toks[i][0]]
+            tok = toks[p][2]
+            if tok == "," and not comma and i < j and _blank(text, toks[p][1], toks[i][0]):
+                comma, i = True, p
+                continue
+            if tok == "." and p >= 1 and _is_initial(tk, p - 1) and i < j:
+                i = p - 1
+                continue
+            if not (_blank(text, toks[p][1], toks[i][0]) or (tok == "," and False)) and i < j and gap != "":
+                break
+            if i < j and not _blank(text, toks[p][1], toks[i][0]) and toks[i][2] != ",":
+                break
+            if tok.lower() in _PARTICLES and i < j:
+                i = p
+                continue
+            if not (tok[:1].isalpha() and name_like(tok, lex, lenient=True)):
+                break
+            i = p
+        while i < j and not toks[i][2][:1].isalpha():
+            i += 1
+        if i >= j or (toks[i][2].lower() in _PARTICLES and i + 1 < j):
+            if i >= j:
+                continue
+        end = toks[j - 1][1]
+        if low in _RELATIONS and not toks[j - 1][2].lower().endswith(("'s", "’s")):
+            continue
+        if _subject_ok(tk, i, j, end, lex):
+            out.append(Span(toks[i][0], end, "name", "[NAME]", 40, True))
+    return out
+
+
+_PERSON_PHRASE = re.compile(
+    r"[ \t]+(?:is|was|has|had|ist|war|hat|wurde)[ \t]+(?:a|an|admitted|discharged|seen|brought|transferred|"
+    r"informed|notified|paged|called|contacted|reached|here|known|referred|scheduled|aufgenommen|entlassen|vorgestellt|bekannt|"
+    r"\d|history|a[ \t]+history)\b",
+    re.IGNORECASE,
+)
+
+
+def _followed_by_person_phrase(text: str, end: int) -> bool:
+    return _PERSON_PHRASE.match(text, end) is not None
 
 
 def _next_word(tk: _Tokens, k: int) -> int:
@@ -416,10 +600,14 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
     low = toks[k][2].lower()
     strong = low in _STANDALONE_CUES
     if not strong and low in _CUE_PREPS:
+        # a cue verb up to five words before, within the clause: "reviewed the images with X"
         j = k - 1
-        while j >= 0 and k - j <= 4 and toks[j][2].lower() in _CUE_ADVERBS:
+        while j >= 0 and k - j <= 6 and toks[j][2][:1].isalnum():
+            if toks[j][2].lower() in _CUE_VERBS:
+                near = k - j == 1 or (k - j == 2 and toks[j + 1][2].lower() in _CUE_ADVERBS | {"over"})
+                strong = near or toks[j][2].lower() not in _NEAR_CUE_VERBS
+                break
             j -= 1
-        strong = j >= 0 and toks[j][2].lower() in _CUE_VERBS
     i = _next_word(tk, k)
     if i < 0:
         return []
@@ -499,11 +687,139 @@ def _dictionary_spans(text: str, tk: _Tokens, lex: Lexicon, mixed: bool) -> list
     return out
 
 
-def expand_names(text: str, spans: list[Span]) -> list[Span]:
-    """Grow name spans over adjacent name parts ("Eero [Szczepański]", "[Kalodra] Venmi").
+def _is_initial(tk: _Tokens, k: int) -> bool:
+    toks = tk.toks
+    return (
+        0 <= k < len(toks) - 1
+        and len(toks[k][2]) == 1
+        and toks[k][2].isalpha()
+        and toks[k + 1][2] == "."
+        and toks[k + 1][0] == toks[k][1]
+    )
 
-    A neighbour joins when only blanks separate it, it is written in the same case style and it is
-    a known name part or no ordinary word; at most two tokens on each side.
+
+def _blank(text: str, a: int, b: int) -> bool:
+    return a <= b and re.fullmatch(r"[ \t]+", text[a:b]) is not None
+
+
+def _grows(tok: str, style: str, lex: Lexicon) -> bool:
+    """A neighbour that joins a name: a name-like non-word, or a known name part of the same
+    style written with a capital ("JOY [JACKSON]", "[Hope] Baker")."""
+    if _joins(tok, style, lex):
+        return True
+    low = _base(tok)
+    return (
+        _style(tok) == style
+        and style != "lower"
+        and len(tok) >= 2
+        and (low in lex.given or low in lex.surnames)
+        and low not in lex.stop
+        and low not in _NOT_NAMES
+        and low not in _TITLE_WORDS
+        and low not in _ROLE_WORDS
+    )
+
+
+def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: bool) -> tuple[int, int]:
+    """Token range [i, j] grown over adjacent name parts, initials and one "Last, First" comma."""
+    toks, text = tk.toks, tk.text
+    n = len(toks)
+    single = j == i
+    for _ in range(4):  # forward
+        k = j + 1
+        if k >= n or not _blank(text, toks[j][1], toks[k][0]):
+            if (
+                not comma_used
+                and single
+                and k + 1 < n
+                and toks[k][2] == ","
+                and toks[k][0] == toks[j][1]
+                and _blank(text, toks[k][1], toks[k + 1][0])
+                and _style(toks[k + 1][2]) == style
+                and (_base(toks[k + 1][2]) in lex.given or _joins(toks[k + 1][2], style, lex))
+                and _base(toks[k + 1][2]) not in lex.stop
+            ):
+                j, comma_used = k + 1, True
+                continue
+            break
+        if _is_initial(tk, k) and k + 2 < n and _blank(text, toks[k + 1][1], toks[k + 2][0]):
+            if _grows(toks[k + 2][2], style, lex) or _known_part(toks[k + 2][2], lex):
+                j = k + 2
+                continue
+            break
+        if _grows(toks[k][2], style, lex):
+            j = k
+            continue
+        break
+    for _ in range(4):  # backward
+        k = i - 1
+        if k < 0:
+            break
+        if toks[k][2] == "." and k >= 1 and _is_initial(tk, k - 1) and _blank(text, toks[k][1], toks[i][0]):
+            i = k - 1
+            p = i - 1  # "nancy [p. neumann]": a known given name before an initial
+            if (
+                p >= 0
+                and _blank(text, toks[p][1], toks[i][0])
+                and (
+                    _grows(toks[p][2], style, lex)
+                    or (_known_part(toks[p][2], lex) and _base(toks[p][2]) in lex.given)
+                )
+            ):
+                i = p
+            continue
+        if (
+            toks[k][2] == ","
+            and not comma_used
+            and single
+            and k >= 1
+            and toks[k][0] == toks[k - 1][1]
+            and _blank(text, toks[k][1], toks[i][0])
+            and (_base(toks[i][2]) in lex.given or _joins(toks[i][2], style, lex))
+            and _style(toks[k - 1][2]) == style
+            and (_joins(toks[k - 1][2], style, lex) or _base(toks[k - 1][2]) in lex.surnames)
+            and _base(toks[k - 1][2]) not in lex.stop
+        ):
+            i, comma_used = k - 1, True
+            continue
+        if _blank(text, toks[k][1], toks[i][0]) and _grows(toks[k][2], style, lex):
+            i = k
+            continue
+        break
+    return i, j
+
+
+def _known_part(tok: str, lex: Lexicon) -> bool:
+    low = _base(tok)
+    return (
+        len(tok) >= 2
+        and (low in lex.given or low in lex.surnames)
+        and low not in lex.stop
+        and low not in _NOT_NAMES
+        and low not in _ROLE_WORDS
+        and low not in _TITLE_WORDS
+    )
+
+
+_AND = re.compile(r"[ \t]+(?:and|und|&|or|oder)[ \t]+", re.IGNORECASE)
+_AND_BEFORE = re.compile(r"[ \t]+(?:and|und|&|or|oder)[ \t]+$", re.IGNORECASE)
+
+
+def _strong_part(tok: str, lex: Lexicon) -> bool:
+    """A token that is a name on its own: no ordinary word and name-like, or a strong name part."""
+    low = _base(tok)
+    if len(tok) < 2 or not tok[:1].isalpha() or low in lex.stop or low in _NOT_NAMES or low in _ROLE_WORDS:
+        return False
+    return low in lex.strong_names or (not lex.is_word(low) and name_like(tok, lex, lenient=False))
+
+
+def expand_names(text: str, spans: list[Span]) -> list[Span]:
+    """Grow name spans over adjacent name parts ("Eero [Szczepański]", "[Kalodra] Venmi",
+    "[Priya] W. Obuya", "[Brumbleforth], Ngozi", "JOY [JACKSON]") and over a coordinated name
+    ("[Tadeusz Okonkwo] and Brumbleforth").
+
+    A neighbour joins when only blanks (or one "Last, First" comma) separate it and it is written
+    in the same case style and is a known name part or no ordinary word.
     """
     if not spans:
         return spans
@@ -511,42 +827,54 @@ def expand_names(text: str, spans: list[Span]) -> list[Span]:
     tk = _Tokens(text)
     toks = tk.toks
     out = []
+    extra: list[Span] = []
     for sp in spans:
         i = tk.index_at(sp.start)
         j = tk.index_at(sp.end) - 1
         if i >= len(toks) or j < i:
             out.append(sp)
             continue
-        style = _style(toks[i][2])
-        start, end = sp.start, sp.end
-        k = j
-        for _ in range(2):
-            n = _next_word(tk, k)
-            if n < 0 or not _joins(toks[n][2], style, lex):
-                break
-            end, k = toks[n][1], n
-        k = i
-        for _ in range(2):
-            p = k - 1
-            if p < 0 or not re.fullmatch(r"[ \t]+", text[toks[p][1] : toks[k][0]]):
-                break
-            if not _joins(toks[p][2], style, lex):
-                break
-            start, k = toks[p][0], p
+        words = [t[2] for t in toks[i : j + 1] if len(t[2]) > 1 and t[2][:1].isalpha()]
+        style = _style(words[0]) if words else _style(toks[i][2])
+        n_words = len(words)
+        i2, j2 = _grow(tk, i, j, style, lex, "," in text[sp.start : sp.end] or n_words > 1)
+        start, end = min(sp.start, toks[i2][0]), max(sp.end, toks[j2][1])
+        k = i2
         for _ in range(2):  # leading particles: "de la [Cruz]", "van der [Berg]"
             p = k - 1
-            if (
-                p < 0
-                or toks[p][2].lower() not in _PARTICLES
-                or not re.fullmatch(r"[ \t]+", text[toks[p][1] : toks[k][0]])
-            ):
+            if p < 0 or toks[p][2].lower() not in _PARTICLES or not _blank(text, toks[p][1], toks[k][0]):
                 break
             start, k = toks[p][0], p
+        if k < i2 and k >= 1:  # "Tadeusz [de la Cruz]"
+            a, _b = _grow(tk, k, k, style, lex, True)
+            if a < k and not _is_initial(tk, a):
+                start = toks[a][0]
         out.append(Span(start, end, sp.category, sp.replacement, sp.priority, sp.protectable))
-    return out
+        # a coordinated name: "[A. Okonkwo] and Brumbleforth", "Mei-Ling and [Oluwaseun Okonkwo]"
+        m = _AND.match(text, end)
+        if m:
+            q = tk.index_at(m.end())
+            if q < len(toks) and toks[q][0] == m.end():
+                first = q + 2 if _is_initial(tk, q) and q + 2 < len(toks) else q
+                if _strong_part(toks[first][2], lex) or (
+                    _grows(toks[first][2], _style(toks[first][2]), lex)
+                    and _strong_part(toks[min(first + 1, len(toks) - 1)][2], lex)
+                ):
+                    a, b = _grow(tk, first, first, _style(toks[first][2]), lex, False)
+                    extra.append(
+                        Span(toks[min(a, q)][0], toks[b][1], sp.category, sp.replacement, sp.priority, True)
+                    )
+        m = _AND_BEFORE.search(text, max(0, start - 8), start)
+        if m:
+            q = tk.index_at(m.start()) - 1
+            if q >= 0 and toks[q][1] == m.start() and _strong_part(toks[q][2], lex):
+                a, b = _grow(tk, q, q, _style(toks[q][2]), lex, False)
+                extra.append(Span(toks[a][0], toks[b][1], sp.category, sp.replacement, sp.priority, True))
+    return out + extra
 
 
 def _style(tok: str) -> str:
+    tok = tok[:-2] if tok.endswith(("'s", "’s", "'S", "’S")) else tok
     if tok.isupper():
         return "upper"
     if tok[:1].isupper():
