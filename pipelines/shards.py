@@ -26,7 +26,7 @@ from pathlib import Path
 from pipelines.blobs import BlobStore
 from pipelines.config import ShardConfig
 from pipelines.datacard import CARD_STATS_KEY, is_card_member, shard_card_stats
-from pipelines.writer import TarShardWriter, sha256_file, tar_member_size
+from pipelines.writer import TarShardWriter, tar_member_size
 from schemas.atomic import write_atomic
 from schemas.contract import SHARDS_DIR, SPLITS, shard_name
 from schemas.records import SampleRecord
@@ -178,7 +178,7 @@ class WriteShard:
                     members = {m: store.get(sha) for m, sha, _ in s.members}
                     w.write(s.key, members)
                     card_input.append((s.key, {m: b for m, b in members.items() if is_card_member(m)}))
-            sha = sha256_file(tar_path)
+            sha = w.sha256  # hashed while writing: the tar is not read back
             mods = Counter(m for s in samples for m in s.item_modalities)
             done = {
                 "shard": name,

@@ -3,7 +3,9 @@
 Byte-identical output for the same samples: USTAR headers with fixed fields (mtime 0, uid/gid 0,
 empty owner names, mode 0644), members in the order given (callers sort them), standard
 10240-byte record padding. A shard is written through :func:`schemas.atomic.atomic_open` (temp
-file, fsync, rename on close), so no partial shard is ever visible under its final name.
+file, fsync, rename on close), so no partial shard is ever visible under its final name. The
+writer hashes the bytes as it writes them (:attr:`TarShardWriter.sha256`): the shard is not read
+back to get its digest.
 ``write_atomic`` is re-exported here from :mod:`schemas.atomic`, the project's one atomic write.
 """
 
@@ -27,6 +29,24 @@ def tar_member_size(n_bytes: int) -> int:
     return 512 + (n_bytes + 511) // 512 * 512
 
 
+class _HashingWriter:
+    """A write-only file object that feeds every byte it writes to sha256 on the way through."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._h = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._h.update(data)
+        return self._f.write(data)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
 class TarShardWriter:
     """Write samples ``(key, {member: bytes})`` into one tar, atomically.
 
@@ -39,12 +59,15 @@ class TarShardWriter:
         self.mode = mode
         self._opened: AbstractContextManager[BinaryIO] | None = None
         self._tar: tarfile.TarFile | None = None
+        self._hashed: _HashingWriter | None = None
         self.n_samples = 0
+        #: sha256 hex of the finished tar (set once the ``with`` block closed it without error)
+        self.sha256 = ""
 
     def __enter__(self) -> TarShardWriter:
         self._opened = atomic_open(self.path, durable=True, mode=self.mode)
-        f = self._opened.__enter__()
-        self._tar = tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT)
+        self._hashed = _HashingWriter(self._opened.__enter__())
+        self._tar = tarfile.open(fileobj=self._hashed, mode="w", format=tarfile.USTAR_FORMAT)
         return self
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
@@ -72,6 +95,8 @@ class TarShardWriter:
                 self._opened.__exit__(type(e), e, e.__traceback__)
                 raise
         self._opened.__exit__(exc_type, exc, tb)  # fsync + rename, or remove the temp file
+        if exc_type is None and self._hashed is not None:
+            self.sha256 = self._hashed.hexdigest()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
