@@ -185,6 +185,8 @@ def declare_build(
         if dd.index is not None:
             outputs["xset_index"] = dd.index
     # 6. samples (split by patient), 7. shard plan (keys and sizes only), 8. shards in workers
+    if tables is not None:
+        groups = tables.assign_splits(groups)  # a split table (MIMIC-CXR-JPG's split file), if any
     samples = groups.flat_map(st.BuildSample(pseudo, cfg.split, blob_root), "samples")
     if tables is not None:  # labs percentiles under the train split (a global stage after the split)
         samples = tables.normalise(samples)

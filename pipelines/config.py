@@ -159,6 +159,10 @@ class TableConfig:
     - ``labs``: a long lab-event table (``patient``, ``time``, ``item``, ``value``, ``unit``);
       ``items`` keeps those item ids, else the ``top_k`` most frequent (numeric values);
       ``names_path`` (columns ``names_id``, ``names_label``) names the items.
+    - ``split``: a published split (MIMIC-CXR-JPG's ``mimic-cxr-2.0.0-split.csv``): ``patient``
+      and ``value`` (the split name: train, validate/val, test) per row. Splits stay by patient:
+      a patient's split is the one most of its rows name (ties: test, then val); patients the
+      table does not list fall back to the ``split:`` fractions.
 
     ``patient``, ``study``, ``id`` and ``time`` are format templates over the columns
     (``"{subject_id}"``, ``"{StudyDate} {StudyTime}"``); ``time_format`` is a ``strptime``
@@ -306,7 +310,7 @@ def validate_config(cfg: BuildConfig) -> None:
         raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
 
 
-TABLE_ROLES = ("identity", "anchor", "labs")
+TABLE_ROLES = ("identity", "anchor", "labs", "split")
 ANCHOR_MODALITIES = ("image", "volume", "ecg", "report", "labs")
 
 
@@ -318,6 +322,7 @@ def validate_tables(cfg: BuildConfig) -> None:
     sources = {s.name for s in cfg.sources}
     need = {"identity": ("source", "path_template", "patient"), "anchor": ("id", "patient", "time")}
     need["labs"] = ("patient", "time", "item", "value")
+    need["split"] = ("patient", "value")
     for t in cfg.tables:
         if t.role not in TABLE_ROLES:
             raise ConfigError(f"tables.{t.name}.role: must be one of {', '.join(TABLE_ROLES)}")

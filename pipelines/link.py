@@ -44,6 +44,8 @@ class SampleGroup:
     link_rule: str = "study"
     #: the build has modalities beyond the first four (labs): the mask covers them too
     extended: bool = False
+    #: a split given by a split table (``train``/``val``/``test``); empty: the keyed-hash split
+    split: str = ""
 
     @property
     def modalities(self) -> frozenset[str]:

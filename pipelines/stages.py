@@ -295,7 +295,7 @@ class BuildSample:
     blob_root: str
 
     def __call__(self, group: SampleGroup) -> Iterator[SampleHeader]:
-        split = split_of(group.patient or group.group_key, self.pseudo, self.split)
+        split = group.split or split_of(group.patient or group.group_key, self.pseudo, self.split)
         key, meta = sample_meta(group, split, self.pseudo, self.pseudo.is_demo)
         members = [
             (name, rec.payload_refs[j][1], rec.payload_refs[j][2]) for name, rec, j in member_names(group)

@@ -15,6 +15,9 @@ keyed pseudonyms, times are shifted per patient).
   by ``workers.ct_metadata``, written back as a new blob; the header records both spacings).
 - ``anchor`` rows and ``labs`` events join the patient's study groups in the anchor linker
   (``pipelines.link.AnchorLinker``), a GroupByKey on the patient.
+- ``split`` rows (a published split file) are counted per patient in the reading worker and
+  meet the patient's sample groups in a GroupByKey on the patient just before the split
+  (:class:`AssignSplits`): one split per patient, whatever the table says.
 - labs normalisation runs after the split: train samples' values are grouped per lab item
   (empirical CDF, stored as a blob), gathered into a small side value (item → CDF blob, mean
   percentile), and each sample with labs gets its ``labs_0.npy``/``labs_0.json`` members.
@@ -61,6 +64,11 @@ from workers.pseudonym import Pseudonymizer
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 200_000
+#: split names of published split files → the corpus's splits
+SPLIT_NAMES = {"train": "train", "validate": "val", "validation": "val", "valid": "val", "val": "val"}
+SPLIT_NAMES |= {"test": "test"}
+#: tie-break of a patient whose rows name several splits: held-out first
+SPLIT_TIE_RANK = {"test": 2, "val": 1, "train": 0}
 ANCHOR_LINKS = "anchor_links.parquet"
 LABS_NORMALISATION = "labs_normalisation.json"
 
@@ -176,6 +184,8 @@ class ReadTable:
             yield from self._identity(t, path)
         elif t.role == "anchor":
             yield from self._anchors(t, path)
+        elif t.role == "split":
+            yield from self._splits(t, path)
         else:
             yield from self._labs(t, path)
 
@@ -317,6 +327,24 @@ class ReadTable:
                 counts["rows_without_patient_or_time"] += 1
                 continue
             yield "l", LabEvent(t.name, patient, time, item, value, render(t.unit, row).strip(), t.licence)
+        yield from (("count", (t.name, k, n)) for k, n in sorted(counts.items()))
+
+    def _splits(self, t: TableConfig, path: Path) -> Iterator[tuple[str, object]]:
+        """``("s", (table, patient, split, rows))`` per patient and split named in the table."""
+        counts: Counter[str] = Counter()
+        votes: Counter[tuple[str, str]] = Counter()
+        for row in _rows(path, template_fields(t.patient) | template_fields(t.value)):
+            counts["rows"] += 1
+            patient = self.pseudo.patient(normalise_id(render(t.patient, row)))
+            split = SPLIT_NAMES.get(render(t.value, row).strip().lower())
+            if not patient:
+                counts["rows_without_patient"] += 1
+            elif split is None:
+                counts["rows_unknown_split"] += 1
+            else:
+                votes[(patient, split)] += 1
+        for (patient, split), n in sorted(votes.items()):
+            yield "s", (t.name, patient, split, n)
         yield from (("count", (t.name, k, n)) for k, n in sorted(counts.items()))
 
     def _item_names(self, t: TableConfig) -> dict[str, str]:
@@ -473,6 +501,49 @@ def join_identity(key: str, elements: list) -> Iterator[tuple[str, object]]:  # 
                 )
             continue
         yield "rec", apply_identity(rec, rows)
+
+
+# --- split table (before the split) ------------------------------------------------------------------
+
+
+def split_patient_key(element: tuple[str, object]) -> str:
+    tag, v = element
+    if tag == "g":
+        return v.patient or v.group_key  # type: ignore[union-attr]
+    return v[1]  # type: ignore[index]
+
+
+def split_element_order(element: tuple[str, object]) -> tuple:
+    tag, v = element
+    return (0, v.group_key) if tag == "g" else (1, *v)  # type: ignore[union-attr, misc]
+
+
+@dataclass(frozen=True)
+class AssignSplits:
+    """``group`` on patient: the patient's sample groups meet its split-table votes.
+
+    The split most rows name wins (ties: test, val, train); a patient without votes keeps the
+    keyed-hash split (``split: ""``). Counts: patients per outcome, under ``table`` (the first
+    split table's name).
+    """
+
+    table: str
+
+    def __call__(self, key: str, elements: list) -> Iterator[tuple[str, object]]:  # noqa: ARG002
+        votes: Counter[str] = Counter()
+        for tag, v in elements:
+            if tag == "s":
+                votes[v[2]] += v[3]
+        groups = [v for tag, v in elements if tag == "g"]
+        table = self.table
+        split = max(votes, key=lambda s: (votes[s], SPLIT_TIE_RANK[s])) if votes else ""
+        if groups:
+            outcome = "patients_split_by_table" if split else "patients_not_in_split_table"
+            yield "count", (table, outcome, 1)
+            if len(votes) > 1:
+                yield "count", (table, "patients_in_several_splits", 1)
+        for g in groups:
+            yield "group", replace(g, split=split)
 
 
 # --- labs normalisation (after the split) -----------------------------------------------------------
@@ -655,6 +726,21 @@ class TablesGraph:
         self.counts.append(linked.flat_map(Select("count"), "anchor-counts"))
         self.outputs["anchor_rows"] = linked.flat_map(Select("anchor"), "anchor-out")
         return linked
+
+    def assign_splits(self, groups):
+        """Sample groups with the split a split table gives their patient (GroupByKey on patient)."""
+        names = sorted(t.name for t in self.cfg.tables if t.role == "split")
+        if not names:
+            return groups
+        parts = [
+            groups.flat_map(_tag("g"), "split-groups"),
+            self.rows.flat_map(Select("s"), "split-rows").flat_map(_tag("s"), "split-s"),
+        ]
+        joined = self.flow.union(*parts).group(
+            split_patient_key, AssignSplits(names[0]), split_element_order, "split-join"
+        )
+        self.counts.append(joined.flat_map(Select("count"), "split-counts"))
+        return joined.flat_map(Select("group"), "split-out")
 
     def normalise(self, samples):
         """Labs percentiles under the train split's CDF (a global stage after the split)."""
