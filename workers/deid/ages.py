@@ -30,7 +30,7 @@ _TENS = r"(?:ninety|one[ \t-]+hundred(?:[ \t-]+and)?|hundred|neunzig|hundert)"
 _WORD_AGE = re.compile(
     r"\b(?P<n>" + _TENS + r"(?:[ \t-]+(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve))?"
     r"|(?:ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun)und(?:neunzig))"
-    r"(?=[ \t-]*(?:years?|yrs?|y/?o|y(?=[ \t]*[),;])|jahre?|-?jährig|old)\b|[ \t]*y\.[ \t]?o\.|\s*$|[ \t]*[,.;)])",
+    r"(?=[ \t-]*(?:years?|yrs?|y/?o|y(?=[ \t]*[),;])|j(?=\.)|jahre?|-?jährig|old)\b|[ \t]*y\.[ \t]?o\.|\s*$|[ \t]*[,.;)])",
     re.IGNORECASE,
 )
 

@@ -76,9 +76,13 @@ _DATE_COLON = re.compile(
 )
 _DATE_CUE_NUM = re.compile(
     r"\b(?:on|dated|date|am|vom|seit|bis|from|since|until|through|thru|of|comparison|compared\s+(?:to|with)|"
-    r"prior(?:\s+(?:exam|study|film|ecg|ekg|tracing|radiograph)s?)?|vorbefund|voruntersuchung|zum|letzte[rnm]?)"
+    r"prior(?:\s+(?:exam|study|film|ecg|ekg|tracing|radiograph)s?)?|vorbefund|voruntersuchung|zum|letzte[rnm]?|"
+    r"seen|performed|done|obtained|acquired|admitted|discharged|born|geboren|aufgenommen|entlassen|untersucht|"
+    r"visit|last|next|before|after|vor|nach|ab|bis\s+zum)"
     r"[ \t]*:?[ \t]*(?P<a>\d{1,2})(?P<sep>[./])(?P<b>\d{1,2})(?P<dot>\.)?"
-    r"(?![\d]|[./]\d)",
+    r"(?![\d]|[./]\d)"
+    # "20.06." (two-digit day and month, both dots) needs no cue
+    r"|(?<![\w.,:/-])(?P<a2>\d{2})(?P<sep2>\.)(?P<b2>\d{2})(?P<dot2>\.)(?![\w]|\.\d|,\d)",
     re.IGNORECASE,
 )
 # "28-NOV-2006", "28 Nov 06", "07JUL1996", "07-jul-96"
@@ -264,14 +268,16 @@ class DateShifter:
                 repl = f"{_pad(new.day, m['d'])}{m['sep']}{word}{m['sep']}{_fmt_year(new.year, ys)}"
             add(m, repl, 71)
         for m in _DATE_CUE_NUM.finditer(text):
-            a, b = int(m["a"]), int(m["b"])
-            mo, dy = (b, a) if m["sep"] == "." else (a, b)
+            g = "" if m["a"] is not None else "2"
+            sa, sb, sep = m["a" + g], m["b" + g], m["sep" + g]
+            a, b = int(sa), int(sb)
+            mo, dy = (b, a) if sep == "." else (a, b)
             new = self._shift(self._REF_YEAR, mo, dy)
             if new is None:
                 continue
-            fa, fb = (new.day, new.month) if m["sep"] == "." else (new.month, new.day)
-            start = m.start("a")
-            repl = f"{_pad(fa, m['a'])}{m['sep']}{_pad(fb, m['b'])}{m['dot'] or ''}"
+            fa, fb = (new.day, new.month) if sep == "." else (new.month, new.day)
+            start = m.start("a" + g)
+            repl = f"{_pad(fa, sa)}{sep}{_pad(fb, sb)}{m['dot' + g] or ''}"
             out.append(Span(start, m.end(), "date", repl, 67))
         return out
 

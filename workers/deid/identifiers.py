@@ -29,6 +29,7 @@ _ID_KEYWORD = re.compile(
     r"|record\s+(?:number|no\.?|#)|accession(?:\s+(?:number|no\.?|nr\.?|#))?|acc\.?(?:\s?(?:no\.?|#))?"
     r"|account(?:\s+(?:number|no\.?|#))?|acct\.?(?:\s?(?:no\.?|#))?|patient\s+(?:id|number|no\.?)"
     r"|pat(?:ienten)?[.-]{0,2}\s?(?:nr|no|id|nummer)\.?|pid|fall(?:nummer|-?nr\.?)|auftrags?(?:nummer|-?nr\.?)"
+    r"|(?:patient\s+)?identifier|encounter(?:\s+(?:id|number|no\.?|#))?"
     r"|case\s+(?:id|number|no\.?|#)|encounter\s+(?:id|number|no\.?|#)|visit\s+(?:id|number|no\.?|#)"
     r"|order\s+(?:id|number|no\.?|#)|ssn|social\s+security(?:\s+(?:number|no\.?|#))?"
     r"|(?:insurance|health\s+plan|member|policy|billing|beneficiary)\s+(?:id|number|no\.?|#|account)"

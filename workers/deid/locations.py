@@ -98,7 +98,9 @@ _BEFORE_STATE_LOWER = re.compile(
 _STRONG_PLACE_CUE = re.compile(
     r"\b(?:born\s+in|lives\s+in|living\s+in|resident\s+of|moved\s+(?:to|from)|returns?\s+from|returned\s+(?:to|from)|"
     r"travell?ed\s+(?:to|from)|native\s+of|relocated\s+(?:to|from)|home\s+in|wohnhaft\s+in|wohnt\s+in|"
-    r"kommt\s+aus|stammt\s+aus|geboren\s+in|lebt\s+in|aus|nach|in\s+der\s+nähe\s+von)[ \t]+$",
+    r"kommt\s+aus|stammt\s+aus|geboren\s+in|lebt\s+in|aus|nach|in\s+der\s+nähe\s+von|"
+    r"(?:hospital|center|centre|clinic|health|network|institute|klinikum|krankenhaus|klinik|praxis)\s+(?:in|of)|"
+    r"(?:man|woman|gentleman|lady|male|female|patient|pt|resident|veteran|farmer|retiree)\s+from)[ \t]+$",
     re.IGNORECASE,
 )
 _AFTER_ADDRESS = re.compile(

@@ -66,14 +66,15 @@ _LABEL = re.compile(
     r"interpreted|attested|authenticated|confirmed|performed|prepared|typed|entered|finali[sz]ed|"
     r"co-?signed|ordered|referred|seen|examined|evaluated|checked|done|placed|inserted|witnessed|supervised|requested|completed|written|assisted|obtained|called|paged|beurteilt|befundet|diktiert|geschrieben|"
     r"vidiert|unterschrieben|freigegeben|überwiesen|zugewiesen)(?:\s+(?:and|&|und)\s+\w+)?\s+(?:by|von|durch)"
-    r"|\b(?:patient(?:'s)?\s+name|name|vorname|nachname|name,\s*vorname|befundende?r?\s+(?:ärztin|arzt)|"
+    r"|\b(?:(?:electronically\s+)?signed(?=[ \t]*:)|patient(?:'s)?\s+name|name|vorname|nachname|name,\s*vorname|befundende?r?\s+(?:ärztin|arzt)|"
     r"radiologist|radiologe|radiologin|cardiologist|kardiologe|kardiologin|physician|attending|resident|"
     r"fellow|technologist|sonographer|tech|referring(?:\s+(?:physician|doctor|md))?|ordering(?:\s+(?:physician|provider))?|"
     r"requesting(?:\s+physician)?|(?:haus|ober|chef|fach|assistenz|stations)(?:arzt|ärztin)|pcp|"
     r"primary\s+care(?:\s+(?:physician|provider))?|zuweiser|zuweisende?r?\s+(?:arzt|ärztin)|überweiser|einsender|unterschrift|"
     r"gez|vidiert|signature|cc|copy\s+to|kopie\s+an|provider|nurse|pflege|untersucher(?:in)?|operator|reader|"
     r"contact|kontakt|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
-    r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|"
+    r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|niece|nephew|grandson|"
+    r"granddaughter|grandchild|caregiver|friend|neighbou?r|cousin|aunt|uncle|nichte|neffe|enkel(?:in)?|"
     r"mit\s+(?:freundlichen|kollegialen|besten)\s+grüßen|(?:best\s+|kind\s+|warm\s+)?regards|sincerely))"
     r"(?:(?P<colon>[ \t]*[:,])[ \t]+|[ \t]+\(|[ \t]*\((?=\w)|[ \t]+)",
     re.IGNORECASE,
@@ -81,21 +82,23 @@ _LABEL = re.compile(
 #: last words of the labels of ``_LABEL``: the regex runs only on texts that contain one
 _LABEL_TRIGGERS = frozenset(
     """
-    by von durch name vorname nachname ärztin arzt radiologist radiologe radiologin cardiologist kardiologe
+    by von durch name vorname nachname signed ärztin arzt radiologist radiologe radiologin cardiologist kardiologe
     kardiologin physician attending resident fellow technologist sonographer tech referring doctor md
     hausarzt hausärztin oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt
     assistenzärztin stationsarzt stationsärztin pcp care provider
     provider ordering requesting zuweiser überweiser einsender unterschrift gez vidiert signature cc to an
     nurse pflege untersucher untersucherin operator reader contact kontakt mother father son daughter wife
     husband spouse sister brother guardian mutter vater sohn tochter ehefrau ehemann partner partnerin
-    angehörige angehöriger angehörigen betreuer betreuerin grüßen regards sincerely
+    angehörige angehöriger angehörigen betreuer betreuerin grüßen regards sincerely niece nephew grandson
+    granddaughter grandchild caregiver friend neighbor neighbour cousin aunt uncle nichte neffe enkel enkelin
     """.split()
 )
 _COLON_ONLY = frozenset(
     "name cc tech contact kontakt nurse reader provider operator pflege son wife husband partner partnerin "
     "gez signature physician attending resident fellow mother father sister brother hausarzt hausärztin "
     "oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt assistenzärztin stationsarzt "
-    "stationsärztin pcp".split()
+    "stationsärztin pcp niece nephew grandson granddaughter grandchild caregiver friend neighbor neighbour "
+    "cousin aunt uncle nichte neffe enkel enkelin".split()
 ) | {"primary care", "primary care physician", "primary care provider"}
 _CUE_VERBS = frozenset(
     """
@@ -103,6 +106,8 @@ _CUE_VERBS = frozenset(
     reviewed spoke speaking talked conferred consulted informed notified übermittelt mitgeteilt besprochen
     rücksprache reached contacted explained telefoniert telefonat gesprochen texted messaged emailed e-mailed
     handed signed shown showed told seen reviewed discussing reviewing communicating weitergeleitet
+    befundübermittlung befundmitteilung übermittlung mitteilung benachrichtigt verständigt requested
+    received thanks thank kontrolle vorstellung termin wiedervorstellung
     weitergegeben übergeben
     """.split()
 )
@@ -112,8 +117,10 @@ _CUE_ADVERBS = frozenset(
     "directly personally telephonically verbally urgently by telephone phone findings results this these "
     "were was and telefonisch persönlich direkt".split()
 )
-_CUE_PREPS = frozenset("to with at an mit".split())
-_STANDALONE_CUES = frozenset("per notified informed paged reached contacted cc".split())
+_CUE_PREPS = frozenset("to with at an mit from bei".split())
+_STANDALONE_CUES = frozenset(
+    "per notified informed paged reached contacted cc called phoned texted emailed messaged page".split()
+)
 #: cues that alone are weak (ordinary prepositions): only capitalised or known-name tokens follow
 _WEAK_CUES = frozenset("by von durch an mit with to from and und sowie bei für at".split())
 _PATIENT_WORDS = frozenset("patient patientin pt pat".split())
@@ -129,10 +136,20 @@ _PERSON_VERBS = frozenset(
     complains complained denies denied underwent undergoes presents reports states stated returns returned
     arrived arrives came comes agrees agreed calls called tolerated tolerates describes endorses endorsed admits
     feels requests requested wishes wants declined declines refused refuses consented consents understands
-    klagt klagte berichtet berichtete kommt kam stellt verneint verneinte wünscht lehnt
+    presented informed notified paged
+    klagt klagte berichtet berichtete kommt kam stellt verneint verneinte wünscht lehnt informiert
+    benachrichtigt verständigt
     """.split()
 )
 #: weaker verbs: the words before them must be names beyond doubt (no ordinary word among them)
+_PERSON_ADVERBS = frozenset("personally independently also himself herself selbst persönlich".split())
+_WEAK_PERSON_VERBS = frozenset(
+    "performed reviewed interpreted dictated signed assisted read supervised attested verified".split()
+)
+#: words after "Name:" that make it a signature ("Walker: agree with above", "X: seen and agree")
+_AGREE = frozenset(
+    "agree agreed agrees concur concurs i seen reviewed addendum einverstanden gesehen".split()
+)
 _BE_VERBS = frozenset("is was has had ist war hat hatte wurde will would".split())
 _RELATIONS = frozenset(
     """
@@ -183,6 +200,10 @@ def name_like(tok: str, lex: Lexicon, allow_digits: bool = False, lenient: bool 
     return True
 
 
+_SEGMENT = re.compile(r"[^.!?;\n]+")
+_WORDS3 = re.compile(r"[^\W\d_]{2,}")
+
+
 class _Tokens:
     """Word tokens of a text with offsets."""
 
@@ -191,6 +212,16 @@ class _Tokens:
         self.toks = tokenize(text)
         self.mixed = is_mixed(text)
         self.starts = [t[0] for t in self.toks]
+        # letter case per sentence: an upper- or lower-case sentence inside ordinary text is read
+        # like a single-case text ("FINDINGS CALLED TO KOFI OKONKWO.", "seen with eero tjernström.")
+        self.local = [self.mixed] * len(self.toks)
+        if self.mixed:
+            for seg in _SEGMENT.finditer(text):
+                g = seg.group(0)
+                if (g.islower() or g.isupper()) and len(_WORDS3.findall(g)) >= 3:
+                    a, b = self.index_at(seg.start()), self.index_at(seg.end())
+                    for q in range(a, b):
+                        self.local[q] = False
 
     def index_at(self, pos: int) -> int:
         """Index of the first token starting at or after ``pos``."""
@@ -228,9 +259,10 @@ def _take_name(
         s, e, tok = toks[j]
         if j > i and not re.fullmatch(r"[ \t]*", text[toks[j - 1][1] : s]):
             break
-        if tok.lower() in _PARTICLES and taken and j + 1 < n and toks[j + 1][2][:1].isalpha():
-            j += 1
-            continue
+        if tok.lower() in _PARTICLES and (taken or trusted) and j + 1 < n and toks[j + 1][2][:1].isalpha():
+            if taken or name_like(toks[j + 1][2], lex) or toks[j + 1][2].lower() in _PARTICLES:
+                j += 1
+                continue
         if (
             len(tok) == 1
             and tok.isalpha()
@@ -241,12 +273,18 @@ def _take_name(
             end, j = toks[j + 1][1], j + 2  # an initial
             taken += 1
             continue
-        lenient = trusted or not tk.mixed or (tok[:1].isupper() and not (tok.isupper() and len(tok) <= 3))
+        lenient = trusted or not tk.local[j] or (tok[:1].isupper() and not (tok.isupper() and len(tok) <= 3))
         ok = name_like(tok, lex, allow_digits and taken == 0, lenient)
-        if not ok and trusted and tok[:1].isupper() and _base(tok) in lex.given and j + 1 < n:
-            # "discussed with Will Baker": a given name that is also a stop word, before a name
+        if not ok and trusted and _base(tok) in lex.given and j + 1 < n:
+            # "discussed with Will Baker", "called will hoffmann": a given name that is also a stop
+            # word, before a name part in the same case
             nxt = toks[j + 1][2]
-            ok = nxt[:1].isupper() and name_like(nxt, lex, lenient=True)
+            ok = (
+                _style(nxt) == _style(tok)
+                and _base(nxt) not in lex.stop
+                and name_like(nxt, lex, lenient=True)
+                and (tok[:1].isupper() or _base(nxt) in lex.surnames or not lex.is_word(_base(nxt)))
+            )
         if ok and taken == 0 and CLINICAL_FOLLOWERS.match(text, e):
             ok = False  # "prior to Enbrel therapy"
         if ok and strict_case and not tok[:1].isupper():
@@ -382,9 +420,9 @@ def name_spans(text: str) -> list[Span]:
     for k, (_s, _e, tok) in enumerate(toks):
         low = tok.lower()
         if low in _PATIENT_WORDS:
-            spans += _patient_name(tk, k, lex, mixed)
+            spans += _patient_name(tk, k, lex, tk.local[k])
         elif low in _WEAK_CUES or low in _STANDALONE_CUES:
-            spans += _cue_name(tk, k, lex, mixed)
+            spans += _cue_name(tk, k, lex, tk.local[k])
 
     spans += _credential_spans(text, tk, lex)
     spans += _dictionary_spans(text, tk, lex, mixed)
@@ -439,6 +477,8 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
     ]
     if not words or len({_style(w) for w in words}) != 1 or j >= n:
         return False
+    if any("XX" in w for w in words):
+        return False  # a scrubbed placeholder ("x-XXXX")
     if any(_base(w) in _NOT_NAMES or _base(w) in _ROLE_WORDS or _base(w) in _TITLE_WORDS for w in words):
         return False
     jj = j
@@ -458,7 +498,18 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
     clear = (not ordinary and bool(unknown)) or (capital and len(known) == len(words))
     if possessive and nxt in _RELATIONS:
         return clear
+    if nxt == ":" and after in _AGREE:  # "Walker: agree with above"
+        return clear
+    if nxt in ("and", "und") and after in ("his", "her", "their", "sein", "seine", "ihr", "ihre") and k2 > 0:
+        k3 = _next_word(tk, k2)  # "Kofi Okonkwo and her daughter ..."
+        return k3 > 0 and toks[k3][2].lower() in _RELATIONS and clear
     if nxt in _PERSON_VERBS:
+        return clear
+    if nxt in _PERSON_ADVERBS and after in _PERSON_VERBS | _WEAK_PERSON_VERBS:  # "X personally reviewed"
+        return clear
+    if nxt in _WEAK_PERSON_VERBS:  # "Kofi Okonkwo performed the procedure": names beyond doubt
+        return clear and (len(words) > 1 or (capital and len(known) == len(words)))
+    if toks[jj][2] == "," and after in ("who", "seen", "admitted", "referred", "born", "dob", "aged", "age"):
         return clear
     if nxt in _BE_VERBS:
         if re.match(
@@ -470,7 +521,8 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
         return not ordinary and bool(unknown) and _followed_by_person_phrase(text, end)
     if toks[jj][2] == "," and after in ("a", "an") or toks[jj][2] in (",", "("):
         num = re.match(
-            r"[ \t]*[,(][ \t]*(?:a[ \t]+|an[ \t]+)?(?:\d{1,3}\b|ninety|one[ \t]hundred|hundred)",
+            r"[ \t]*[,(][ \t]*(?:a[ \t]+|an[ \t]+)?(?:\d{1,3}|ninety[\w-]*|one[ \t]hundred[\w-]*|hundred)"
+            r"(?:[ \t]*-?[ \t]*(?:y\b|yo\b|y/o|y\.o\.|yrs?\b|years?\b|jahre?\b|j\.|jährig)|[ \t]*[),])",
             text[end:],
             re.I,
         )
@@ -497,7 +549,10 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
     for v in range(1, n):
         low = toks[v][2].lower()
         j = v
-        if low in _BE_VERBS or low in _PERSON_VERBS or low in _RELATIONS:
+        colon_agree = low == ":" and v + 1 < n and toks[v + 1][2].lower() in _AGREE
+        trigger = low in _BE_VERBS or low in _PERSON_VERBS or low in _RELATIONS or low in _WEAK_PERSON_VERBS
+        trigger = trigger or low in _PERSON_ADVERBS or low == ","
+        if trigger or colon_agree:
             if toks[v - 1][2] == ")":  # "X (cardiology) was paged"
                 op = next((q for q in range(v - 2, max(-1, v - 7), -1) if toks[q][2] == "("), -1)
                 if op <= 0:
@@ -613,6 +668,22 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
         return []
     tok = toks[i][2]
     b = _base(tok)
+    if not strong and mixed and tok.islower() and low in ("by", "with", "to", "von", "mit", "an"):
+        # a lower-case name after a weak cue: an apostrophe name ("d'angelo") or a given name and a
+        # surname, not both ordinary words ("kofi ibekwe")
+        nj = _next_word(tk, i)
+        nb = _base(toks[nj][2]) if nj > 0 else ""
+        odd = ("'" in tok or "’" in tok) and name_like(tok, lex, lenient=False)
+        pair = (
+            b in lex.given
+            and b not in lex.stop
+            and nj > 0
+            and toks[nj][2].islower()
+            and nb in lex.surnames
+            and nb not in lex.stop
+            and not (lex.is_word(b) and lex.is_word(nb))
+        )
+        strong = odd or pair
     if not strong:
         known = b in lex.given or b in lex.surnames
         if mixed and (not tok[:1].isupper() or (tok.isupper() and not known)):
@@ -652,6 +723,7 @@ def _dictionary_spans(text: str, tk: _Tokens, lex: Lexicon, mixed: bool) -> list
         s, e, tok = toks[k]
         if not tok[:1].isalpha():
             continue
+        mixed = tk.local[k]
         low = _base(tok)
         upper_ok = tok.isupper() and len(tok) >= 3 and (not mixed or len(tok) >= 4)
         cap = tok[:1].isupper() and (not tok.isupper() or upper_ok)
@@ -721,10 +793,28 @@ def _grows(tok: str, style: str, lex: Lexicon) -> bool:
 
 
 def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: bool) -> tuple[int, int]:
-    """Token range [i, j] grown over adjacent name parts, initials and one "Last, First" comma."""
+    """Token range [i, j] grown over adjacent name parts, initials and one "Last, First" comma.
+
+    In lower case, a known given name and a known surname next to each other join ("joy [williams]",
+    "[mark] bell")."""
     toks, text = tk.toks, tk.text
     n = len(toks)
     single = j == i
+    if style == "lower":
+        if i > 0 and _blank(text, toks[i - 1][1], toks[i][0]) and _style(toks[i - 1][2]) == "lower":
+            if (
+                _base(toks[i - 1][2]) in lex.given
+                and _known_part(toks[i - 1][2], lex)
+                and _known_part(toks[i][2], lex)
+            ):
+                i -= 1
+        if j + 1 < n and _blank(text, toks[j][1], toks[j + 1][0]) and _style(toks[j + 1][2]) == "lower":
+            if (
+                _base(toks[j][2]) in lex.given
+                and _base(toks[j + 1][2]) in lex.surnames
+                and _known_part(toks[j + 1][2], lex)
+            ):
+                j += 1
     for _ in range(4):  # forward
         k = j + 1
         if k >= n or not _blank(text, toks[j][1], toks[k][0]):
@@ -856,9 +946,18 @@ def expand_names(text: str, spans: list[Span]) -> list[Span]:
             q = tk.index_at(m.end())
             if q < len(toks) and toks[q][0] == m.end():
                 first = q + 2 if _is_initial(tk, q) and q + 2 < len(toks) else q
-                if _strong_part(toks[first][2], lex) or (
-                    _grows(toks[first][2], _style(toks[first][2]), lex)
-                    and _strong_part(toks[min(first + 1, len(toks) - 1)][2], lex)
+                second = toks[min(first + 1, len(toks) - 1)][2]
+                pair = (
+                    _base(toks[first][2]) in lex.given
+                    and _known_part(toks[first][2], lex)
+                    and _base(second) in lex.surnames
+                    and _known_part(second, lex)
+                    and _style(second) == _style(toks[first][2])
+                )
+                if (
+                    _strong_part(toks[first][2], lex)
+                    or pair
+                    or (_grows(toks[first][2], _style(toks[first][2]), lex) and _strong_part(second, lex))
                 ):
                     a, b = _grow(tk, first, first, _style(toks[first][2]), lex, False)
                     extra.append(
