@@ -53,3 +53,44 @@ class TreeCpu:
         self._thread.join()
         self._sample()
         self.cpu_s = sum(v - self._base.get(k, 0.0) for k, v in self._seen.items())
+
+
+def tree_rss(pid: int, poll: float = 0.2) -> dict:
+    """Follow process ``pid`` and its descendants until it exits, sampling resident memory every
+    ``poll`` s. Returns MB figures: ``sum_peak_mb`` (the largest sum over all processes at one
+    instant; shared pages count in each process that maps them), ``max_process_peak_mb`` (the
+    largest peak of any one process), ``root_peak_mb`` and ``n_processes``."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return {"sum_peak_mb": 0.0, "max_process_peak_mb": 0.0, "root_peak_mb": 0.0, "n_processes": 0}
+    peaks: dict[tuple[int, float], int] = {}
+    sum_peak = 0
+    while True:
+        try:
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            break
+        total = 0
+        for p in procs:
+            try:
+                key, rss = (p.pid, p.create_time()), p.memory_info().rss
+            except psutil.Error:
+                continue
+            total += rss
+            peaks[key] = max(peaks.get(key, 0), rss)
+        sum_peak = max(sum_peak, total)
+        try:
+            if root.status() == psutil.STATUS_ZOMBIE or not root.is_running():
+                break
+        except psutil.Error:
+            break
+        threading.Event().wait(poll)
+    mb = 1024 * 1024
+    root_key = next((k for k in peaks if k[0] == pid), None)
+    return {
+        "sum_peak_mb": round(sum_peak / mb, 1),
+        "max_process_peak_mb": round(max(peaks.values(), default=0) / mb, 1),
+        "root_peak_mb": round(peaks.get(root_key, 0) / mb, 1) if root_key else 0.0,
+        "n_processes": len(peaks),
+    }
