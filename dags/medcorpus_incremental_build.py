@@ -12,6 +12,11 @@ Per run (data interval ``[start, end)``, UTC):
     ``publish``  ``medcorpus publish``: atomic rename to ``sets/<version>``, ``versions.json``
                  and ``CURRENT``; emits a corpus Asset event with the version in its extra
 
+The build deduplicates against every published set (``pipelines/corpus_index.py``): a study
+re-exported on a later day is removed, a corrected report supersedes the published one. The
+corpus root may be a storage URL (``s3://...``): set ``$MEDCORPUS_WORK_ROOT`` on the workers
+(local staging and builds); publish uploads under a unique prefix, then replaces the pointer.
+
 The version is the partition's (e.g. ``2026-01-02``), never a wall-clock time: retries and
 re-runs of an interval address the same set and never duplicate it; a published set is never
 rebuilt. A failed check (validation, or too many quarantined inputs) fails the run and
@@ -114,10 +119,14 @@ def medcorpus_incremental_build():
                     *fraction_args(params),
                 ]
             )
+
+            def where(p: str) -> str:  # a storage URL (s3://...) stays as it is
+                return p if "://" in p else os.path.abspath(p)
+
             outlet_events[CORPUS_ASSET].extra = {
                 "version": out["version"],
-                "corpus_root": os.path.abspath(root),
-                "set_dir": os.path.abspath(out["set_dir"]),
+                "corpus_root": where(root),
+                "set_dir": where(out["set_dir"]),
                 "n_samples": out["n_samples"],
                 "n_shards": out["n_shards"],
                 "shards_sha256": out["shards_sha256"],

@@ -450,17 +450,22 @@ def write_outputs(out_dir: Path, out: dict, prior: PriorIndex) -> dict | None:
 
 
 def prior_index(root, exclude: str = "") -> PriorIndex:
-    """The index segments of every version ``versions.json`` lists (but ``exclude``)."""
-    from pipelines.publish import CorpusRoot, read_index
+    """The index segments of every version ``versions.json`` lists (but ``exclude``); ``root``
+    is a local corpus root or a URL (then workers read the segments from the store)."""
+    from pipelines import storage
+    from pipelines.objstore import read_versions, set_location
 
-    corpus = CorpusRoot(root)
     segs = []
-    for e in read_index(corpus.root)["versions"]:
+    fs = storage.filesystem(str(root)) if storage.is_url(root) else None
+    for e in read_versions(root)["versions"]:
         if e["version"] == exclude:
             continue
-        seg = corpus.set_dir(e["version"]) / INDEX
-        if seg.exists():
-            segs.append((e["version"], str(seg)))
+        loc = set_location(root, e)
+        if fs is None:
+            if (loc / INDEX).exists():
+                segs.append((e["version"], str(loc / INDEX)))
+        elif fs.exists(storage.join(loc, INDEX)):
+            segs.append((e["version"], storage.join(loc, INDEX)))
     return PriorIndex(tuple(sorted(segs)))
 
 
@@ -470,15 +475,14 @@ def latest_view(root) -> pa.Table:
     Columns: ``key``, ``version``, ``split``, ``shard``, ``sample_sha256``, sorted by key."""
     import pyarrow.parquet as pq
 
+    from pipelines import storage
     from pipelines.manifest import MANIFEST
-    from pipelines.publish import CorpusRoot, read_index
+    from pipelines.objstore import read_versions, set_location
 
-    corpus = CorpusRoot(root)
     seen: dict[str, dict] = {}
-    for e in sorted(read_index(corpus.root)["versions"], key=lambda e: e["version"], reverse=True):
-        t = pq.read_table(
-            corpus.set_dir(e["version"]) / MANIFEST, columns=["key", "split", "shard", "sample_sha256"]
-        )
+    for e in sorted(read_versions(root)["versions"], key=lambda e: e["version"], reverse=True):
+        with storage.open_input(storage.join(set_location(root, e), MANIFEST)) as f:
+            t = pq.read_table(f, columns=["key", "split", "shard", "sample_sha256"])
         for r in t.to_pylist():
             seen.setdefault(r["key"], r | {"version": e["version"]})
     rows = [seen[k] for k in sorted(seen)]

@@ -26,6 +26,21 @@ def open_input(path, mode: str = "rb") -> IO[bytes]:
     return filesystem(str(path)).open(str(path), mode)
 
 
+#: client libraries whose DEBUG logs carry request headers (the access key id in Authorization)
+_CLIENT_LOGGERS = ("botocore", "aiobotocore", "boto3", "s3fs", "urllib3", "gcsfs", "adlfs", "azure")
+
+
+def _quiet_clients() -> None:
+    """Keep storage clients at WARNING even when the root logger is at DEBUG: their DEBUG lines
+    print signed request headers, which name the credentials."""
+    import logging
+
+    for name in _CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
 def filesystem(url: str):
     """The fsspec file system of ``url`` (credentials and endpoint from the environment)."""
     try:
@@ -35,11 +50,51 @@ def filesystem(url: str):
 
         raise UserError("fsspec is not installed: install medcorpus[storage]") from None
     protocol = url.split("://", 1)[0]
+    _quiet_clients()
     try:
-        return fsspec.filesystem(protocol)
+        # no instance cache: another process may have replaced the pointer since
+        return fsspec.filesystem(protocol, skip_instance_cache=True)
     except ImportError as exc:
         from pipelines.errors import UserError
 
         raise UserError(
             f"storage {protocol}:// needs {exc.name or 'its fsspec driver'}: install medcorpus[storage]"
         ) from None
+
+
+def join(root, *parts: str) -> str:
+    """``root/part/...`` for a URL (``/`` separators, no doubled slashes)."""
+    out = str(root).rstrip("/")
+    for p in parts:
+        out += "/" + str(p).strip("/")
+    return out
+
+
+def shard_url(url: str) -> str:
+    """A URL webdataset opens: local paths as they are; storage URLs through webdataset's
+    ``pipe:`` (this module's ``cat``, fsspec underneath, credentials from the environment)."""
+    import shlex
+    import sys
+
+    if not is_url(url):
+        return url
+    return f"pipe:{shlex.quote(sys.executable)} -m pipelines.storage cat {shlex.quote(url)}"
+
+
+def _cat(url: str) -> int:
+    import shutil
+    import sys
+
+    with open_input(url) as f:
+        shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "cat":
+        print("usage: python -m pipelines.storage cat URL", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(_cat(sys.argv[2]))

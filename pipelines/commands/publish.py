@@ -9,6 +9,11 @@ One incremental step (what the Airflow DAG in ``dags/`` runs per partition)::
     medcorpus check-build --corpus-root R --version 2026-01-02              # validate + quarantine gate
     medcorpus publish 2026-01-02 --corpus-root R                            # atomic rename + CURRENT
 
+The corpus root may be a storage URL (``s3://bucket/corpus``, ``medcorpus[storage]``): staging
+and builds then live in a local ``--work-root`` (or ``$MEDCORPUS_WORK_ROOT``) and ``publish``
+uploads the checked build under a unique prefix, then replaces the ``versions.json`` pointer
+(``pipelines/objstore.py``).
+
 With ``--json`` each command's last stdout line is one JSON object (what a scheduler task keeps).
 Exit codes: 0 ok, 1 check failed (validation or quarantine gate: nothing was published),
 2 usage error (missing folder, bad version, nothing built).
@@ -17,13 +22,47 @@ Exit codes: 0 ok, 1 check failed (validation or quarantine gate: nothing was pub
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 from pathlib import Path
 
 from pipelines.config import ConfigError
 from schemas.canonical import canonical_json
 
 FRACTION_ENV = "MEDCORPUS_MAX_QUARANTINE_FRACTION"
+WORK_ROOT_ENV = "MEDCORPUS_WORK_ROOT"
+
+
+def _root(value: str):
+    """A corpus root: a local folder (Path) or a storage URL (kept as a string)."""
+    from pipelines.storage import is_url
+
+    return value if is_url(value) else Path(value)
+
+
+def _local(args: argparse.Namespace):
+    """The local :class:`CorpusRoot` of staging and builds (the work root for a URL corpus root)."""
+    from pipelines.publish import CorpusRoot
+    from pipelines.storage import is_url
+
+    if not is_url(args.corpus_root):
+        return CorpusRoot(args.corpus_root)
+    work = getattr(args, "work_root", None) or os.environ.get(WORK_ROOT_ENV, "")
+    if not work:
+        raise ConfigError(
+            f"a corpus root URL needs --work-root or ${WORK_ROOT_ENV} (local staging and builds)"
+        )
+    return CorpusRoot(Path(work))
+
+
+def _published(args: argparse.Namespace, version: str) -> bool:
+    from pipelines.objstore import is_published
+    from pipelines.storage import is_url
+
+    if is_url(args.corpus_root):
+        return is_published(args.corpus_root, version)
+    return _local(args).is_published(version)
 
 
 def _fraction(value: str) -> float:
@@ -75,7 +114,15 @@ def register(sub) -> None:
     def common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
         if corpus:
             p.add_argument(
-                "--corpus-root", type=Path, required=True, help="corpus root (sets/, versions.json, CURRENT)"
+                "--corpus-root",
+                type=_root,
+                required=True,
+                help="corpus root (sets/, versions.json, CURRENT): a folder or a storage URL",
+            )
+            p.add_argument(
+                "--work-root",
+                type=Path,
+                help=f"local staging and builds of a corpus root URL (default ${WORK_ROOT_ENV})",
             )
         p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
@@ -111,7 +158,8 @@ def register(sub) -> None:
         "check-build", help="validate a build and apply the quarantine gate (exit 1 on failure)"
     )
     p.add_argument("build", type=Path, nargs="?", help="a build folder (or give --corpus-root and --version)")
-    p.add_argument("--corpus-root", type=Path)
+    p.add_argument("--corpus-root", type=_root)
+    p.add_argument("--work-root", type=Path, help=f"for a corpus root URL (default ${WORK_ROOT_ENV})")
     p.add_argument("--version")
     p.add_argument(
         "--max-quarantine-fraction",
@@ -149,13 +197,10 @@ def run_partitions(args: argparse.Namespace) -> int:
 def run_stage(args: argparse.Namespace) -> int:
     from pipelines.config import load_config
     from pipelines.partitions import partition_from_version, stage_partition
-    from pipelines.publish import CorpusRoot
 
     part = partition_from_version(args.version, args.layout)
     dirs = tuple(s.path for s in load_config(args.config).resolved_sources()) if args.config else ()
-    staged = stage_partition(
-        args.inbox, part, CorpusRoot(args.corpus_root).staging(), source_dirs=dirs, copy=args.copy
-    )
+    staged = stage_partition(args.inbox, part, _local(args).staging(), source_dirs=dirs, copy=args.copy)
     how = "reused" if staged.reused else "staged"
     _emit(
         args, f"medcorpus stage-partition: {how} {staged.version}: {staged.n_files} files", staged.to_json()
@@ -166,10 +211,9 @@ def run_stage(args: argparse.Namespace) -> int:
 def run_build_set(args: argparse.Namespace) -> int:
     from pipelines import cli
     from pipelines.partitions import INPUT_DIR
-    from pipelines.publish import CorpusRoot
 
-    corpus = CorpusRoot(args.corpus_root)
-    if corpus.is_published(args.version):  # a published set is immutable: never rebuilt
+    corpus = _local(args)
+    if _published(args, args.version):  # a published set is immutable: never rebuilt
         _emit(
             args,
             f"medcorpus build-set: {args.version} is already published; nothing to build",
@@ -200,12 +244,12 @@ def run_build_set(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from pipelines.publish import CorpusRoot, check_build
+    from pipelines.publish import check_build
 
     if args.build is None:
         if not (args.corpus_root and args.version):
             raise ConfigError("give a build folder, or --corpus-root and --version")
-        corpus = CorpusRoot(args.corpus_root)
+        corpus = _local(args)
         build, published = corpus.current_build(args.version), corpus.is_published(args.version)
     else:
         build, published = args.build, False
@@ -234,7 +278,22 @@ def run_publish(args: argparse.Namespace) -> int:
     frac = args.max_quarantine_fraction if args.max_quarantine_fraction is not None else _default_fraction()
     interval = (args.interval_start, args.interval_end) if args.interval_start and args.interval_end else None
     try:
-        res = publish_set(args.corpus_root, args.version, max_quarantine_fraction=frac, interval=interval)
+        if isinstance(args.corpus_root, str):  # a storage URL: upload, then replace the pointer
+            from pipelines.objstore import publish_to_store
+
+            local = _local(args)
+            staged = local.staging() / args.version / "STAGED.json"
+            res = publish_to_store(
+                args.corpus_root,
+                local.build_dir(args.version),
+                args.version,
+                max_quarantine_fraction=frac,
+                interval=interval,
+                staged_partition=json.loads(staged.read_text()).get("partition") if staged.exists() else None,
+            )
+            shutil.rmtree(local.staging() / args.version, ignore_errors=True)
+        else:
+            res = publish_set(args.corpus_root, args.version, max_quarantine_fraction=frac, interval=interval)
     except CheckFailed as exc:
         print(f"medcorpus publish: FAILED: {exc}")
         return 1
@@ -244,10 +303,10 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from pipelines.publish import current_version, read_index
+    from pipelines.objstore import read_versions
 
-    index = read_index(args.corpus_root)
-    cur = current_version(args.corpus_root)
+    index = read_versions(args.corpus_root)
+    cur = index.get("current")
     lines = [f"medcorpus corpus-status: {len(index['versions'])} published set(s); CURRENT = {cur or '-'}"]
     lines += [
         f"  {e['version']}: {e['n_samples']} samples, {e['n_shards']} shards" for e in index["versions"]

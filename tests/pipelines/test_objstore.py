@@ -1,0 +1,210 @@
+"""Corpus roots in object storage (pipelines/objstore.py), against a real S3 API: moto's server
+mode on loopback (tests/pipelines/s3_server.py), s3fs through fsspec, real builds of pydicom
+sample images, the real CLI, webdataset reading the published shards over the S3 API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from pipelines import cli, storage
+from pipelines.build import run_build
+from pipelines.config import config_from_dict
+from pipelines.corpus_index import CROSSSET, INDEX, latest_view, prior_index
+from pipelines.objstore import orphans, read_versions, set_location
+from pipelines.publish import CorpusRoot, publish_set
+from tests.conftest import EXAMPLES
+from tests.pipelines.s3_server import s3_server
+
+CONFIG = {
+    "deid": {"demo": True},
+    "sources": [{"name": "dicom", "path": "dicom", "licence": "MIT"}],
+    "shards": {"max_samples": 1},
+    "workers": 1,
+    "strict": True,
+}
+D1, D2 = "2026-02-01", "2026-02-02"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as env:
+        fs = storage.filesystem("s3://medcorpus-test")
+        fs.mkdir("medcorpus-test")
+        yield env
+
+
+def _day1(src: Path) -> None:
+    (src / "dicom").mkdir(parents=True)
+    shutil.copyfile(EXAMPLES / "dicom/ct/CT_small.dcm", src / "dicom/CT_small.dcm")
+    shutil.copyfile(EXAMPLES / "dicom/mr/MR_small.dcm", src / "dicom/MR_small.dcm")
+
+
+def _day2(src: Path) -> None:
+    (src / "dicom").mkdir(parents=True)
+    shutil.copyfile(EXAMPLES / "dicom/ct/CT_small.dcm", src / "dicom/CT_small.dcm")  # again: duplicate
+    shutil.copyfile(EXAMPLES / "dicom/cr/6154", src / "dicom/6154")  # new
+    ds = pydicom.dcmread(EXAMPLES / "dicom/mr/MR_small.dcm")
+    ds.PatientID = "SOMEONE-ELSE-31"  # day 1's pixels under another patient: conflict
+    ds.save_as(src / "dicom/MR_small.dcm")
+
+
+def _publish_cli(capsys, version: str, root, work: Path | None = None) -> dict:
+    argv = ["publish", version, "--corpus-root", str(root), "--json"]
+    argv += ["--work-root", str(work)] if work else []
+    rc = cli.main(argv)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out.strip().splitlines()[-1]) | {"_stdout": out}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def corpora(s3, tmp_path_factory):
+    """Day 1 and day 2 published to an S3 corpus root and, from the same builds, to a local one."""
+    tmp = tmp_path_factory.mktemp("objstore")
+    url = "s3://medcorpus-test/corpus"
+    work, local = tmp / "work", tmp / "local"
+    for day, make in ((D1, _day1), (D2, _day2)):
+        make(tmp / day)
+        build = CorpusRoot(work).build_dir(day)
+        run_build(tmp / day, build, config_from_dict(CONFIG), quiet=True, prior=prior_index(url))
+        shutil.copytree(build, CorpusRoot(local).build_dir(day))  # the same bytes, for a local root
+        # day 2 quarantines 1 of its 3 images (the conflict): above the default gate of 25%
+        argv = [
+            "publish",
+            day,
+            "--corpus-root",
+            url,
+            "--work-root",
+            str(work),
+            "--max-quarantine-fraction",
+            "0.5",
+        ]
+        assert cli.main(argv) == 0
+        publish_set(local, day, max_quarantine_fraction=0.5)
+    return url, work, local
+
+
+def test_publish_uploads_a_unique_prefix_then_the_pointer(corpora, capsys) -> None:
+    url, work, local = corpora
+    fs = storage.filesystem(url)
+    idx = read_versions(url)
+    assert [e["version"] for e in idx["versions"]] == [D1, D2] and idx["current"] == D2
+    assert fs.cat_file(f"{url}/CURRENT") == f"{D2}\n".encode()
+    for e in idx["versions"]:
+        assert e["path"].startswith(f"sets/{e['version']}/") and len(e["path"].split("/")) == 3
+        remote = set_location(url, e)
+        local_set = CorpusRoot(local).set_dir(e["version"])
+        files = sorted(
+            p.relative_to(local_set).as_posix()
+            for p in local_set.rglob("*")
+            if p.is_file() and p.name != "SET.json"
+        )
+        assert files and f"{INDEX}" in files and "manifest.parquet" in files
+        for rel in files:  # byte-identical to the set published on local disk
+            assert _sha(fs.cat_file(f"{remote}/{rel}")) == _sha((local_set / rel).read_bytes()), rel
+        assert json.loads(fs.cat_file(f"{remote}/SET.json"))["entry"] == e
+        assert not fs.exists(f"{remote}/blobs") and not fs.exists(f"{remote}/cache")
+    # publishing again: nothing is uploaded, the pointer is unchanged
+    before = sorted(fs.find(url))
+    out = _publish_cli(capsys, D2, url, work)
+    assert out["already_published"] is True
+    assert sorted(storage.filesystem(url).find(url)) == before
+    assert orphans(url) == []
+
+
+def test_cross_set_dedup_against_the_store_matches_the_local_root(corpora) -> None:
+    url, _, local = corpora
+    fs = storage.filesystem(url)
+    e2 = read_versions(url)["versions"][1]
+    xs = json.loads(fs.cat_file(f"{set_location(url, e2)}/{CROSSSET}"))
+    assert xs["segments"] == [D1]
+    assert xs["against_published"] == {"image": {"conflict": 1, "duplicate": 1}}
+    assert [v for v, _ in prior_index(url).segments] == [D1, D2]
+    assert latest_view(url).to_pylist() == latest_view(local).to_pylist()
+
+
+def test_a_failed_upload_is_never_visible_and_a_rerun_publishes_once(corpora, monkeypatch, tmp_path) -> None:
+    url, work, _ = corpora
+    d3 = "2026-02-03"
+    src = tmp_path / "src"
+    (src / "dicom").mkdir(parents=True)
+    shutil.copyfile(EXAMPLES / "dicom/cr/6154", src / "dicom/6154")  # day 2's image again
+    run_build(
+        src, CorpusRoot(work).build_dir(d3), config_from_dict(CONFIG), quiet=True, prior=prior_index(url)
+    )
+    import s3fs
+
+    real_put, calls = s3fs.S3FileSystem.put_file, []
+
+    def failing_put(self, lpath, rpath, *a, **kw):  # the network drops after two objects
+        calls.append(rpath)
+        if len(calls) > 2:
+            raise ConnectionError("connection reset")
+        return real_put(self, lpath, rpath, *a, **kw)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "put_file", failing_put)
+    before = read_versions(url)
+    with pytest.raises(ConnectionError):
+        cli.main(["publish", d3, "--corpus-root", url, "--work-root", str(work)])
+    monkeypatch.undo()
+    assert read_versions(url) == before  # readers see nothing of it
+    assert len(orphans(url)) == 1 and orphans(url)[0].startswith(f"sets/{d3}/")
+    assert cli.main(["publish", d3, "--corpus-root", url, "--work-root", str(work)]) == 0
+    after = read_versions(url)
+    assert [e["version"] for e in after["versions"]] == [D1, D2, d3]
+    assert len(orphans(url)) == 1  # the half upload, still unnamed; the set is published once
+    xs = json.loads(storage.filesystem(url).cat_file(f"{set_location(url, after['versions'][2])}/{CROSSSET}"))
+    assert xs["against_published"] == {"image": {"duplicate": 1}}  # a re-export: nothing new
+
+
+def test_webdataset_reads_published_shards_over_the_s3_api(corpora) -> None:
+    import webdataset as wds
+
+    url, _, local = corpora
+    fs = storage.filesystem(url)
+    e1 = read_versions(url)["versions"][0]
+    remote = set_location(url, e1)
+    tars = sorted(fs.glob(f"{remote}/shards/*/*.tar"))
+    assert tars
+    urls = [storage.shard_url("s3://" + t.removeprefix("s3://")) for t in tars]  # glob drops s3://
+    assert all(u.startswith("pipe:") for u in urls)
+    got = {s["__key__"]: s for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False)}
+    want = {}
+    for t in sorted(CorpusRoot(local).set_dir(D1).glob("shards/*/*.tar")):
+        with tarfile.open(t) as tf:
+            for m in tf.getmembers():
+                key, member = m.name.split(".", 1)
+                want.setdefault(key, {})[member] = tf.extractfile(m).read()
+    assert set(got) == set(want) and got
+    for key, members in want.items():
+        for member, data in members.items():
+            assert got[key][member] == data
+
+
+def test_credentials_never_reach_outputs_or_logs(corpora, s3, capsys, caplog) -> None:
+    url, work, _ = corpora
+    secrets_ = [s3["AWS_SECRET_ACCESS_KEY"].encode(), s3["AWS_ACCESS_KEY_ID"].encode()]
+    with caplog.at_level("DEBUG"):
+        assert cli.main(["corpus-status", "--corpus-root", url, "--json"]) == 0
+    out = capsys.readouterr()
+    blobs = [out.out.encode(), out.err.encode(), caplog.text.encode()]
+    fs = storage.filesystem(url)
+    blobs += [fs.cat_file(p) for p in fs.find(url)]
+    blobs += [p.read_bytes() for p in work.rglob("*") if p.is_file()]
+    assert len(blobs) > 20
+    for b in blobs:
+        for s in secrets_:
+            assert s not in b
+    # the pointer names prefixes, never an endpoint or a key
+    assert b"127.0.0.1" not in fs.cat_file(f"{url}/versions.json")
