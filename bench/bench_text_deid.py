@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.deid_corpus import CorpusConfig, generate, real_reports  # noqa: E402
-from bench.deid_metrics import Scores, score_collateral, score_examples  # noqa: E402
+from bench.deid_metrics import Scores, _Cover, score_collateral, score_examples  # noqa: E402
 from workers.pseudonym import Pseudonymizer  # noqa: E402
 from workers.text_deid import deidentify_text, find_phi_spans  # noqa: E402
 
@@ -169,8 +169,9 @@ def _show_leaks(examples, scores: Scores, n: int) -> None:
     shown = 0
     for ex in examples:
         spans = system(ex.text)
+        cover = _Cover(spans)  # touching spans count as one, as in the scores
         for item in ex.phi:
-            if all(any(s <= a and b <= e for s, e in spans) for a, b in item.tokens):
+            if all(cover.covers(a, b) for a, b in item.tokens):
                 continue
             masked = _mask(ex)
             before = " ".join(masked[: item.start].split()[-3:])

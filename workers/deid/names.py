@@ -64,7 +64,7 @@ _CREDENTIAL = re.compile(
 _LABEL = re.compile(
     r"(?:\b(?:electronically\s+)?(?:signed|dictated|transcribed|reviewed|verified|approved|read|reported|"
     r"interpreted|attested|authenticated|confirmed|performed|prepared|typed|entered|finali[sz]ed|"
-    r"co-?signed|ordered|referred|seen|examined|evaluated|checked|done|placed|inserted|witnessed|supervised|requested|completed|written|assisted|obtained|called|paged|beurteilt|befundet|diktiert|geschrieben|"
+    r"co-?signed|ordered|referred|seen|examined|evaluated|checked|done|placed|inserted|witnessed|supervised|requested|completed|written|assisted|obtained|called|paged|overread|over-read|beurteilt|befundet|diktiert|geschrieben|"
     r"vidiert|unterschrieben|freigegeben|überwiesen|zugewiesen)(?:\s+(?:and|&|und)\s+\w+)?\s+(?:by|von|durch)"
     r"|\b(?:(?:electronically\s+)?signed(?=[ \t]*:)|patient(?:'s)?\s+name|name|vorname|nachname|name,\s*vorname|befundende?r?\s+(?:ärztin|arzt)|"
     r"radiologist|radiologe|radiologin|cardiologist|kardiologe|kardiologin|physician|attending|resident|"
@@ -72,7 +72,7 @@ _LABEL = re.compile(
     r"requesting(?:\s+physician)?|(?:haus|ober|chef|fach|assistenz|stations)(?:arzt|ärztin)|pcp|"
     r"primary\s+care(?:\s+(?:physician|provider))?|zuweiser|zuweisende?r?\s+(?:arzt|ärztin)|überweiser|einsender|unterschrift|"
     r"gez|vidiert|signature|cc|copy\s+to|kopie\s+an|provider|nurse|pflege|untersucher(?:in)?|operator|reader|"
-    r"contact|kontakt|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
+    r"contact(?:\s+person)?|kontakt(?:person)?|ansprechpartner(?:in)?|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
     r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|niece|nephew|grandson|"
     r"granddaughter|grandchild|caregiver|friend|neighbou?r|cousin|aunt|uncle|nichte|neffe|enkel(?:in)?|"
     r"mit\s+(?:freundlichen|kollegialen|besten)\s+grüßen|(?:best\s+|kind\s+|warm\s+)?regards|sincerely))"
@@ -82,7 +82,7 @@ _LABEL = re.compile(
 #: last words of the labels of ``_LABEL``: the regex runs only on texts that contain one
 _LABEL_TRIGGERS = frozenset(
     """
-    by von durch name vorname nachname signed ärztin arzt radiologist radiologe radiologin cardiologist kardiologe
+    by von durch name vorname nachname signed person kontaktperson ansprechpartner ansprechpartnerin ärztin arzt radiologist radiologe radiologin cardiologist kardiologe
     kardiologin physician attending resident fellow technologist sonographer tech referring doctor md
     hausarzt hausärztin oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt
     assistenzärztin stationsarzt stationsärztin pcp care provider
@@ -107,7 +107,8 @@ _CUE_VERBS = frozenset(
     rücksprache reached contacted explained telefoniert telefonat gesprochen texted messaged emailed e-mailed
     handed signed shown showed told seen reviewed discussing reviewing communicating weitergeleitet
     befundübermittlung befundmitteilung übermittlung mitteilung benachrichtigt verständigt requested
-    received thanks thank kontrolle vorstellung termin wiedervorstellung
+    received thanks thank kontrolle vorstellung termin wiedervorstellung provided sent notify inform
+    rückruf anruf telefonat durchgegeben weitergegeben
     weitergegeben übergeben
     """.split()
 )
@@ -117,9 +118,10 @@ _CUE_ADVERBS = frozenset(
     "directly personally telephonically verbally urgently by telephone phone findings results this these "
     "were was and telefonisch persönlich direkt".split()
 )
-_CUE_PREPS = frozenset("to with at an mit from bei".split())
+_CUE_PREPS = frozenset("to with at an mit from bei durch".split())
 _STANDALONE_CUES = frozenset(
-    "per notified informed paged reached contacted cc called phoned texted emailed messaged page".split()
+    "per notified informed paged reached contacted cc called phoned texted emailed messaged page notify inform "
+    "call".split()
 )
 #: cues that alone are weak (ordinary prepositions): only capitalised or known-name tokens follow
 _WEAK_CUES = frozenset("by von durch an mit with to from and und sowie bei für at".split())
@@ -142,6 +144,9 @@ _PERSON_VERBS = frozenset(
     """.split()
 )
 #: weaker verbs: the words before them must be names beyond doubt (no ordinary word among them)
+_AFTER_NAME_COMMA = frozenset(
+    "who seen admitted referred born dob aged age wohnhaft geb geboren tel telefon phone wohnt".split()
+)
 _PERSON_ADVERBS = frozenset("personally independently also himself herself selbst persönlich".split())
 _WEAK_PERSON_VERBS = frozenset(
     "performed reviewed interpreted dictated signed assisted read supervised attested verified".split()
@@ -509,8 +514,16 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
         return clear
     if nxt in _WEAK_PERSON_VERBS:  # "Kofi Okonkwo performed the procedure": names beyond doubt
         return clear and (len(words) > 1 or (capital and len(known) == len(words)))
-    if toks[jj][2] == "," and after in ("who", "seen", "admitted", "referred", "born", "dob", "aged", "age"):
+    if toks[jj][2] == "," and after in _AFTER_NAME_COMMA:
         return clear
+    if nxt in ("from", "of", "vom", "von", "aus") and k2 > 0:  # "Ignatius from cardiology agrees"
+        q = k2
+        for _ in range(3):
+            q = _next_word(tk, q)
+            if q < 0:
+                break
+            if toks[q][2].lower() in _PERSON_VERBS:
+                return clear and (len(words) > 1 or bool(known) or capital)
     if nxt in _BE_VERBS:
         if re.match(
             r"[ \t]*(?:is|was|ist|war)[ \t]+(?:a|an|now|ein|eine)?[ \t]*(?:\d{1,3}\b|ninety|one[ \t]hundred)",
@@ -668,7 +681,20 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
         return []
     tok = toks[i][2]
     b = _base(tok)
-    if not strong and mixed and tok.islower() and low in ("by", "with", "to", "von", "mit", "an"):
+    if not strong and _is_initial(tk, i) and i + 2 < len(toks):
+        # "durch J. Szczepański": an initial, then a name-like word in the same case as the text
+        nxt = toks[i + 2][2]
+        strong = (
+            nxt[:1].isupper()
+            and _blank(tk.text, toks[i + 1][1], toks[i + 2][0])
+            and (name_like(nxt, lex, lenient=False) or _base(nxt) in lex.surnames)
+        )
+    if (
+        not strong
+        and mixed
+        and tok.islower()
+        and low in ("by", "with", "to", "von", "mit", "an", "durch", "bei")
+    ):
         # a lower-case name after a weak cue: an apostrophe name ("d'angelo") or a given name and a
         # surname, not both ordinary words ("kofi ibekwe")
         nj = _next_word(tk, i)
@@ -683,7 +709,21 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
             and nb not in lex.stop
             and not (lex.is_word(b) and lex.is_word(nb))
         )
-        strong = odd or pair
+        # two lower-case words that are no English words and look foreign to German too
+        # ("ignatius wiśniewski"): a name part from the dictionaries, an apostrophe or hyphen, or
+        # letters outside a-z/äöüß in one of them
+        both = (
+            nj > 0
+            and toks[nj][2].islower()
+            and name_like(tok, lex, lenient=False)
+            and name_like(toks[nj][2], lex, lenient=False)
+            and nb not in lex.stop
+            and any(
+                _base(w) in lex.given or _base(w) in lex.surnames or re.search(r"['’-]|[^a-zäöüß'’-]", w)
+                for w in (tok, toks[nj][2])
+            )
+        )
+        strong = odd or pair or both
     if not strong:
         known = b in lex.given or b in lex.surnames
         if mixed and (not tok[:1].isupper() or (tok.isupper() and not known)):
@@ -833,7 +873,18 @@ def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: boo
                 continue
             break
         if _is_initial(tk, k) and k + 2 < n and _blank(text, toks[k + 1][1], toks[k + 2][0]):
-            if _grows(toks[k + 2][2], style, lex) or _known_part(toks[k + 2][2], lex):
+            after_init = toks[k + 2][2]
+            if (
+                _grows(after_init, style, lex)
+                or _known_part(after_init, lex)
+                or (
+                    style != "lower"
+                    and _style(after_init) == style
+                    and len(after_init) >= 2
+                    and _base(after_init) not in lex.stop
+                    and _base(after_init) not in _NOT_NAMES
+                )
+            ):
                 j = k + 2
                 continue
             break
