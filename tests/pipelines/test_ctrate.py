@@ -18,6 +18,7 @@ import webdataset as wds
 
 from pipelines.build import run_build
 from pipelines.config import ConfigError, DeidConfig, SplitConfig, config_from_dict, load_config
+from pipelines.flow import make_flow
 from pipelines.validate import validate_build
 from tests.conftest import REPO
 from tests.fixtures.ctrate_lookalike import VOLUMES, base_hu, expected_hu, make_ctrate
@@ -27,25 +28,29 @@ from workers.volume_redundancy import select_distinct_slices
 
 PSEUDO = Pseudonymizer(DEMO_SECRET)
 BY_NAME = {v.name: v for v in VOLUMES}
+SKIP = {"cache", "blobs", ".lock", "run.json"}
 
 
-@pytest.fixture(scope="module")
-def ct(tmp_path_factory, shared_data):
-    root = tmp_path_factory.mktemp("ctrate")
-    paths = make_ctrate(root, shared_data)
-    cfg = replace(
+def _cfg():
+    return replace(
         load_config(REPO / "examples" / "ct_rate.yaml"),
         deid=DeidConfig(demo=True),
         split=SplitConfig(1.0, 0.0, 0.0),
         strict=True,
         workers=2,
     )
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("ctrate")
+    paths = make_ctrate(root, shared_data)
     out = tmp_path_factory.mktemp("ctrate_out")
-    run_build(root, out, cfg, quiet=True)
+    run_build(root, out, _cfg(), quiet=True)
     sid = {name: PSEUDO.source_id(f"ct_rate/{rel}") for name, rel in paths.items()}
     tars = sorted(str(p) for p in (out / "shards").rglob("*.tar"))
     samples = list(wds.WebDataset(tars, shardshuffle=False, empty_check=False))
-    return {"out": out, "sid": sid, "samples": samples, "hu": base_hu(shared_data)}
+    return {"root": root, "out": out, "sid": sid, "samples": samples, "hu": base_hu(shared_data)}
 
 
 def _volume_samples(ct) -> dict[str, tuple[dict, np.ndarray, str]]:
@@ -104,6 +109,27 @@ def test_reports_follow_their_volume_and_bad_volumes_are_accounted(ct) -> None:
     # their reports lost their volume: quarantined unlinked (linking.unlinked: drop)
     assert sorted(r["reason"] for r in q if r["modality"] == "report") == ["unlinked", "unlinked"]
     assert len(ct["samples"]) == 3 and validate_build(ct["out"]).ok
+
+
+@pytest.mark.slow  # Beam's FnApiRunner and a Dask cluster on 2 cores: make test-full
+def test_same_bytes_on_beam_and_dask(ct, tmp_path) -> None:
+    def snap(out) -> dict[str, bytes]:
+        return {
+            p.relative_to(out).as_posix(): p.read_bytes()
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and p.relative_to(out).parts[0] not in SKIP
+        }
+
+    ref = snap(ct["out"])
+    for name in ("dask", "beam"):
+        runner = make_flow(name, 2, quiet=True)
+        try:
+            run_build(ct["root"], tmp_path / name, _cfg(), quiet=True, runner=runner)
+        finally:
+            runner.close()
+        other = snap(tmp_path / name)
+        assert other.keys() == ref.keys(), name
+        assert [k for k in ref if ref[k] != other[k]] == [], name
 
 
 def test_ct_metadata_units() -> None:

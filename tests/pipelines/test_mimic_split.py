@@ -12,11 +12,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
 from pipelines.build import run_build
 from pipelines.config import DedupConfig, DeidConfig, SplitConfig, TableConfig, load_config
+from pipelines.flow import make_flow
 from pipelines.split import split_of
 from pipelines.validate import validate_build
 from tests.conftest import REPO
@@ -49,13 +51,9 @@ def _scenario():
 EXPECTED = {0: "val", 1: "val", 2: "test", 3: "test", 4: "train", 5: "test", 7: "train"}
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, shared_data) -> tuple[Path, tuple]:
-    scenario = _scenario()
-    root = tmp_path_factory.mktemp("mimic_split")
-    make_lookalike(root, shared_data, scenario)
+def _cfg():
     cfg = load_config(REPO / "examples" / "symile_mimic.yaml")
-    cfg = replace(
+    return replace(
         cfg,
         tables=(*cfg.tables, SPLIT_TABLE),
         deid=DeidConfig(demo=True),
@@ -64,13 +62,20 @@ def built(tmp_path_factory, shared_data) -> tuple[Path, tuple]:
         strict=True,
         workers=2,
     )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, shared_data) -> tuple[Path, tuple, Path]:
+    scenario = _scenario()
+    root = tmp_path_factory.mktemp("mimic_split")
+    make_lookalike(root, shared_data, scenario)
     out = tmp_path_factory.mktemp("mimic_split_out")
-    run_build(root, out, cfg, quiet=True)
-    return out, scenario
+    run_build(root, out, _cfg(), quiet=True)
+    return out, scenario, root
 
 
 def test_samples_take_the_split_file_split_by_patient(built) -> None:
-    out, scenario = built
+    out, scenario, _ = built
     tars = sorted(str(p) for p in (out / "shards").rglob("*.tar"))
     got: dict[str, set[str]] = {}
     for s in wds.WebDataset(tars, shardshuffle=False, empty_check=False):
@@ -85,9 +90,23 @@ def test_samples_take_the_split_file_split_by_patient(built) -> None:
 
 
 def test_split_table_counts(built) -> None:
-    out, _ = built
+    out, _, _ = built
     counts = json.loads((out / "stats.json").read_text())["tables"]["counts"]["cxr_split"]
     assert counts["rows"] == 9  # 7 patients' CXRs + the two extra rows
     assert counts["rows_unknown_split"] == 1
     assert counts["patients_split_by_table"] == 7 and counts["patients_not_in_split_table"] == 1
     assert counts["patients_in_several_splits"] == 1
+
+
+@pytest.mark.slow  # Beam's FnApiRunner and a Dask cluster on 2 cores: make test-full
+def test_same_split_on_beam_and_dask(built, tmp_path) -> None:
+    out, _, root = built
+    ref = pq.read_table(out / "manifest.parquet").select(["key", "split"]).to_pylist()
+    for name in ("dask", "beam"):
+        runner = make_flow(name, 2, quiet=True)
+        try:
+            run_build(root, tmp_path / name, _cfg(), quiet=True, runner=runner)
+        finally:
+            runner.close()
+        other = pq.read_table(tmp_path / name / "manifest.parquet").select(["key", "split"]).to_pylist()
+        assert sorted(other, key=str) == sorted(ref, key=str), name
