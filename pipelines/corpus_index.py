@@ -165,6 +165,12 @@ def segment_order(seg: tuple[str, str]) -> tuple[str, str]:
     return seg
 
 
+#: rows per row group of a segment: a lookup reads the key columns whole, the vectors only of
+#: the row groups holding a match
+SEGMENT_ROW_GROUP = 1024
+KEY_COLUMNS = ["modality", "ckey", "study", "bands"]
+
+
 def read_segment(path: str, columns: list[str] | None = None) -> pa.Table:
     """One index segment (a local path or a storage URL)."""
     import pyarrow.parquet as pq
@@ -173,6 +179,25 @@ def read_segment(path: str, columns: list[str] | None = None) -> pa.Table:
 
     with open_input(path) as f:
         return pq.read_table(f, columns=columns)
+
+
+def _read_rows(path: str, rows: np.ndarray) -> list[dict]:
+    """Full rows ``rows`` (sorted segment row numbers) of a segment, reading only their row groups."""
+    import pyarrow.parquet as pq
+
+    from pipelines.storage import open_input
+
+    with open_input(path) as f:
+        pf = pq.ParquetFile(f)
+        starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+        groups = sorted(set(np.searchsorted(starts, rows, side="right") - 1))
+        t = pf.read_row_groups(groups)
+    offset = np.concatenate([[0], np.cumsum([starts[g + 1] - starts[g] for g in groups])])
+    local = [
+        int(offset[groups.index(g)] + r - starts[g])
+        for r, g in zip(rows, np.searchsorted(starts, rows, side="right") - 1, strict=True)
+    ]
+    return t.take(pa.array(local, pa.int64())).to_pylist()
 
 
 @dataclass(frozen=True)
@@ -191,7 +216,7 @@ class LookupSegment:
         import pyarrow.compute as pc
 
         version, path = seg
-        t = read_segment(path)
+        t = read_segment(path, KEY_COLUMNS)
         if t.num_rows == 0:
             return
         mk = pc.binary_join_element_wise(t["modality"], t["ckey"], "/")
@@ -213,7 +238,7 @@ class LookupSegment:
         rows = np.flatnonzero(exact | near | study_hit)
         if len(rows) == 0:
             return
-        sub = t.take(pa.array(rows)).to_pylist()
+        sub = _read_rows(path, rows)
         store = BlobStore(self.blob_root)
         for i, r in zip(rows.tolist(), sub, strict=True):
             mod, ckey = r["modality"], r["ckey"]
@@ -397,6 +422,26 @@ def declare_index(flow, kept_groups, embs, supersede, pseudo, thresholds, blob_r
 # ----------------------------------------------------------------------------- driver side
 
 
+def write_segment(path: Path, table: pa.Table) -> None:
+    """Deterministic segment bytes, in row groups of :data:`SEGMENT_ROW_GROUP` rows."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from schemas.atomic import write_atomic
+
+    buf = io.BytesIO()
+    pq.write_table(
+        table,
+        buf,
+        compression="zstd",
+        write_statistics=True,
+        store_schema=True,
+        row_group_size=SEGMENT_ROW_GROUP,
+    )
+    write_atomic(path, buf.getvalue())
+
+
 def _row_order(r: dict) -> tuple:
     return r["modality"], r["ckey"], r["record_id"], r["key"]
 
@@ -415,7 +460,7 @@ def write_outputs(out_dir: Path, out: dict, prior: PriorIndex) -> dict | None:
     out["dedup_rows"] = new_rows
     index = sorted((r for t, r in out["xset_index"] if t == "index"), key=_row_order)
     sup = sorted({json.dumps(r, sort_keys=True) for t, r in out["xset_index"] if t == "supersedes"})
-    write_table(out_dir / INDEX, pa.Table.from_pylist(index, schema=INDEX_SCHEMA))
+    write_segment(out_dir / INDEX, pa.Table.from_pylist(index, schema=INDEX_SCHEMA))
     prior_tab = [
         {
             "cluster_id": r["cluster_id"],

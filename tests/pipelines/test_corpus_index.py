@@ -229,3 +229,31 @@ def test_a_set_built_before_another_was_published_is_refused_then_rebuilt(corpus
     assert xs["against_published"]["report"] == {"duplicate": 11}
     view = latest_view(corpus).to_pylist()
     assert len(view) == len({r["key"] for r in view})
+
+
+def test_lookup_reads_only_the_row_groups_of_its_matches(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from pipelines.corpus_index import INDEX_SCHEMA, SEGMENT_ROW_GROUP, _read_rows, write_segment
+
+    n = 2 * SEGMENT_ROW_GROUP + 952
+    rows = [
+        {
+            "modality": "report",
+            "ckey": f"{i:064x}",
+            "record_id": str(i),
+            "patient": f"p{i % 7}",
+            "study": f"s{i}",
+            "acquired_at": "",
+            "key": f"k{i}",
+            "vector": i.to_bytes(4, "little"),
+            "bands": [i, i + 1],
+        }
+        for i in range(n)
+    ]
+    table = pa.Table.from_pylist(rows, schema=INDEX_SCHEMA)
+    write_segment(tmp_path / INDEX, table)
+    assert pq.ParquetFile(tmp_path / INDEX).num_row_groups == 3
+    for sel in ([0], [5, SEGMENT_ROW_GROUP - 1, SEGMENT_ROW_GROUP, n - 1], list(range(0, n, 97))):
+        assert _read_rows(str(tmp_path / INDEX), np.array(sel)) == table.take(pa.array(sel)).to_pylist()
