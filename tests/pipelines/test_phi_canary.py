@@ -2,9 +2,10 @@
 
 Places: DICOM attributes (public, private, in sequences, non-ASCII), file and folder names,
 WFDB header comments, report text, CSV columns that are not the text, and names written in free
-text without a title, in lower case, in upper case ("LAST, FIRST"), as clinicians (", RN",
-"signed by"), as identifier-shaped tokens ("Patient Zqx003Vorlund"), inside DICOM SR text and
-inside WFDB comments. Outputs scanned: every
+text without a title, in lower case (with and without a title), in upper case ("LAST, FIRST"),
+as clinicians (", RN", "signed by", an all-caps reader in SR text), as the subject of a sentence,
+coordinated ("Dr. X and Y"), as identifier-shaped tokens ("Patient Zqx003Vorlund"), inside DICOM SR
+text and inside WFDB comments. Outputs scanned: every
 tar member, every parquet cell, every JSON/HTML file and the build's own log output, for each
 canary in plain, upper/lower case, base64, hex and UTF-16 forms.
 """
@@ -58,6 +59,12 @@ CANARIES = {
     "sr_org": "Canaryvale Heart Institute",
     "wfdb_text": "Grimsdottiren",
     "wfdb_lower": "ilse brackwater",
+    # issue 16 round 2: a lower-case untitled name after a cue, an untitled subject before a verb,
+    # coordinated names, an all-caps clinician inside DICOM SR text
+    "lower_untitled": "quillonet vandersnooth",
+    "subject": "Orvalinde Kestrumbly",
+    "coordinated": "Tavishmore",
+    "sr_allcaps": "MARVELLION STOCKWHITT",
 }
 #: a name inside a kept clinical WFDB field (``# Dx:``): see test_wfdb_kept_fields_are_deidentified
 WFDB_DX_CANARY = "Dxcanaryperson"
@@ -117,7 +124,7 @@ def _plant_sr(src: Path, dst: Path) -> None:
             if item.get("ValueType") == "TEXT" and meaning == "Report Text":
                 item.TextValue = (
                     f"No acute cardiopulmonary process. Discussed with Dr. {CANARIES['sr_text']} at 14:05. "
-                    f"{CANARIES['sr_untitled']} is a 93 year old man."
+                    f"{CANARIES['sr_untitled']} is a 93 year old man. Read by {CANARIES['sr_allcaps']}, MD."
                 )
             elif item.get("ValueType") == "TEXT":
                 item.TextValue = CANARIES["sr_org"]
@@ -162,7 +169,11 @@ def canary_build(shared_data, tmp_path_factory):
     rows[1]["report"] = (
         f"Dr. {CANARIES['name2']} reviewed on {DATES[3]}. MRN: {CANARIES['mrn']}. " + rows[1]["report"]
     )
-    rows[2]["report"] += f" Contact {CANARIES['email']}."
+    rows[2]["report"] += (
+        f" Contact {CANARIES['email']}. Results relayed to {CANARIES['lower_untitled']} by phone."
+        f" {CANARIES['subject']} complains of palpitations. Dr. Pemberfieldow and {CANARIES['coordinated']}"
+        " performed the study."
+    )
     rows[3]["report"] += (
         f" Findings communicated to {CANARIES['untitled_given']} {CANARIES['untitled']} by phone."
         f" Called to {CANARIES['clinician']}, RN at 10:31."
@@ -275,3 +286,7 @@ def test_free_text_names_were_replaced_not_dropped(canary_build):
     assert "Called to [NAME], RN at [TIME]" in joined
     assert "Patient [NAME] (MRN [ID])" in joined
     assert "Discussed with Dr. [NAME] at [TIME]" in joined
+    assert "Results relayed to [NAME] by phone" in joined
+    assert "[NAME] complains of palpitations" in joined
+    assert "Dr. [NAME] and [NAME] performed the study" in joined
+    assert "Read by [NAME], MD" in joined

@@ -35,7 +35,7 @@ _TITLES = frozenset("dr mr mrs ms miss prof herr frau doctor".split())
 _NEVER = _TITLES | frozenset("md rn pa np do phd dres med univ patient patientin pt pat".split())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TokenModel:
     version: str
     threshold: float
@@ -167,14 +167,40 @@ def _scored(tok: str, mixed: bool, lex: Lexicon) -> bool:
     return _scored_key(tok, mixed)
 
 
+@lru_cache(maxsize=65536)
+def _static_score(tok: str, model: TokenModel) -> float:
+    """The summed weights of a token's own features (cached: most tokens recur)."""
+    w = model.weights
+    return sum(w.get(x, 0.0) for x in _static(tok))
+
+
+@lru_cache(maxsize=65536)
+def _context(tok: str) -> str:
+    return tok if tok in ("<s>", "</s>") else _cls(tok)
+
+
 def token_scores(text: str, model: TokenModel) -> list[tuple[int, int, float]]:
-    """(start, end, P(name)) of the candidate tokens of ``text``."""
-    lex = lexicon()
+    """(start, end, P(name)) of the candidate tokens of ``text``: the same sum as over
+    :func:`token_features`, with the token's own part cached."""
     matches, toks, mixed, idx = candidates(text)
     w = model.weights
+    n = len(toks)
+    case = "mixed" if mixed else "onecase"
+    w_case = w.get(case, 0.0)
+    mx = "_mx" if mixed else ""
     out = []
     for i in idx:
-        score = model.bias + sum(w.get(x, 0.0) for x in token_features(toks, i, lex, mixed))
+        tok = toks[i]
+        prev = toks[i - 1] if i > 0 else "<s>"
+        prev2 = toks[i - 2] if i > 1 else "<s>"
+        nxt = toks[i + 1] if i + 1 < n else "</s>"
+        nxt2 = toks[i + 2] if i + 2 < n else "</s>"
+        initial = prev in ("<s>", ".", ":", "!", "?")
+        cp, cn = _context(prev), _context(nxt)
+        score = model.bias + _static_score(tok, model) + w_case
+        score += w.get(("cap" if tok[:1].isupper() else "low") + ("_init" if initial else "_mid") + mx, 0.0)
+        score += w.get("p1=" + cp, 0.0) + w.get("p2=" + _context(prev2), 0.0) + w.get("n1=" + cn, 0.0)
+        score += w.get("n2=" + _context(nxt2), 0.0) + w.get(f"p1n1={cp}|{cn}", 0.0)
         out.append((matches[i][0], matches[i][1], _sigmoid(score)))
     return out
 

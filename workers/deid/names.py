@@ -18,6 +18,7 @@ A *name-like* token is a word that is a known name part or no ordinary word (``O
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from workers.deid.lexicon import Lexicon, lexicon
 from workers.deid.spans import Span, is_mixed, tokenize
@@ -165,6 +166,7 @@ _RELATIONS = frozenset(
 _ALLCAPS_PAIR = re.compile(r"\b([A-ZÄÖÜ][A-ZÄÖÜ'’-]+),[ \t]*([A-ZÄÖÜ][A-ZÄÖÜ'’-]+)\b")
 
 
+@lru_cache(maxsize=65536)
 def _base(tok: str) -> str:
     low = tok.lower()
     for suf in ("'s", "’s"):
@@ -553,6 +555,8 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
     for i in range(n):
         if not toks[i][2][:1].isalpha() or not _sentence_start(tk, i):
             continue
+        if not (_is_initial(tk, i) or name_like(toks[i][2], lex)):
+            continue
         end = _take_name(tk, i, lex, strict_case=False)
         if end <= 0:
             continue
@@ -564,7 +568,11 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
         j = v
         colon_agree = low == ":" and v + 1 < n and toks[v + 1][2].lower() in _AGREE
         trigger = low in _BE_VERBS or low in _PERSON_VERBS or low in _RELATIONS or low in _WEAK_PERSON_VERBS
-        trigger = trigger or low in _PERSON_ADVERBS or low == ","
+        if low == "," and v + 1 < n:
+            nx = toks[v + 1][2].lower()
+            trigger = nx in _AFTER_NAME_COMMA or nx in ("a", "an") or nx[:1].isdigit()
+            trigger = trigger or nx.startswith(("ninety", "one", "hundred"))
+        trigger = trigger or low in _PERSON_ADVERBS
         if trigger or colon_agree:
             if toks[v - 1][2] == ")":  # "X (cardiology) was paged"
                 op = next((q for q in range(v - 2, max(-1, v - 7), -1) if toks[q][2] == "("), -1)
