@@ -78,7 +78,7 @@ _DATE_CUE_NUM = re.compile(
     r"\b(?:on|dated|date|am|vom|seit|bis|from|since|until|through|thru|of|comparison|compared\s+(?:to|with)|"
     r"prior(?:\s+(?:exam|study|film|ecg|ekg|tracing|radiograph)s?)?|vorbefund|voruntersuchung|zum|letzte[rnm]?|"
     r"seen|performed|done|obtained|acquired|admitted|discharged|born|geboren|aufgenommen|entlassen|untersucht|"
-    r"visit|last|next|before|after|vor|nach|ab|bis\s+zum)"
+    r"visit|last|next|before|after|vor|nach|ab|bis\s+zum|began|begun|started|onset|beginning|beginn)"
     r"[ \t]*:?[ \t]*(?P<a>\d{1,2})(?P<sep>[./])(?P<b>\d{1,2})(?P<dot>\.)?"
     r"(?![\d]|[./]\d)"
     # "20.06." (two-digit day and month, both dots) needs no cue

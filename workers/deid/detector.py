@@ -13,6 +13,7 @@ from workers.deid.spans import Span, merge_same, resolve
 
 log = logging.getLogger(__name__)
 _DIGIT = re.compile(r"\d")
+_AGE_AFTER_NAME = re.compile(r"(?:'s)?[ \t]*(?:\([ \t]*(?P<n>\d{2,3})[ \t]*\)|,[ \t]*(?P<n2>\d{2,3})[ \t]*,)")
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,15 @@ def candidate_spans(
         ]
         coordinated = _veto(coordinated, protected)
     grown += coordinated
-    spans += merge_same(grown, "name", "[NAME]", text)
+    final_names = merge_same(grown, "name", "[NAME]", text)
+    spans += final_names
     spans += [s for s in name if s.category != "name"]
+    if has_digit:  # a bare number in brackets after a name is an age: "Ibekwe (93)", "Meyer, 101,"
+        for s in final_names:
+            m = _AGE_AFTER_NAME.match(text, s.end)
+            g = "n" if m and m["n"] else "n2"
+            if m and 89 < int(m[g]) < 150:
+                spans.append(Span(m.start(g), m.end(g), "age", "90+", 45))
     return spans
 
 

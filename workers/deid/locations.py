@@ -110,7 +110,7 @@ _AFTER_ADDRESS = re.compile(
 )
 _AFTER_PLACE = re.compile(r"[ \t]+(?:resident|residents|native|area|county|einwohner)\b", re.IGNORECASE)
 _BAD_TOWN = re.compile(
-    r"\b(?:Bad|BAD|(?:(?<=aus )|(?<=, )|(?<=in ))bad)[ \t]+(?:[A-ZÄÖÜ][a-zäöüß]+|(?<=bad )[a-zäöüß]{4,})(?:[ \t]+(?:am|an\s+der|im|vor\s+der)[ \t]+[A-ZÄÖÜ][a-zäöüß]+)?\b"
+    r"\b(?:Bad|BAD|(?:(?<=aus )|(?<=, )|(?<=in )|(?<=\d{5} ))bad)[ \t]+(?:[A-ZÄÖÜ][a-zäöüß]+|(?<=bad )[a-zäöüß]{4,})(?:[ \t]+(?:am|an\s+der|im|vor\s+der)[ \t]+[A-ZÄÖÜ][a-zäöüß]+)?\b"
 )
 _BEFORE_ZIP = re.compile(r",?[ \t]+(?:[A-Za-z]{2}|[A-Za-z]+)\.?,?[ \t]+\d{5}(?:-\d{4})?\b")
 _AFTER_INST = re.compile(

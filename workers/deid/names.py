@@ -76,6 +76,7 @@ _LABEL = re.compile(
     r"contact(?:\s+person)?|kontakt(?:person)?|ansprechpartner(?:in)?|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
     r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|niece|nephew|grandson|"
     r"granddaughter|grandchild|caregiver|friend|neighbou?r|cousin|aunt|uncle|nichte|neffe|enkel(?:in)?|"
+    r"dear|attn|attention|(?:patient|patientin|pt|re|betrifft|betreff)(?=[ \t]*:)|sehr\s+geehrte[rn]?(?:\s+(?:frau|herr))?|liebe[rn]?\s+(?:kollegin|kollege)|"
     r"mit\s+(?:freundlichen|kollegialen|besten)\s+grüßen|(?:best\s+|kind\s+|warm\s+)?regards|sincerely))"
     r"(?:(?P<colon>[ \t]*[:,])[ \t]+|[ \t]+\(|[ \t]*\((?=\w)|[ \t]+)",
     re.IGNORECASE,
@@ -83,7 +84,7 @@ _LABEL = re.compile(
 #: last words of the labels of ``_LABEL``: the regex runs only on texts that contain one
 _LABEL_TRIGGERS = frozenset(
     """
-    by von durch name vorname nachname signed person kontaktperson ansprechpartner ansprechpartnerin ärztin arzt radiologist radiologe radiologin cardiologist kardiologe
+    by von durch name vorname nachname signed dear attn attention geehrte geehrter geehrten frau herr person kontaktperson ansprechpartner ansprechpartnerin ärztin arzt radiologist radiologe radiologin cardiologist kardiologe
     kardiologin physician attending resident fellow technologist sonographer tech referring doctor md
     hausarzt hausärztin oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt
     assistenzärztin stationsarzt stationsärztin pcp care provider
@@ -118,6 +119,14 @@ _NEAR_CUE_VERBS = frozenset("seen shown showed told handed signed given reviewed
 _CUE_ADVERBS = frozenset(
     "directly personally telephonically verbally urgently by telephone phone findings results this these "
     "were was and telefonisch persönlich direkt".split()
+)
+#: "-ed by" verbs that are followed by things, not people
+_NOT_AGENT_VERBS = frozenset(
+    """
+    caused followed obscured replaced characterized characterised surrounded limited complicated
+    accompanied preceded supplied marked defined bordered outlined separated demonstrated evidenced
+    manifested indicated suggested explained affected produced confirmed supported
+    """.split()
 )
 _CUE_PREPS = frozenset("to with at an mit from bei durch".split())
 _STANDALONE_CUES = frozenset(
@@ -161,6 +170,13 @@ _RELATIONS = frozenset(
     """
     wife husband daughter son mother father sister brother spouse partner niece nephew grandson
     granddaughter friend caregiver guardian ehefrau ehemann tochter sohn mutter vater schwester bruder
+    """.split()
+)
+#: what a person has: "Young's PCP", "Ibekwe's wife", "Sabine's home"
+_POSSESSED = _RELATIONS | frozenset(
+    """
+    pcp doctor physician cardiologist oncologist surgeon nurse provider chart record records home house
+    apartment address phone insurance family children kids symptoms
     """.split()
 )
 _ALLCAPS_PAIR = re.compile(r"\b([A-ZÄÖÜ][A-ZÄÖÜ'’-]+),[ \t]*([A-ZÄÖÜ][A-ZÄÖÜ'’-]+)\b")
@@ -503,7 +519,7 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
     capital = words[0][:1].isupper()
     unknown = [w for w in words if not lex.is_word(_base(w)) and _base(w) not in lex.stop]
     clear = (not ordinary and bool(unknown)) or (capital and len(known) == len(words))
-    if possessive and nxt in _RELATIONS:
+    if possessive and nxt in _POSSESSED:
         return clear
     if nxt == ":" and after in _AGREE:  # "Walker: agree with above"
         return clear
@@ -567,7 +583,7 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
         low = toks[v][2].lower()
         j = v
         colon_agree = low == ":" and v + 1 < n and toks[v + 1][2].lower() in _AGREE
-        trigger = low in _BE_VERBS or low in _PERSON_VERBS or low in _RELATIONS or low in _WEAK_PERSON_VERBS
+        trigger = low in _BE_VERBS or low in _PERSON_VERBS or low in _POSSESSED or low in _WEAK_PERSON_VERBS
         if low == "," and v + 1 < n:
             nx = toks[v + 1][2].lower()
             trigger = nx in _AFTER_NAME_COMMA or nx in ("a", "an") or nx[:1].isdigit()
@@ -610,7 +626,7 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
             if i >= j:
                 continue
         end = toks[j - 1][1]
-        if low in _RELATIONS and not toks[j - 1][2].lower().endswith(("'s", "’s")):
+        if low in _POSSESSED and not toks[j - 1][2].lower().endswith(("'s", "’s")):
             continue
         if _subject_ok(tk, i, j, end, lex):
             out.append(Span(toks[i][0], end, "name", "[NAME]", 40, True))
@@ -684,6 +700,17 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
                 strong = near or toks[j][2].lower() not in _NEAR_CUE_VERBS
                 break
             j -= 1
+    generic_by = False
+    if not strong and low == "by" and k > 0:
+        pv = toks[k - 1][2].lower()
+        strong = generic_by = (
+            len(pv) > 4
+            and pv.endswith("ed")
+            and lex.is_word(pv)
+            and pv not in _NOT_AGENT_VERBS
+            and toks[k + 1][2][:1].isalpha()
+            and not lex.is_word(_base(toks[k + 1][2]))
+        )
     i = _next_word(tk, k)
     if i < 0:
         return []
@@ -745,6 +772,8 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
     end = _take_name(tk, i, lex, strict_case=not strong and mixed, trusted=strong)
     if end <= 0:
         return []
+    if generic_by and len(_WORDS3.findall(tk.text[toks[i][0] : end])) < 2:
+        return []  # "interrogated by X": only a name of two words or more
     return [Span(toks[min(_skip_titles(tk, i), len(toks) - 1)][0], end, "name", "[NAME]", 41, True)]
 
 
