@@ -263,6 +263,27 @@ DEV: tuple[tuple[str, str, str], ...] = (
     ("d-de-50", "de", "Oberärztin {CLINICIAN} hat den Befund um {TIME} freigegeben."),
     ("d-de-51", "de", "Verlegung aus {INST} am {DATE}."),
     ("d-de-52", "de", "{PATIENT} ({AGE}) berichtet über Palpitationen."),
+    # round 7 (dev only): again written before looking at any error of them
+    ("d-en-189", "en", "Images were shown to {CLINICIAN} in the reading room."),
+    ("d-en-190", "en", "{CLINICIAN} requested a repeat film at {TIME}."),
+    ("d-en-191", "en", "History per {PATIENT}'s daughter: syncope on {DATE}."),
+    ("d-en-192", "en", "Patient name {PATIENT} confirmed with two identifiers."),
+    ("d-en-193", "en", "Preliminary report by resident {CLINICIAN}, final by {CLINICIAN}."),
+    ("d-en-194", "en", "Findings emailed to {EMAIL} and discussed with {CLINICIAN}."),
+    ("d-en-195", "en", "Wife {PATIENT} reports he fell at home ({STREET})."),
+    ("d-en-196", "en", "Consent obtained from {PATIENT} by {CLINICIAN}."),
+    ("d-en-197", "en", "{PATIENT}, an {AGE} yo resident of {CITY}, {STATE}."),
+    ("d-en-198", "en", "Compared with {INST} study of {YLDATE}."),
+    ("d-en-199", "en", "MR {MRN}, ACC {ACC}, visit {ACCOUNT}"),
+    ("d-en-200", "en", "Cardiology fellow on call: {CLINICIAN} (pager {PHONE})."),
+    ("d-en-201", "en", "{CLINICIAN} and I reviewed the study together."),
+    ("d-en-202", "en", "Patient from {CITY} presenting at {TIME} after fall."),
+    ("d-en-203", "en", "Loop recorder {DEVICE} placed by {CLINICIAN} on {DATE}."),
+    ("d-de-53", "de", "Befund an Frau {CLINICIAN} und Herrn {CLINICIAN} übermittelt."),
+    ("d-de-54", "de", "{PATIENT} wurde am {DATE} um {TIME} in {INST} aufgenommen."),
+    ("d-de-55", "de", "Patientin ({AGE} Jahre) wohnt {STREET} in {CITY}."),
+    ("d-de-56", "de", "Untersuchung durchgeführt von {CLINICIAN}."),
+    ("d-de-57", "de", "Versicherung: {ACCOUNT}; Fall {MRN}"),
 )
 
 TEST: tuple[tuple[str, str, str], ...] = (

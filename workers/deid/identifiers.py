@@ -35,6 +35,7 @@ _ID_KEYWORD = re.compile(
     r"|(?:insurance|health\s+plan|member|policy|billing|beneficiary)\s+(?:id|number|no\.?|#|account)"
     r"|versicherten-?(?:nummer|nr\.?)|versicherungs-?(?:nummer|nr\.?)|kennung|befund-?nr\.?"
     r"|[a-zäöüß]{3,}(?:nummer|-nr\.?)|aufnahme-?nr\.?|id-?nr\.?|ref\.?\s?(?:no\.?|nr\.?|#)"
+    r"|mr(?=[ \t]*[:#]?[ \t]*\d)|fall|versicherung|visit|chart(?:\s+id)?"
     r"|study\s+(?:id|number)|exam\s+(?:id|number|no\.?)|ref(?:erence)?\s+(?:number|no\.?|#)"
     r"|licen[cs]e(?:\s+(?:number|no\.?|#))?|lic\.?\s?(?:no\.?|#)?|dea(?:\s?(?:no\.?|#))?|npi|approbation"
     r"|serial(?:\s+(?:number|no\.?|#))?|s/n|sn|seriennummer|serien-?nr\.?|device\s+(?:id|serial|number)"
@@ -50,7 +51,9 @@ _ALNUM_ID = re.compile(r"\b(?=[A-Za-z]{0,5}-?\d)[A-Za-z]{1,5}-?\d{5,}[A-Za-z]?\b
 _MIXED_ID = re.compile(
     r"(?<![\w-])(?=(?:[A-Za-z-]*\d){4})(?=[\w-]*[A-Za-z])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![\w-])"
 )
-_DASHED_NUMBER = re.compile(r"(?<![\w.,/-])\d{2,4}-\d{5,}(?![\w-])")
+_DASHED_NUMBER = re.compile(
+    r"(?<![\w.,/-])(?:\d{2,4}-\d{5,}|\d{3}-\d{2}-\d{2,3}|\d{2,3}-\d{2,3}-\d{2,3}-\d{2,4})(?![\w-]|[./]\d)"
+)
 _UNIT_AFTER = r"\s*(?:mg|ml|g|kg|iu|ie|units?|einheiten|%|mm|cm|ms|µg|mcg|ng|pg|mmol|µl|/|u/l|iu/l)"
 _FIVE_DIGITS = re.compile(r"(?<![\d.,/-])\d{5}(?![\d]|[.,]\d)(?!" + _UNIT_AFTER + r")", re.IGNORECASE)
 

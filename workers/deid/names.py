@@ -65,7 +65,7 @@ _CREDENTIAL = re.compile(
 _LABEL = re.compile(
     r"(?:\b(?:electronically\s+)?(?:signed|dictated|transcribed|reviewed|verified|approved|read|reported|"
     r"interpreted|attested|authenticated|confirmed|performed|prepared|typed|entered|finali[sz]ed|"
-    r"co-?signed|ordered|referred|seen|examined|evaluated|checked|done|placed|inserted|witnessed|supervised|requested|completed|written|assisted|obtained|called|paged|overread|over-read|beurteilt|befundet|diktiert|geschrieben|"
+    r"co-?signed|ordered|referred|seen|examined|evaluated|checked|done|placed|inserted|witnessed|supervised|requested|completed|written|assisted|obtained|called|paged|overread|over-read|durchgeführt|erstellt|beurteilt|befundet|diktiert|geschrieben|"
     r"vidiert|unterschrieben|freigegeben|überwiesen|zugewiesen)(?:\s+(?:and|&|und)\s+\w+)?\s+(?:by|von|durch)"
     r"|\b(?:(?:electronically\s+)?signed(?=[ \t]*:)|patient(?:'s)?\s+name|name|vorname|nachname|name,\s*vorname|befundende?r?\s+(?:ärztin|arzt)|"
     r"radiologist|radiologe|radiologin|cardiologist|kardiologe|kardiologin|physician|attending|resident|"
@@ -110,7 +110,7 @@ _CUE_VERBS = frozenset(
     handed signed shown showed told seen reviewed discussing reviewing communicating weitergeleitet
     befundübermittlung befundmitteilung übermittlung mitteilung benachrichtigt verständigt requested
     received thanks thank kontrolle vorstellung termin wiedervorstellung provided sent notify inform
-    rückruf anruf telefonat durchgegeben weitergegeben
+    rückruf anruf telefonat durchgegeben weitergegeben obtained consent
     weitergegeben übergeben
     """.split()
 )
@@ -154,6 +154,11 @@ _PERSON_VERBS = frozenset(
     """.split()
 )
 #: weaker verbs: the words before them must be names beyond doubt (no ordinary word among them)
+_GERMAN_PASSIVE = re.compile(
+    r"[^.\n]{0,60}?\b(?:aufgenommen|entlassen|vorgestellt|verlegt|untersucht|behandelt|informiert|operiert|"
+    r"eingeliefert|überwiesen|zugewiesen|gesehen)\b",
+    re.IGNORECASE,
+)
 _AFTER_NAME_COMMA = frozenset(
     "who seen admitted referred born dob aged age wohnhaft geb geboren tel telefon phone wohnt".split()
 )
@@ -522,6 +527,10 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
     if possessive and nxt in _POSSESSED:
         return clear
     if nxt == ":" and after in _AGREE:  # "Walker: agree with above"
+        return clear
+    if nxt in ("and", "und") and after in ("i", "ich"):  # "Ngozi Obuya and I reviewed"
+        return clear
+    if nxt == "wurde" and _GERMAN_PASSIVE.match(text, toks[jj][1]):  # "Tjernström wurde am ... aufgenommen"
         return clear
     if nxt in ("and", "und") and after in ("his", "her", "their", "sein", "seine", "ihr", "ihre") and k2 > 0:
         k3 = _next_word(tk, k2)  # "Kofi Okonkwo and her daughter ..."
