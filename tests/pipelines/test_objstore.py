@@ -208,3 +208,33 @@ def test_credentials_never_reach_outputs_or_logs(corpora, s3, capsys, caplog) ->
             assert s not in b
     # the pointer names prefixes, never an endpoint or a key
     assert b"127.0.0.1" not in fs.cat_file(f"{url}/versions.json")
+
+
+@pytest.mark.parametrize("name", ["dask", pytest.param("beam", marks=pytest.mark.slow)])  # Beam: ~30 s
+def test_dask_and_beam_workers_dedup_against_the_store_like_local(corpora, name, tmp_path) -> None:
+    """The lookup runs in the engines' worker processes, which reach the S3 server with the
+    credentials of their environment; the outputs equal the local runner's byte for byte."""
+    from pipelines.flow import make_flow
+
+    url = corpora[0]
+    src = tmp_path / "src"
+    _day2(src)
+    prior = prior_index(url)
+    assert prior.segments and all(p.startswith("s3://") for _, p in prior.segments)
+    outs = {}
+    for runner_name in ("local", name):
+        flow = None if runner_name == "local" else make_flow(runner_name, 2, quiet=True)
+        out = tmp_path / runner_name
+        try:
+            run_build(src, out, config_from_dict(CONFIG), quiet=True, prior=prior, runner=flow)
+        finally:
+            if flow is not None:
+                flow.close()
+        outs[runner_name] = {
+            p.relative_to(out).as_posix(): _sha(p.read_bytes())
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and p.suffix in (".parquet", ".tar") or p.name in (CROSSSET, "stats.json")
+        }
+    assert outs["local"] == outs[name]
+    xs = json.loads((tmp_path / name / CROSSSET).read_text())
+    assert xs["against_published"]["image"]["duplicate"] >= 1  # day 2's images are all published
