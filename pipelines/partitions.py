@@ -136,10 +136,54 @@ def partition_files(inbox: Path, partition: Partition) -> tuple[Path, list[Path]
     return inbox, [p for p in _files_under(inbox) if lo <= p.stat().st_mtime < hi]
 
 
+def _url_files(base: str) -> list[tuple[str, str, int]]:
+    """``(URL, path relative to base, size)`` of the objects under a storage URL, no hidden names."""
+    from pipelines import storage
+
+    fs = storage.filesystem(base)
+    root = base.split("://", 1)[1].rstrip("/")
+    out = []
+    for path, info in sorted(fs.find(base, detail=True).items()):
+        rel = path.split("://", 1)[-1][len(root) :].strip("/")
+        if info.get("type") == "file" and rel and not any(part.startswith(".") for part in rel.split("/")):
+            out.append((storage.join(base, rel), rel, int(info.get("size") or 0)))
+    return out
+
+
+def _url_partitions(inbox: str, lo: datetime, hi: datetime, layout: str) -> list[Partition]:
+    from pipelines import storage
+
+    if layout != "daily":
+        raise PartitionError("an inbox URL supports the daily layout only (object stores keep no mtime tree)")
+    fs = storage.filesystem(inbox)
+    if not fs.exists(inbox):
+        raise PartitionError("inbox not found")
+    parts = []
+    for d in sorted(fs.ls(inbox, detail=False)):
+        name = d.rstrip("/").rsplit("/", 1)[-1]
+        if not _DAY_RE.match(name):
+            continue
+        try:
+            part = partition_from_version(name, "daily")
+        except PartitionError:
+            continue
+        if lo <= part.start < hi and _url_files(storage.join(inbox, name)):
+            parts.append(part)
+    return parts
+
+
 def list_partitions(
     inbox: Path, start: str | datetime, end: str | datetime, layout: str = "daily"
 ) -> list[Partition]:
-    """The non-empty partitions whose data arrived in ``[start, end)``, oldest first."""
+    """The non-empty partitions whose data arrived in ``[start, end)``, oldest first. ``inbox`` may
+    be a storage URL (``s3://bucket/inbox``, daily layout): its day prefixes are listed."""
+    from pipelines.storage import is_url
+
+    if is_url(inbox):
+        lo, hi = parse_time(start), parse_time(end)
+        if hi <= lo:
+            raise PartitionError("interval end must be after its start")
+        return _url_partitions(str(inbox), lo, hi, layout)
     inbox = Path(inbox)
     if not inbox.is_dir():
         raise PartitionError(f"inbox folder not found: {inbox}")
@@ -225,7 +269,17 @@ def stage_partition(
         )
     if final.exists():  # a folder without its marker is not ours to reuse
         raise PartitionError(f"staging folder exists without {STAGED_MARKER}: {final} (remove it)")
-    base, files = partition_files(inbox, partition)
+    from pipelines.storage import filesystem, is_url, join
+
+    if is_url(inbox):  # a storage inbox: the day prefix's objects are downloaded (daily layout)
+        if partition.layout != "daily":
+            raise PartitionError("an inbox URL supports the daily layout only")
+        fs = filesystem(str(inbox))
+        files = [(url, Path(rel), fs) for url, rel, _ in _url_files(join(inbox, partition.version))]
+        base = None
+    else:
+        base, local_files = partition_files(inbox, partition)
+        files = [(src, src.relative_to(base), None) for src in local_files]
     if not files:
         raise PartitionError(f"partition {partition.version} has no files in the inbox")
     staging_root.mkdir(parents=True, exist_ok=True)
@@ -236,11 +290,15 @@ def stage_partition(
     inp.mkdir(parents=True)
     listing = hashlib.sha256()
     n_bytes = 0
-    for src in files:
-        rel = src.relative_to(base)
+    for src, rel, fs in files:
         dst = inp / rel
+        if not dst.resolve().is_relative_to(inp.resolve()):
+            raise PartitionError("an inbox object name escapes the staging folder")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(src, dst, copy)
+        if fs is not None:
+            fs.get_file(src, str(dst))
+        else:
+            _link_or_copy(src, dst, copy)
         size = dst.stat().st_size
         n_bytes += size
         listing.update(f"{rel.as_posix()}\0{size}\n".encode())
@@ -255,7 +313,7 @@ def stage_partition(
         "n_files": len(files),
         "n_bytes": n_bytes,
         "listing_sha256": listing.hexdigest(),
-        "mode": "copy" if copy else "hardlink",
+        "mode": "download" if base is None else ("copy" if copy else "hardlink"),
     }
     (tmp / STAGED_MARKER).write_text(json.dumps(info, sort_keys=True, indent=1))
     try:

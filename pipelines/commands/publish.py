@@ -127,7 +127,7 @@ def register(sub) -> None:
         p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     p = sub.add_parser("partitions", help="list the inbox partitions whose data arrived in [start, end)")
-    p.add_argument("inbox", type=Path)
+    p.add_argument("inbox", type=_root, help="inbox folder or storage URL (daily layout)")
     p.add_argument("--start", required=True, help="interval start, ISO 8601 (UTC if naive)")
     p.add_argument("--end", required=True, help="interval end (exclusive)")
     p.add_argument(
@@ -137,7 +137,7 @@ def register(sub) -> None:
     p.set_defaults(func=_user_errors(run_partitions))
 
     p = sub.add_parser("stage-partition", help="snapshot one partition as a build input (idempotent)")
-    p.add_argument("inbox", type=Path)
+    p.add_argument("inbox", type=_root, help="inbox folder or storage URL (daily layout: downloaded)")
     p.add_argument("version", help="partition version, as listed by `medcorpus partitions`")
     p.add_argument("--layout", choices=LAYOUTS, default="daily")
     p.add_argument("--config", type=Path, help="build config: its source folders are created if absent")

@@ -238,3 +238,43 @@ def test_dask_and_beam_workers_dedup_against_the_store_like_local(corpora, name,
     assert outs["local"] == outs[name]
     xs = json.loads((tmp_path / name / CROSSSET).read_text())
     assert xs["against_published"]["image"]["duplicate"] >= 1  # day 2's images are all published
+
+
+def test_the_scheduled_steps_from_an_inbox_url_to_a_corpus_root_url(s3, tmp_path, capsys) -> None:
+    """partitions → stage-partition → build-set → check-build → publish → corpus-status, all on
+    URLs (inbox and corpus root on the S3 server), as the incremental DAG runs them; the published
+    set downloaded back validates."""
+    import yaml
+
+    from pipelines.validate import validate_build
+
+    fs = storage.filesystem("s3://medcorpus-test")
+    inbox, root, day = "s3://medcorpus-test/inbox", "s3://medcorpus-test/corpus-cli", "2026-03-01"
+    for rel in ("dicom/ct/CT_small.dcm", "dicom/mr/MR_small.dcm"):
+        fs.put_file(str(EXAMPLES / rel), f"{inbox}/{day}/dicom/{rel.rsplit('/', 1)[-1]}")
+    fs.pipe_file(f"{inbox}/2026-03-02/.hidden", b"not a partition file")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    work = tmp_path / "work"
+
+    def run(*argv: str) -> dict:
+        rc = cli.main([*argv, "--json"])
+        out = capsys.readouterr().out
+        assert rc == 0, out
+        return json.loads(out.strip().splitlines()[-1])
+
+    parts = run("partitions", inbox, "--start", "2026-03-01", "--end", "2026-03-03")["partitions"]
+    assert [p["version"] for p in parts] == [day]
+    common = ("--corpus-root", root, "--work-root", str(work))
+    staged = run("stage-partition", inbox, day, *common, "--config", str(cfg))
+    assert staged["n_files"] == 2
+    run("build-set", day, *common, "--config", str(cfg))
+    run("check-build", "--version", day, *common)
+    pub = run("publish", day, *common)
+    assert pub["set_dir"].startswith(f"{root}/sets/{day}/") and pub["n_samples"] == 2
+    status = run("corpus-status", *common)
+    assert status["current"] == day and [v["version"] for v in status["versions"]] == [day]
+    back = tmp_path / "back"
+    fs.get(pub["set_dir"] + "/", str(back), recursive=True)
+    assert validate_build(back).ok
+    assert not (work / "staging" / day).exists()  # staging is dropped once published
