@@ -7,7 +7,8 @@ JPEGs and ECG signals from the shared real sample data), then runs the CLI build
 (``examples/symile_mimic.yaml`` with dedup off: the images are replicas) in a subprocess and
 reports:
 
-* wall seconds of the build command, and the peak resident memory of its process tree (the peak
+* wall and CPU seconds of the build command (CPU: every process of its tree, so samples per CPU
+  second stay comparable on a busy machine), and the peak resident memory of its tree (the peak
   of the sum over all processes at one instant, and the largest single process);
 * seconds and samples per second of the whole build, of the link stages (identity join, study
   grouping, the anchor linker), of the labs stages (train CDFs, statistics, members) and of the
@@ -37,7 +38,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.proc_sampler import tree_rss  # noqa: E402
+from bench.proc_sampler import TreeCpu, tree_rss  # noqa: E402
 from tests.fixtures.mimic_lookalike import linked_scenario, make_lookalike  # noqa: E402
 
 SHARED = Path(os.environ.get("MEDCORPUS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -85,9 +86,10 @@ def run_size(n: int, args: argparse.Namespace, config: Path) -> dict:
     cmd = [sys.executable, "-m", "pipelines.cli", "build", str(root), "--config", str(config)]
     cmd += ["--out", str(out), "--workers", str(args.workers)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    rss = tree_rss(proc.pid)
-    _, err = proc.communicate()
+    with TreeCpu() as cpu:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        rss = tree_rss(proc.pid)
+        _, err = proc.communicate()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace")[-2000:]
@@ -107,12 +109,14 @@ def run_size(n: int, args: argparse.Namespace, config: Path) -> dict:
         "samples": samples,
         "generate_s": round(t_gen, 1),
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu.cpu_s, 1),
         "build_s": run["seconds"]["total"],
         "stage_s": {k: round(v, 3) for k, v in sorted(groups.items())},
         **rss,
     }
     res["samples_per_s"] = {
         "build": round(samples / wall, 1),
+        "build_per_cpu_s": round(samples / cpu.cpu_s, 1) if cpu.cpu_s else None,
         **{g: round(n / groups[g], 1) for g in ("link", "labs", "tables") if groups.get(g)},
     }
     if not args.keep:
@@ -130,6 +134,7 @@ def growth(rows: list[dict]) -> list[dict]:
     for a, b in zip(rows, rows[1:], strict=False):
         k = math.log(b["admissions"] / a["admissions"])
         g = {"from": a["admissions"], "to": b["admissions"], "wall": _exponent(a["wall_s"], b["wall_s"], k)}
+        g["cpu"] = _exponent(a.get("cpu_s", 0), b.get("cpu_s", 0), k)
         for s in ("link", "labs", "tables", "decode"):
             g[f"stage_{s}"] = _exponent(a["stage_s"].get(s, 0), b["stage_s"].get(s, 0), k)
         g["sum_peak_rss"] = _exponent(a["sum_peak_mb"], b["sum_peak_mb"], k)
