@@ -284,6 +284,22 @@ DEV: tuple[tuple[str, str, str], ...] = (
     ("d-de-55", "de", "Patientin ({AGE} Jahre) wohnt {STREET} in {CITY}."),
     ("d-de-56", "de", "Untersuchung durchgeführt von {CLINICIAN}."),
     ("d-de-57", "de", "Versicherung: {ACCOUNT}; Fall {MRN}"),
+    # round 8 (dev only, after the first test run; written before looking at any error of them)
+    ("d-en-204", "en", "Recently relocated to {CITY} from {CITY}."),
+    ("d-en-205", "en", "Residence: {STREET}, {CITY}"),
+    ("d-en-206", "en", "Patient was visiting family in {CITY} when symptoms began."),
+    ("d-en-207", "en", "Originally from {CITY}; now lives at {STREET}."),
+    ("d-en-208", "en", "Ambulance picked her up at {STREET} at {TIME}."),
+    ("d-en-209", "en", "{CITY} native, retired farmer."),
+    ("d-en-210", "en", "Forward results to {CLINICIAN} in {CITY}, {STATE} {ZIP}."),
+    ("d-en-211", "en", "{CLINICIAN}, the on-call radiologist, was informed."),
+    ("d-en-212", "en", "Son {PATIENT} lives nearby on {STREET}."),
+    ("d-en-213", "en", "Previously treated at {INST} in {CITY} by {CLINICIAN}."),
+    ("d-de-58", "de", "Umzug von {CITY} nach {CITY} im Vorjahr."),
+    ("d-de-59", "de", "Adresse: {STREET}, {ZIP} {CITY}, Tel. {PHONE}"),
+    ("d-de-60", "de", "Hausbesuch in {CITY}, {STREET}."),
+    ("d-de-61", "de", "Die Patientin lebt in {CITY} bei ihrer Tochter {PATIENT}."),
+    ("d-de-62", "de", "Befund an Dr. {CLINICIAN}, {CITY}, gefaxt ({FAX})."),
 )
 
 TEST: tuple[tuple[str, str, str], ...] = (

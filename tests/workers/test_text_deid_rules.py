@@ -217,6 +217,7 @@ def test_cue_less_day_month_date_is_shifted(pseudo, patient):
         "Cardiomegaly is present. The lungs are clear.",
         "Wenckebach periodicity followed by Mobitz type II block.",
         "qrs 4.46 und 2:1 block",
+        "sinus rhythm. Edit: NORM, LAO, LVH, ISCAL, SARRH",
     ],
 )
 def test_round2_rules_leave_clinical_text_alone(text, pseudo, patient):

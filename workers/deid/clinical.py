@@ -38,6 +38,17 @@ EPONYMS = frozenset(
     """.split()
 )
 
+#: SCP-ECG statement codes (PTB-XL's 71 diagnostic, form and rhythm statements) and common ECG
+#: abbreviations: upper-case report words that are never names ("Edit: NORM, LAO")
+ECG_CODES = frozenset(
+    """
+    ndt nst dig lngqt norm imi asmi lvh lafb isc irbbb 1avb ivcd iscal crbbb clbbb ilmi lao lae ami almi
+    iscin injas lmi iscil lpfb iscas injal iscla rvh aneur rao rae el wpw ilbbb iplmi iscan ipmi sehyp
+    injin injla pmi 3avb injil 2avb abqrs pvc std vclvh qwave lowt nt pac lpr invt lvolt hvolt tab ste
+    prc prcs sr afib stach sarrh sbrad pace svarr bigu aflt svtac psvt trigu lbbb rbbb lahb lphb avb
+    """.split()
+)
+
 #: clinical head nouns that make an eponym a term ("Smith fracture", "Jackson-Pratt drain")
 HEAD_NOUNS = frozenset(
     """

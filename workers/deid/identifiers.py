@@ -58,7 +58,7 @@ _UNIT_AFTER = r"\s*(?:mg|ml|g|kg|iu|ie|units?|einheiten|%|mm|cm|ms|µg|mcg|ng|pg
 _FIVE_DIGITS = re.compile(r"(?<![\d.,/-])\d{5}(?![\d]|[.,]\d)(?!" + _UNIT_AFTER + r")", re.IGNORECASE)
 
 _PHONE_KEYWORD = re.compile(
-    r"\b(?:tel(?:ephone|efon)?|phone|fax|telefax|pager|beeper|pgr|mobile|mob|cell|handy|call|contact|ext|"
+    r"\b(?:tel(?:ephone|efon)?|phone|faxed|gefaxt|fax|telefax|pager|beeper|pgr|mobile|mob|cell|handy|call|contact|ext|"
     r"reached\s+at|erreichbar\s+unter|rückruf|callback|durchwahl)"
     r"\.?\s*(?:no\.?|nr\.?|number|#)?\s*[:.]?\s*(?P<value>\+?\(?\d[\d\s()./-]{2,}\d)(?![\d.]*\s*(?:mg|ml|%))",
     re.IGNORECASE,
@@ -70,6 +70,7 @@ _PHONE_SHAPES = (
     re.compile(r"(?<![\w./-])0\d{2,5}\s?[/-]\s?\d{3,9}(?:[\s-]\d{1,5})?(?![\w]|[./-]\d)"),
     re.compile(r"(?<![\w./-])0\d{2,4}[ \t]\d{5,8}(?![\w]|[./-]\d)"),
     re.compile(r"(?<![\w./-])\d{3}-\d{4}(?![\w]|[./-]\d)"),
+    re.compile(r"(?<![\w./-])0\d{2,5}-\d{1,4}-\d{2,6}(?![\w]|[./-]\d)"),  # "07071-29-88743"
 )
 
 

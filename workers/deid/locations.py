@@ -74,6 +74,9 @@ _ADDRESS_PATTERNS = (
         r"\.?(?![a-z0-9])",
         re.IGNORECASE,
     ),
+    re.compile(  # lower-case "am mühlbach 124" after a comma or "wohnt/wohnhaft"
+        r"(?:(?<=, )|(?<=wohnt )|(?<=wohnhaft ))(?:am|an\s+der|im|auf\s+dem|zum|zur|in\s+der)\s+[a-zäöüß]{4,}\s+\d{1,4}[a-z]?\b"
+    ),
     re.compile(r"\b(?:P\.?\s?O\.?\s+Box|Postfach)\s+\d+\b", re.IGNORECASE),
     re.compile(r"(?<![\d-])\d{5}-\d{4}(?![\d-])"),
     re.compile(
@@ -99,6 +102,8 @@ _STRONG_PLACE_CUE = re.compile(
     r"\b(?:born\s+in|lives\s+in|living\s+in|resident\s+of|moved\s+(?:to|from)|returns?\s+from|returned\s+(?:to|from)|"
     r"travell?ed\s+(?:to|from)|native\s+of|relocated\s+(?:to|from)|home\s+in|wohnhaft\s+in|wohnt\s+in|"
     r"kommt\s+aus|stammt\s+aus|geboren\s+in|lebt\s+in|aus|nach|in\s+der\s+nähe\s+von|"
+    r"(?:originally|formerly|recently|visiting(?:\s+\w+){0,2})\s+(?:from|of|in)|relocated\s+(?:to|from)|"
+    r"umzug\s+(?:von|nach|aus)|hausbesuch\s+in|von\s+[\w-]+(?:\s+[\w-]+)?\s+nach|"
     r"(?:hospital|center|centre|clinic|health|network|institute|klinikum|krankenhaus|klinik|praxis)\s+(?:in|of)|"
     r"(?:man|woman|gentleman|lady|male|female|patient|pt|resident|veteran|farmer|retiree)\s+from)[ \t]+$",
     re.IGNORECASE,
@@ -110,7 +115,7 @@ _AFTER_ADDRESS = re.compile(
 )
 _AFTER_PLACE = re.compile(r"[ \t]+(?:resident|residents|native|area|county|einwohner)\b", re.IGNORECASE)
 _BAD_TOWN = re.compile(
-    r"\b(?:Bad|BAD|(?:(?<=aus )|(?<=, )|(?<=in )|(?<=\d{5} ))bad)[ \t]+(?:[A-ZÄÖÜ][a-zäöüß]+|(?<=bad )[a-zäöüß]{4,})(?:[ \t]+(?:am|an\s+der|im|vor\s+der)[ \t]+[A-ZÄÖÜ][a-zäöüß]+)?\b"
+    r"\b(?:Bad|BAD|(?:(?<=aus )|(?<=, )|(?<=in )|(?<=\d{5} )|(?<=von )|(?<=nach ))bad)[ \t]+(?:[A-ZÄÖÜ][a-zäöüß]+|(?<=bad )[a-zäöüß]{4,})(?:[ \t]+(?:am|an\s+der|im|vor\s+der)[ \t]+[A-ZÄÖÜ][a-zäöüß]+)?\b"
 )
 _BEFORE_ZIP = re.compile(r",?[ \t]+(?:[A-Za-z]{2}|[A-Za-z]+)\.?,?[ \t]+\d{5}(?:-\d{4})?\b")
 _AFTER_INST = re.compile(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from workers.deid.clinical import ECG_CODES
 from workers.deid.lexicon import Lexicon, lexicon
 from workers.deid.names import CLINICAL_FOLLOWERS
 from workers.deid.spans import Span, is_mixed, tokenize
@@ -32,7 +33,7 @@ DICT_FEATURES = frozenset({"given", "surname", "strongname", "weakname", "place"
 LOWER_THRESHOLD = 0.9
 _TITLES = frozenset("dr mr mrs ms miss prof herr frau doctor".split())
 #: never scored: titles, credentials, report words that are capitalised by habit
-_NEVER = _TITLES | frozenset("md rn pa np do phd dres med univ patient patientin pt pat".split())
+_NEVER = _TITLES | frozenset("md rn pa np do phd dres med univ patient patientin pt pat".split()) | ECG_CODES
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from workers.deid.clinical import ECG_CODES
 from workers.deid.lexicon import Lexicon, lexicon
 from workers.deid.spans import Span, is_mixed, tokenize
 
@@ -110,7 +111,7 @@ _CUE_VERBS = frozenset(
     handed signed shown showed told seen reviewed discussing reviewing communicating weitergeleitet
     befundübermittlung befundmitteilung übermittlung mitteilung benachrichtigt verständigt requested
     received thanks thank kontrolle vorstellung termin wiedervorstellung provided sent notify inform
-    rückruf anruf telefonat durchgegeben weitergegeben obtained consent
+    rückruf anruf telefonat durchgegeben weitergegeben obtained consent forward route routed
     weitergegeben übergeben
     """.split()
 )
@@ -206,7 +207,7 @@ def name_like(tok: str, lex: Lexicon, allow_digits: bool = False, lenient: bool 
     low = _base(tok)
     if low in lex.stop or low in _NOT_NAMES or low in _TITLE_WORDS or low in lex.countries:
         return False
-    if low in _PERSON_VERBS or low in _BE_VERBS or low in _RELATIONS:
+    if low in _PERSON_VERBS or low in _BE_VERBS or low in _RELATIONS or low in ECG_CODES:
         return False
     if (
         "-" in low
