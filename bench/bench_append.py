@@ -89,28 +89,12 @@ def _reexport(day1: Path, day2: Path, fraction: float, seed: int) -> list[str]:
     return [r["ecg_id"] for r in chosen]
 
 
-def _codes(mod: str, vecs: np.ndarray, threshold: float) -> list[list[int]]:
-    """:func:`pipelines.corpus_index.index_codes`, vectorised over rows (same planes, same codes)."""
-    from pipelines.corpus_index import _MOD_INDEX, INDEX_RECALL, INDEX_ROWS, INDEX_SEED
-    from pipelines.dedup import _planes
-    from workers.lsh import choose_bands
-
-    bands = choose_bands(threshold, INDEX_ROWS, INDEX_RECALL)
-    bits = (vecs @ _planes(INDEX_SEED, vecs.shape[1], bands * INDEX_ROWS)) > 0
-    packed = np.packbits(bits.reshape(len(vecs), bands, INDEX_ROWS), axis=2)  # (n, bands, 3)
-    code = (packed[..., 0].astype(np.uint64) << 16) | (packed[..., 1].astype(np.uint64) << 8) | packed[..., 2]
-    base = (np.uint64(_MOD_INDEX[mod]) << np.uint64(56)) | (
-        np.arange(bands, dtype=np.uint64) << np.uint64(32)
-    )
-    return (code | base).tolist()
-
-
 def synthetic_segments(
     real: Path, out_dir: Path, n_rows: int, seg_rows: int, seed: int
 ) -> list[tuple[str, str]]:
     """Index segments of ``n_rows`` rows in files of ``seg_rows``, made from ``real``'s rows."""
     from pipelines.config import DedupConfig
-    from pipelines.corpus_index import INDEX_SCHEMA, write_segment
+    from pipelines.corpus_index import INDEX_SCHEMA, index_codes_matrix, write_segment
 
     t = pq.read_table(real).to_pylist()
     t = [r for r in t if r["vector"] is not None]
@@ -134,7 +118,9 @@ def synthetic_segments(
             w = 0.8 * v + 0.6 * noise  # cosine ~0.8 with the original: a different content
             w /= np.linalg.norm(w, axis=1, keepdims=True)
             w16 = w.astype(np.float16)
-            codes = _codes(mod, w16.astype(np.float32), getattr(dcfg, f"{mod}_threshold"))
+            codes = index_codes_matrix(
+                mod, w16.astype(np.float32), getattr(dcfg, f"{mod}_threshold")
+            ).tolist()
             for r, vec, c in zip(rs, w16, codes, strict=True):
                 h = hashlib.sha256(f"synthetic/{r['_i']}".encode()).hexdigest()
                 out.append(

@@ -115,16 +115,24 @@ class PriorIndex:
     segments: tuple[tuple[str, str], ...] = ()
 
 
-def index_codes(mod: str, vec: np.ndarray, threshold: float) -> list[int]:
-    """Band codes of ``vec`` under the index's fixed parameters, as ``modality|band|bits`` integers."""
+def index_codes_matrix(mod: str, vecs: np.ndarray, threshold: float) -> np.ndarray:
+    """Band codes of the rows of ``vecs`` (n, d) under the index's fixed parameters: an (n, bands)
+    uint64 array of ``modality << 56 | band << 32 | the band's bits`` (left-aligned in bytes)."""
     bands = choose_bands(threshold, INDEX_ROWS, INDEX_RECALL)
-    bits = (vec @ _planes(INDEX_SEED, vec.shape[0], bands * INDEX_ROWS)) > 0
-    mi = _MOD_INDEX[mod]
-    out = []
-    for b in range(bands):
-        code = int.from_bytes(np.packbits(bits[b * INDEX_ROWS : (b + 1) * INDEX_ROWS]).tobytes(), "big")
-        out.append((mi << 56) | (b << 32) | code)
-    return out
+    bits = (vecs @ _planes(INDEX_SEED, vecs.shape[1], bands * INDEX_ROWS)) > 0
+    packed = np.packbits(bits.reshape(len(vecs), bands, INDEX_ROWS), axis=2).astype(np.uint64)
+    code = np.zeros((len(vecs), bands), dtype=np.uint64)
+    for i in range(packed.shape[2]):
+        code = (code << np.uint64(8)) | packed[:, :, i]
+    head = (np.uint64(_MOD_INDEX[mod]) << np.uint64(56)) | (
+        np.arange(bands, dtype=np.uint64) << np.uint64(32)
+    )
+    return code | head
+
+
+def index_codes(mod: str, vec: np.ndarray, threshold: float) -> list[int]:
+    """Band codes of one vector (:func:`index_codes_matrix`)."""
+    return index_codes_matrix(mod, vec[None, :], threshold)[0].tolist()
 
 
 # ----------------------------------------------------------------------------- probe + lookup
@@ -138,27 +146,49 @@ def probe_items(it: DedupItem) -> Iterator[tuple[str, object]]:
 
 
 @dataclass(frozen=True)
-class ProbeBands:
-    """Index band codes of the build's embeddings ``(modality, content hash, vector sha)``."""
+class EmbCodes:
+    """``flat_map``: an embedding ``(modality, content hash, vector sha)`` with its index band codes
+    (computed once: the probe and the set's own index segment both use them)."""
 
     thresholds: tuple[tuple[str, float], ...]
     blob_root: str
 
-    def __call__(self, emb: tuple[str, str, str]) -> Iterator[tuple[str, object]]:
-        mod, _, sha = emb
-        for code in index_codes(mod, _vector(BlobStore(self.blob_root), sha), dict(self.thresholds)[mod]):
-            yield "b", code
+    def __call__(self, emb: tuple[str, str, str]) -> Iterator[tuple[str, str, str, tuple[int, ...]]]:
+        mod, ckey, sha = emb
+        v = _vector(BlobStore(self.blob_root), sha)
+        yield mod, ckey, sha, tuple(index_codes(mod, v, dict(self.thresholds)[mod]))
+
+
+def probe_codes(e: tuple[str, str, str, tuple[int, ...]]) -> Iterator[tuple[str, object]]:
+    yield "n", e
 
 
 def probe_order(element: tuple[str, object]) -> tuple[str, str]:
     return element[0], str(element[1])
 
 
-def make_probe(elements: list[tuple[str, object]]) -> dict[str, frozenset]:
-    out: dict[str, set] = {"c": set(), "b": set(), "s": set()}
+def make_probe(elements: list[tuple[str, object]]) -> dict:
+    """``gather``: content keys ``c``, report studies ``s``, the build's embeddings ``items``
+    ``(modality, content hash, vector sha)`` and band code → indices into ``items`` (``b``)."""
+    c, st, items = set(), set(), []
     for tag, v in elements:
-        out[tag].add(v)
-    return {k: frozenset(v) for k, v in out.items()}
+        if tag == "c":
+            c.add(v)
+        elif tag == "s":
+            st.add(v)
+        else:
+            items.append(v)
+    items.sort(key=lambda e: (e[0], e[1]))
+    b: dict[int, list[int]] = defaultdict(list)
+    for i, (_, _, _, codes) in enumerate(items):
+        for code in codes:
+            b[code].append(i)
+    return {
+        "c": frozenset(c),
+        "s": frozenset(st),
+        "items": tuple(e[:3] for e in items),
+        "b": {k: tuple(v) for k, v in b.items()},
+    }
 
 
 def segment_order(seg: tuple[str, str]) -> tuple[str, str]:
@@ -204,13 +234,17 @@ def _read_rows(path: str, rows: np.ndarray) -> list[dict]:
 class LookupSegment:
     """``flat_map_with`` (side: the probe): the published records of one segment that matter.
 
-    Yields ``("u", Unique)`` and ``("e", (modality, content hash, vector sha))`` for exact and
-    band matches, ``("p", (modality, ckey, ckey, 1.0))`` for exact matches (they join the build's
-    content in the clusters), ``("s", (study, version, key, record id, ckey))`` for published
-    reports of a probed study (corrections).
+    A published record that shares a band code with build records is verified here, by exact
+    cosine against those records (the near tier's test: cosine >= the modality's threshold,
+    float16 vectors as ``BucketPairs``), so only real near-duplicates enter the graph. Yields
+    ``("u", Unique)`` for exact and verified matches, ``("p", (modality, a, b, cosine))`` for the
+    pairs (an exact match pairs its content key with itself: it joins the build's content in the
+    clusters), ``("s", (study, version, key, record id, ckey))`` for published reports of a
+    probed study (corrections).
     """
 
     blob_root: str
+    thresholds: tuple[tuple[str, float], ...]
 
     def __call__(self, seg: tuple[str, str], probe: dict[str, frozenset]) -> Iterator[tuple[str, object]]:
         import pyarrow.compute as pc
@@ -224,13 +258,17 @@ class LookupSegment:
             zero_copy_only=False
         )
         near = np.zeros(t.num_rows, dtype=bool)
+        cands: dict[int, set[int]] = defaultdict(set)  # segment row → indices into probe["items"]
         if probe["b"]:
             flat = pc.list_flatten(t["bands"])
             parents = pc.list_parent_indices(t["bands"]).to_numpy()
             hit = pc.is_in(flat, value_set=pa.array(sorted(probe["b"]), pa.uint64())).to_numpy(
                 zero_copy_only=False
             )
-            near[np.unique(parents[hit])] = True
+            codes = flat.to_numpy()[hit].tolist()
+            for row, code in zip(parents[hit].tolist(), codes, strict=True):
+                cands[row].update(probe["b"][code])
+            near[list(cands)] = True
         study_hit = pc.and_(
             pc.equal(t["modality"], "report"),
             pc.is_in(t["study"], value_set=pa.array(sorted(probe["s"]), pa.string())),
@@ -240,15 +278,30 @@ class LookupSegment:
             return
         sub = _read_rows(path, rows)
         store = BlobStore(self.blob_root)
+        thresholds = dict(self.thresholds)
+        new_vecs: dict[int, np.ndarray] = {}
         for i, r in zip(rows.tolist(), sub, strict=True):
             mod, ckey = r["modality"], r["ckey"]
-            if exact[i] or near[i]:
+            pairs = []
+            if near[i] and r["vector"] is not None:
+                v = np.frombuffer(r["vector"], dtype=np.float16).astype(np.float32)
+                for j in sorted(cands[i]):
+                    nmod, nckey, nsha = probe["items"][j]
+                    if nmod != mod or nckey == ckey:
+                        continue
+                    if j not in new_vecs:
+                        new_vecs[j] = _vector(store, nsha)
+                    c = float(np.float32(np.dot(v, new_vecs[j])))
+                    if c >= thresholds[mod]:
+                        x, y = sorted((ckey, nckey))
+                        pairs.append((mod, x, y, c))
+            if exact[i] or pairs:
                 m = Member(r["record_id"], r["patient"], r["acquired_at"], (), r["study"], version)
                 yield "u", Unique(mod, ckey, None, (m,))
-                if r["vector"] is not None:
-                    yield "e", (mod, ckey, store.put(r["vector"]))
             if exact[i]:
                 yield "p", (mod, ckey, ckey, 1.0)
+            for pair in pairs:
+                yield "p", pair
             if study_hit[i]:
                 yield "s", (r["study"], version, r["key"], r["record_id"], ckey)
 
@@ -329,8 +382,8 @@ class IndexRecords:
                 yield "supersedes", ("s", row)
 
 
-def vector_refs(emb: tuple[str, str, str]) -> Iterator[tuple[str, tuple]]:
-    yield f"{emb[0]}/{emb[1]}", ("v", emb[2])
+def vector_refs(e: tuple[str, str, str, tuple[int, ...]]) -> Iterator[tuple[str, tuple]]:
+    yield f"{e[0]}/{e[1]}", ("v", (e[2], e[3]))
 
 
 def index_key(element: tuple[str, tuple]) -> str:
@@ -346,7 +399,6 @@ def index_order(element: tuple[str, tuple]) -> tuple:
 class JoinVector:
     """``group`` on ``modality/content``: index rows with their vector and band codes."""
 
-    thresholds: tuple[tuple[str, float], ...]
     blob_root: str
 
     def __call__(self, key: str, elements: list) -> Iterator[tuple[str, dict]]:
@@ -354,34 +406,34 @@ class JoinVector:
             for _, (_, row) in elements:
                 yield "supersedes", row
             return
-        shas = [v for _, (tag, v) in elements if tag == "v"]
-        vec = _vector(BlobStore(self.blob_root), shas[0]) if shas else None
+        refs = [v for _, (tag, v) in elements if tag == "v"]
+        vec = BlobStore(self.blob_root).get(refs[0][0]) if refs else None  # float16 bytes, as embedded
         for _, (tag, row) in elements:
             if tag != "r":
                 continue
             if vec is None:
                 yield "index", row | {"vector": None, "bands": []}
             else:
-                codes = index_codes(row["modality"], vec, dict(self.thresholds)[row["modality"]])
-                yield "index", row | {"vector": vec.astype(np.float16).tobytes(), "bands": codes}
+                yield "index", row | {"vector": vec, "bands": list(refs[0][1])}
 
 
 @dataclass
 class PriorGraph:
     uniques: object
-    embs: object
     pairs: object
     supersede: object  # side: {study: ((version, key, record id), ...)}
+    codes: object  # the build's embeddings with their index band codes
 
 
 def declare_prior(flow, prior: PriorIndex, items, embs, thresholds, blob_root: str) -> PriorGraph:
     """Declare probe → lookup (one task per segment) → published members, pairs, corrections."""
+    codes = embs.flat_map(EmbCodes(thresholds, blob_root), "xset-codes")
     probe = flow.union(
         items.flat_map(probe_items, "xset-probe-items"),
-        embs.flat_map(ProbeBands(thresholds, blob_root), "xset-probe-bands"),
+        codes.flat_map(probe_codes, "xset-probe-codes"),
     ).gather(make_probe, probe_order, "xset-probe")
     segs = flow.create(list(prior.segments), "xset-segments")
-    hits = segs.flat_map_with(LookupSegment(blob_root), probe, "xset-lookup")
+    hits = segs.flat_map_with(LookupSegment(blob_root, thresholds), probe, "xset-lookup")
     from pipelines.flow import Select
 
     studies = flow.union(
@@ -390,9 +442,9 @@ def declare_prior(flow, prior: PriorIndex, items, embs, thresholds, blob_root: s
     )
     return PriorGraph(
         uniques=hits.flat_map(Select("u"), "xset-uniques"),
-        embs=hits.flat_map(Select("e"), "xset-embs"),
         pairs=hits.flat_map(Select("p"), "xset-pairs"),
         supersede=studies.gather(supersede_map, _study_order, "xset-supersede"),
+        codes=codes,
     )
 
 
@@ -410,13 +462,11 @@ def _study_order(element: tuple[str, tuple]) -> tuple:
     return element[0], tuple(str(x) for x in element[1])
 
 
-def declare_index(flow, kept_groups, embs, supersede, pseudo, thresholds, blob_root: str):
+def declare_index(flow, kept_groups, px: PriorGraph, pseudo, blob_root: str):
     """Declare the set's index segment rows and its ``supersedes`` rows (``(tag, row)``)."""
-    recs = kept_groups.flat_map_with(IndexRecords(pseudo), supersede, "xset-index-records")
-    vecs = embs.flat_map(vector_refs, "xset-index-vectors")
-    return flow.union(recs, vecs).group(
-        index_key, JoinVector(thresholds, blob_root), index_order, "xset-index"
-    )
+    recs = kept_groups.flat_map_with(IndexRecords(pseudo), px.supersede, "xset-index-records")
+    vecs = px.codes.flat_map(vector_refs, "xset-index-vectors")
+    return flow.union(recs, vecs).group(index_key, JoinVector(blob_root), index_order, "xset-index")
 
 
 # ----------------------------------------------------------------------------- driver side

@@ -484,13 +484,13 @@ def declare_dedup(
     embs = uniques.flat_map_with(embed_bucket, n_unique, "dedup-buckets").group(
         bucket_key, EmbedBucket(checkpoints, blob_root, cache_dir), bucket_order, "dedup-embed"
     )
-    all_uniques, all_embs, px = uniques, embs, None
+    all_uniques, px = uniques, None
     if prior is not None:
         from pipelines.corpus_index import declare_prior
 
         px = declare_prior(flow, prior, items, embs, thresholds, blob_root)
-        all_uniques, all_embs = flow.union(uniques, px.uniques), flow.union(embs, px.embs)
-    bands = all_embs.flat_map_with(BandKeys(thresholds, blob_root), n_unique, "dedup-bands")
+        all_uniques = flow.union(uniques, px.uniques)  # published members: verified in the lookup
+    bands = embs.flat_map_with(BandKeys(thresholds, blob_root), n_unique, "dedup-bands")
     pairs = bands.group(band_key, BucketPairs(thresholds, blob_root), band_order, "dedup-verify")
     if px is not None:
         pairs = flow.union(pairs, px.pairs)
@@ -515,7 +515,7 @@ def declare_dedup(
     if px is not None:
         from pipelines.corpus_index import declare_index
 
-        index = declare_index(flow, kept, embs, px.supersede, pseudo, thresholds, blob_root)
+        index = declare_index(flow, kept, px, pseudo, blob_root)
     return DedupGraph(kept, extras, rows, counts, index)
 
 

@@ -100,7 +100,12 @@ def _day2(src: Path) -> None:
     corrected["report"] = "sinus rhythm. left anterior fascicular block. corrected: no t wave changes."
     template = dict(rows[0]) | {"ecg_id": "99998", "patient_id": "424242.0"}  # day 1's text, another patient
     new = [dict(r) for r in rows[10:14]]
-    _write_csv(src / "reports" / "reports.csv", fields, [*again, corrected, template, *new])
+    # day 1's report of study 6002 again, one word edited, under a new study of the same patient:
+    # a near-duplicate (not an exact one) of a published record → duplicate
+    near = dict(rows[3]) | {"ecg_id": "99997"}
+    assert "physiological" in near["report"]
+    near["report"] = near["report"].replace("physiological", "physiologic")
+    _write_csv(src / "reports" / "reports.csv", fields, [*again, corrected, template, *new, near])
     for ext in ("hea", "mat"):
         _copy(f"ecg/ptbxl_500hz/HR06000.{ext}", src / "ecg" / f"HR06000.{ext}")
     _copy("dicom/ct/CT_small.dcm", src / "dicom" / "CT_small.dcm")  # re-exported: duplicate
@@ -156,7 +161,7 @@ def test_append_removes_duplicates_flags_templates_quarantines_conflicts(corpus:
     xs = json.loads((s2 / CROSSSET).read_text())
     assert xs["segments"] == [D1]
     against = xs["against_published"]
-    assert against["report"]["duplicate"] == 5
+    assert against["report"]["duplicate"] == 6  # 5 re-exported + 1 near-duplicate
     # templates: day 1's first text under another patient, and the two new reports reading
     # "sinusrhythmus normales ekg", which day 1 holds under two other patients
     assert against["report"]["template"] == 3
@@ -165,7 +170,7 @@ def test_append_removes_duplicates_flags_templates_quarantines_conflicts(corpus:
     q = pq.read_table(s2 / QUARANTINE).to_pylist()
     assert [r["reason"] for r in q if r["stage"] == "dedup"] == ["conflicting_patient"]
     stats = json.loads((s2 / "stats.json").read_text())
-    assert stats["per_modality"]["report"]["deduplicated"] == 5
+    assert stats["per_modality"]["report"]["deduplicated"] == 6
     assert stats["per_modality"]["image"]["deduplicated"] == 1
     # the published members of day 2's clusters are named, with their version
     prior = pq.read_table(s2 / PRIOR).to_pylist()
@@ -173,6 +178,9 @@ def test_append_removes_duplicates_flags_templates_quarantines_conflicts(corpus:
     # dedup.parquet holds day 2's records only
     d2_rows = pq.read_table(s2 / DEDUP).to_pylist()
     assert "prior" not in {r["verdict"] for r in d2_rows}
+    (near,) = [r for r in d2_rows if r["tier"] == "near"]  # verified by cosine in the lookup
+    assert near["verdict"] == "duplicate" and 0.97 <= near["cosine"] < 1.0
+    assert near["cluster_id"] in {r["cluster_id"] for r in prior}
 
 
 def test_corrected_report_supersedes_and_latest_view(corpus: Path) -> None:
@@ -226,7 +234,7 @@ def test_a_set_built_before_another_was_published_is_refused_then_rebuilt(corpus
     assert xs["segments"] == [D1, D2]
     # the same export again: nothing new is written, everything is a duplicate or a conflict
     assert res.entry["n_samples"] == 0
-    assert xs["against_published"]["report"] == {"duplicate": 11}
+    assert xs["against_published"]["report"] == {"duplicate": 12}
     view = latest_view(corpus).to_pylist()
     assert len(view) == len({r["key"] for r in view})
 
