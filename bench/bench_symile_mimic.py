@@ -85,14 +85,15 @@ def run_size(n: int, args: argparse.Namespace, config: Path) -> dict:
     env.setdefault("MEDCORPUS_SECRET", BENCH_SECRET)
     cmd = [sys.executable, "-m", "pipelines.cli", "build", str(root), "--config", str(config)]
     cmd += ["--out", str(out), "--workers", str(args.workers)]
+    log_path = args.work / f"build-{n}.log"  # a file, not a pipe: nobody drains a pipe while sampling
     t0 = time.perf_counter()
-    with TreeCpu() as cpu:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with TreeCpu() as cpu, open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         rss = tree_rss(proc.pid)
-        _, err = proc.communicate()
+        proc.wait()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        tail = err.decode("utf-8", "replace")[-2000:]
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
         raise SystemExit(f"build of {n} admissions failed (exit {proc.returncode}):\n{tail}")
     run = json.loads((out / "run.json").read_text())
     stats = json.loads((out / "stats.json").read_text())
