@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from dataclasses import replace
 
@@ -39,15 +40,26 @@ def test_bug_raises_in_strict_mode_and_is_quarantined_otherwise(nifti_item, ctx)
     assert "a bug" not in out[0].message  # exception messages may hold PHI: only the type is kept
 
 
-def test_cache_hit_returns_identical_records(nifti_item, ctx, tmp_path):
+def test_cache_hit_is_read_not_recomputed(nifti_item, ctx, tmp_path, monkeypatch):
+    calls = []
+    real = decode._decode_with_timeout
+
+    def counted(task, *args, **kwargs):
+        calls.append(task)
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(decode, "_decode_with_timeout", counted)
     task = decode.DecodeTask(nifti_item, ctx, True, str(tmp_path))
     first = decode.decode_item(task)
-    files = list(tmp_path.rglob("*.pkl"))
-    assert len(files) == 1
-    assert decode.decode_item(task) == first
+    [sidecar] = list(tmp_path.rglob("*.pkl"))
+    assert len(calls) == 1 and first
+    assert decode.decode_item(task) == first and len(calls) == 1  # a hit: the decoder did not run
+    # the hit is the sidecar's content (a tampered sidecar is what comes back), not a recompute
+    sidecar.write_bytes(pickle.dumps(["from the sidecar"]))
+    assert decode.decode_item(task) == ["from the sidecar"] and len(calls) == 1
     # a different secret must not reuse the sidecar (pseudonyms are baked into records)
     from workers.pseudonym import Pseudonymizer
 
     other = replace(task, ctx=replace(ctx, pseudo=Pseudonymizer("a-different-secret-42")))
-    decode.decode_item(other)
+    assert decode.decode_item(other) != ["from the sidecar"] and len(calls) == 2
     assert len(list(tmp_path.rglob("*.pkl"))) == 2
