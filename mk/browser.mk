@@ -16,4 +16,4 @@ browser:
 datacard-screenshot: env browser
 	$(BIN)/medcorpus build examples --config examples/demo.yaml --out build/demo --quiet
 	$(BIN)/medcorpus report build/demo --quiet --screenshot build/demo/datacard-full.png
-	$(BIN)/python -m pipelines.datacard_browser build/demo/datacard.html docs/datacard.png --until '#accounting'
+	$(BIN)/python -m pipelines.datacard.browser build/demo/datacard.html docs/datacard.png --until '#accounting'

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     extra = ""
     if args.screenshot:
-        from pipelines.datacard_browser import BrowserError, check_page
+        from pipelines.datacard.browser import BrowserError, check_page
 
         try:
             chk = check_page(res.html_path, screenshot=args.screenshot)

@@ -32,12 +32,12 @@ from pipelines.datacard import (
     KEEP_CHARS,
     NO_DEDUP_NOTE,
     DatacardConfig,
-    _highlight,
     build_card,
     shard_card_stats,
     write_datacard,
 )
-from pipelines.datacard_browser import check_page, find_chromium
+from pipelines.datacard.browser import check_page, find_chromium
+from pipelines.datacard.render import render_excerpt
 from schemas.labels import ASSERTIONS
 from tests.conftest import REPO
 
@@ -375,13 +375,20 @@ def test_report_excerpt_is_escaped_and_highlighted():
         {"label": "pneumothorax", "assertion": "negated", "evidence": "pneumothorax", "section": "findings"},
         {"label": "cardiomegaly", "assertion": "negated", "evidence": "not in the text"},
     ]
-    out, n = _highlight(text, findings, 500)
+    out, n = render_excerpt(text, findings, 500)
     assert n == 2
     assert "<script>" not in out and "&lt;script&gt;" in out and "&amp;" in out
     assert '<mark class="as-present" title="pleural_effusion (present)">Pleural effusion</mark>' in out
     assert '<mark class="as-negated" title="pneumothorax (negated, findings)">pneumothorax</mark>' in out
-    cut, n_cut = _highlight(text, findings, 20)
+    cut, n_cut = render_excerpt(text, findings, 20)
     assert n_cut == 1 and cut.endswith('<span class="more">…</span>')
+
+
+def test_template_whitespace_rule_leaves_the_data_alone():
+    """The template loader drops line breaks between tags of the template source, never in the data."""
+    text = "\n  FINDINGS:\n>  effusion <b>\n\n"
+    out, _ = render_excerpt(text, [], 500)
+    assert out == "\n  FINDINGS:\n&gt;  effusion &lt;b&gt;\n\n"
 
 
 # ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import wfdb
 from PIL import Image
 
-from pipelines import datacard_plots as plots
+from pipelines.datacard import plots
 from schemas.contract import ECG_LEADS
 
 

@@ -164,7 +164,8 @@ def test_held_out_split_is_deterministic_disjoint_and_about_30_percent(shared_da
     keys = [str(i) for i in range(1, 5001)]
     share = sum(is_test(k) for k in keys) / len(keys)
     assert 0.27 < share < 0.33
-    assert [is_test(k) for k in keys[:50]] == [is_test(k) for k in keys[:50]]
+    # golden assignments: a change here moves gold reports between the test and dev splits
+    assert [k for k in keys[:40] if is_test(k)] == ["2", "3", "6", "7", "9", "10", "16", "20", "23", "32", "34", "37", "39", "40"]  # fmt: skip
     assert all(in_split(k, "test") != in_split(k, "dev") and in_split(k, "all") for k in keys[:200])
     test = load_gold("ptbxl", shared_data / "reports", "test")
     dev = load_gold("ptbxl", shared_data / "reports", "dev")
@@ -317,7 +318,8 @@ def test_trust_levels(support, f1, level):
 
 def test_cli_reliability_table_and_errors(tiny_dir, tmp_path, capsys):
     from pipelines.cli import main
-    from pipelines.datacard import _render_reliability, label_reliability
+    from pipelines.datacard import label_reliability
+    from pipelines.datacard.render import render_reliability
 
     rel = tmp_path / "reliability.json"
     rc = main(["eval-labels", "--gold", "indiana", "--data-dir", str(tiny_dir), "--split", "all",
@@ -333,7 +335,7 @@ def test_cli_reliability_table_and_errors(tiny_dir, tmp_path, capsys):
     assert "pneumonia" not in ind["labels"]  # neither gold nor predicted: not listed
     card_part = label_reliability(rel)
     assert card_part["present"] is True and card_part["sets"] == table["sets"]
-    page = _render_reliability(card_part)
+    page = render_reliability(card_part)
     assert (
         html.escape(
             json.dumps(["label_reliability", "sets", "indiana", "labels", "cardiomegaly", "precision"])
@@ -342,7 +344,7 @@ def test_cli_reliability_table_and_errors(tiny_dir, tmp_path, capsys):
     )
     assert "too few examples" in page
     assert label_reliability(tmp_path / "missing.json") == {"present": False}
-    assert "no label evaluation" in _render_reliability({"present": False})
+    assert "no label evaluation" in render_reliability({"present": False})
 
 
 def test_llm_prompt_and_schema_cover_every_scored_and_learned_label():

@@ -1,0 +1,296 @@
+"""Per-shard card statistics: computed by the shard writer (or, for older builds, from the tar).
+
+:func:`shard_card_stats` runs in the shard writer over the samples it writes and is stored in the
+shard's stats JSON; :func:`scan_shards` merges the sections of all shards into a :class:`Scan`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipelines.datacard.common import DEID_FIELD_KEYS, DEID_TEXT_KEYS, DatacardConfig, _dims
+from schemas.contract import META_MEMBER, SHARDS_DIR
+
+log = logging.getLogger(__name__)
+
+#: key of the card section in a per-shard stats JSON (``shards/{split}/{split}-NNNNNN.json``)
+CARD_STATS_KEY = "card"
+#: layout version of that section; a section of another version is ignored (recomputed from the tar)
+CARD_STATS_VERSION = 1
+#: characters of report text shown for a report in a dedup cluster
+DEDUP_PREVIEW_CHARS = 200
+#: characters of each report's text kept in the card statistics (the gallery excerpt or the dedup
+#: preview, whichever is longer); one more is kept, so the card knows whether the text was cut
+KEEP_CHARS = max(DatacardConfig.excerpt_chars, DEDUP_PREVIEW_CHARS)
+
+
+def is_card_member(member: str) -> bool:
+    """Whether :func:`shard_card_stats` reads this member (``meta.json``, ``report_{i}.txt``/``.json``):
+    a writer may hand over only these and drop the payloads early."""
+    return member == META_MEMBER or (member.startswith("report_") and member.endswith((".txt", ".json")))
+
+
+def _findings(data: bytes) -> list[dict]:
+    """The structured findings of a ``report_{i}.json`` member (``[]`` if unreadable)."""
+    try:
+        found = json.loads(data).get("findings") or []
+        return [f for f in found if isinstance(f, dict)]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
+def _card_counts() -> dict[str, Any]:
+    """An empty ``counts`` block of the card statistics (see :func:`shard_card_stats`)."""
+    return {
+        "items": {},
+        "conventions": {},
+        "image": {
+            "rows": [],
+            "columns": [],
+            "pixel_spacing_mm": {},
+            "photometric": {},
+            "dicom_modality": {},
+            "multi_frame": 0,
+            "pixel_steps": {},
+        },
+        "volume": {"shape": {}, "spacing_mm": {}, "orientation": {}, "source_format": {}, "hounsfield": 0},
+        "ecg": {
+            "source_duration_s": [],
+            "duration_not_recorded": 0,
+            "original_rate_hz": {},
+            "stored": {},
+            "with_qc_flags": 0,
+            "qc_flags": {},
+        },
+        "report": {"languages": {}, "report_types": {}, "entities": {}},
+        "deid": {},
+    }
+
+
+def _bump(counter: dict, key: Any, n: int = 1) -> None:
+    key = str(key)
+    counter[key] = counter.get(key, 0) + n
+
+
+def _item_counts(c: dict[str, Any], it: dict) -> None:
+    """Add one ``meta.json`` item to the ``counts`` block ``c``."""
+    modality = it.get("modality", "")
+    _bump(c["items"], modality)
+    if modality == "image":
+        im = c["image"]
+        im["rows"].append(it.get("rows", 0))
+        im["columns"].append(it.get("columns", 0))
+        _bump(im["pixel_spacing_mm"], _pixel_spacing(it))
+        _bump(im["photometric"], it.get("photometric", ""))
+        _bump(im["dicom_modality"], it.get("dicom_modality", "") or "(none)")
+        im["multi_frame"] += int(int(it.get("frames", 1) or 1) > 1)
+        for s in it.get("pixel_steps", []):
+            _bump(im["pixel_steps"], s)
+    elif modality == "volume":
+        v = c["volume"]
+        _bump(v["shape"], _dims(it.get("shape", [])))
+        _bump(v["spacing_mm"], _dims(it.get("spacing_mm", [])))
+        _bump(v["orientation"], it.get("orientation", ""))
+        _bump(v["source_format"], it.get("source_format", ""))
+        v["hounsfield"] += int(bool(it.get("hounsfield")))
+    elif modality == "ecg":
+        e = c["ecg"]
+        d = (it.get("meta") or {}).get("source_duration_s")
+        if isinstance(d, int | float):
+            e["source_duration_s"].append(float(d))
+        else:
+            e["duration_not_recorded"] += 1
+        _bump(e["original_rate_hz"], f"{float(it.get('original_rate_hz', 0)):g}")
+        _bump(
+            e["stored"],
+            f"{len(it.get('leads', []))} leads x {it.get('n_samples', 0)} @ {float(it.get('sampling_rate_hz', 0)):g} Hz",
+        )
+        flags = it.get("qc_flags", [])
+        e["with_qc_flags"] += int(bool(flags))
+        for f in flags:
+            _bump(e["qc_flags"], f.split(":", 1)[0])
+    elif modality == "report":
+        r = c["report"]
+        _bump(r["languages"], it.get("language", "") or "(unknown)")
+        _bump(r["report_types"], it.get("report_type", "") or "(unknown)")
+    deid = (it.get("meta") or {}).get("deid")
+    if not isinstance(deid, dict):
+        return
+    d = c["deid"].setdefault(str(modality), {"audited": 0, "descriptions": {}, "fields": {}})
+    d["audited"] += 1
+    for k in DEID_TEXT_KEYS:
+        v = deid.get(k)
+        if isinstance(v, str) and v:
+            _bump(d["descriptions"].setdefault(k, {}), v)
+        elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            _bump(d["descriptions"].setdefault(k, {}), "; ".join(v))
+    for k in DEID_FIELD_KEYS:
+        v = deid.get(k)
+        if isinstance(v, list | dict) and v:
+            fields_ = d["fields"].setdefault(k, {})
+            for x in v:
+                _bump(fields_, x)
+
+
+def shard_card_stats(samples: list[tuple[str, dict[str, bytes]]], keep_chars: int = KEEP_CHARS) -> dict:
+    """Everything the data card needs from one shard, computed from its samples as written.
+
+    ``samples``: the shard's samples in order, ``(key, {member name: bytes})`` with member names
+    as in the tar without the key (``meta.json``, ``image_0.png``, ``report_0.txt``, ...). Only
+    ``meta.json`` and the ``report_{i}.txt``/``.json`` members are read (payloads may be left
+    out). The result is JSON-serialisable, holds no payload bytes, and is stored by the shard
+    writer under ``"card"`` (:data:`CARD_STATS_KEY`) in the shard's stats JSON; the card merges
+    the sections of all shards (``Scan.add``) and reads only the gallery's few members from the
+    tars. Layout (version :data:`CARD_STATS_VERSION`):
+
+    * ``version``, ``keep_chars``;
+    * ``samples``: columns, one entry per sample with a ``meta.json``, in shard order: ``key``,
+      ``split``, ``modalities``, ``items`` (``[member_prefix, record_id]`` per item, in meta
+      order) and ``reports`` (``{prefix: [chars, words, findings, head]}`` per report item:
+      text length in characters and words, number of structured findings, and the first
+      ``keep_chars + 1`` characters of the de-identified text);
+    * ``counts``: additive totals and value lists (merged by adding numbers, concatenating
+      lists): items per modality, convention values, the distribution counters of images,
+      volumes, ECGs and reports (entities: label → assertion → count), and per modality the
+      de-identification audits (descriptions in force and touched field names, never values).
+    """
+    c = _card_counts()
+    cols: dict[str, list] = {"key": [], "split": [], "modalities": [], "items": [], "reports": []}
+    for key, members in samples:
+        raw = members.get(META_MEMBER)
+        if raw is None:
+            continue
+        meta = json.loads(raw)
+        items = meta.get("items", [])
+        reports: dict[str, list] = {}
+        for it in items:
+            _item_counts(c, it)
+            prefix = it.get("member_prefix", "")
+            if not prefix.startswith("report_"):
+                continue
+            found = _findings(members[f"{prefix}.json"]) if f"{prefix}.json" in members else []
+            for f in found:
+                ent = c["report"]["entities"].setdefault(str(f.get("label", "")), {})
+                _bump(ent, f.get("assertion", ""))
+            if f"{prefix}.txt" in members:
+                text = members[f"{prefix}.txt"].decode("utf-8", "replace")
+                reports[prefix] = [len(text), len(text.split()), len(found), text[: keep_chars + 1]]
+            else:
+                reports[prefix] = [0, 0, len(found), ""]
+        for k, v in sorted(meta.get("conventions", {}).items()):
+            _bump(c["conventions"].setdefault(k, {}), v)
+        cols["key"].append(key)
+        cols["split"].append(meta.get("split", ""))
+        cols["modalities"].append(list(meta.get("modalities", [])))
+        cols["items"].append([[it.get("member_prefix", ""), it.get("record_id", "")] for it in items])
+        cols["reports"].append(reports)
+    return {"version": CARD_STATS_VERSION, "keep_chars": keep_chars, "samples": cols, "counts": c}
+
+
+def _add_counts(into: dict, part: Mapping) -> None:
+    """Merge one ``counts`` block into another: numbers add, lists concatenate, dicts recurse."""
+    for k, v in part.items():
+        if isinstance(v, Mapping):
+            _add_counts(into.setdefault(k, {}), v)
+        elif isinstance(v, list):
+            into.setdefault(k, []).extend(v)
+        else:
+            into[k] = into.get(k, 0) + v
+
+
+def _tar_samples(path: Path) -> list[tuple[str, dict[str, bytes]]]:
+    """The samples of a shard tar with only the members :func:`shard_card_stats` reads."""
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if not member.isfile() or "." not in member.name:
+                continue
+            key, suffix = member.name.split(".", 1)
+            if is_card_member(suffix):
+                samples.setdefault(key, {})[suffix] = tar.extractfile(member).read()
+    return list(samples.items())
+
+
+def _shard_card_section(build_dir: Path, shard: str) -> dict | None:
+    """The ``card`` section of a shard's stats JSON, or ``None`` (no JSON, older build, other version)."""
+    path = (build_dir / SHARDS_DIR / shard).with_suffix(".json")
+    try:
+        section = json.loads(path.read_text()).get(CARD_STATS_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if (
+        isinstance(section, dict)
+        and section.get("version") == CARD_STATS_VERSION
+        and isinstance(section.get("samples"), dict)
+        and isinstance(section.get("counts"), dict)
+    ):
+        return section
+    return None
+
+
+@dataclass
+class Scan:
+    """The card statistics of all shards, merged (payloads are read only for the gallery)."""
+
+    #: key → {shard, split, modalities, prefixes, reports: {prefix: [chars, words, findings, head]}}
+    samples: dict[str, dict] = field(default_factory=dict)
+    record_index: dict[str, tuple[str, str]] = field(default_factory=dict)  # record → (key, prefix)
+    counts: dict[str, Any] = field(default_factory=_card_counts)
+    from_tars: int = 0  # shards whose statistics were computed from the tar (no card section)
+
+    def add(self, shard: str, part: Mapping[str, Any]) -> None:
+        cols = part["samples"]
+        for key, split, mods, items, reports in zip(
+            cols["key"], cols["split"], cols["modalities"], cols["items"], cols["reports"], strict=True
+        ):
+            self.samples[key] = {
+                "shard": shard,
+                "split": split,
+                "modalities": list(mods),
+                "prefixes": [p for p, _ in items],
+                "reports": reports,
+            }
+            for prefix, record_id in items:
+                self.record_index[record_id] = (key, prefix)
+        _add_counts(self.counts, part["counts"])
+
+    def report(self, key: str, prefix: str) -> tuple[int, int, int, str]:
+        """(chars, words, findings, head) of one report item (zeros if it has no members)."""
+        chars, words, n_found, head = self.samples[key]["reports"].get(prefix, (0, 0, 0, ""))
+        return int(chars), int(words), int(n_found), str(head)
+
+
+def scan_shards(build_dir: Path, shard_names: list[str], keep_chars: int, quiet: bool) -> Scan:
+    """Merge the card statistics of every shard: the ``card`` section of its stats JSON, else
+    (a build by an older version) :func:`shard_card_stats` over its tar's meta and report members."""
+    scan = Scan()
+    for name in tqdm(shard_names, desc="datacard: scan", unit="shard", disable=quiet, leave=False):
+        part = _shard_card_section(build_dir, name)
+        if part is None:
+            part = shard_card_stats(_tar_samples(build_dir / SHARDS_DIR / name), keep_chars)
+            scan.from_tars += 1
+        scan.add(name, part)
+    if scan.from_tars:
+        log.info(
+            "data card: %d of %d shards had no card statistics (read from the tar)",
+            scan.from_tars,
+            len(shard_names),
+        )
+    return scan
+
+
+def _pixel_spacing(it: dict) -> str:
+    dicom = (it.get("meta") or {}).get("dicom") or {}
+    for k in ("PixelSpacing", "ImagerPixelSpacing"):
+        v = dicom.get(k)
+        if isinstance(v, list) and len(v) >= 2:
+            return _dims(v[:2])
+    return "not recorded"
