@@ -53,8 +53,43 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
         build_dir / DEDUP,
         ("cluster_id", "record_id", "kept", "verdict", "reason", "source_ids", "modality", "tier"),
     )
+    splits, seen = _split_counts(samples, shards)
+    written_ids = {sid for r in samples for sid in r["source_ids"]}
+    quarantined_ids = {q["source_id"] for q in quarantine}
+    dedup_ids: set[str] | None = None
+    if dedup_rows and "source_ids" in dedup_rows[0]:
+        dedup_ids = {sid for d in dedup_rows if not d["kept"] for sid in (d["source_ids"] or [])}
+    totals = {
+        "samples": len(samples),
+        "shards": len(shards),
+        "shard_bytes": sum(x["n_bytes"] for x in shards),
+        "sample_bytes": sum(r["n_bytes"] for r in samples),
+        "input_units": len(inputs),
+        "input_files": len({u["file_id"] for u in inputs}),
+        "quarantine_records": len(quarantine),
+        "patients": len(seen),
+        "patients_in_several_splits": sum(1 for c in seen.values() if c > 1),
+        "samples_without_patient": sum(1 for r in samples if not r["patient"]),
+    }
+    return {
+        "totals": totals,
+        "splits": splits,
+        "modalities": _modality_counts(samples),
+        "modality_combinations": _counts("+".join(r["modalities"]) for r in samples),
+        "sources": _source_counts(samples, inputs, written_ids, quarantined_ids),
+        "licences": {
+            lic: {"samples": sum(lic in r["licences"] for r in samples)}
+            for lic in sorted({lic for r in samples for lic in r["licences"]})
+        },
+        "inputs_by_kind": _counts(u["kind"] for u in inputs),
+        "accounting": _accounting(inputs, written_ids, quarantined_ids, dedup_ids, stats),
+        "quarantine": _quarantine_card(quarantine, quarantined_ids, cfg),
+        "dedup": _dedup_summary(dedup_rows, stats),
+    }
 
-    # splits
+
+def _split_counts(samples: list[dict], shards: list[dict]) -> tuple[dict[str, dict[str, int]], Counter]:
+    """Per split: samples, patients, studies, shards, shard bytes; and each patient's split count."""
     splits: dict[str, dict[str, int]] = {}
     split_names = [s for s in SPLITS if any(r["split"] == s for r in samples)]
     split_names += sorted({r["split"] for r in samples} - set(split_names))
@@ -72,9 +107,10 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
             "shards": len(sh),
             "shard_bytes": sum(x["n_bytes"] for x in sh),
         }
-    seen: Counter = Counter(p for ps in patients_by_split.values() for p in ps)
+    return splits, Counter(p for ps in patients_by_split.values() for p in ps)
 
-    # modalities
+
+def _modality_counts(samples: list[dict]) -> dict[str, dict[str, int]]:
     modalities: dict[str, dict[str, int]] = {}
     for m in SAMPLE_MODALITIES:
         with_m = [r for r in samples if m.value in r["modalities"]]
@@ -85,13 +121,12 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
             if name.startswith(f"{m.value}_") and name.split(".", 1)[-1] in ("png", "npy", "txt")
         )  # one main member per item: image png, volume/ecg npy, report txt (raw.npy is a second one)
         modalities[m.value] = {"samples": len(with_m), "items": items}
+    return modalities
 
-    # sources and licences
-    written_ids = {sid for r in samples for sid in r["source_ids"]}
-    quarantined_ids = {q["source_id"] for q in quarantine}
-    dedup_ids: set[str] | None = None
-    if dedup_rows and "source_ids" in dedup_rows[0]:
-        dedup_ids = {sid for d in dedup_rows if not d["kept"] for sid in (d["source_ids"] or [])}
+
+def _source_counts(
+    samples: list[dict], inputs: list[dict], written_ids: set[str], quarantined_ids: set[str]
+) -> dict[str, dict[str, int]]:
     source_names = sorted(
         {u["source_name"] for u in inputs} | {n for r in samples for n in r["source_names"]}
     )
@@ -106,14 +141,12 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
                 u["source_id"] not in written_ids and u["source_id"] in quarantined_ids for u in units
             ),
         }
-    licences = {
-        lic: {"samples": sum(lic in r["licences"] for r in samples)}
-        for lic in sorted({lic for r in samples for lic in r["licences"]})
-    }
+    return sources
 
-    accounting = _accounting(inputs, written_ids, quarantined_ids, dedup_ids, stats)
 
-    # quarantine
+def _quarantine_card(
+    quarantine: list[dict], quarantined_ids: set[str], cfg: DatacardConfig
+) -> dict[str, Any]:
     by_reason: dict[str, dict[str, Any]] = {}
     reason_counts = Counter(q["reason"] for q in quarantine)
     for reason in sorted(reason_counts, key=lambda k: (-reason_counts[k], k)):
@@ -127,37 +160,12 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
             "examples": ids[: cfg.example_ids],
             "example_message": sorted(q["message"] for q in qs)[0],
         }
-    quarantine_card = {
+    return {
         "records": len(quarantine),
         "units": len(quarantined_ids),
         "by_reason": by_reason,
         "by_source": _counts(q["source_name"] for q in quarantine),
         "by_stage": _counts(q["stage"] for q in quarantine),
-    }
-
-    totals = {
-        "samples": len(samples),
-        "shards": len(shards),
-        "shard_bytes": sum(x["n_bytes"] for x in shards),
-        "sample_bytes": sum(r["n_bytes"] for r in samples),
-        "input_units": len(inputs),
-        "input_files": len({u["file_id"] for u in inputs}),
-        "quarantine_records": len(quarantine),
-        "patients": len(seen),
-        "patients_in_several_splits": sum(1 for c in seen.values() if c > 1),
-        "samples_without_patient": sum(1 for r in samples if not r["patient"]),
-    }
-    return {
-        "totals": totals,
-        "splits": splits,
-        "modalities": modalities,
-        "modality_combinations": _counts("+".join(r["modalities"]) for r in samples),
-        "sources": sources,
-        "licences": licences,
-        "inputs_by_kind": _counts(u["kind"] for u in inputs),
-        "accounting": accounting,
-        "quarantine": quarantine_card,
-        "dedup": _dedup_summary(dedup_rows, stats),
     }
 
 
