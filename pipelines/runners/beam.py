@@ -47,6 +47,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.runners.runner import PipelineState
 
 from pipelines.preflight import MissingDependency
+from pipelines.runners import ONE_THREAD_ENV, worker_environ
 from schemas.records import QuarantineRecord
 
 log = logging.getLogger(__name__)
@@ -272,8 +273,10 @@ class BeamFlow:
         if local_workers:  # fresh SDK worker processes must import this project (and its tests)
             os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (PROJECT_ROOT, old) if x)
         try:
-            result = p.run()
-            state = result.wait_until_finish()
+            # local SDK workers (one per core) get one BLAS/OpenMP thread each, as on Dask
+            with worker_environ(ONE_THREAD_ENV if local_workers else {}):
+                result = p.run()
+                state = result.wait_until_finish()
         except Exception as exc:  # a worker's MissingDependency arrives as text inside Beam's error
             missing = _MISSING.search(str(exc))
             if missing:

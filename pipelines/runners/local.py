@@ -41,6 +41,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn, group_in_memory
+from pipelines.runners import worker_environ
 
 PART = 512  #: elements per partition after an ordinary step
 FAN_PART = 8  #: elements per partition after a fan-out step (each becomes a task of the next step)
@@ -372,7 +373,10 @@ class LocalFlow:
                     # forkserver: its workers keep the environment of its first use, and workers
                     # read the pseudonymisation secret from the environment
                     self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-                for r in self._pool.map(_call, tasks):
+                # workers spawn while tasks are submitted: one BLAS thread each (one worker per core)
+                with worker_environ():
+                    results = self._pool.map(_call, tasks)
+                for r in results:
                     out.append(r)
                     bar.update()
         finally:

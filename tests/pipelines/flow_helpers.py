@@ -46,3 +46,11 @@ def boom_on_seven(x: int) -> Iterable[int]:
     if x == 7:
         raise RuntimeError("injected bug in a flow stage")
     yield x
+
+
+def blas_threads(x: int) -> Iterable[tuple]:
+    """(x, pid, OpenBLAS threads of this process as OpenBLAS itself reports them)."""
+    import numpy  # noqa: F401 - loads OpenBLAS
+    from threadpoolctl import threadpool_info
+
+    yield x, os.getpid(), max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")

@@ -68,6 +68,35 @@ def test_work_runs_in_worker_processes(backend):
     assert os.getpid() not in pids
 
 
+def test_worker_processes_run_one_blas_thread(backend):
+    # one worker per core: a worker with a BLAS thread per core oversubscribes them (Dask's nanny
+    # sets the same); the driver keeps its own thread pool
+    pytest.importorskip("threadpoolctl")
+    import os
+
+    def build(flow):
+        return {"t": flow.create(list(range(8)), "seeds").flat_map(h.blas_threads, "blas")}
+
+    rows = _run(backend, build)["t"]
+    assert {pid for _, pid, _ in rows} - {os.getpid()}
+    assert {n for _, _, n in rows} == {1}
+
+
+def test_worker_environ_sets_only_what_is_unset_and_restores(monkeypatch):
+    import os
+
+    from pipelines.runners import ONE_THREAD_ENV, worker_environ
+
+    for k in ONE_THREAD_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")  # the user's choice wins
+    with worker_environ():
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+        assert os.environ["MKL_NUM_THREADS"] == "4"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert os.environ["MKL_NUM_THREADS"] == "4"
+
+
 def test_a_bug_in_a_stage_fails_the_run(backend):
     def build(flow):
         return {"x": flow.create([0], "seeds").flat_map(h.expand, "e").flat_map(h.boom_on_seven, "boom")}
