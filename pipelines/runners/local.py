@@ -14,8 +14,8 @@ the driver holds file names and counts, so its memory does not grow with the cor
   chunk offsets at its end; then each bucket is grouped in a worker that reads its chunk of
   every map file (a seek + one read each). Files: M map outputs (M = elements / 4,096), not
   M x R; the driver passes a prefix and a count, never a list of names per bucket.
-- ``gather`` reads its (small) input in the driver; the value reaches workers as a spill file
-  that each process loads once.
+- ``gather`` runs as one task in a worker process (its input grows with the corpus: dedup verdict
+  rows, the shard plan's rows); the value reaches every process as a spill file loaded once.
 - Spill files are encrypted (AES-GCM) with a key made for the run and kept in memory only, and
   deleted as soon as no step needs them: input paths and headers never rest on disk in clear.
 
@@ -212,6 +212,23 @@ class _GroupTask:
         return _write_parts(elements, self.out_prefix, self.part, self.key)
 
 
+@dataclass(frozen=True)
+class _GatherTask:
+    """``gather``: every element of a collection, sorted by ``order`` → ``fn(elements)`` → side file."""
+
+    sources: tuple
+    fn: Callable
+    order: OrderFn
+    out_path: str
+    key: bytes = field(repr=False)
+
+    def __call__(self) -> None:
+        elements = sorted(_read_all(self.sources, self.key), key=self.order)
+        value = self.fn(elements)
+        del elements
+        _dump(value, self.out_path, self.key)
+
+
 def _first(kv: tuple) -> str:
     return kv[0]
 
@@ -357,12 +374,13 @@ class LocalFlow:
     def _read(self, src: Any) -> list:
         return src if isinstance(src, list) else _load(src, self._key)
 
-    def _map(self, tasks: list, desc: str) -> list:
+    def _map(self, tasks: list, desc: str, in_pool: bool = False) -> list:
+        """Run ``tasks`` (in the driver when there is one worker, or one task and not ``in_pool``)."""
         t0 = time.perf_counter()
         bar = tqdm(total=len(tasks), desc=desc, unit="part", disable=self.quiet, leave=False)
         out: list = []
         try:
-            if self.workers == 1 or len(tasks) <= 1:
+            if self.workers == 1 or (len(tasks) <= 1 and not in_pool):
                 for t in tasks:
                     out.append(t())
                     bar.update()
@@ -387,15 +405,13 @@ class LocalFlow:
     def _side_file(self, side: _SideNode) -> str:
         if id(side) not in self._sides:
             parts = self._eval(side.parent)
-            t0 = time.perf_counter()
-            elements = sorted((e for src, _ in parts.parts for e in self._read(src)), key=side.order)
-            value = side.fn(elements)
-            del elements
             path = self._prefix(side.desc) + "-side"
-            _dump(value, path, self._key)
+            # in a worker: a gather's input is O(N) headers (dedup verdict rows, the shard plan's
+            # rows); read in the driver they made its memory grow with the corpus
+            task = _GatherTask(tuple(src for src, _ in parts.parts), side.fn, side.order, path, self._key)
+            self._map([task], side.desc, in_pool=True)
             self._sides[id(side)] = path
             self._release(side.parent)
-            self.stage_seconds[side.desc] = round(time.perf_counter() - t0, 3)
         return self._sides[id(side)]
 
     def _release(self, node: _Node) -> None:
