@@ -406,8 +406,8 @@ class LocalFlow:
         if id(side) not in self._sides:
             parts = self._eval(side.parent)
             path = self._prefix(side.desc) + "-side"
-            # in a worker: a gather's input is O(N) headers (dedup verdict rows, the shard plan's
-            # rows); read in the driver they made its memory grow with the corpus
+            # in a worker, as on Beam and Dask: a gather's input grows with the corpus (dedup
+            # verdict rows, the shard plan's rows), and the driver should only hold small results
             task = _GatherTask(tuple(src for src, _ in parts.parts), side.fn, side.order, path, self._key)
             self._map([task], side.desc, in_pool=True)
             self._sides[id(side)] = path
