@@ -47,9 +47,8 @@ from pipelines.publish import (
     CheckFailed,
     PublishError,
     PublishResult,
-    _marker_valid,
-    check_build,
     check_version,
+    checked_marker,
     read_index,
 )
 
@@ -115,16 +114,7 @@ def publish_to_store(
     build_dir = Path(build_dir)
     if not build_dir.is_dir():
         raise PublishError(f"nothing built for version {version} (run build-set first)")
-    marker = _marker_valid(build_dir, max_quarantine_fraction)
-    if marker is None:
-        rep = check_build(build_dir, max_quarantine_fraction)
-        if not rep.ok:
-            raise CheckFailed(
-                f"version {version} failed its check, not published: "
-                + "; ".join([*rep.validation_errors[:5], rep.gate_error]).strip("; ")
-            )
-        marker = _marker_valid(build_dir, max_quarantine_fraction)
-        assert marker is not None
+    marker = checked_marker(build_dir, version, max_quarantine_fraction)
     if stale := stale_reason(root, build_dir, version):
         raise CheckFailed(stale)
     prefix = f"{SETS_DIR}/{version}/{uuid.uuid4().hex[:16]}"

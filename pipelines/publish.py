@@ -230,6 +230,24 @@ def _marker_valid(build_dir: Path, max_quarantine_fraction: float) -> dict | Non
     return marker
 
 
+def checked_marker(build_dir: Path, version: str, max_quarantine_fraction: float) -> dict:
+    """The build's valid ``CHECKED.json``, running :func:`check_build` first when there is none.
+
+    Raises :class:`CheckFailed` when the build fails its check (it is then not publishable).
+    """
+    marker = _marker_valid(build_dir, max_quarantine_fraction)
+    if marker is None:
+        rep = check_build(build_dir, max_quarantine_fraction)
+        if not rep.ok:
+            raise CheckFailed(
+                f"version {version} failed its check, not published: "
+                + "; ".join([*rep.validation_errors[:5], rep.gate_error]).strip("; ")
+            )
+        marker = _marker_valid(build_dir, max_quarantine_fraction)
+        assert marker is not None
+    return marker
+
+
 # ---------------------------------------------------------------------------------- index
 
 
@@ -341,16 +359,7 @@ def publish_set(
             raise PublishError(f"nothing built for version {version} (run build-set first)")
         build_lock = _lock_build(build_dir)
         try:
-            marker = _marker_valid(build_dir, max_quarantine_fraction)
-            if marker is None:
-                rep = check_build(build_dir, max_quarantine_fraction)
-                if not rep.ok:
-                    raise CheckFailed(
-                        f"version {version} failed its check, not published: "
-                        + "; ".join([*rep.validation_errors[:5], rep.gate_error]).strip("; ")
-                    )
-                marker = _marker_valid(build_dir, max_quarantine_fraction)
-                assert marker is not None
+            marker = checked_marker(build_dir, version, max_quarantine_fraction)
             from pipelines.corpus_index import stale_reason
 
             if stale := stale_reason(root, build_dir, version):  # cross-set dedup missed a newer set
