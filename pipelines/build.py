@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,11 +27,12 @@ import pyarrow as pa
 
 from pipelines import preflight
 from pipelines import stages as st
+from pipelines.accounting import accounting, collect_units, file_counts, unit_order
 from pipelines.blobs import BlobStore
 from pipelines.config import BuildConfig
 from pipelines.datacard import write_datacard
 from pipelines.decode import KIND_MODALITY
-from pipelines.dedup import DEDUP, DEDUP_SCHEMA, declare_dedup, summarise
+from pipelines.dedup import DEDUP, DEDUP_SCHEMA, declare_dedup, dedup_table, row_order, summarise
 from pipelines.errors import UserError
 from pipelines.flow import Flow, Select, make_flow
 from pipelines.link import link_key, patient_key
@@ -47,6 +48,7 @@ from pipelines.manifest import (
     write_records,
     write_table,
 )
+from pipelines.rowtables import to_tables
 from pipelines.shards import (
     PlanShards,
     ShardResult,
@@ -176,12 +178,20 @@ def declare_build(
     groups = linked.flat_map(Select("group"), "groups")
     extras = [tagged.flat_map(Select("q"), "q-decode"), linked.flat_map(Select("q"), "q-link")]
     extras += tables.quarantine if tables is not None else []
-    outputs: dict = {"units": tagged.flat_map(Select("unit"), "units")}
+    # the O(N) rows reach the driver as Arrow tables built in the workers (pipelines.rowtables)
+    units = tagged.flat_map(Select("unit"), "units")
+    outputs: dict = {"units": to_tables(units, INPUT_SCHEMA, "file_id", unit_order, "units-table")}
     # 5. dedup (exact → near → policy), before the split
     if cfg.dedup.enabled:
         dd = declare_dedup(flow, groups, cfg.dedup, blob_root, cache_dir, prior=prior, pseudo=pseudo)
         groups = dd.groups
-        outputs |= {"dedup_extras": dd.extras, "dedup_rows": dd.rows, "dedup_counts": dd.counts}
+        # a corpus-root build keeps dict rows: its index step reads their private fields
+        rows = (
+            dd.rows
+            if prior is not None
+            else to_tables(dd.rows, DEDUP_SCHEMA, "cluster_id", row_order, "dedup-table")
+        )
+        outputs |= {"dedup_extras": dd.extras, "dedup_rows": rows, "dedup_counts": dd.counts}
         if dd.index is not None:
             outputs["xset_index"] = dd.index
     # 6. samples (split by patient), 7. shard plan (keys and sizes only), 8. shards in workers
@@ -261,7 +271,7 @@ def run_build(
     return BuildResult(
         out_dir=out_dir,
         n_files=stats["n_files"],
-        n_units=len(rows.units),
+        n_units=rows.units.num_rows,
         n_samples=stats["n_samples"],
         n_shards=len(rows.results),
         n_shards_skipped=sum(r.skipped for r in rows.results),
@@ -305,7 +315,7 @@ def _check_sources(input_dir: Path, cfg: BuildConfig) -> None:
 class _Rows:
     """What the driver received from the run, sorted as the manifests list it."""
 
-    units: dict[str, tuple[str, str, str, str]]
+    units: pa.Table  # inputs.parquet: INPUT_SCHEMA, sorted by unit id
     results: list[ShardResult]
     quarantined: list[QuarantineRecord]
     dedup_table: pa.Table
@@ -315,20 +325,20 @@ class _Rows:
 
 def _collect(out: dict, cfg: BuildConfig) -> _Rows:
     """Units, shard results, quarantine and dedup rows of a finished run (checked for consistency)."""
-    units = _units(out["units"])
+    units = collect_units(out["units"])
     quarantined = sorted(out["quarantine"], key=lambda q: (q.source_id, q.stage, q.reason.value))
     dedup_ids: list[str] = []
-    dedup_table = DEDUP_SCHEMA.empty_table()
+    dedup_tab = DEDUP_SCHEMA.empty_table()
     dedup_counts: dict = {"enabled": False}
     if cfg.dedup.enabled:
         quarantined += [v for t, v in out["dedup_extras"] if t == "q"]
         quarantined.sort(key=lambda q: (q.source_id, q.stage, q.reason.value))
-        dedup_table, dedup_counts, dedup_ids = summarise(out["dedup_rows"], out["dedup_counts"][0])
+        dedup_tab, dedup_counts, dedup_ids = summarise(dedup_table(out["dedup_rows"]), out["dedup_counts"][0])
         extra_ids = sorted(v for t, v in out["dedup_extras"] if t == "dedup")
         if extra_ids != dedup_ids:
             raise RuntimeError("dedup verdicts and removed units disagree (bug)")
     results: list[ShardResult] = sorted(out["shards"], key=lambda r: (SPLITS.index(r.split), r.name))
-    return _Rows(units, results, quarantined, dedup_table, dedup_counts, dedup_ids)
+    return _Rows(units, results, quarantined, dedup_tab, dedup_counts, dedup_ids)
 
 
 def _write_manifests(out_dir: Path, out: dict, cfg: BuildConfig, pseudo: Pseudonymizer, rows: _Rows) -> dict:
@@ -349,7 +359,7 @@ def _write_manifests(out_dir: Path, out: dict, cfg: BuildConfig, pseudo: Pseudon
     write_table(out_dir / DEDUP, rows.dedup_table)
     write_records(out_dir / SHARDS, shard_rows, ShardRecord)
     write_records(out_dir / QUARANTINE, rows.quarantined, QuarantineRecord)
-    write_table(out_dir / INPUTS, _inputs_table(rows.units))
+    write_table(out_dir / INPUTS, rows.units)
     write_atomic(out_dir / STATS, _pretty_json(stats))
     write_atomic(out_dir / BUILD, _pretty_json(_build_info(cfg, pseudo)))
     return stats
@@ -357,11 +367,13 @@ def _write_manifests(out_dir: Path, out: dict, cfg: BuildConfig, pseudo: Pseudon
 
 def _build_stats(rows: _Rows, n_rows: int, pseudo: Pseudonymizer) -> dict:
     """``stats.json``: the accounting identity plus per-kind, per-split and per-modality counts."""
-    units, results = rows.units, rows.results
-    stats = accounting(units, results, rows.quarantined, rows.dedup_ids)
+    results = rows.results
+    written = [pair for r in results for pair in r.written_units]
+    stats = accounting(rows.units, written, rows.quarantined, rows.dedup_ids)
+    n_files, files_per_kind = file_counts(rows.units)
     stats |= {
-        "n_files": len({(u[0]) for u in units.values()}),
-        "files_per_kind": dict(sorted(Counter(k for _, k in {(u[0], u[2]) for u in units.values()}).items())),
+        "n_files": n_files,
+        "files_per_kind": files_per_kind,
         "n_samples": n_rows,
         "samples_per_split": dict(
             sorted(Counter({s: sum(r.n_samples for r in results if r.split == s) for s in SPLITS}).items())
@@ -373,21 +385,6 @@ def _build_stats(rows: _Rows, n_rows: int, pseudo: Pseudonymizer) -> dict:
     }
     stats["samples_per_split"] = {k: v for k, v in stats["samples_per_split"].items() if v}
     return stats
-
-
-def _inputs_table(units: dict[str, tuple[str, str, str, str]]) -> pa.Table:
-    """``inputs.parquet``: one row per input unit, sorted by unit id."""
-    unit_ids = sorted(units)
-    return pa.table(
-        {
-            "source_id": unit_ids,
-            "file_id": [units[u][0] for u in unit_ids],
-            "source_name": [units[u][1] for u in unit_ids],
-            "kind": [units[u][2] for u in unit_ids],
-            "modality": [units[u][3] for u in unit_ids],
-        },
-        schema=INPUT_SCHEMA,
-    )
 
 
 def _build_info(cfg: BuildConfig, pseudo: Pseudonymizer) -> dict:
@@ -431,16 +428,6 @@ def _recorded_config(cfg: BuildConfig) -> dict:
     return out
 
 
-def _units(rows: list[st.Unit]) -> dict[str, tuple[str, str, str, str]]:
-    """unit id → (file id, source, kind, modality); a unit produced twice is a decoder bug."""
-    units: dict[str, tuple[str, str, str, str]] = {}
-    for u in rows:
-        if u.source_id in units:
-            raise RuntimeError(f"input unit {u.source_id} produced twice (decoder bug)")
-        units[u.source_id] = (u.file_id, u.source_name, u.kind, u.modality)
-    return units
-
-
 def _sum_pairs(pairs_per_shard) -> dict[str, int]:
     total: Counter[str] = Counter()
     for pairs in pairs_per_shard:
@@ -473,37 +460,3 @@ def _remove_temp_files(out_dir: Path) -> int:
             p.unlink()
             n += 1
     return n
-
-
-def accounting(
-    units: dict, results: list[ShardResult], quarantined: list[QuarantineRecord], deduplicated: list[str]
-) -> dict:
-    """Per-modality accounting: inputs = written + quarantined + deduplicated (unit counts).
-
-    ``written`` comes from the shard writers (units they wrote, per modality), the rest from the
-    driver's small rows; ``medcorpus validate`` re-checks the identity against the manifests.
-    """
-    quarantined_ids = {q.source_id for q in quarantined}
-    dedup_ids = set(deduplicated)
-    per: dict[str, Counter] = defaultdict(Counter)
-    for uid, (_, _, _, modality) in units.items():
-        per[modality]["inputs"] += 1
-        if uid in quarantined_ids:
-            per[modality]["quarantined"] += 1
-        elif uid in dedup_ids:
-            per[modality]["deduplicated"] += 1
-    for r in results:
-        for modality, n in r.written_units:
-            per[modality]["written"] += n
-    reasons = Counter(q.reason.value for q in quarantined)
-    dedup_by_mod = Counter(units[u][3] for u in dedup_ids)
-    return {
-        "per_modality": {
-            m: {k: c[k] for k in ("inputs", "written", "quarantined", "deduplicated")}
-            for m, c in sorted(per.items())
-        },
-        "quarantine_reasons": dict(sorted(reasons.items())),
-        "deduplicated_per_modality": dict(sorted(dedup_by_mod.items())),
-        "n_units": len(units),
-        "n_quarantined": len(quarantined),
-    }

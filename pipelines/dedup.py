@@ -39,11 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.blobs import BlobStore
 from pipelines.config import DedupConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import SampleGroup
+from pipelines.rowtables import concat_sorted
 from schemas.atomic import atomic_open
 from schemas.canonical import canonical_json
 from schemas.modality import SAMPLE_MODALITIES, Modality
@@ -532,22 +534,32 @@ def _not_group(element: tuple[str, object]) -> Iterator[tuple[str, object]]:
         yield element
 
 
-def summarise(rows: list[dict], counts: dict) -> tuple[pa.Table, dict, list[str]]:
-    """Driver side: the ``dedup.parquet`` table, the per-modality counts and deduplicated ids."""
-    rows = sorted(rows, key=row_order)
+def dedup_table(rows: list) -> pa.Table:
+    """Driver: the ``dedup.parquet`` table, sorted by :func:`row_order`, from the run's rows: Arrow
+    tables built in the workers (``pipelines.rowtables``), or dict rows (a corpus-root build)."""
+    if rows and isinstance(rows[0], pa.Table):
+        return concat_sorted(rows, DEDUP_SCHEMA, ["modality", "cluster_id", "record_id"])
+    return pa.Table.from_pylist(sorted(rows, key=row_order), schema=DEDUP_SCHEMA)
+
+
+def summarise(table: pa.Table, counts: dict) -> tuple[pa.Table, dict, list[str]]:
+    """Driver side: the per-modality counts and the deduplicated unit ids of ``dedup_table``."""
     out: dict = {"enabled": True}
     for mod in (m.value for m in SAMPLE_MODALITIES):
         if counts["records"].get(mod, 0) < 2:
             continue
-        v = Counter(r["verdict"] for r in rows if r["modality"] == mod)
+        verdicts = table["verdict"].filter(pc.equal(table["modality"], mod))
+        vc = pc.value_counts(verdicts)
+        v = Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)))
         out[mod] = {
             "duplicates": v["duplicate"],
             "templates": v["template"],
             "conflicts": v["conflict"],
             "unique_contents": counts["unique"].get(mod, 0),
         }
-    dedup_ids = sorted(sid for r in rows if r["verdict"] == "duplicate" for sid in r["source_ids"])
-    return pa.Table.from_pylist(rows, schema=DEDUP_SCHEMA), out, dedup_ids
+    duplicates = table["source_ids"].filter(pc.equal(table["verdict"], "duplicate"))
+    dedup_ids = sorted(pc.list_flatten(duplicates).to_pylist()) if len(duplicates) else []
+    return table, out, dedup_ids
 
 
 @dataclass
@@ -571,7 +583,7 @@ def run_dedup(
     headers = [replace(g, records=tuple(to_header(r, store) for r in g.records)) for g in groups]
     g = declare_dedup(flow, flow.create(headers, "groups"), cfg, blob_root, cache_dir)
     out = flow.run({"groups": g.groups, "extras": g.extras, "rows": g.rows, "counts": g.counts})
-    table, counts, _ = summarise(out["rows"], out["counts"][0])
+    table, counts, _ = summarise(dedup_table(out["rows"]), out["counts"][0])
     quarantined = [v for t, v in out["extras"] if t == "q"]
     dedup_ids = sorted(v for t, v in out["extras"] if t == "dedup")
     kept = sorted(out["groups"], key=lambda x: x.group_key)

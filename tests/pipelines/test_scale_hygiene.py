@@ -5,7 +5,7 @@
   store, caches) and every temporary file the engines write (``TMPDIR`` points at a folder the
   test scans). Workers resolve the secret from their environment; stage functions pickle the
   pseudonymiser as a reference (``env:MEDCORPUS_SECRET``) plus a keyed check value.
-- Structural: what each runner returns to the driver is small rows (units, quarantine records,
+- Structural: what each runner returns to the driver is small rows (unit tables, quarantine records,
   dedup verdicts, one status row per shard), never payloads: the pickled size of every output
   is counted and bounded per input unit, and no record with payload bytes is among them.
 """
@@ -23,6 +23,8 @@ import pytest
 from pipelines.build import run_build
 from pipelines.config import DedupConfig, DeidConfig, ShardConfig, load_config
 from pipelines.flow import make_flow
+from pipelines.manifest import INPUT_SCHEMA
+from pipelines.rowtables import N_BUCKETS
 from tests.conftest import REPO
 
 SECRET = "HygieneCanary-3c9d1e7f5a2b-QZX"
@@ -76,6 +78,15 @@ class CountingFlow:
         return out
 
 
+def _assert_small_rows(outputs: dict[str, list]) -> None:
+    """The driver got small rows only (no record, no payload): the O(N) input units as Arrow
+    tables of the inputs.parquet schema built in the workers, one per bucket, never Unit objects."""
+    kinds = {type(x).__name__ for rows in outputs.values() for x in rows}
+    assert kinds <= {"Table", "QuarantineRecord", "ShardResult"}, kinds
+    assert all(t.schema == INPUT_SCHEMA for t in outputs["units"])
+    assert len(outputs["units"]) <= N_BUCKETS
+
+
 def _scan(folder: Path, needles: list[bytes]) -> list[str]:
     hits = []
     for p in folder.rglob("*"):
@@ -105,8 +116,7 @@ def test_no_secret_or_phi_path_in_staged_or_written_bytes(name, examples_dir, tm
     assert _scan(out, needles) == []
     assert _scan(tmp, needles) == []
     # the driver got small rows only: no record, no payload
-    kinds = {type(x).__name__ for rows in flow.outputs.values() for x in rows}
-    assert kinds <= {"Unit", "QuarantineRecord", "ShardResult"}, kinds
+    _assert_small_rows(flow.outputs)
     per_unit = sum(map(sum, flow.returned.values())) / res.n_units
     assert per_unit < 1024, per_unit
 
@@ -145,7 +155,7 @@ def test_only_small_rows_reach_the_driver_at_10_3(name, scale_input, tmp_path, m
     assert res.n_samples >= N_STRUCTURAL and res.n_decoder_errors == 0
     returned = sum(map(sum, flow.returned.values()))
     shard_bytes = sum(p.stat().st_size for p in (tmp_path / "out" / "shards").rglob("*.tar"))
-    kinds = {type(x).__name__ for rows in flow.outputs.values() for x in rows}
-    assert kinds <= {"Unit", "QuarantineRecord", "ShardResult"}, kinds
+    _assert_small_rows(flow.outputs)
+    assert flow.outputs["units"] and sum(t.num_rows for t in flow.outputs["units"]) == res.n_units
     assert returned / res.n_units < 1024
     assert returned < shard_bytes / 200, (returned, shard_bytes)
