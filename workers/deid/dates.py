@@ -2,7 +2,8 @@
 
 Formats: ISO, US ``03/12/2019``, German ``12.03.2019``, month names in English or German with or
 without year, 2- or 4-digit years, DICOM ``20190312``, ``28-NOV-2006``, ``07JUL1996``, PTB-XL
-``28:4:92``, and year-less ``9/30`` / ``12.3.`` after a cue ("Comparison:", "prior", "vom"). A
+``28:4:92``, and year-less ``9/30`` / ``12.3.`` after a cue ("Comparison:", "prior", "vom") or
+alone in brackets ("(12.3.)", "(9/30)"). A
 date-shaped string that is no valid date becomes ``[DATE]``. Clock times become ``[TIME]``.
 """
 
@@ -82,7 +83,9 @@ _DATE_CUE_NUM = re.compile(
     r"[ \t]*:?[ \t]*(?P<a>\d{1,2})(?P<sep>[./])(?P<b>\d{1,2})(?P<dot>\.)?"
     r"(?![\d]|[./]\d)"
     # "20.06." (two-digit day and month, both dots) needs no cue
-    r"|(?<![\w.,:/-])(?P<a2>\d{2})(?P<sep2>\.)(?P<b2>\d{2})(?P<dot2>\.)(?![\w]|\.\d|,\d)",
+    r"|(?<![\w.,:/-])(?P<a2>\d{2})(?P<sep2>\.)(?P<b2>\d{2})(?P<dot2>\.)(?![\w]|\.\d|,\d)"
+    # "(12.3.)", "(3/12)": a year-less date alone in brackets needs no cue
+    r"|(?<=\()[ \t]*(?P<a3>\d{1,2})(?P<sep3>[./])(?P<b3>\d{1,2})(?P<dot3>\.)?(?=[ \t]*\))",
     re.IGNORECASE,
 )
 # "28-NOV-2006", "28 Nov 06", "07JUL1996", "07-jul-96"
@@ -268,7 +271,9 @@ class DateShifter:
                 repl = f"{_pad(new.day, m['d'])}{m['sep']}{word}{m['sep']}{_fmt_year(new.year, ys)}"
             add(m, repl, 71)
         for m in _DATE_CUE_NUM.finditer(text):
-            g = "" if m["a"] is not None else "2"
+            g = "" if m["a"] is not None else ("2" if m["a2"] is not None else "3")
+            if g == "3" and m["sep3"] == "." and not m["dot3"]:
+                continue  # "(12.3)" is a decimal number
             sa, sb, sep = m["a" + g], m["b" + g], m["sep" + g]
             a, b = int(sa), int(sb)
             mo, dy = (b, a) if sep == "." else (a, b)

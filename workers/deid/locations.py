@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from workers.deid.clinical import clinical_words
 from workers.deid.lexicon import lexicon
 from workers.deid.spans import Span
 
@@ -19,7 +20,7 @@ _STREET_SUFFIX = (
     r"Parkway|Pkwy|Circle|Cir|Highway|Hwy|Square|Sq|Trail|Trl)\.?"
 )
 _STREET_FULL = (
-    r"(?:street|avenue|road|boulevard|lane|drive|court|terrace|parkway|highway|circle|square|trail)"
+    r"(?:street|avenue|road|boulevard|lane|drive|court|terrace|parkway|highway|circle|square|trail|way)"
 )
 _ORDINAL = r"\d{1,3}(?:st|nd|rd|th)"
 _DE_SUFFIX = r"(?:straße|strasse|str\.|weg|gasse|platz|allee|chaussee)"
@@ -86,16 +87,31 @@ _ADDRESS_PATTERNS = (
     ),
 )
 _PLACE_CUE = re.compile(
-    r"\b(?:from|in|to|at|near|of|nach|aus|in|bei|von|wohnhaft|resident\s+of|lives\s+in|living\s+in|"
+    r"\b(?:from|in|to|at|near|of|between|nach|aus|in|bei|von|zwischen|wohnhaft|resident\s+of|lives\s+in|living\s+in|"
     r"returns?\s+from|traveled\s+from|travelled\s+from)[ \t]+$",
     re.IGNORECASE,
 )
-_BEFORE_STATE = re.compile(r",?[ \t]+(?:" + _STATE + r"\b|(?i:[a-z]+)\.?[ \t]+\d{5}\b)")
+_STATE_NAMES = (
+    "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|Idaho|"
+    "Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|Minnesota|"
+    "Mississippi|Missouri|Montana|Nebraska|Nevada|New[ \t]+Hampshire|New[ \t]+Jersey|New[ \t]+Mexico|"
+    "New[ \t]+York|North[ \t]+Carolina|North[ \t]+Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|"
+    "Rhode[ \t]+Island|South[ \t]+Carolina|South[ \t]+Dakota|Tennessee|Texas|Utah|Vermont|Virginia|"
+    "Washington|West[ \t]+Virginia|Wisconsin|Wyoming"
+)
+_BEFORE_STATE = re.compile(
+    r",?[ \t]+(?:" + _STATE + r"\b|(?i:[a-z]+)\.?[ \t]+\d{5}\b)|,[ \t]*(?i:" + _STATE_NAMES + r")\b"
+)
+#: "franklin, mi": a lower-case state code after a comma (the place must be no English word)
+_BEFORE_STATE_CODE_LOWER = re.compile(r",[ \t]*(?:" + _STATE.lower() + r")\b(?![ \t]*[-/(])")
 #: a lower-case state code after a lower-case place ("franklin, oh.") only before a stop or a ZIP
 _BEFORE_STATE_LOWER = re.compile(
     r",?[ \t]+(?:"
     + _STATE.lower()
     + r"|indiana|ohio|illinois|kentucky|michigan)(?=[ \t]*(?:[.;)\n]|$|\d{5}))"
+    + r"|,[ \t]*(?:"
+    + _STATE_NAMES.lower()
+    + r")\b"
 )
 #: cues after which a place that is also a word ("born in franklin") is a place in any case
 _STRONG_PLACE_CUE = re.compile(
@@ -122,7 +138,16 @@ _AFTER_INST = re.compile(
     r"(?:hospital|center|centre|clinic|health|klinikum|krankenhaus|institute|praxis|zentrum)[ \t]*,[ \t]*$",
     re.IGNORECASE,
 )
-_PLACE_WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+_DISTRICT = r"(?:nord|süd|sued|ost|west|mitte|zentrum|innenstadt|north|south|east|downtown)"
+#: a word, without a district suffix ("Stuttgart-Nord": the place is "Stuttgart")
+_PLACE_WORD = re.compile(r"[^\W\d_]+(?:(?!-(?i:" + _DISTRICT + r")\b)[-'’][^\W\d_]+)*")
+_DISTRICT_AFTER = re.compile(r"-(?i:" + _DISTRICT + r"|west)\b")
+#: two places joined: "between Carmel and Lafayette", "von Esslingen nach Waiblingen"
+_PLACE_JOIN = re.compile(r"[ \t]+(?:and|und|or|oder|&|to|bis|nach)[ \t]+|[ \t]*[/–][ \t]*", re.IGNORECASE)
+_MONTHS = frozenset(
+    "january february march april may june july august september october november december januar februar "
+    "märz mai juni juli oktober dezember".split()
+)
 
 # institutions
 _INST_HEAD = (
@@ -188,6 +213,7 @@ def city_spans(text: str) -> list[Span]:
     first = _place_first_words()
     words = list(_PLACE_WORD.finditer(text))
     out = []
+    hits: list[tuple[int, int, str, bool, bool]] = []  # dictionary places: start, end, word, capital, found
     i = 0
     while i < len(words):
         if words[i].group(0).lower() not in first:
@@ -212,7 +238,7 @@ def city_spans(text: str) -> list[Span]:
             continue
         n, seg = hit
         s, e = words[i].start(), words[i + n - 1].end()
-        low = seg.lower()
+        low = re.sub(r"[ \t]+", " ", seg.lower())
         cap = seg[:1].isupper()
         cue = _PLACE_CUE.search(text, max(0, s - 30), s) is not None or _AFTER_INST.search(
             text, max(0, s - 30), s
@@ -225,19 +251,47 @@ def city_spans(text: str) -> list[Span]:
         )
         strong_cue = strong_cue or _AFTER_ADDRESS.search(text, max(0, s - 30), s) is not None
         after_comma = re.search(r",[ \t]*$", text[max(0, s - 3) : s]) is not None
+        if seg.islower() and not lex.is_word(low) and _BEFORE_STATE_CODE_LOWER.match(text, e):
+            before_state = True  # "columbus, oh"
+        district = _DISTRICT_AFTER.match(text, e)
+        if district:  # "Stuttgart-Nord"
+            e = district.end()
         if _BEFORE_ZIP.match(text, e):
             out.append(Span(s, e, "address", "[ADDRESS]", 48))
             i += n
             continue
         strong = low in lex.strong_places or (n > 1 and not lex.is_word(low))
-        if (
+        # lower-case text, an ordinary cue: a place that is also a person's name ("from franklin")
+        name_place = (
+            cue
+            and seg.islower()
+            and (low in lex.given or low in lex.surnames)
+            and low not in _MONTHS
+            and low not in clinical_words()
+            and len(low) >= 5
+        )
+        ok = (
             (strong and (cap or cue or after_comma or strong_cue))
             or ((cue or before_state) and (cap or not lex.is_word(low)))
             or ((strong_cue or before_state) and (cap or seg.islower()))
-        ):
-            if low not in lex.stop:
+            or name_place
+        )
+        if low not in lex.stop:
+            hits.append((s, e, low, cap, ok))
+            if ok:
                 out.append(Span(s, e, "address", "[ADDRESS]", 48, True))
         i += n
+    # a place joined to a found place by "and", "or", "to", "nach", "/" is a place in the same case
+    for k, (s, e, low, cap, ok) in enumerate(hits):
+        if ok or low in _MONTHS or low in clinical_words():
+            continue
+        for k2 in (k - 1, k + 1):
+            if not 0 <= k2 < len(hits) or not hits[k2][4] or hits[k2][3] != cap:
+                continue
+            a, b = (hits[k2][1], s) if k2 < k else (e, hits[k2][0])
+            if _PLACE_JOIN.fullmatch(text, a, b):
+                out.append(Span(s, e, "address", "[ADDRESS]", 48, True))
+                break
     for m in _BAD_TOWN.finditer(text):  # German spa towns: "Bad Krozingen"
         words = m.group(0).split()
         if not lex.is_word(words[1].lower()) and m.group(0).lower() not in lex.places:

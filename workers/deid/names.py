@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from workers.deid.clinical import ECG_CODES
+from workers.deid.clinical import ECG_CODES, clinical_words
 from workers.deid.lexicon import Lexicon, lexicon
 from workers.deid.spans import Span, is_mixed, tokenize
 
@@ -112,7 +112,7 @@ _CUE_VERBS = frozenset(
     befundübermittlung befundmitteilung übermittlung mitteilung benachrichtigt verständigt requested
     received thanks thank kontrolle vorstellung termin wiedervorstellung provided sent notify inform
     rückruf anruf telefonat durchgegeben weitergegeben obtained consent forward route routed
-    weitergegeben übergeben
+    weitergegeben übergeben rückfragen questions queries
     """.split()
 )
 #: cue verbs that count only right before the preposition ("seen with X", "handed over to X")
@@ -171,7 +171,7 @@ _WEAK_PERSON_VERBS = frozenset(
 _AGREE = frozenset(
     "agree agreed agrees concur concurs i seen reviewed addendum einverstanden gesehen".split()
 )
-_BE_VERBS = frozenset("is was has had ist war hat hatte wurde will would".split())
+_BE_VERBS = frozenset("is was has had ist war hat hatte wurde will would should must wird würde soll".split())
 _RELATIONS = frozenset(
     """
     wife husband daughter son mother father sister brother spouse partner niece nephew grandson
@@ -314,6 +314,21 @@ def _take_name(
                 and name_like(nxt, lex, lenient=True)
                 and (tok[:1].isupper() or _base(nxt) in lex.surnames or not lex.is_word(_base(nxt)))
             )
+        if not ok and trusted and taken == 0 and j + 1 < n and _base(tok) not in lex.stop:
+            # "thanks to kalo venmi": after a strong cue, an ordinary word before a name part that is
+            # no word, in the same case and without a gap
+            nxt = toks[j + 1][2]
+            ok = (
+                tok[:1].isalpha()
+                and len(tok) > 1
+                and _style(nxt) == _style(tok)
+                and re.fullmatch(r"[ \t]+", text[e : toks[j + 1][0]]) is not None
+                and _base(nxt) not in lex.stop
+                and not lex.is_word(_base(nxt))
+                and name_like(nxt, lex, lenient=True)
+                and _base(tok) not in _NOT_NAMES
+                and _base(tok) not in _ROLE_WORDS
+            )
         if ok and taken == 0 and CLINICAL_FOLLOWERS.match(text, e):
             ok = False  # "prior to Enbrel therapy"
         if ok and strict_case and not tok[:1].isupper():
@@ -365,7 +380,23 @@ def _credential_spans(text: str, tk: _Tokens, lex: Lexicon) -> list[Span]:
                 and low not in _ROLE_WORDS
                 and low not in _TITLE_WORDS
             )
-            if not (name_like(tok, lex) or nearest):
+            # "Mitis Venmizen RN": a capitalised word before a surname that is no word
+            last = tk.toks[tk.index_at(m.start()) - 1][2]
+            second = (
+                taken == 1
+                and tok.isalpha()
+                and len(tok) >= 3
+                and _style(tok) == _style(last) != "lower"
+                and not lex.is_word(_base(last))
+                and not any(
+                    low in ws
+                    for ws in (lex.stop, _NOT_NAMES, _TITLE_WORDS, _ROLE_WORDS, _RELATIONS, _CUE_VERBS)
+                )
+                and low not in _STANDALONE_CUES
+                and low not in _LABEL_TRIGGERS
+                and low not in clinical_words()
+            )
+            if not (name_like(tok, lex) or nearest or second):
                 break
             start = s
             taken += 1
@@ -552,6 +583,14 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
                 break
             if toks[q][2].lower() in _PERSON_VERBS:
                 return clear and (len(words) > 1 or bool(known) or capital)
+    if (
+        len(nxt) > 4
+        and nxt.endswith("ed")
+        and after in ("his", "her", "their", "my", "our")
+        and nxt not in _NOT_AGENT_VERBS
+        and lex.is_word(nxt)
+    ):  # "X adjusted his metoprolol"
+        return clear and (len(words) > 1 or bool(known) or capital)
     if nxt in _BE_VERBS:
         if re.match(
             r"[ \t]*(?:is|was|ist|war)[ \t]+(?:a|an|now|ein|eine)?[ \t]*(?:\d{1,3}\b|ninety|one[ \t]hundred)",
@@ -594,6 +633,12 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
         j = v
         colon_agree = low == ":" and v + 1 < n and toks[v + 1][2].lower() in _AGREE
         trigger = low in _BE_VERBS or low in _PERSON_VERBS or low in _POSSESSED or low in _WEAK_PERSON_VERBS
+        trigger = trigger or (
+            len(low) > 4
+            and low.endswith("ed")
+            and v + 1 < n
+            and toks[v + 1][2].lower() in ("his", "her", "their", "my", "our")
+        )
         if low == "," and v + 1 < n:
             nx = toks[v + 1][2].lower()
             trigger = nx in _AFTER_NAME_COMMA or nx in ("a", "an") or nx[:1].isdigit()
@@ -646,7 +691,12 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
 _PERSON_PHRASE = re.compile(
     r"[ \t]+(?:is|was|has|had|ist|war|hat|wurde)[ \t]+(?:a|an|admitted|discharged|seen|brought|transferred|"
     r"informed|notified|paged|called|contacted|reached|here|known|referred|scheduled|aufgenommen|entlassen|vorgestellt|bekannt|"
-    r"\d|history|a[ \t]+history)\b",
+    r"\d|history|a[ \t]+history)\b"
+    # "X will follow up", "X would like to discuss": a modal and a person's action
+    r"|[ \t]+(?:will|would|should|can|could|may|must|wird|würde|soll|kann)[ \t]+(?:not[ \t]+|also[ \t]+|nicht[ \t]+)?"
+    r"(?:follow|call|see|review|contact|discuss|return|notify|page|sign|dictate|read|arrange|schedule|"
+    r"order|perform|obtain|talk|speak|meet|come|visit|evaluate|consult|like|phone|fax|send|forward|"
+    r"anrufen|zurückrufen|melden|kommen|besprechen|informieren)\b",
     re.IGNORECASE,
 )
 
@@ -911,6 +961,7 @@ def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: boo
                 and k + 1 < n
                 and toks[k][2] == ","
                 and toks[k][0] == toks[j][1]
+                and not _CREDENTIAL.match(text, toks[j][1])  # "PRIYA, PA"
                 and _blank(text, toks[k][1], toks[k + 1][0])
                 and _style(toks[k + 1][2]) == style
                 and (_base(toks[k + 1][2]) in lex.given or _joins(toks[k + 1][2], style, lex))
@@ -946,12 +997,35 @@ def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: boo
         if toks[k][2] == "." and k >= 1 and _is_initial(tk, k - 1) and _blank(text, toks[k][1], toks[i][0]):
             i = k - 1
             p = i - 1  # "nancy [p. neumann]": a known given name before an initial
+            pt = toks[p][2] if p >= 0 else ""
+            pb = _base(pt)
             if (
                 p >= 0
                 and _blank(text, toks[p][1], toks[i][0])
                 and (
-                    _grows(toks[p][2], style, lex)
-                    or (_known_part(toks[p][2], lex) and _base(toks[p][2]) in lex.given)
+                    _grows(pt, style, lex)
+                    or (_known_part(pt, lex) and pb in lex.given)
+                    # "Husband, Stoven [D. Relvendra]": a capitalised word before "X. Surname"
+                    or (
+                        style != "lower"
+                        and _style(pt) == style
+                        and len(pt) >= 3
+                        and pt.isalpha()
+                        and not any(
+                            pb in ws
+                            for ws in (
+                                lex.stop,
+                                _NOT_NAMES,
+                                _TITLE_WORDS,
+                                _ROLE_WORDS,
+                                _RELATIONS,
+                                _CUE_VERBS,
+                            )
+                        )
+                        and pb not in _STANDALONE_CUES
+                        and pb not in _LABEL_TRIGGERS
+                        and pb not in clinical_words()
+                    )
                 )
             ):
                 i = p
@@ -1024,8 +1098,13 @@ def expand_names(text: str, spans: list[Span]) -> list[Span]:
             continue
         words = [t[2] for t in toks[i : j + 1] if len(t[2]) > 1 and t[2][:1].isalpha()]
         style = _style(words[0]) if words else _style(toks[i][2])
-        n_words = len(words)
-        i2, j2 = _grow(tk, i, j, style, lex, "," in text[sp.start : sp.end] or n_words > 1)
+        body = text[sp.start : sp.end]
+        cred = re.search(r"(?:" + _CREDENTIAL.pattern + r")[ \t]*$", body)
+        if cred:  # "PRIYA, PA": the credential's comma is no "Last, First" comma
+            body = body[: cred.start()].rstrip()
+            words = [w for w in words if w in body]
+            j = max(i, tk.index_at(sp.start + len(body)) - 1)
+        i2, j2 = _grow(tk, i, j, style, lex, "," in body or len(words) > 1)
         start, end = min(sp.start, toks[i2][0]), max(sp.end, toks[j2][1])
         k = i2
         for _ in range(2):  # leading particles: "de la [Cruz]", "van der [Berg]"
