@@ -55,15 +55,16 @@ def build_card(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG, quiet: boo
         "config": _sanitise_config(info.get("config", {})),
     }
     shard_names = [r["shard"] for r in _read(build_dir / SHARDS)]
-    scan = scan_shards(build_dir, shard_names, max(cfg.excerpt_chars, DEDUP_PREVIEW_CHARS), quiet)
-    card["scanned_samples"] = len(scan.samples)
+    shown = dedup_shown(build_dir / DEDUP, cfg)  # first: the scan indexes only these records
+    records = frozenset(r["record_id"] for cluster in shown for r in cluster)
+    scan = scan_shards(build_dir, shard_names, max(cfg.excerpt_chars, DEDUP_PREVIEW_CHARS), quiet, records)
+    card["scanned_samples"] = scan.n_samples
     dists, raw = distributions(scan, cfg)
     card["distributions"] = dists
     card["deid"] = deid_profile(scan, cfg)
     card["conventions"] = {k: sorted(c) for k, c in sorted(scan.counts["conventions"].items())}
     card["label_reliability"] = label_reliability()
     keys = select_gallery(scan, cfg)
-    shown = dedup_shown(_read(build_dir / DEDUP), cfg)
     wanted = gallery_members(scan, keys, cfg)
     for shard, names in dedup_members(scan, shown).items():
         wanted[shard] |= names
@@ -74,11 +75,11 @@ def build_card(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG, quiet: boo
     if card["dedup"]["present"]:
         card["dedup"]["largest_clusters"] = clusters_summary
     figures: dict[str, bytes] = {}
-    if raw["image_sizes"]:
+    if len(raw["image_sizes"]):
         figures["image_sizes"] = plots.scatter_sizes(raw["image_sizes"], "image size (stored)")
-    if raw["ecg_durations"]:
+    if len(raw["ecg_durations"]):
         figures["ecg_durations"] = plots.histogram(raw["ecg_durations"], "ECG source duration", "seconds")
-    if raw["report_lengths"]:
+    if len(raw["report_lengths"]):
         figures["report_lengths"] = plots.histogram(raw["report_lengths"], "report length", "characters")
     if dists["report"]["top_entities"]:
         figures["entities"] = plots.entity_bars(dists["report"]["top_entities"], ASSERTIONS, "top entities")

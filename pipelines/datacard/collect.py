@@ -4,23 +4,31 @@ de-identification audits from the merged shard statistics, the label reliability
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
-from collections.abc import Mapping
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipelines.datacard.common import (
     DEDUP,
     DEFAULT_CONFIG,
     KEEPER_VERDICTS,
-    MANIFEST_COLUMNS,
     NO_DEDUP_NOTE,
+    QUARANTINE_COLUMNS,
     DatacardConfig,
     _by_count,
-    _counts,
     _read,
     _summary,
-    _verdict,
+    arrow_batches,
+    arrow_columns,
+    read_arrow,
+    release_arrow,
 )
 from pipelines.datacard.shard_stats import Scan
 from pipelines.manifest import INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
@@ -38,163 +46,277 @@ def _sanitise_config(cfg: Any) -> Any:
     return cfg
 
 
+#: rows per batch where the card streams a parquet file (larger batches cost RSS, not time)
+BATCH_ROWS = 8192
+
+
+def _table(path: Path, columns: Sequence[str]) -> pa.Table:
+    return read_arrow(path, columns)
+
+
+def _batches(path: Path, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """A parquet file's ``columns`` in batches of :data:`BATCH_ROWS` rows."""
+    return arrow_batches(path, columns, BATCH_ROWS)
+
+
+def _value_counts(values: pa.Array | pa.ChunkedArray) -> Counter:
+    """Arrow ``value_counts`` as a Counter of ``str(value)`` (what :func:`_counts` counts)."""
+    vc = pc.value_counts(values)
+    out: Counter = Counter()
+    for v, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+        out[str(v)] += int(n)
+    return out
+
+
+def _nonempty(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Mask of the values that are neither null nor ``""`` (Python truthiness of a string)."""
+    return pc.fill_null(pc.not_equal(values, ""), False)
+
+
+def _count_true(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+
+def _rows_with(lists: pa.Array | pa.ChunkedArray) -> Counter:
+    """For a list column: each value → number of rows whose list holds it (once per row).
+    One pass per distinct value (modalities, licences, source names: a handful)."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    flat, rows = pc.list_flatten(lists), pc.list_parent_indices(lists)
+    out: Counter = Counter()
+    for v in pc.unique(flat).to_pylist():
+        hit = pc.equal(flat, v) if v is not None else pc.is_null(flat)
+        out[str(v)] += int(pc.count_distinct(rows.filter(hit)).as_py())
+    return out
+
+
+def _sums_by(keys: pa.Array | pa.ChunkedArray, masks: Mapping[str, Any]) -> dict[str, Counter]:
+    """``{str(key): {name: rows of that key where masks[name] holds}}`` (numpy bincount over the
+    keys' dictionary codes; no per-row Python objects). Keys seen in no row are left out."""
+    if not pa.types.is_dictionary(keys.type):
+        keys = pc.dictionary_encode(keys)
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks() if keys.num_chunks else pa.array([], type=keys.type)
+    codes = keys.indices.to_numpy(zero_copy_only=False)
+    labels = [str(v) for v in keys.dictionary.to_pylist()]
+    out: dict[str, Counter] = {}
+    for name, mask in masks.items():
+        hits = np.bincount(codes, weights=np.asarray(mask, dtype=np.float64), minlength=len(labels))
+        rows = np.bincount(codes, minlength=len(labels))
+        for k, n, r in zip(labels, hits.tolist(), rows.tolist(), strict=True):
+            if r:
+                out.setdefault(k, Counter())[name] += int(n)
+    return out
+
+
+def _unique_flat(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The distinct values of a list column (nulls dropped)."""
+    return pc.unique(pc.drop_null(pc.list_flatten(lists)))
+
+
 def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dict[str, Any]:
-    """All table numbers of the card that come from the parquet files (and stats/build json)."""
+    """All table numbers of the card that come from the parquet files (and stats/build json),
+    computed with Arrow over column projections and batches: memory grows with the distinct
+    values (patients, source ids) as compact Arrow arrays, never with a Python object per row."""
     build_dir = Path(build_dir)
     for name in (MANIFEST, QUARANTINE, INPUTS):
         if not (build_dir / name).exists():
             raise FileNotFoundError(f"not a finished build (missing {name}): {build_dir}")
-    samples = _read(build_dir / MANIFEST, MANIFEST_COLUMNS)
-    shards = _read(build_dir / SHARDS)
-    quarantine = _read(build_dir / QUARANTINE)
-    inputs = _read(build_dir / INPUTS)
+    shards = _read(build_dir / SHARDS)  # one row per shard
     stats = json.loads((build_dir / STATS).read_text()) if (build_dir / STATS).exists() else {}
-    dedup_rows = _read(
-        build_dir / DEDUP,
-        ("cluster_id", "record_id", "kept", "verdict", "reason", "source_ids", "modality", "tier"),
-    )
-    splits, seen = _split_counts(samples, shards)
-    written_ids = {sid for r in samples for sid in r["source_ids"]}
-    quarantined_ids = {q["source_id"] for q in quarantine}
-    dedup_ids: set[str] | None = None
-    if dedup_rows and "source_ids" in dedup_rows[0]:
-        dedup_ids = {sid for d in dedup_rows if not d["kept"] for sid in (d["source_ids"] or [])}
+    m = _manifest_counts(build_dir / MANIFEST)
+    quarantine = _table(build_dir / QUARANTINE, QUARANTINE_COLUMNS)
+    quarantined_ids = pc.unique(quarantine.column("source_id"))
+    dedup_ids = _dedup_ids(build_dir / DEDUP)
+    units = _input_counts(build_dir / INPUTS, m.pop("written_ids"), quarantined_ids, dedup_ids)
+    n_quarantined_units, from_dedup = len(quarantined_ids), dedup_ids is not None
+    del quarantined_ids, dedup_ids
+    release_arrow()
+    splits, n_patients, n_several = _split_counts(build_dir / MANIFEST, m["split_samples"], shards)
+    release_arrow()
     totals = {
-        "samples": len(samples),
+        "samples": m["samples"],
         "shards": len(shards),
         "shard_bytes": sum(x["n_bytes"] for x in shards),
-        "sample_bytes": sum(r["n_bytes"] for r in samples),
-        "input_units": len(inputs),
-        "input_files": len({u["file_id"] for u in inputs}),
-        "quarantine_records": len(quarantine),
-        "patients": len(seen),
-        "patients_in_several_splits": sum(1 for c in seen.values() if c > 1),
-        "samples_without_patient": sum(1 for r in samples if not r["patient"]),
+        "sample_bytes": m["sample_bytes"],
+        "input_units": units["input_units"],
+        "input_files": units["input_files"],
+        "quarantine_records": quarantine.num_rows,
+        "patients": n_patients,
+        "patients_in_several_splits": n_several,
+        "samples_without_patient": m["samples_without_patient"],
     }
-    return {
+    out = {
         "totals": totals,
         "splits": splits,
-        "modalities": _modality_counts(samples),
-        "modality_combinations": _counts("+".join(r["modalities"]) for r in samples),
-        "sources": _source_counts(samples, inputs, written_ids, quarantined_ids),
-        "licences": {
-            lic: {"samples": sum(lic in r["licences"] for r in samples)}
-            for lic in sorted({lic for r in samples for lic in r["licences"]})
-        },
-        "inputs_by_kind": _counts(u["kind"] for u in inputs),
-        "accounting": _accounting(inputs, written_ids, quarantined_ids, dedup_ids, stats),
-        "quarantine": _quarantine_card(quarantine, quarantined_ids, cfg),
-        "dedup": _dedup_summary(dedup_rows, stats),
+        "modalities": m["modalities"],
+        "modality_combinations": _by_count(m["combinations"]),
+        "sources": _source_counts(m["source_samples"], units["per_source"]),
+        "licences": {lic: {"samples": m["licences"][lic]} for lic in sorted(m["licences"])},
+        "inputs_by_kind": _by_count(units["kinds"]),
+        "accounting": _accounting(units["per_modality"], from_dedup, stats),
+        "quarantine": _quarantine_card(quarantine, n_quarantined_units, cfg),
+        "dedup": _dedup_summary(build_dir / DEDUP, stats),
     }
+    release_arrow()
+    return out
 
 
-def _split_counts(samples: list[dict], shards: list[dict]) -> tuple[dict[str, dict[str, int]], Counter]:
-    """Per split: samples, patients, studies, shards, shard bytes; and each patient's split count."""
+def _manifest_counts(path: Path) -> dict[str, Any]:
+    """The manifest's additive counts, streamed in batches, and its distinct written source ids."""
+    out: dict[str, Any] = {
+        "samples": 0,
+        "sample_bytes": 0,
+        "samples_without_patient": 0,
+        "split_samples": Counter(),
+        "combinations": Counter(),
+        "licences": Counter(),
+        "source_samples": Counter(),
+    }
+    with_modality: Counter = Counter()
+    items: Counter = Counter()
+    columns = ("split", "patient", "n_bytes", "modalities", "members", "source_names", "licences")
+    for b in _batches(path, columns):
+        out["samples"] += b.num_rows
+        out["sample_bytes"] += int(pc.sum(b.column("n_bytes")).as_py() or 0)
+        out["samples_without_patient"] += b.num_rows - _count_true(_nonempty(b.column("patient")))
+        out["split_samples"] += _value_counts(b.column("split"))
+        mods = b.column("modalities")
+        out["combinations"] += _value_counts(pc.binary_join(mods, "+"))
+        with_modality += _rows_with(mods)
+        members = pc.list_flatten(b.column("members"))
+        for mod in SAMPLE_MODALITIES:  # one main member per item: image png, volume/ecg npy, report txt
+            pattern = rf"^{re.escape(mod.value)}_[^.]*\.(png|npy|txt)$"  # (raw.npy is a second one)
+            items[mod.value] += _count_true(pc.match_substring_regex(members, pattern))
+        out["licences"] += _rows_with(b.column("licences"))
+        out["source_samples"] += _rows_with(b.column("source_names"))
+    out["modalities"] = {
+        mod.value: {"samples": with_modality[mod.value], "items": items[mod.value]}
+        for mod in SAMPLE_MODALITIES
+    }
+    out["written_ids"] = _unique_flat(_table(path, ["source_ids"]).column("source_ids"))
+    return out
+
+
+def _split_counts(
+    path: Path, split_samples: Counter, shards: list[dict]
+) -> tuple[dict[str, dict[str, int]], int, int]:
+    """Per split: samples, patients, studies, shards, shard bytes; the patients, and how many
+    are in several splits (distinct values counted in Arrow: a two-column projection)."""
+    split_names = [s for s in SPLITS if split_samples.get(s)]
+    split_names += sorted(set(split_samples) - set(split_names))
+    patients, studies = {}, {}
+    per_split: list[pa.Array] = []
+    for col, into in (("patient", patients), ("study", studies)):
+        t = read_arrow(path, ["split", col], read_dictionary=["split"])
+        split, values = t.column("split"), t.column(col)
+        keep = _nonempty(values)
+        for s in split_names:
+            distinct = pc.unique(values.filter(pc.and_(keep, pc.equal(split, s))))
+            into[s] = len(distinct)
+            if col == "patient":
+                per_split.append(distinct)
+        del t, split, values, keep
+    if per_split:
+        n_splits = pc.value_counts(pa.chunked_array(per_split, type=pa.string())).field("counts")
+    else:
+        n_splits = pa.array([], type=pa.int64())
+    del per_split
     splits: dict[str, dict[str, int]] = {}
-    split_names = [s for s in SPLITS if any(r["split"] == s for r in samples)]
-    split_names += sorted({r["split"] for r in samples} - set(split_names))
-    patients_by_split: dict[str, set[str]] = defaultdict(set)
-    for r in samples:
-        if r["patient"]:
-            patients_by_split[r["split"]].add(r["patient"])
     for s in split_names:
-        rows = [r for r in samples if r["split"] == s]
         sh = [x for x in shards if x["split"] == s]
         splits[s] = {
-            "samples": len(rows),
-            "patients": len(patients_by_split[s]),
-            "studies": len({r["study"] for r in rows if r["study"]}),
+            "samples": split_samples[s],
+            "patients": patients[s],
+            "studies": studies[s],
             "shards": len(sh),
             "shard_bytes": sum(x["n_bytes"] for x in sh),
         }
-    return splits, Counter(p for ps in patients_by_split.values() for p in ps)
+    return splits, len(n_splits), _count_true(pc.greater(n_splits, 1))
 
 
-def _modality_counts(samples: list[dict]) -> dict[str, dict[str, int]]:
-    modalities: dict[str, dict[str, int]] = {}
-    for m in SAMPLE_MODALITIES:
-        with_m = [r for r in samples if m.value in r["modalities"]]
-        items = sum(
-            1
-            for r in with_m
-            for name in r["members"]
-            if name.startswith(f"{m.value}_") and name.split(".", 1)[-1] in ("png", "npy", "txt")
-        )  # one main member per item: image png, volume/ecg npy, report txt (raw.npy is a second one)
-        modalities[m.value] = {"samples": len(with_m), "items": items}
-    return modalities
+def _dedup_ids(path: Path) -> pa.Array | None:
+    """Distinct source ids of the dedup rows not kept; ``None`` without ``dedup.parquet`` rows or
+    its ``source_ids`` column (then ``stats.json``'s deduplicated counts are used)."""
+    if not path.exists() or pq.ParquetFile(path).metadata.num_rows == 0:
+        return None
+    if "source_ids" not in arrow_columns(path, ["source_ids"]):
+        return None
+    t = _table(path, ["kept", "source_ids"])
+    return _unique_flat(t.filter(pc.invert(t.column("kept"))).column("source_ids"))
 
 
-def _source_counts(
-    samples: list[dict], inputs: list[dict], written_ids: set[str], quarantined_ids: set[str]
-) -> dict[str, dict[str, int]]:
-    source_names = sorted(
-        {u["source_name"] for u in inputs} | {n for r in samples for n in r["source_names"]}
-    )
+def _input_counts(
+    path: Path, written_ids: pa.Array, quarantined_ids: pa.Array, dedup_ids: pa.Array | None
+) -> dict[str, Any]:
+    """Input units: per modality and per source, how many units were written, quarantined (not
+    written) or deduplicated (neither); units per kind; distinct files. One projection (source
+    ids, and the low-cardinality columns dictionary-encoded), each id set looked up once."""
+    small = ("source_name", "kind", "modality")
+    t = read_arrow(path, ("source_id", *small), read_dictionary=small).unify_dictionaries()
+    sid = t.column("source_id")
+    written = pc.is_in(sid, value_set=written_ids)
+    quarantined = pc.and_(pc.invert(written), pc.is_in(sid, value_set=quarantined_ids))
+    fates = {"inputs": np.ones(t.num_rows, dtype=bool), "written": written, "quarantined": quarantined}
+    if dedup_ids is not None:
+        rest = pc.invert(pc.or_(written, quarantined))
+        fates["deduplicated"] = pc.and_(rest, pc.is_in(sid, value_set=dedup_ids))
+    del sid
+    out: dict[str, Any] = {
+        "input_units": t.num_rows,
+        "per_modality": _sums_by(t.column("modality"), fates),
+        "per_source": _sums_by(t.column("source_name"), fates),
+        "kinds": Counter({k: c["inputs"] for k, c in _sums_by(t.column("kind"), fates).items()}),
+    }
+    del t, fates
+    files = read_arrow(path, ["file_id"]).column("file_id")
+    out["input_files"] = int(pc.count_distinct(files).as_py())
+    return out
+
+
+def _source_counts(source_samples: Counter, per_source: Mapping[str, Counter]) -> dict[str, dict[str, int]]:
     sources: dict[str, dict[str, int]] = {}
-    for name in source_names:
-        units = [u for u in inputs if u["source_name"] == name]
+    for name in sorted(set(per_source) | set(source_samples)):
+        c = per_source.get(name, Counter())
         sources[name] = {
-            "samples": sum(name in r["source_names"] for r in samples),
-            "input_units": len(units),
-            "written_units": sum(u["source_id"] in written_ids for u in units),
-            "quarantined_units": sum(
-                u["source_id"] not in written_ids and u["source_id"] in quarantined_ids for u in units
-            ),
+            "samples": source_samples[name],
+            "input_units": c["inputs"],
+            "written_units": c["written"],
+            "quarantined_units": c["quarantined"],
         }
     return sources
 
 
-def _quarantine_card(
-    quarantine: list[dict], quarantined_ids: set[str], cfg: DatacardConfig
-) -> dict[str, Any]:
+def _quarantine_card(quarantine: pa.Table, n_units: int, cfg: DatacardConfig) -> dict[str, Any]:
     by_reason: dict[str, dict[str, Any]] = {}
-    reason_counts = Counter(q["reason"] for q in quarantine)
+    reason_counts = _value_counts(quarantine.column("reason"))
     for reason in sorted(reason_counts, key=lambda k: (-reason_counts[k], k)):
-        qs = [q for q in quarantine if q["reason"] == reason]
-        ids = sorted({q["source_id"] for q in qs})
+        qs = quarantine.filter(pc.equal(quarantine.column("reason"), reason))
+        ids = pc.unique(qs.column("source_id"))
         by_reason[reason] = {
-            "records": len(qs),
+            "records": qs.num_rows,
             "units": len(ids),
-            "by_modality": _counts(q["modality"] for q in qs),
-            "stages": sorted({q["stage"] for q in qs}),
-            "examples": ids[: cfg.example_ids],
-            "example_message": sorted(q["message"] for q in qs)[0],
+            "by_modality": _by_count(_value_counts(qs.column("modality"))),
+            "stages": sorted(str(x) for x in pc.unique(qs.column("stage")).to_pylist()),
+            "examples": pc.array_take(ids, pc.array_sort_indices(ids)).slice(0, cfg.example_ids).to_pylist(),
+            "example_message": pc.min(qs.column("message")).as_py(),
         }
     return {
-        "records": len(quarantine),
-        "units": len(quarantined_ids),
+        "records": quarantine.num_rows,
+        "units": n_units,
         "by_reason": by_reason,
-        "by_source": _counts(q["source_name"] for q in quarantine),
-        "by_stage": _counts(q["stage"] for q in quarantine),
+        "by_source": _by_count(_value_counts(quarantine.column("source_name"))),
+        "by_stage": _by_count(_value_counts(quarantine.column("stage"))),
     }
 
 
-def _accounting(
-    inputs: list[dict],
-    written_ids: set[str],
-    quarantined_ids: set[str],
-    dedup_ids: set[str] | None,
-    stats: dict,
-) -> dict[str, Any]:
+def _accounting(per: Mapping[str, Counter], from_dedup: bool, stats: dict) -> dict[str, Any]:
     """Per-modality unit accounting; a unit is written, else quarantined, else deduplicated."""
     stats_pm = stats.get("per_modality", {})
-    per: dict[str, Counter] = defaultdict(Counter)
-    for u in inputs:
-        c = per[u["modality"]]
-        c["inputs"] += 1
-        sid = u["source_id"]
-        if sid in written_ids:
-            c["written"] += 1
-        elif sid in quarantined_ids:
-            c["quarantined"] += 1
-        elif dedup_ids is not None and sid in dedup_ids:
-            c["deduplicated"] += 1
     rows: dict[str, dict[str, Any]] = {}
     for m in sorted(per):
         c = per[m]
-        dedup = (
-            c["deduplicated"] if dedup_ids is not None else int(stats_pm.get(m, {}).get("deduplicated", 0))
-        )
+        dedup = c["deduplicated"] if from_dedup else int(stats_pm.get(m, {}).get("deduplicated", 0))
         unaccounted = c["inputs"] - c["written"] - c["quarantined"] - dedup
         rows[m] = {
             "inputs": c["inputs"],
@@ -216,13 +338,24 @@ def _accounting(
         "total": total,
         "identity_holds": bool(total["holds"]),
         "stats_json_agrees": bool(agrees) if stats_pm else False,
-        "deduplicated_from": "dedup.parquet" if dedup_ids is not None else "stats.json",
+        "deduplicated_from": "dedup.parquet" if from_dedup else "stats.json",
     }
 
 
-def _dedup_summary(rows: list[dict], stats: dict) -> dict[str, Any]:
-    """Cluster counts from ``dedup.parquet`` rows, or the honest note that there are none."""
-    if not rows:
+def _dedup_verdicts(t: pa.Table) -> pa.ChunkedArray:
+    """Each row's verdict (``verdict``, else ``reason`` for older builds, else ``""``)."""
+    out = pa.chunked_array([pa.array([""] * t.num_rows, type=pa.string())]) if t.num_rows else None
+    for col in ("reason", "verdict"):  # verdict wins where it is non-empty
+        if col in t.column_names:
+            v = pc.cast(t.column(col), pa.string())
+            out = v if out is None else pc.if_else(_nonempty(v), v, out)
+    return out if out is not None else pa.chunked_array([], type=pa.string())
+
+
+def _dedup_summary(path: Path, stats: dict) -> dict[str, Any]:
+    """Cluster counts from ``dedup.parquet`` (in Arrow), or the honest note that there are none."""
+    n_rows = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+    if not n_rows:
         dd = stats.get("dedup")
         if isinstance(dd, Mapping) and dd.get("enabled") is False:
             note = "dedup stage disabled in this build's configuration"
@@ -231,32 +364,43 @@ def _dedup_summary(rows: list[dict], stats: dict) -> dict[str, Any]:
         else:
             note = NO_DEDUP_NOTE
         return {"present": False, "note": note}
-    clusters: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        clusters[r["cluster_id"]].append(r)
-    sizes = Counter(len(v) for v in clusters.values())
+    t = _table(path, ("cluster_id", "kept", "verdict", "reason", "modality", "tier")).combine_chunks()
+    kept = t.column("kept")
+    verdicts = _dedup_verdicts(t)
+    n_per_cluster = pc.value_counts(t.column("cluster_id")).field("counts")
+    size_counts = Counter({int(k): v for k, v in _value_counts(n_per_cluster).items()})
     by_modality: dict[str, dict[str, int]] = {}
-    for m in sorted({str(r.get("modality", "")) for r in rows if r.get("modality")}):
-        mr = [r for r in rows if r.get("modality") == m]
-        by_modality[m] = {
-            "records": len(mr),
-            "clusters": len({r["cluster_id"] for r in mr}),
-            "kept": sum(1 for r in mr if r["kept"]),
-            "not_kept": sum(1 for r in mr if not r["kept"]),
-        }
+    if "modality" in t.column_names:
+        modality = t.column("modality")
+        for m in sorted(str(v) for v in pc.unique(modality.filter(_nonempty(modality))).to_pylist()):
+            mt = t.filter(pc.equal(modality, m))
+            k = _count_true(mt.column("kept"))
+            by_modality[m] = {
+                "records": mt.num_rows,
+                "clusters": int(pc.count_distinct(mt.column("cluster_id")).as_py()),
+                "kept": k,
+                "not_kept": mt.num_rows - k,
+            }
+    n_kept = _count_true(kept)
+    keeper = pc.is_in(verdicts, value_set=pa.array(KEEPER_VERDICTS, type=pa.string()))
+    tiers = (
+        _value_counts(t.column("tier").filter(_nonempty(t.column("tier"))))
+        if "tier" in t.column_names
+        else {}
+    )
     return {
         "present": True,
         "note": "",
-        "records": len(rows),
-        "clusters": len(clusters),
-        "clusters_with_several": sum(1 for v in clusters.values() if len(v) > 1),
-        "kept": sum(1 for r in rows if r["kept"]),
-        "not_kept": sum(1 for r in rows if not r["kept"]),
-        "flagged_kept": sum(1 for r in rows if r["kept"] and _verdict(r) not in KEEPER_VERDICTS),
-        "verdicts": _counts(_verdict(r) or "(none)" for r in rows),
-        "tiers": _counts(r["tier"] for r in rows if r.get("tier")),
+        "records": t.num_rows,
+        "clusters": len(n_per_cluster),
+        "clusters_with_several": _count_true(pc.greater(n_per_cluster, 1)),
+        "kept": n_kept,
+        "not_kept": t.num_rows - n_kept,
+        "flagged_kept": _count_true(pc.and_(kept, pc.invert(keeper))),
+        "verdicts": _by_count(_value_counts(pc.if_else(_nonempty(verdicts), verdicts, "(none)"))),
+        "tiers": _by_count(tiers),
         "by_modality": by_modality,
-        "cluster_sizes": {str(k): sizes[k] for k in sorted(sizes)},
+        "cluster_sizes": {str(k): size_counts[k] for k in sorted(size_counts)},
     }
 
 
@@ -267,7 +411,7 @@ def distributions(scan: Scan, cfg: DatacardConfig) -> tuple[dict[str, Any], dict
     raw: dict[str, Any] = {}
     out: dict[str, Any] = {}
     im = c["image"]
-    raw["image_sizes"] = [(int(x), int(y)) for x, y in zip(im["columns"], im["rows"], strict=True)]
+    raw["image_sizes"] = np.column_stack([im["columns"], im["rows"]]).reshape(-1, 2)
     out["image"] = {
         "items": int(n_items.get("image", 0)),
         "rows": _summary(im["rows"]),
@@ -288,7 +432,7 @@ def distributions(scan: Scan, cfg: DatacardConfig) -> tuple[dict[str, Any], dict
         "hounsfield": vol["hounsfield"],
     }
     ecg = c["ecg"]
-    raw["ecg_durations"] = [float(d) for d in ecg["source_duration_s"]]
+    raw["ecg_durations"] = np.asarray(ecg["source_duration_s"], dtype=np.float64)
     out["ecg"] = {
         "items": int(n_items.get("ecg", 0)),
         "source_duration_s": _summary(raw["ecg_durations"]),
@@ -299,13 +443,8 @@ def distributions(scan: Scan, cfg: DatacardConfig) -> tuple[dict[str, Any], dict
         "qc_flags": _by_count(ecg["qc_flags"]),
     }
     rep = c["report"]
-    lengths, words = [], []
-    for key, info in scan.samples.items():
-        for prefix in info["prefixes"]:
-            if prefix.startswith("report_"):
-                n_chars, n_words, _, _ = scan.report(key, prefix)
-                lengths.append(n_chars)
-                words.append(n_words)
+    lengths = np.asarray(rep["chars"], dtype=np.float64)
+    words = np.asarray(rep["words"], dtype=np.float64)
     entities: dict[str, dict[str, int]] = rep["entities"]
     raw["report_lengths"] = lengths
     total = {k: sum(v.values()) for k, v in entities.items()}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 DATACARD_HTML = "datacard.html"
@@ -19,18 +20,8 @@ CARD_VERSION = "1"
 NO_DEDUP_NOTE = "no dedup stage in this build"
 #: dedup verdicts of a cluster's keeper; any other verdict on a kept record is a flag (e.g. template)
 KEEPER_VERDICTS = ("representative", "")
-#: the manifest columns the card counts with (hashes and ids are not needed)
-MANIFEST_COLUMNS = (
-    "split",
-    "patient",
-    "study",
-    "modalities",
-    "members",
-    "n_bytes",
-    "source_ids",
-    "source_names",
-    "licences",
-)
+#: the quarantine columns the card counts with
+QUARANTINE_COLUMNS = ("source_id", "source_name", "modality", "stage", "reason", "message")
 #: keys of a per-item de-identification audit shown verbatim (descriptions, not values)
 DEID_TEXT_KEYS = ("profile", "options", "table", "method", "date_shift", "hardening", "identity")
 #: list-valued audit keys that name the attributes/fields an action touched (names, never values)
@@ -49,7 +40,10 @@ DEID_FIELD_KEYS = (
 
 @dataclass(frozen=True)
 class DatacardConfig:
-    """How much the card shows. Gallery counts are samples per modality; sizes in pixels/chars."""
+    """How much the card shows. Gallery counts are samples per modality; sizes in pixels/chars.
+    The gallery draws from the candidates the shard statistics keep
+    (``shard_stats.GALLERY_CANDIDATES`` per modality and split): a count that, with the samples
+    picked before it, asks for more than that picks among those candidates (and logs it)."""
 
     gallery_images: int = 6
     gallery_ecgs: int = 2
@@ -90,24 +84,61 @@ def _read(path: Path, columns: Sequence[str] | None = None) -> list[dict]:
     return pq.read_table(path, columns=columns).to_pylist()
 
 
+def arrow_columns(path: Path, columns: Sequence[str]) -> list[str]:
+    """The ``columns`` a parquet file has."""
+    names = pq.read_schema(path).names
+    return [c for c in columns if c in names]
+
+
+def read_arrow(path: Path, columns: Sequence[str], read_dictionary: Sequence[str] = ()) -> pa.Table:
+    """Only ``columns`` (those the file has) of a parquet file, as Arrow (no Python rows), read on
+    the calling thread: Arrow's reader threads would each keep freed memory in their own
+    allocator heaps, which shows as driver RSS that grows with the file."""
+    return pq.read_table(
+        path,
+        columns=arrow_columns(path, columns),
+        read_dictionary=list(read_dictionary) or None,
+        use_threads=False,
+        pre_buffer=False,
+    )
+
+
+def arrow_batches(path: Path, columns: Sequence[str] | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """A parquet file's ``columns`` (all if ``None``) in batches, read on the calling thread."""
+    cols = None if columns is None else arrow_columns(path, columns)
+    pf = pq.ParquetFile(path, pre_buffer=False)
+    yield from pf.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False)
+
+
+def release_arrow() -> None:
+    """Hand the memory Arrow's allocator keeps after frees back to the system (between steps)."""
+    pa.default_memory_pool().release_unused()
+
+
 def _counts(values: Iterable[Any]) -> dict[str, int]:
     """Counter → plain dict sorted by descending count, then key (deterministic)."""
     c = Counter(str(v) for v in values)
     return {k: c[k] for k in sorted(c, key=lambda k: (-c[k], k))}
 
 
-def _summary(values: Sequence[float]) -> dict[str, float | int]:
-    """n, min, median, mean, max of ``values`` (floats rounded to 3 decimals)."""
-    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
-    if not vals:
+def _summary(values: Sequence[float] | np.ndarray) -> dict[str, float | int]:
+    """n, min, median, mean, max of the finite ``values`` (floats rounded to 3 decimals), on a
+    numpy array: the median and mean as ``statistics.median``/``fmean`` compute them (the middle
+    value or the mean of the two middle ones; an exact sum)."""
+    vals = np.asarray(values, dtype=np.float64)  # None → nan
+    vals = np.sort(vals[np.isfinite(vals)])
+    n = int(vals.size)
+    if not n:
         return {"n": 0}
     r = lambda x: round(float(x), 3)  # noqa: E731
+    mid = n // 2
+    median = float(vals[mid]) if n % 2 else (float(vals[mid - 1]) + float(vals[mid])) / 2
     return {
-        "n": len(vals),
-        "min": r(min(vals)),
-        "median": r(statistics.median(vals)),
-        "mean": r(statistics.fmean(vals)),
-        "max": r(max(vals)),
+        "n": n,
+        "min": r(vals[0]),
+        "median": r(median),
+        "mean": r(math.fsum(vals) / n),
+        "max": r(vals[-1]),
     }
 
 

@@ -4,18 +4,33 @@ every shard has card statistics)."""
 
 from __future__ import annotations
 
+import logging
 import tarfile
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipelines.datacard.common import DatacardConfig
-from pipelines.datacard.shard_stats import DEDUP_PREVIEW_CHARS, Scan
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.datacard.common import DatacardConfig, arrow_batches, read_arrow, release_arrow
+from pipelines.datacard.shard_stats import DEDUP_PREVIEW_CHARS, GALLERY_CANDIDATES, Scan
 from schemas.contract import META_MEMBER, SHARDS_DIR
 
+log = logging.getLogger(__name__)
 
-def _pick(cands: list[str], info: dict[str, dict], n: int, taken: list[str]) -> list[str]:
+
+def _pick(cands: list[str], info: dict[str, dict], n: int, taken: list[str], what: str = "") -> list[str]:
     """Up to ``n`` keys, multimodal samples first, round-robin over splits, deterministic."""
+    if n and n + len(taken) > GALLERY_CANDIDATES:
+        log.warning(
+            "data card: %d %s samples asked for after %d picks; the picks come from the first %d "
+            "candidates per split",
+            n,
+            what,
+            len(taken),
+            GALLERY_CANDIDATES,
+        )
     cands = sorted((k for k in cands if k not in taken), key=lambda k: (-len(info[k]["modalities"]), k))
     out: list[str] = []
     by_split: dict[str, list[str]] = defaultdict(list)
@@ -29,35 +44,30 @@ def _pick(cands: list[str], info: dict[str, dict], n: int, taken: list[str]) -> 
 
 
 def select_gallery(scan: Scan, cfg: DatacardConfig) -> list[str]:
-    """Sample keys to show: ECGs, volumes, images, then reports (preferring ones with findings)."""
+    """Sample keys to show: ECGs, volumes, images, then reports (preferring ones with findings),
+    drawn from the scan's candidate lists (per split the first ``GALLERY_CANDIDATES`` samples in
+    the same order, so the picks are those of a scan of every sample)."""
     info = scan.samples
-    has = {
-        m: [k for k, v in info.items() if any(p.startswith(m + "_") for p in v["prefixes"])]
-        for m in ("ecg", "volume", "image", "report")
-    }
     chosen: list[str] = []
     for modality, n in (
         ("ecg", cfg.gallery_ecgs),
         ("volume", cfg.gallery_volumes),
         ("image", cfg.gallery_images),
     ):
-        chosen += _pick(has[modality], info, n, chosen)
-    with_findings = [
-        k
-        for k in has["report"]
-        if any(scan.report(k, p)[2] for p in info[k]["prefixes"] if p.startswith("report_"))
-    ]
-    reports = set(has["report"])
-    already = sum(1 for k in chosen if k in reports)
-    chosen += _pick(with_findings or has["report"], info, max(0, cfg.gallery_reports - already), chosen)
+        chosen += _pick(scan.gallery.get(modality, []), info, n, chosen, modality)
+    already = sum(1 for k in chosen if any(p.startswith("report_") for p in info[k]["prefixes"]))
+    cands = scan.gallery.get("report_findings") or scan.gallery.get("report", [])
+    chosen += _pick(cands, info, max(0, cfg.gallery_reports - already), chosen, "report")
     return chosen
 
 
-def _want_text(scan: Scan, wanted: dict[str, set[str]], key: str, prefix: str, chars: int) -> None:
+def _want_text(
+    scan: Scan, wanted: dict[str, set[str]], shard: str, key: str, prefix: str, chars: int
+) -> None:
     """Ask for a report's text member if the head kept in the statistics is shorter than needed."""
     n_chars, _, _, head = scan.report(key, prefix)
     if len(head) < min(n_chars, chars + 1):
-        wanted[scan.samples[key]["shard"]].add(f"{key}.{prefix}.txt")
+        wanted[shard].add(f"{key}.{prefix}.txt")
 
 
 def report_text(scan: Scan, data: Mapping[str, bytes], key: str, prefix: str) -> str:
@@ -83,7 +93,7 @@ def gallery_members(scan: Scan, keys: list[str], cfg: DatacardConfig) -> dict[st
             elif p.startswith("report_"):
                 if scan.report(key, p)[2]:
                     wanted[info["shard"]].add(f"{key}.{p}.json")
-                _want_text(scan, wanted, key, p, cfg.excerpt_chars)
+                _want_text(scan, wanted, info["shard"], key, p, cfg.excerpt_chars)
     return wanted
 
 
@@ -103,13 +113,31 @@ def read_members(build_dir: Path, wanted: Mapping[str, set[str]]) -> dict[str, b
     return out
 
 
-def dedup_shown(rows: list[dict], cfg: DatacardConfig) -> list[list[dict]]:
-    """The largest clusters (several records each), largest first: the rows of each."""
-    clusters: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        clusters[r["cluster_id"]].append(r)
-    multi = sorted((c for c in clusters if len(clusters[c]) > 1), key=lambda c: (-len(clusters[c]), c))
-    return [clusters[c] for c in multi[: cfg.dedup_clusters]]
+def dedup_shown(path: Path, cfg: DatacardConfig) -> list[list[dict]]:
+    """The largest clusters of ``dedup.parquet`` (several records each), largest first, then by
+    cluster id: the rows of each, in file order. Cluster sizes are counted in Arrow; only the rows
+    of the clusters shown become Python dicts."""
+    if not path.exists() or cfg.dedup_clusters <= 0:
+        return []
+    ids = read_arrow(path, ["cluster_id"]).column("cluster_id")
+    if not len(ids):
+        return []
+    vc = pc.value_counts(ids)
+    del ids
+    sizes = pa.table({"cluster_id": vc.field("values"), "n": vc.field("counts")})
+    sizes = sizes.filter(pc.greater(sizes["n"], 1))
+    top = sizes.sort_by([("n", "descending"), ("cluster_id", "ascending")]).slice(0, cfg.dedup_clusters)
+    order = top.column("cluster_id").to_pylist()
+    if not order:
+        return []
+    wanted = pa.array(order, type=pa.string())
+    clusters: dict[str, list[dict]] = {c: [] for c in order}
+    for batch in arrow_batches(path, None, 8192):
+        rows = batch.filter(pc.is_in(batch.column("cluster_id"), value_set=wanted))
+        for r in rows.to_pylist():
+            clusters[r["cluster_id"]].append(r)
+    release_arrow()
+    return [clusters[c] for c in order]
 
 
 def dedup_members(scan: Scan, shown: list[list[dict]]) -> dict[str, set[str]]:
@@ -118,9 +146,9 @@ def dedup_members(scan: Scan, shown: list[list[dict]]) -> dict[str, set[str]]:
     wanted: dict[str, set[str]] = defaultdict(set)
     for cluster in shown:
         for r in cluster:
-            key, prefix = scan.record_index.get(r["record_id"], ("", ""))
+            key, prefix, shard = scan.record(r["record_id"])
             if key and prefix.startswith("image_"):
-                wanted[scan.samples[key]["shard"]].add(f"{key}.{prefix}.png")
+                wanted[shard].add(f"{key}.{prefix}.png")
             elif key and prefix.startswith("report_"):
-                _want_text(scan, wanted, key, prefix, DEDUP_PREVIEW_CHARS)
+                _want_text(scan, wanted, shard, key, prefix, DEDUP_PREVIEW_CHARS)
     return wanted

@@ -212,7 +212,8 @@ def _style(ax, title: str) -> None:
 def histogram(values: Sequence[float], title: str, xlabel: str, bins: int = 20, dpi: int = 100) -> bytes:
     """A small histogram (counts per bin; one bar per value when there are few distinct values)."""
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
-    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    vals = np.asarray(values, dtype=float)  # None → nan
+    vals = vals[np.isfinite(vals)]
     uniq, counts = np.unique(vals, return_counts=True)
     if 0 < len(uniq) <= 8:
         ax.bar([f"{u:g}" for u in uniq], counts, color="#3b6ea8", width=0.6)
@@ -225,12 +226,13 @@ def histogram(values: Sequence[float], title: str, xlabel: str, bins: int = 20, 
     return png_bytes(fig, dpi)
 
 
-def scatter_sizes(sizes: Sequence[tuple[int, int]], title: str, dpi: int = 100) -> bytes:
-    """Columns x rows of images, one point per image (log axes); returns PNG bytes."""
+def scatter_sizes(sizes: Sequence[tuple[int, int]] | np.ndarray, title: str, dpi: int = 100) -> bytes:
+    """Columns x rows of images, one point per image (log axes): ``(columns, rows)`` pairs or an
+    ``(n, 2)`` array; returns PNG bytes."""
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
-    if sizes:
-        cols, rows = zip(*sizes, strict=True)
-        ax.scatter(cols, rows, s=18, alpha=0.7, color="#3b6ea8")
+    xy = np.asarray(sizes, dtype=float).reshape(-1, 2)
+    if len(xy):
+        ax.scatter(xy[:, 0], xy[:, 1], s=18, alpha=0.7, color="#3b6ea8")
         ax.set_xscale("log")
         ax.set_yscale("log")
     ax.set_xlabel("columns (px)", fontsize=8)

@@ -2,6 +2,13 @@
 
 :func:`shard_card_stats` runs in the shard writer over the samples it writes and is stored in the
 shard's stats JSON; :func:`scan_shards` merges the sections of all shards into a :class:`Scan`.
+
+The sections are mergeable aggregates, so the card's memory does not grow with the corpus:
+counters, numeric value arrays (one number per item: a few bytes per item, held as numpy
+arrays once merged), a bounded set of gallery candidates (per candidate list and split, the
+first :data:`GALLERY_CANDIDATES` samples in the gallery's order: most modalities first, then
+sample key, a keyed hash) and the record index (record id → sample key and member prefix),
+of which the merge keeps only the records of the dedup clusters the card shows.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from pipelines.datacard.common import DEID_FIELD_KEYS, DEID_TEXT_KEYS, DatacardConfig, _dims
@@ -24,12 +32,19 @@ log = logging.getLogger(__name__)
 #: key of the card section in a per-shard stats JSON (``shards/{split}/{split}-NNNNNN.json``)
 CARD_STATS_KEY = "card"
 #: layout version of that section; a section of another version is ignored (recomputed from the tar)
-CARD_STATS_VERSION = 1
+CARD_STATS_VERSION = 2
 #: characters of report text shown for a report in a dedup cluster
 DEDUP_PREVIEW_CHARS = 200
 #: characters of each report's text kept in the card statistics (the gallery excerpt or the dedup
 #: preview, whichever is longer); one more is kept, so the card knows whether the text was cut
 KEEP_CHARS = max(DatacardConfig.excerpt_chars, DEDUP_PREVIEW_CHARS)
+#: gallery candidates kept per candidate list and split, per shard and after the merge: the
+#: gallery's picks of a modality are those of a scan of every sample as long as the samples it
+#: asks for (with the ones picked before it) are at most this many
+GALLERY_CANDIDATES = 32
+#: the candidate lists: samples with an item of the modality; ``report_findings``: samples with
+#: a report that has structured findings (the gallery prefers those)
+GALLERY_LISTS = ("ecg", "volume", "image", "report", "report_findings")
 
 
 def is_card_member(member: str) -> bool:
@@ -70,7 +85,7 @@ def _card_counts() -> dict[str, Any]:
             "with_qc_flags": 0,
             "qc_flags": {},
         },
-        "report": {"languages": {}, "report_types": {}, "entities": {}},
+        "report": {"languages": {}, "report_types": {}, "entities": {}, "chars": [], "words": []},
         "deid": {},
     }
 
@@ -140,7 +155,28 @@ def _item_counts(c: dict[str, Any], it: dict) -> None:
                 _bump(fields_, x)
 
 
-def shard_card_stats(samples: list[tuple[str, dict[str, bytes]]], keep_chars: int = KEEP_CHARS) -> dict:
+def _gallery_order(info: Mapping[str, Mapping[str, Any]]):
+    """The gallery's order of sample keys: most modalities first, then key."""
+    return lambda k: (-len(info[k]["modalities"]), k)
+
+
+def _top(keys: list[str], info: Mapping[str, Mapping[str, Any]], k: int) -> list[str]:
+    """``keys`` in the gallery's order, only the first ``k`` of each split (duplicates dropped)."""
+    out: list[str] = []
+    per_split: dict[str, int] = {}
+    for key in sorted(set(keys), key=_gallery_order(info)):
+        split = str(info[key]["split"])
+        if per_split.get(split, 0) < k:
+            out.append(key)
+            per_split[split] = per_split.get(split, 0) + 1
+    return out
+
+
+def shard_card_stats(
+    samples: list[tuple[str, dict[str, bytes]]],
+    keep_chars: int = KEEP_CHARS,
+    candidates: int = GALLERY_CANDIDATES,
+) -> dict:
     """Everything the data card needs from one shard, computed from its samples as written.
 
     ``samples``: the shard's samples in order, ``(key, {member name: bytes})`` with member names
@@ -151,19 +187,27 @@ def shard_card_stats(samples: list[tuple[str, dict[str, bytes]]], keep_chars: in
     the sections of all shards (``Scan.add``) and reads only the gallery's few members from the
     tars. Layout (version :data:`CARD_STATS_VERSION`):
 
-    * ``version``, ``keep_chars``;
-    * ``samples``: columns, one entry per sample with a ``meta.json``, in shard order: ``key``,
-      ``split``, ``modalities``, ``items`` (``[member_prefix, record_id]`` per item, in meta
-      order) and ``reports`` (``{prefix: [chars, words, findings, head]}`` per report item:
-      text length in characters and words, number of structured findings, and the first
-      ``keep_chars + 1`` characters of the de-identified text);
+    * ``version``, ``keep_chars``, ``n_samples`` (samples with a ``meta.json``);
     * ``counts``: additive totals and value lists (merged by adding numbers, concatenating
       lists): items per modality, convention values, the distribution counters of images,
-      volumes, ECGs and reports (entities: label → assertion → count), and per modality the
-      de-identification audits (descriptions in force and touched field names, never values).
+      volumes, ECGs and reports (entities: label → assertion → count; ``chars``/``words``: the
+      length of each report item), and per modality the de-identification audits
+      (descriptions in force and touched field names, never values);
+    * ``gallery``: per candidate list (:data:`GALLERY_LISTS`) the sample keys of the candidates,
+      per split the first ``candidates`` in the gallery's order (most modalities, then key);
+    * ``samples``: the candidates only, ``key → {split, modalities, prefixes, reports}`` with
+      ``reports`` ``{prefix: [chars, words, findings, head]}`` per report item (``head``: the
+      first ``keep_chars + 1`` characters of the de-identified text);
+    * ``records``: columns ``record_id``, ``key``, ``prefix``, ``report`` (``[chars, words,
+      findings, head]`` of a report item with a head of ``min(keep_chars, DEDUP_PREVIEW_CHARS)
+      + 1`` characters, else ``null``), one entry per item: the dedup clusters shown find their
+      samples here.
     """
     c = _card_counts()
-    cols: dict[str, list] = {"key": [], "split": [], "modalities": [], "items": [], "reports": []}
+    info: dict[str, dict] = {}
+    lists: dict[str, list[str]] = {name: [] for name in GALLERY_LISTS}
+    records: dict[str, list] = {"record_id": [], "key": [], "prefix": [], "report": []}
+    preview = min(keep_chars, DEDUP_PREVIEW_CHARS) + 1
     for key, members in samples:
         raw = members.get(META_MEMBER)
         if raw is None:
@@ -174,36 +218,70 @@ def shard_card_stats(samples: list[tuple[str, dict[str, bytes]]], keep_chars: in
         for it in items:
             _item_counts(c, it)
             prefix = it.get("member_prefix", "")
-            if not prefix.startswith("report_"):
-                continue
-            found = _findings(members[f"{prefix}.json"]) if f"{prefix}.json" in members else []
-            for f in found:
-                ent = c["report"]["entities"].setdefault(str(f.get("label", "")), {})
-                _bump(ent, f.get("assertion", ""))
-            if f"{prefix}.txt" in members:
-                text = members[f"{prefix}.txt"].decode("utf-8", "replace")
-                reports[prefix] = [len(text), len(text.split()), len(found), text[: keep_chars + 1]]
-            else:
-                reports[prefix] = [0, 0, len(found), ""]
+            rep = None
+            if prefix.startswith("report_"):
+                found = _findings(members[f"{prefix}.json"]) if f"{prefix}.json" in members else []
+                for f in found:
+                    ent = c["report"]["entities"].setdefault(str(f.get("label", "")), {})
+                    _bump(ent, f.get("assertion", ""))
+                if f"{prefix}.txt" in members:
+                    text = members[f"{prefix}.txt"].decode("utf-8", "replace")
+                    reports[prefix] = [len(text), len(text.split()), len(found), text[: keep_chars + 1]]
+                else:
+                    reports[prefix] = [0, 0, len(found), ""]
+                c["report"]["chars"].append(reports[prefix][0])
+                c["report"]["words"].append(reports[prefix][1])
+                rep = [*reports[prefix][:3], reports[prefix][3][:preview]]
+            records["record_id"].append(it.get("record_id", ""))
+            records["key"].append(key)
+            records["prefix"].append(prefix)
+            records["report"].append(rep)
         for k, v in sorted(meta.get("conventions", {}).items()):
             _bump(c["conventions"].setdefault(k, {}), v)
-        cols["key"].append(key)
-        cols["split"].append(meta.get("split", ""))
-        cols["modalities"].append(list(meta.get("modalities", [])))
-        cols["items"].append([[it.get("member_prefix", ""), it.get("record_id", "")] for it in items])
-        cols["reports"].append(reports)
-    return {"version": CARD_STATS_VERSION, "keep_chars": keep_chars, "samples": cols, "counts": c}
+        prefixes = [it.get("member_prefix", "") for it in items]
+        info[key] = {
+            "split": meta.get("split", ""),
+            "modalities": list(meta.get("modalities", [])),
+            "prefixes": prefixes,
+            "reports": reports,
+        }
+        for m in GALLERY_LISTS[:4]:
+            if any(p.startswith(m + "_") for p in prefixes):
+                lists[m].append(key)
+        if any(r[2] for r in reports.values()):
+            lists["report_findings"].append(key)
+    gallery = {name: _top(keys, info, candidates) for name, keys in lists.items()}
+    keep = sorted({k for keys in gallery.values() for k in keys})
+    return {
+        "version": CARD_STATS_VERSION,
+        "keep_chars": keep_chars,
+        "n_samples": len(info),
+        "counts": c,
+        "gallery": gallery,
+        "samples": {k: info[k] for k in keep},
+        "records": records,
+    }
 
 
 def _add_counts(into: dict, part: Mapping) -> None:
-    """Merge one ``counts`` block into another: numbers add, lists concatenate, dicts recurse."""
+    """Merge one ``counts`` block into another: numbers add, dicts recurse, and a value list is
+    appended as one numpy array (:meth:`Scan.finish` joins them)."""
     for k, v in part.items():
         if isinstance(v, Mapping):
             _add_counts(into.setdefault(k, {}), v)
         elif isinstance(v, list):
-            into.setdefault(k, []).extend(v)
+            into.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
         else:
             into[k] = into.get(k, 0) + v
+
+
+def _join_lists(counts: dict) -> None:
+    """Each value list of a merged ``counts`` block (a list of numpy arrays) as one array."""
+    for k, v in counts.items():
+        if isinstance(v, dict):
+            _join_lists(v)
+        elif isinstance(v, list):
+            counts[k] = np.concatenate(v) if v else np.zeros(0, dtype=np.float64)
 
 
 def _tar_samples(path: Path) -> list[tuple[str, dict[str, bytes]]]:
@@ -229,8 +307,7 @@ def _shard_card_section(build_dir: Path, shard: str) -> dict | None:
     if (
         isinstance(section, dict)
         and section.get("version") == CARD_STATS_VERSION
-        and isinstance(section.get("samples"), dict)
-        and isinstance(section.get("counts"), dict)
+        and all(isinstance(section.get(k), dict) for k in ("counts", "gallery", "samples", "records"))
     ):
         return section
     return None
@@ -238,53 +315,86 @@ def _shard_card_section(build_dir: Path, shard: str) -> dict | None:
 
 @dataclass
 class Scan:
-    """The card statistics of all shards, merged (payloads are read only for the gallery)."""
+    """The card statistics of all shards, merged: counters, value arrays and bounded candidate
+    sets only, nothing per sample (payloads are read only for the gallery)."""
 
-    #: key → {shard, split, modalities, prefixes, reports: {prefix: [chars, words, findings, head]}}
+    #: gallery candidates: key → {shard, split, modalities, prefixes, reports: {prefix: [chars,
+    #: words, findings, head]}}; at most len(GALLERY_LISTS) x splits x GALLERY_CANDIDATES entries
     samples: dict[str, dict] = field(default_factory=dict)
-    record_index: dict[str, tuple[str, str]] = field(default_factory=dict)  # record → (key, prefix)
+    #: candidate list → keys in the gallery's order, per split the first GALLERY_CANDIDATES
+    gallery: dict[str, list[str]] = field(default_factory=dict)
+    #: the records to index (those of the dedup clusters shown); others are not kept
+    wanted_records: frozenset[str] = frozenset()
+    record_index: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # → (key, prefix, shard)
+    previews: dict[tuple[str, str], list] = field(default_factory=dict)  # (key, prefix) → report entry
     counts: dict[str, Any] = field(default_factory=_card_counts)
+    n_samples: int = 0
     from_tars: int = 0  # shards whose statistics were computed from the tar (no card section)
 
     def add(self, shard: str, part: Mapping[str, Any]) -> None:
-        cols = part["samples"]
-        for key, split, mods, items, reports in zip(
-            cols["key"], cols["split"], cols["modalities"], cols["items"], cols["reports"], strict=True
-        ):
-            self.samples[key] = {
-                "shard": shard,
-                "split": split,
-                "modalities": list(mods),
-                "prefixes": [p for p, _ in items],
-                "reports": reports,
-            }
-            for prefix, record_id in items:
-                self.record_index[record_id] = (key, prefix)
+        self.n_samples += int(part["n_samples"])
+        for key, info in part["samples"].items():
+            self.samples[key] = {"shard": shard, **info}
+        for name in GALLERY_LISTS:
+            keys = self.gallery.get(name, []) + list(part["gallery"].get(name, []))
+            self.gallery[name] = _top(keys, self.samples, GALLERY_CANDIDATES)
+        live = {k for keys in self.gallery.values() for k in keys}
+        self.samples = {k: v for k, v in self.samples.items() if k in live}
+        if self.wanted_records:
+            recs = part["records"]
+            for record_id, key, prefix, rep in zip(
+                recs["record_id"], recs["key"], recs["prefix"], recs["report"], strict=True
+            ):
+                if record_id in self.wanted_records:
+                    self.record_index[record_id] = (key, prefix, shard)
+                    if rep is not None:
+                        self.previews[(key, prefix)] = list(rep)
         _add_counts(self.counts, part["counts"])
 
+    def finish(self) -> Scan:
+        """Join the merged value lists into one numpy array each (after the last :meth:`add`)."""
+        _join_lists(self.counts)
+        return self
+
+    def record(self, record_id: str) -> tuple[str, str, str]:
+        """(key, prefix, shard) of an indexed record (empty strings if it is in no shard)."""
+        return self.record_index.get(record_id, ("", "", ""))
+
     def report(self, key: str, prefix: str) -> tuple[int, int, int, str]:
-        """(chars, words, findings, head) of one report item (zeros if it has no members)."""
-        chars, words, n_found, head = self.samples[key]["reports"].get(prefix, (0, 0, 0, ""))
+        """(chars, words, findings, head) of one report item (zeros if it has no members): a
+        gallery candidate's head, else an indexed record's (shorter) preview head."""
+        rep = self.samples[key]["reports"].get(prefix) if key in self.samples else None
+        if rep is None:
+            rep = self.previews.get((key, prefix), (0, 0, 0, ""))
+        chars, words, n_found, head = rep
         return int(chars), int(words), int(n_found), str(head)
 
 
-def scan_shards(build_dir: Path, shard_names: list[str], keep_chars: int, quiet: bool) -> Scan:
+def scan_shards(
+    build_dir: Path,
+    shard_names: list[str],
+    keep_chars: int,
+    quiet: bool,
+    records: frozenset[str] = frozenset(),
+) -> Scan:
     """Merge the card statistics of every shard: the ``card`` section of its stats JSON, else
-    (a build by an older version) :func:`shard_card_stats` over its tar's meta and report members."""
-    scan = Scan()
+    (a build by an older version) :func:`shard_card_stats` over its tar's meta and report members.
+    ``records``: the record ids to index (the dedup clusters shown)."""
+    scan = Scan(wanted_records=frozenset(records))
     for name in tqdm(shard_names, desc="datacard: scan", unit="shard", disable=quiet, leave=False):
         part = _shard_card_section(build_dir, name)
         if part is None:
             part = shard_card_stats(_tar_samples(build_dir / SHARDS_DIR / name), keep_chars)
             scan.from_tars += 1
         scan.add(name, part)
+        del part
     if scan.from_tars:
         log.info(
             "data card: %d of %d shards had no card statistics (read from the tar)",
             scan.from_tars,
             len(shard_names),
         )
-    return scan
+    return scan.finish()
 
 
 def _pixel_spacing(it: dict) -> str:

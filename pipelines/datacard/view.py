@@ -454,7 +454,7 @@ def dedup_view(
         tiles = []
         keeper_visual: dict | None = None
         for r in members:
-            key, prefix = scan.record_index.get(r["record_id"], ("", ""))
+            key, prefix, _ = scan.record(r["record_id"])
             if key and f"{key}.{prefix}.png" in data:
                 png = plots.thumbnail_png(data[f"{key}.{prefix}.png"], cfg.thumb_px // 2)[0]
                 visual = {"image": _image(png, f"record {r['record_id']}", role="dedup")}

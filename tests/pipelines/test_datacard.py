@@ -609,7 +609,7 @@ def test_card_statistics_merge_to_the_fallback_card(demo, card, page, tmp_path, 
         blob = json.dumps(stats, separators=(",", ":"))
         sizes[tar.name] = len(blob.encode())
         assert stats["version"] == CARD_STATS_VERSION and stats["keep_chars"] == KEEP_CHARS == 700
-        assert len(stats["samples"]["key"]) == len(samples)
+        assert stats["n_samples"] == len(samples)
         # small and payload-free: no member bytes, no base64, no meta headers
         assert "PNG" not in blob and "NUMPY" not in blob and '"dicom"' not in blob
         return json.loads(blob)
@@ -699,15 +699,129 @@ def test_card_statistics_of_a_sample_list():
     stats = shard_card_stats(
         [("k1", members), ("k2", {"report_0.txt": b"no meta: not a sample"})], keep_chars=5
     )
+    assert stats["n_samples"] == 1
     assert stats["samples"] == {
-        "key": ["k1"],
-        "split": ["train"],
-        "modalities": [["image", "report"]],
-        "items": [[["image_0", "r1"], ["report_0", "r2"]]],
-        "reports": [{"report_0": [26, 4, 1, "No eff"]}],
+        "k1": {
+            "split": "train",
+            "modalities": ["image", "report"],
+            "prefixes": ["image_0", "report_0"],
+            "reports": {"report_0": [26, 4, 1, "No eff"]},
+        }
+    }
+    assert stats["gallery"] == {
+        "ecg": [],
+        "volume": [],
+        "image": ["k1"],
+        "report": ["k1"],
+        "report_findings": ["k1"],
+    }
+    assert stats["records"] == {
+        "record_id": ["r1", "r2"],
+        "key": ["k1", "k1"],
+        "prefix": ["image_0", "report_0"],
+        "report": [None, [26, 4, 1, "No eff"]],
     }
     c = stats["counts"]
     assert c["items"] == {"image": 1, "report": 1} and c["conventions"] == {"dates": {"shifted": 1}}
     assert (c["image"]["rows"], c["image"]["columns"]) == ([4], [6])
+    assert (c["report"]["chars"], c["report"]["words"]) == ([26], [4])
     assert c["report"]["entities"] == {"effusion": {"negated": 1}} and c["report"]["languages"] == {"en": 1}
     assert json.loads(json.dumps(stats)) == stats
+
+
+# ------------------------------------------------------------------------------------------
+# the merged statistics are bounded: nothing per sample
+# ------------------------------------------------------------------------------------------
+
+
+def _synthetic_sample(i: int) -> tuple[str, dict[str, bytes]]:
+    """Sample ``i`` of a synthetic corpus: mixes of image/ECG/report items over three splits."""
+    key = f"{(i * 2654435761) % 2**32:08x}{i:06d}"  # keyed-hash-like: key order is not i order
+    mods = [m for j, m in enumerate(("image", "ecg", "report")) if (i >> j) & 1 or j == i % 3]
+    items, members = [], {}
+    for m in mods:
+        it = {"modality": m, "member_prefix": f"{m}_0", "record_id": f"r{i}-{m}"}
+        if m == "image":
+            it.update(rows=100 + i % 7, columns=200 + i % 5)
+        elif m == "ecg":
+            it["meta"] = {"source_duration_s": 10.0 + i % 3}
+        else:
+            text = f"report {i}: " + "no acute findings. " * (1 + i % 4)
+            members["report_0.txt"] = text.encode()
+            found = (
+                [{"label": "effusion", "assertion": "negated", "evidence": "no acute"}] if i % 5 == 0 else []
+            )
+            members["report_0.json"] = json.dumps({"findings": found}).encode()
+        items.append(it)
+    meta = {"split": ("train", "val", "test")[i % 3], "modalities": mods, "items": items}
+    return key, {"meta.json": json.dumps(meta).encode(), **members}
+
+
+def _scan_of(samples: list, n_shards: int, records: frozenset[str] = frozenset()):
+    from pipelines.datacard.shard_stats import Scan
+
+    scan = Scan(wanted_records=records)
+    size = -(-len(samples) // n_shards)
+    for j in range(n_shards):
+        part = json.loads(json.dumps(shard_card_stats(samples[j * size : (j + 1) * size])))
+        scan.add(f"train/train-{j:06d}.tar", part)
+    return scan.finish()
+
+
+def _full_gallery(samples: list, cfg: DatacardConfig) -> list[str]:
+    """The gallery picks over every sample (the selection before candidate lists existed)."""
+    from pipelines.datacard.gallery import _pick
+
+    info, has = {}, defaultdict(list)
+    for key, members in samples:
+        meta = json.loads(members["meta.json"])
+        prefixes = [it["member_prefix"] for it in meta["items"]]
+        info[key] = {"split": meta["split"], "modalities": meta["modalities"]}
+        for m in ("ecg", "volume", "image", "report"):
+            if any(p.startswith(m + "_") for p in prefixes):
+                has[m].append(key)
+        if "report_0.json" in members and json.loads(members["report_0.json"])["findings"]:
+            has["findings"].append(key)
+    chosen: list[str] = []
+    for m, n in (("ecg", cfg.gallery_ecgs), ("volume", cfg.gallery_volumes), ("image", cfg.gallery_images)):
+        chosen += _pick(has[m], info, n, chosen)
+    already = sum(1 for k in chosen if k in set(has["report"]))
+    return chosen + _pick(
+        has["findings"] or has["report"], info, max(0, cfg.gallery_reports - already), chosen
+    )
+
+
+def test_merged_statistics_do_not_grow_with_the_samples():
+    """Many samples over many shards: the merged Scan holds counters, one number per item in
+    numpy arrays, at most GALLERY_CANDIDATES candidates per list and split and only the wanted
+    records; the gallery is the one a scan of every sample picks, whatever the shard count."""
+    from pipelines.datacard.collect import distributions
+    from pipelines.datacard.gallery import select_gallery
+    from pipelines.datacard.shard_stats import GALLERY_CANDIDATES, GALLERY_LISTS
+
+    samples = [_synthetic_sample(i) for i in range(3000)]
+    wanted = frozenset({"r7-image", "r5-report", "r2999-report", "no-such-record"})
+    cfg = DatacardConfig()
+    scans = {n: _scan_of(samples, n, wanted) for n in (1, 7, 40)}
+    bound = len(GALLERY_LISTS) * 3 * GALLERY_CANDIDATES  # lists x splits x candidates
+    for scan in scans.values():
+        assert scan.n_samples == len(samples)
+        assert len(scan.samples) <= bound < len(samples) / 5
+        assert all(len(v) <= 3 * GALLERY_CANDIDATES for v in scan.gallery.values())
+        assert set(scan.record_index) == wanted - {"no-such-record"}
+        assert len(scan.previews) == 2
+        n_reports = sum(1 for _, m in samples if "report_0.txt" in m)
+        assert isinstance(scan.counts["report"]["chars"], np.ndarray)
+        assert scan.counts["report"]["chars"].shape == (n_reports,)
+        assert select_gallery(scan, cfg) == _full_gallery(samples, cfg)
+    one = scans[1]
+    for scan in scans.values():
+        assert distributions(scan, cfg)[0] == distributions(one, cfg)[0]
+        assert scan.gallery == one.gallery and scan.previews == one.previews
+        assert {k: v[:2] for k, v in scan.record_index.items()} == {
+            k: v[:2] for k, v in one.record_index.items()
+        }
+    # 10x the samples: the candidates, the index and the counters stay the same size
+    big = _scan_of([_synthetic_sample(i) for i in range(30000)], 20, wanted)
+    assert len(big.samples) <= bound and len(big.record_index) == 3
+    assert big.counts["image"]["rows"].nbytes == 8 * big.counts["items"]["image"]
