@@ -30,6 +30,7 @@ from pipelines import stages as st
 from pipelines.accounting import accounting, collect_units, file_counts, unit_order
 from pipelines.blobs import BlobStore
 from pipelines.config import BuildConfig
+from pipelines.corpus_index import INDEX_SCHEMA, index_row_order
 from pipelines.datacard import write_datacard
 from pipelines.decode import KIND_MODALITY
 from pipelines.dedup import DEDUP, DEDUP_SCHEMA, declare_dedup, dedup_table, row_order, summarise
@@ -193,7 +194,15 @@ def declare_build(
         )
         outputs |= {"dedup_extras": dd.extras, "dedup_rows": rows, "dedup_counts": dd.counts}
         if dd.index is not None:
-            outputs["xset_index"] = dd.index
+            # the set's index rows (a vector each) as worker-built tables; supersedes rows are few
+            outputs["xset_index"] = to_tables(
+                dd.index.flat_map(Select("index"), "xset-index-rows"),
+                INDEX_SCHEMA,
+                "ckey",
+                index_row_order,
+                "xset-table",
+            )
+            outputs["xset_supersedes"] = dd.index.flat_map(Select("supersedes"), "xset-supersedes")
     # 6. samples (split by patient), 7. shard plan (keys and sizes only), 8. shards in workers
     if tables is not None:
         groups = tables.assign_splits(groups)  # a split table (MIMIC-CXR-JPG's split file), if any

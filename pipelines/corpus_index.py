@@ -56,6 +56,7 @@ import pyarrow as pa
 from pipelines.blobs import BlobStore
 from pipelines.dedup import DedupItem, Member, Unique, _content_key, _planes, _vector
 from pipelines.link import SampleGroup
+from pipelines.rowtables import concat_sorted
 from pipelines.samples import sample_key
 from schemas.modality import SAMPLE_MODALITIES
 from workers.lsh import LshConfig, choose_bands
@@ -492,8 +493,12 @@ def write_segment(path: Path, table: pa.Table) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def _row_order(r: dict) -> tuple:
+def index_row_order(r: dict) -> tuple:
+    """Order of the index segment's rows (its sort keys: :data:`INDEX_SORT`)."""
     return r["modality"], r["ckey"], r["record_id"], r["key"]
+
+
+INDEX_SORT = ("modality", "ckey", "record_id", "key")
 
 
 def write_outputs(out_dir: Path, out: dict, prior: PriorIndex) -> dict | None:
@@ -508,9 +513,9 @@ def write_outputs(out_dir: Path, out: dict, prior: PriorIndex) -> dict | None:
     prior_rows = [r for r in rows if r["verdict"] == "prior"]
     new_rows = [r for r in rows if r["verdict"] != "prior"]
     out["dedup_rows"] = new_rows
-    index = sorted((r for t, r in out["xset_index"] if t == "index"), key=_row_order)
-    sup = sorted({json.dumps(r, sort_keys=True) for t, r in out["xset_index"] if t == "supersedes"})
-    write_segment(out_dir / INDEX, pa.Table.from_pylist(index, schema=INDEX_SCHEMA))
+    index = concat_sorted(out["xset_index"], INDEX_SCHEMA, INDEX_SORT)  # tables built in the workers
+    sup = sorted({json.dumps(r, sort_keys=True) for r in out["xset_supersedes"]})
+    write_segment(out_dir / INDEX, index)
     prior_tab = [
         {
             "cluster_id": r["cluster_id"],
@@ -534,8 +539,8 @@ def write_outputs(out_dir: Path, out: dict, prior: PriorIndex) -> dict | None:
     summary = {
         "format": INDEX_FORMAT,
         "segments": [v for v, _ in prior.segments],
-        "index_rows": len(index),
-        "index_vectors": sum(r["vector"] is not None for r in index),
+        "index_rows": index.num_rows,
+        "index_vectors": index.num_rows - index["vector"].null_count,
         "published_members": len(prior_rows),
         "supersedes": len(sup),
         "against_published": {m: dict(sorted(c.items())) for m, c in sorted(per.items())},

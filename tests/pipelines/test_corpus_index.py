@@ -25,6 +25,7 @@ from pipelines.corpus_index import (
     INDEX,
     PRIOR,
     SUPERSEDES,
+    index_row_order,
     latest_view,
     prior_index,
 )
@@ -153,7 +154,10 @@ def test_first_set_writes_a_full_index_segment(corpus: Path) -> None:
     assert all(r["vector"] is not None and r["bands"] for r in index)  # near tier usable later
     assert {r["modality"] for r in index} == {"report", "ecg", "image"}
     assert all(r["patient"].startswith("p") for r in index if r["modality"] == "report")
-    assert json.loads((s1 / CROSSSET).read_text())["segments"] == []
+    xs = json.loads((s1 / CROSSSET).read_text())
+    assert xs["segments"] == [] and xs["index_rows"] == xs["index_vectors"] == len(index)
+    # the rows, built as tables in the workers, are merged in the segment's order
+    assert [index_row_order(r) for r in index] == sorted(index_row_order(r) for r in index)
 
 
 def test_append_removes_duplicates_flags_templates_quarantines_conflicts(corpus: Path) -> None:
