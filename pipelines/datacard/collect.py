@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,12 @@ from pipelines.datacard.common import (
     _summary,
     arrow_batches,
     arrow_columns,
+    distinct_count,
+    in_range,
+    key_ranges,
     read_arrow,
     release_arrow,
+    rows_in_range,
 )
 from pipelines.datacard.shard_stats import Scan
 from pipelines.manifest import INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
@@ -44,19 +48,6 @@ def _sanitise_config(cfg: Any) -> Any:
     if isinstance(cfg, list):
         return [_sanitise_config(v) for v in cfg]
     return cfg
-
-
-#: rows per batch where the card streams a parquet file (larger batches cost RSS, not time)
-BATCH_ROWS = 8192
-
-
-def _table(path: Path, columns: Sequence[str]) -> pa.Table:
-    return read_arrow(path, columns)
-
-
-def _batches(path: Path, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """A parquet file's ``columns`` in batches of :data:`BATCH_ROWS` rows."""
-    return arrow_batches(path, columns, BATCH_ROWS)
 
 
 def _value_counts(values: pa.Array | pa.ChunkedArray) -> Counter:
@@ -109,15 +100,28 @@ def _sums_by(keys: pa.Array | pa.ChunkedArray, masks: Mapping[str, Any]) -> dict
     return out
 
 
-def _unique_flat(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The distinct values of a list column (nulls dropped)."""
-    return pc.unique(pc.drop_null(pc.list_flatten(lists)))
+def _flat_in_range(
+    path: Path, column: str, lo: str | None, hi: str | None, not_kept: bool = False
+) -> pa.Array:
+    """Distinct values in ``[lo, hi)`` of a list column (``not_kept``: of the rows not kept)."""
+    parts = []
+    for b in arrow_batches(path, [column, "kept"] if not_kept else [column]):
+        lists = b.column(column)
+        if not_kept:
+            lists = lists.filter(pc.invert(b.column("kept")))
+        flat = pc.drop_null(pc.list_flatten(lists))
+        mask = in_range(flat, lo, hi)
+        parts.append(pc.unique(flat if mask is None else flat.filter(mask)))
+    return pc.unique(pa.chunked_array(parts, type=pa.string()))
 
 
 def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dict[str, Any]:
     """All table numbers of the card that come from the parquet files (and stats/build json),
-    computed with Arrow over column projections and batches: memory grows with the distinct
-    values (patients, source ids) as compact Arrow arrays, never with a Python object per row."""
+    computed with Arrow over batches and column projections, never a Python object per row.
+    Distinct counts and id lookups (source ids, file ids, patients, studies, clusters) run in
+    passes over ranges of the key values (``common.key_ranges``), so their hash sets hold at
+    most about ``PASS_ROWS`` values whatever the corpus size; ``quarantine.parquet`` is read
+    whole (as Arrow: one row per quarantined record)."""
     build_dir = Path(build_dir)
     for name in (MANIFEST, QUARANTINE, INPUTS):
         if not (build_dir / name).exists():
@@ -125,12 +129,10 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
     shards = _read(build_dir / SHARDS)  # one row per shard
     stats = json.loads((build_dir / STATS).read_text()) if (build_dir / STATS).exists() else {}
     m = _manifest_counts(build_dir / MANIFEST)
-    quarantine = _table(build_dir / QUARANTINE, QUARANTINE_COLUMNS)
-    quarantined_ids = pc.unique(quarantine.column("source_id"))
-    dedup_ids = _dedup_ids(build_dir / DEDUP)
-    units = _input_counts(build_dir / INPUTS, m.pop("written_ids"), quarantined_ids, dedup_ids)
-    n_quarantined_units, from_dedup = len(quarantined_ids), dedup_ids is not None
-    del quarantined_ids, dedup_ids
+    release_arrow()
+    quarantine = read_arrow(build_dir / QUARANTINE, QUARANTINE_COLUMNS)
+    from_dedup = _dedup_has_source_ids(build_dir / DEDUP)
+    units = _input_counts(build_dir, quarantine, from_dedup)
     release_arrow()
     splits, n_patients, n_several = _split_counts(build_dir / MANIFEST, m["split_samples"], shards)
     release_arrow()
@@ -155,7 +157,7 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
         "licences": {lic: {"samples": m["licences"][lic]} for lic in sorted(m["licences"])},
         "inputs_by_kind": _by_count(units["kinds"]),
         "accounting": _accounting(units["per_modality"], from_dedup, stats),
-        "quarantine": _quarantine_card(quarantine, n_quarantined_units, cfg),
+        "quarantine": _quarantine_card(quarantine, cfg),
         "dedup": _dedup_summary(build_dir / DEDUP, stats),
     }
     release_arrow()
@@ -163,7 +165,7 @@ def collect_counts(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG) -> dic
 
 
 def _manifest_counts(path: Path) -> dict[str, Any]:
-    """The manifest's additive counts, streamed in batches, and its distinct written source ids."""
+    """The manifest's additive counts, streamed in batches."""
     out: dict[str, Any] = {
         "samples": 0,
         "sample_bytes": 0,
@@ -176,7 +178,7 @@ def _manifest_counts(path: Path) -> dict[str, Any]:
     with_modality: Counter = Counter()
     items: Counter = Counter()
     columns = ("split", "patient", "n_bytes", "modalities", "members", "source_names", "licences")
-    for b in _batches(path, columns):
+    for b in arrow_batches(path, columns):
         out["samples"] += b.num_rows
         out["sample_bytes"] += int(pc.sum(b.column("n_bytes")).as_py() or 0)
         out["samples_without_patient"] += b.num_rows - _count_true(_nonempty(b.column("patient")))
@@ -194,7 +196,6 @@ def _manifest_counts(path: Path) -> dict[str, Any]:
         mod.value: {"samples": with_modality[mod.value], "items": items[mod.value]}
         for mod in SAMPLE_MODALITIES
     }
-    out["written_ids"] = _unique_flat(_table(path, ["source_ids"]).column("source_ids"))
     return out
 
 
@@ -202,76 +203,87 @@ def _split_counts(
     path: Path, split_samples: Counter, shards: list[dict]
 ) -> tuple[dict[str, dict[str, int]], int, int]:
     """Per split: samples, patients, studies, shards, shard bytes; the patients, and how many
-    are in several splits (distinct values counted in Arrow: a two-column projection)."""
+    are in several splits (distinct values counted in Arrow, in passes over value ranges)."""
     split_names = [s for s in SPLITS if split_samples.get(s)]
     split_names += sorted(set(split_samples) - set(split_names))
-    patients, studies = {}, {}
-    per_split: list[pa.Array] = []
-    for col, into in (("patient", patients), ("study", studies)):
-        t = read_arrow(path, ["split", col], read_dictionary=["split"])
-        split, values = t.column("split"), t.column(col)
-        keep = _nonempty(values)
-        for s in split_names:
-            distinct = pc.unique(values.filter(pc.and_(keep, pc.equal(split, s))))
-            into[s] = len(distinct)
-            if col == "patient":
+    counts: dict[str, Counter] = {"patient": Counter(), "study": Counter()}
+    n_patients = n_several = 0
+    for col, into in counts.items():
+        for lo, hi in key_ranges(path, col):
+            t = rows_in_range(path, ["split", col], col, lo, hi, read_dictionary=["split"])
+            t = t.filter(_nonempty(t.column(col)))
+            per_split = []
+            for s in split_names:
+                distinct = pc.unique(t.column(col).filter(pc.equal(t.column("split"), s)))
+                into[s] += len(distinct)
                 per_split.append(distinct)
-        del t, split, values, keep
-    if per_split:
-        n_splits = pc.value_counts(pa.chunked_array(per_split, type=pa.string())).field("counts")
-    else:
-        n_splits = pa.array([], type=pa.int64())
-    del per_split
+            if col == "patient" and per_split:
+                n_splits = pc.value_counts(pa.chunked_array(per_split, type=pa.string())).field("counts")
+                n_patients += len(n_splits)
+                n_several += _count_true(pc.greater(n_splits, 1))
+            del t, per_split
     splits: dict[str, dict[str, int]] = {}
     for s in split_names:
         sh = [x for x in shards if x["split"] == s]
         splits[s] = {
             "samples": split_samples[s],
-            "patients": patients[s],
-            "studies": studies[s],
+            "patients": counts["patient"][s],
+            "studies": counts["study"][s],
             "shards": len(sh),
             "shard_bytes": sum(x["n_bytes"] for x in sh),
         }
-    return splits, len(n_splits), _count_true(pc.greater(n_splits, 1))
+    return splits, n_patients, n_several
 
 
-def _dedup_ids(path: Path) -> pa.Array | None:
-    """Distinct source ids of the dedup rows not kept; ``None`` without ``dedup.parquet`` rows or
-    its ``source_ids`` column (then ``stats.json``'s deduplicated counts are used)."""
+def _dedup_has_source_ids(path: Path) -> bool:
+    """Whether ``dedup.parquet`` has rows and a ``source_ids`` column (else ``stats.json``'s
+    deduplicated counts are used)."""
     if not path.exists() or pq.ParquetFile(path).metadata.num_rows == 0:
-        return None
-    if "source_ids" not in arrow_columns(path, ["source_ids"]):
-        return None
-    t = _table(path, ["kept", "source_ids"])
-    return _unique_flat(t.filter(pc.invert(t.column("kept"))).column("source_ids"))
+        return False
+    return bool(arrow_columns(path, ["source_ids"]))
 
 
-def _input_counts(
-    path: Path, written_ids: pa.Array, quarantined_ids: pa.Array, dedup_ids: pa.Array | None
-) -> dict[str, Any]:
+def _input_counts(build_dir: Path, quarantine: pa.Table, from_dedup: bool) -> dict[str, Any]:
     """Input units: per modality and per source, how many units were written, quarantined (not
-    written) or deduplicated (neither); units per kind; distinct files. One projection (source
-    ids, and the low-cardinality columns dictionary-encoded), each id set looked up once."""
+    written) or deduplicated (neither); units per kind; distinct files. In passes over ranges of
+    the source ids: in each, the written, quarantined and deduplicated ids of that range are
+    looked up once (Arrow hash sets of at most about PASS_ROWS ids)."""
+    path = build_dir / INPUTS
     small = ("source_name", "kind", "modality")
-    t = read_arrow(path, ("source_id", *small), read_dictionary=small).unify_dictionaries()
-    sid = t.column("source_id")
-    written = pc.is_in(sid, value_set=written_ids)
-    quarantined = pc.and_(pc.invert(written), pc.is_in(sid, value_set=quarantined_ids))
-    fates = {"inputs": np.ones(t.num_rows, dtype=bool), "written": written, "quarantined": quarantined}
-    if dedup_ids is not None:
-        rest = pc.invert(pc.or_(written, quarantined))
-        fates["deduplicated"] = pc.and_(rest, pc.is_in(sid, value_set=dedup_ids))
-    del sid
-    out: dict[str, Any] = {
-        "input_units": t.num_rows,
-        "per_modality": _sums_by(t.column("modality"), fates),
-        "per_source": _sums_by(t.column("source_name"), fates),
-        "kinds": Counter({k: c["inputs"] for k, c in _sums_by(t.column("kind"), fates).items()}),
+    per_modality: dict[str, Counter] = {}
+    per_source: dict[str, Counter] = {}
+    kinds: Counter = Counter()
+    n_units = 0
+    quarantined_all = quarantine.column("source_id")
+    for lo, hi in key_ranges(path, "source_id"):
+        mask = in_range(quarantined_all, lo, hi)
+        quarantined_ids = pc.unique(quarantined_all if mask is None else quarantined_all.filter(mask))
+        written_ids = _flat_in_range(build_dir / MANIFEST, "source_ids", lo, hi)
+        t = rows_in_range(path, ("source_id", *small), "source_id", lo, hi, read_dictionary=small)
+        sid = t.column("source_id")
+        written = pc.is_in(sid, value_set=written_ids)
+        del written_ids
+        quarantined = pc.and_(pc.invert(written), pc.is_in(sid, value_set=quarantined_ids))
+        fates = {"inputs": np.ones(t.num_rows, dtype=bool), "written": written, "quarantined": quarantined}
+        if from_dedup:
+            dedup_ids = _flat_in_range(build_dir / DEDUP, "source_ids", lo, hi, not_kept=True)
+            rest = pc.invert(pc.or_(written, quarantined))
+            fates["deduplicated"] = pc.and_(rest, pc.is_in(sid, value_set=dedup_ids))
+            del dedup_ids
+        n_units += t.num_rows
+        for col, into in (("modality", per_modality), ("source_name", per_source)):
+            for k, c in _sums_by(t.column(col), fates).items():
+                into.setdefault(k, Counter()).update(c)
+        kinds.update({k: c["inputs"] for k, c in _sums_by(t.column("kind"), fates).items()})
+        del t, sid, fates
+        release_arrow()
+    return {
+        "input_units": n_units,
+        "input_files": distinct_count(path, "file_id"),
+        "per_modality": per_modality,
+        "per_source": per_source,
+        "kinds": kinds,
     }
-    del t, fates
-    files = read_arrow(path, ["file_id"]).column("file_id")
-    out["input_files"] = int(pc.count_distinct(files).as_py())
-    return out
 
 
 def _source_counts(source_samples: Counter, per_source: Mapping[str, Counter]) -> dict[str, dict[str, int]]:
@@ -287,7 +299,7 @@ def _source_counts(source_samples: Counter, per_source: Mapping[str, Counter]) -
     return sources
 
 
-def _quarantine_card(quarantine: pa.Table, n_units: int, cfg: DatacardConfig) -> dict[str, Any]:
+def _quarantine_card(quarantine: pa.Table, cfg: DatacardConfig) -> dict[str, Any]:
     by_reason: dict[str, dict[str, Any]] = {}
     reason_counts = _value_counts(quarantine.column("reason"))
     for reason in sorted(reason_counts, key=lambda k: (-reason_counts[k], k)):
@@ -303,7 +315,7 @@ def _quarantine_card(quarantine: pa.Table, n_units: int, cfg: DatacardConfig) ->
         }
     return {
         "records": quarantine.num_rows,
-        "units": n_units,
+        "units": len(pc.unique(quarantine.column("source_id"))),
         "by_reason": by_reason,
         "by_source": _by_count(_value_counts(quarantine.column("source_name"))),
         "by_stage": _by_count(_value_counts(quarantine.column("stage"))),
@@ -342,18 +354,19 @@ def _accounting(per: Mapping[str, Counter], from_dedup: bool, stats: dict) -> di
     }
 
 
-def _dedup_verdicts(t: pa.Table) -> pa.ChunkedArray:
+def _dedup_verdicts(t: pa.Table | pa.RecordBatch) -> pa.Array:
     """Each row's verdict (``verdict``, else ``reason`` for older builds, else ``""``)."""
-    out = pa.chunked_array([pa.array([""] * t.num_rows, type=pa.string())]) if t.num_rows else None
+    out = pa.array([""] * t.num_rows, type=pa.string())
     for col in ("reason", "verdict"):  # verdict wins where it is non-empty
-        if col in t.column_names:
+        if col in t.schema.names:
             v = pc.cast(t.column(col), pa.string())
-            out = v if out is None else pc.if_else(_nonempty(v), v, out)
-    return out if out is not None else pa.chunked_array([], type=pa.string())
+            out = pc.if_else(_nonempty(v), v, out)
+    return out
 
 
 def _dedup_summary(path: Path, stats: dict) -> dict[str, Any]:
-    """Cluster counts from ``dedup.parquet`` (in Arrow), or the honest note that there are none."""
+    """Cluster counts from ``dedup.parquet`` (in Arrow: additive counts in batches, cluster sizes
+    in passes over ranges of the cluster ids), or the honest note that there are none."""
     n_rows = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
     if not n_rows:
         dd = stats.get("dedup")
@@ -364,43 +377,56 @@ def _dedup_summary(path: Path, stats: dict) -> dict[str, Any]:
         else:
             note = NO_DEDUP_NOTE
         return {"present": False, "note": note}
-    t = _table(path, ("cluster_id", "kept", "verdict", "reason", "modality", "tier")).combine_chunks()
-    kept = t.column("kept")
-    verdicts = _dedup_verdicts(t)
-    n_per_cluster = pc.value_counts(t.column("cluster_id")).field("counts")
-    size_counts = Counter({int(k): v for k, v in _value_counts(n_per_cluster).items()})
-    by_modality: dict[str, dict[str, int]] = {}
-    if "modality" in t.column_names:
-        modality = t.column("modality")
-        for m in sorted(str(v) for v in pc.unique(modality.filter(_nonempty(modality))).to_pylist()):
-            mt = t.filter(pc.equal(modality, m))
-            k = _count_true(mt.column("kept"))
-            by_modality[m] = {
-                "records": mt.num_rows,
-                "clusters": int(pc.count_distinct(mt.column("cluster_id")).as_py()),
-                "kept": k,
-                "not_kept": mt.num_rows - k,
-            }
-    n_kept = _count_true(kept)
-    keeper = pc.is_in(verdicts, value_set=pa.array(KEEPER_VERDICTS, type=pa.string()))
-    tiers = (
-        _value_counts(t.column("tier").filter(_nonempty(t.column("tier"))))
-        if "tier" in t.column_names
-        else {}
-    )
+    c: Counter = Counter()
+    verdicts: Counter = Counter()
+    tiers: Counter = Counter()
+    by_modality: dict[str, Counter] = {}
+    keeper = pa.array(KEEPER_VERDICTS, type=pa.string())
+    for b in arrow_batches(path, ("kept", "verdict", "reason", "modality", "tier")):
+        kept = b.column("kept")
+        v = _dedup_verdicts(b)
+        c["records"] += b.num_rows
+        c["kept"] += _count_true(kept)
+        c["flagged_kept"] += _count_true(pc.and_(kept, pc.invert(pc.is_in(v, value_set=keeper))))
+        verdicts.update(_value_counts(pc.if_else(_nonempty(v), v, "(none)")))
+        if "tier" in b.schema.names:
+            tiers.update(_value_counts(b.column("tier").filter(_nonempty(b.column("tier")))))
+        if "modality" in b.schema.names:
+            mask = _nonempty(b.column("modality"))
+            modality, kept_m = b.column("modality").filter(mask), kept.filter(mask)
+            rows = {"records": np.ones(len(modality), dtype=bool), "kept": kept_m}
+            for k, n in _sums_by(modality, rows).items():
+                by_modality.setdefault(k, Counter()).update(n)
+    sizes: Counter = Counter()
+    for lo, hi in key_ranges(path, "cluster_id"):
+        t = rows_in_range(path, ("cluster_id", "modality"), "cluster_id", lo, hi)
+        sizes.update(int(n) for n in pc.value_counts(t.column("cluster_id")).field("counts").to_numpy())
+        if "modality" in t.column_names:
+            for m in by_modality:
+                ids = t.column("cluster_id").filter(pc.equal(t.column("modality"), m))
+                by_modality[m]["clusters"] += int(pc.count_distinct(ids).as_py())
+        del t
     return {
         "present": True,
         "note": "",
-        "records": t.num_rows,
-        "clusters": len(n_per_cluster),
-        "clusters_with_several": _count_true(pc.greater(n_per_cluster, 1)),
-        "kept": n_kept,
-        "not_kept": t.num_rows - n_kept,
-        "flagged_kept": _count_true(pc.and_(kept, pc.invert(keeper))),
-        "verdicts": _by_count(_value_counts(pc.if_else(_nonempty(verdicts), verdicts, "(none)"))),
+        "records": c["records"],
+        "clusters": sum(sizes.values()),
+        "clusters_with_several": sum(n for k, n in sizes.items() if k > 1),
+        "kept": c["kept"],
+        "not_kept": c["records"] - c["kept"],
+        "flagged_kept": c["flagged_kept"],
+        "verdicts": _by_count(verdicts),
         "tiers": _by_count(tiers),
-        "by_modality": by_modality,
-        "cluster_sizes": {str(k): size_counts[k] for k in sorted(size_counts)},
+        "by_modality": {
+            m: {
+                "records": by_modality[m]["records"],
+                "clusters": by_modality[m]["clusters"],
+                "kept": by_modality[m]["kept"],
+                "not_kept": by_modality[m]["records"] - by_modality[m]["kept"],
+            }
+            for m in sorted(by_modality)
+        },
+        "cluster_sizes": {str(k): sizes[k] for k in sorted(sizes)},
     }
 
 

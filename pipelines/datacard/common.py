@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 DATACARD_HTML = "datacard.html"
@@ -103,11 +104,86 @@ def read_arrow(path: Path, columns: Sequence[str], read_dictionary: Sequence[str
     )
 
 
-def arrow_batches(path: Path, columns: Sequence[str] | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+#: rows per batch where the card streams a parquet file (larger batches cost RSS, not time)
+BATCH_ROWS = 8192
+#: key values hashed at once: a distinct count or a lookup over more rows runs in passes, each
+#: over one range of the key's values (:func:`key_ranges`), so its hash tables stay this small
+PASS_ROWS = 1 << 16
+
+
+def arrow_batches(
+    path: Path,
+    columns: Sequence[str] | None,
+    batch_rows: int = BATCH_ROWS,
+    read_dictionary: Sequence[str] = (),
+) -> Iterator[pa.RecordBatch]:
     """A parquet file's ``columns`` (all if ``None``) in batches, read on the calling thread."""
     cols = None if columns is None else arrow_columns(path, columns)
-    pf = pq.ParquetFile(path, pre_buffer=False)
+    pf = pq.ParquetFile(path, pre_buffer=False, read_dictionary=list(read_dictionary) or None)
     yield from pf.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False)
+
+
+def key_ranges(path: Path, column: str, pass_rows: int | None = None) -> list[tuple[str | None, str | None]]:
+    """``[(lo, hi), ...]``: ranges ``lo <= value < hi`` (``None``: open) that cut a string column's
+    values into about ``pass_rows`` (default :data:`PASS_ROWS`) rows each, at quantiles of an evenly spaced sample of the
+    column (deterministic: the file's order). One range ``(None, None)`` for a small file."""
+    n = pq.ParquetFile(path).metadata.num_rows
+    passes = -(-n // (pass_rows or PASS_ROWS))
+    if passes <= 1:
+        return [(None, None)]
+    step = max(1, n // (passes * 256))
+    picks, seen = [], 0
+    for b in arrow_batches(path, [column]):
+        col = b.column(0)
+        picks.append(col.take(pa.array(np.arange((-seen) % step, len(col), step))))
+        seen += len(col)
+    sample = pc.drop_null(pa.chunked_array(picks, type=pa.string()))
+    sample = sample.take(pc.sort_indices(sample)).to_pylist()  # about passes x 256 values
+    bounds = sorted({sample[len(sample) * i // passes] for i in range(1, passes)} if sample else set())
+    edges = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def in_range(values: pa.Array | pa.ChunkedArray, lo: str | None, hi: str | None) -> Any:
+    """Mask of ``lo <= value < hi`` (``None``: every row)."""
+    mask = None
+    if lo is not None:
+        mask = pc.greater_equal(values, lo)
+    if hi is not None:
+        below = pc.less(values, hi)
+        mask = below if mask is None else pc.and_(mask, below)
+    return mask
+
+
+def rows_in_range(
+    path: Path,
+    columns: Sequence[str],
+    key: str,
+    lo: str | None,
+    hi: str | None,
+    read_dictionary: Sequence[str] = (),
+) -> pa.Table:
+    """The rows (``columns``) of a parquet file whose ``key`` lies in ``[lo, hi)``, streamed."""
+    if lo is None and hi is None:
+        return read_arrow(path, columns, read_dictionary).unify_dictionaries()
+    parts = []
+    for b in arrow_batches(path, columns, read_dictionary=read_dictionary):
+        parts.append(b.filter(in_range(b.column(key), lo, hi)))
+    schema = parts[0].schema if parts else None
+    if schema is None:
+        return read_arrow(path, columns, read_dictionary).slice(0, 0)
+    return pa.Table.from_batches(parts, schema=schema).unify_dictionaries()
+
+
+def distinct_count(path: Path, column: str, where: Any = None) -> int:
+    """Distinct non-null values of a string column (``where(table)``: an optional row mask), in
+    passes over ranges of the values."""
+    n = 0
+    for lo, hi in key_ranges(path, column):
+        t = rows_in_range(path, [column], column, lo, hi)
+        values = t.column(column) if where is None else t.column(column).filter(where(t))
+        n += int(pc.count_distinct(values).as_py())
+    return n
 
 
 def release_arrow() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pipelines.datacard.common import DatacardConfig, arrow_batches, read_arrow, release_arrow
+from pipelines.datacard.common import DatacardConfig, arrow_batches, key_ranges, release_arrow, rows_in_range
 from pipelines.datacard.shard_stats import DEDUP_PREVIEW_CHARS, GALLERY_CANDIDATES, Scan
 from schemas.contract import META_MEMBER, SHARDS_DIR
 
@@ -113,26 +114,30 @@ def read_members(build_dir: Path, wanted: Mapping[str, set[str]]) -> dict[str, b
     return out
 
 
+def _largest(sizes: pa.Table, k: int) -> pa.Table:
+    return sizes.sort_by([("n", "descending"), ("cluster_id", "ascending")]).slice(0, k)
+
+
 def dedup_shown(path: Path, cfg: DatacardConfig) -> list[list[dict]]:
     """The largest clusters of ``dedup.parquet`` (several records each), largest first, then by
     cluster id: the rows of each, in file order. Cluster sizes are counted in Arrow; only the rows
     of the clusters shown become Python dicts."""
-    if not path.exists() or cfg.dedup_clusters <= 0:
+    if not path.exists() or cfg.dedup_clusters <= 0 or not pq.ParquetFile(path).metadata.num_rows:
         return []
-    ids = read_arrow(path, ["cluster_id"]).column("cluster_id")
-    if not len(ids):
-        return []
-    vc = pc.value_counts(ids)
-    del ids
-    sizes = pa.table({"cluster_id": vc.field("values"), "n": vc.field("counts")})
-    sizes = sizes.filter(pc.greater(sizes["n"], 1))
-    top = sizes.sort_by([("n", "descending"), ("cluster_id", "ascending")]).slice(0, cfg.dedup_clusters)
-    order = top.column("cluster_id").to_pylist()
+    tops = []
+    for lo, hi in key_ranges(path, "cluster_id"):  # each range: its largest clusters
+        vc = pc.value_counts(rows_in_range(path, ["cluster_id"], "cluster_id", lo, hi).column("cluster_id"))
+        sizes = pa.table({"cluster_id": vc.field("values"), "n": vc.field("counts")})
+        sizes = sizes.filter(pc.greater(sizes["n"], 1))
+        tops.append(_largest(sizes, cfg.dedup_clusters))
+    order = (
+        _largest(pa.concat_tables(tops), cfg.dedup_clusters).column("cluster_id").to_pylist() if tops else []
+    )
     if not order:
         return []
     wanted = pa.array(order, type=pa.string())
     clusters: dict[str, list[dict]] = {c: [] for c in order}
-    for batch in arrow_batches(path, None, 8192):
+    for batch in arrow_batches(path, None):
         rows = batch.filter(pc.is_in(batch.column("cluster_id"), value_set=wanted))
         for r in rows.to_pylist():
             clusters[r["cluster_id"]].append(r)

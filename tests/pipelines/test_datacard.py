@@ -658,6 +658,19 @@ def test_card_reads_only_the_gallery_members(demo, card, tmp_path, monkeypatch):
     assert small["distributions"] == card["distributions"] and small["deid"] == card["deid"]
 
 
+def test_counts_in_passes_over_key_ranges_give_the_same_card(demo, card, page, monkeypatch):
+    """Above PASS_ROWS rows, distinct counts and id lookups run in passes over ranges of the key
+    values (bounded hash sets): with a tiny PASS_ROWS every count and the page are unchanged."""
+    from pipelines.datacard import common
+
+    assert len(common.key_ranges(demo / "inputs.parquet", "source_id")) == 1
+    monkeypatch.setattr(common, "PASS_ROWS", 7)
+    ranges = common.key_ranges(demo / "inputs.parquet", "source_id")
+    assert len(ranges) > 3 and ranges[0][0] is None and ranges[-1][1] is None
+    assert all(lo < hi for lo, hi in ranges[1:-1])
+    assert _card_of(demo) == (card, page)
+
+
 def test_shard_json_without_card_section_still_gets_a_card(demo, card, page, tmp_path, monkeypatch):
     """Corpora built before the card statistics existed: no section, another version, or no stats
     JSON at all; and a corpus with sections in some shards only. Each gets the same card."""
