@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import TextIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pipelines import preflight
+from pipelines import preflight, uptodate
 from pipelines import stages as st
 from pipelines.accounting import accounting, collect_units, file_counts, unit_order
 from pipelines.blobs import BlobStore
@@ -244,6 +246,18 @@ def run_build(
     own_runner = runner is None
     flow = runner or make_flow(cfg.runner, cfg.workers, quiet=quiet)
     lock = _prepare_out_dir(out_dir)
+    fp = ""
+    if use_cache and not decoder_overrides and prior is None:  # a no-op rerun returns at once
+        srcs = [input_dir / s.path for s in cfg.resolved_sources()]
+        fp = uptodate.fingerprint(input_dir, srcs, out_dir, _pretty_json(_build_info(cfg, pseudo)), pseudo)
+        if uptodate.is_complete(out_dir, fp):
+            try:
+                return _finished(out_dir, flow, pseudo, t0)
+            finally:
+                if own_runner:
+                    flow.close()
+                lock.close()
+    uptodate.clear(out_dir)
     if getattr(flow, "spill_dir", "") is None:  # the local backend spills partitions beside the corpus
         flow.spill_dir = str(out_dir)
     try:
@@ -276,6 +290,8 @@ def run_build(
     write_datacard(out_dir, quiet=quiet)  # the corpus report: datacard.html + datacard.json
     t_card = time.perf_counter()
     _write_run_info(out_dir, flow, (t0, t_graph, t_run, t_manifest, t_card))
+    if fp:
+        uptodate.mark_complete(out_dir, fp)
     n_err = _log_decoder_errors(rows.quarantined)
     return BuildResult(
         out_dir=out_dir,
@@ -285,6 +301,34 @@ def run_build(
         n_shards=len(rows.results),
         n_shards_skipped=sum(r.skipped for r in rows.results),
         n_quarantined=len(rows.quarantined),
+        n_decoder_errors=n_err,
+        per_modality=stats["per_modality"],
+        demo_build=pseudo.is_demo,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _finished(out_dir: Path, flow: Flow, pseudo: Pseudonymizer, t0: float) -> BuildResult:
+    """The result of a finished build that is up to date (``pipelines.uptodate``): nothing runs."""
+    stats = json.loads((out_dir / STATS).read_text())
+    n_shards = pq.ParquetFile(out_dir / SHARDS).metadata.num_rows
+    reasons = pq.read_table(out_dir / QUARANTINE, columns=["reason"])["reason"]
+    n_err = int(pc.sum(pc.equal(reasons, ReasonCode.DECODER_ERROR.value)).as_py() or 0)
+    if n_err:
+        log.error(
+            "%d inputs hit unexpected decoder exceptions (bugs): see quarantine reason decoder_error", n_err
+        )
+    log.info("up to date: inputs, config and code unchanged since the finished build in %s", out_dir)
+    t = time.perf_counter()
+    _write_run_info(out_dir, flow, (t0, t, t, t, t), up_to_date=True)
+    return BuildResult(
+        out_dir=out_dir,
+        n_files=stats["n_files"],
+        n_units=stats["n_units"],
+        n_samples=stats["n_samples"],
+        n_shards=n_shards,
+        n_shards_skipped=n_shards,
+        n_quarantined=stats["n_quarantined"],
         n_decoder_errors=n_err,
         per_modality=stats["per_modality"],
         demo_build=pseudo.is_demo,
@@ -408,11 +452,15 @@ def _build_info(cfg: BuildConfig, pseudo: Pseudonymizer) -> dict:
     }
 
 
-def _write_run_info(out_dir: Path, flow: Flow, marks: tuple[float, float, float, float, float]) -> None:
+def _write_run_info(
+    out_dir: Path, flow: Flow, marks: tuple[float, float, float, float, float], up_to_date: bool = False
+) -> None:
     """``run.json``: execution facts (runner, timings), kept apart from build.json, which must not
-    depend on them. ``marks``: start, graph declared, run done, manifests done, data card done."""
+    depend on them. ``marks``: start, graph declared, run done, manifests done, data card done.
+    ``up_to_date``: nothing ran (a finished build of the same inputs, config and code)."""
     t0, t_graph, t_run, t_manifest, t_card = marks
     info = {
+        "up_to_date": up_to_date,
         "runner": type(flow).__name__,
         "workers": flow.workers,
         "seconds": {
