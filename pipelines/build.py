@@ -4,8 +4,10 @@ The whole build is declared once on a dataflow backend (``pipelines.flow``: loca
 and run once. One rule shapes it: bytes stay in workers. Decoders write payloads to the blob
 store and pass on headers; series assembly, linking, dedup, splitting and shard planning see
 headers only; shard writers read the blobs and write shards, per-shard stats and manifest
-fragments themselves. The driver receives small rows (input units, quarantine records, dedup
-verdicts, one status row per shard) and merges the fragments into the manifests.
+fragments themselves. The driver receives small rows (input units and dedup verdicts as Arrow
+tables built in the workers, quarantine records, one status row per shard) and merges the
+fragments into the manifests. A rerun of a finished build with unchanged inputs, config and code
+runs nothing (``pipelines.uptodate``).
 
 Same input + config → byte-identical shards and manifests, whatever the runner or worker count.
 """
@@ -29,7 +31,18 @@ import pyarrow.parquet as pq
 
 from pipelines import preflight, uptodate
 from pipelines import stages as st
-from pipelines.accounting import accounting, collect_units, file_counts, unit_order
+from pipelines.accounting import (
+    UnitsPart,
+    WriteUnits,
+    accounting,
+    fate_map,
+    fate_of,
+    file_counts,
+    merge_units,
+    unit_bucket,
+    unit_order,
+    with_fate,
+)
 from pipelines.blobs import BlobStore
 from pipelines.config import BuildConfig
 from pipelines.corpus_index import INDEX_SCHEMA, index_row_order
@@ -41,7 +54,6 @@ from pipelines.flow import Flow, Select, make_flow
 from pipelines.link import link_key, patient_key
 from pipelines.manifest import (
     BUILD,
-    INPUT_SCHEMA,
     INPUTS,
     MANIFEST,
     QUARANTINE,
@@ -181,9 +193,8 @@ def declare_build(
     groups = linked.flat_map(Select("group"), "groups")
     extras = [tagged.flat_map(Select("q"), "q-decode"), linked.flat_map(Select("q"), "q-link")]
     extras += tables.quarantine if tables is not None else []
-    # the O(N) rows reach the driver as Arrow tables built in the workers (pipelines.rowtables)
     units = tagged.flat_map(Select("unit"), "units")
-    outputs: dict = {"units": to_tables(units, INPUT_SCHEMA, "file_id", unit_order, "units-table")}
+    outputs: dict = {}
     # 5. dedup (exact → near → policy), before the split
     if cfg.dedup.enabled:
         dd = declare_dedup(flow, groups, cfg.dedup, blob_root, cache_dir, prior=prior, pseudo=pseudo)
@@ -216,6 +227,12 @@ def declare_build(
     assigned = samples.flat_map_with(assign_shard, plan, "assign")
     outputs["shards"] = assigned.group(shard_of, WriteShard(str(out_dir), blob_root), key_of, "write")
     outputs["quarantine"] = flow.union(*extras)
+    # 9. every input unit, tagged with its fate, written by workers as parts of inputs.parquet
+    fates = [outputs["quarantine"]] + ([outputs["dedup_extras"]] if cfg.dedup.enabled else [])
+    fate = flow.union(*fates).flat_map(fate_of, "unit-fates").gather(fate_map, _ident, "unit-fate-map")
+    outputs["units"] = units.flat_map_with(with_fate, fate, "units-fate").group(
+        unit_bucket, WriteUnits(str(out_dir)), unit_order, "units-write"
+    )
     return outputs
 
 
@@ -296,7 +313,7 @@ def run_build(
     return BuildResult(
         out_dir=out_dir,
         n_files=stats["n_files"],
-        n_units=rows.units.num_rows,
+        n_units=sum(p.n_units for p in rows.units),
         n_samples=stats["n_samples"],
         n_shards=len(rows.results),
         n_shards_skipped=sum(r.skipped for r in rows.results),
@@ -368,7 +385,7 @@ def _check_sources(input_dir: Path, cfg: BuildConfig) -> None:
 class _Rows:
     """What the driver received from the run, sorted as the manifests list it."""
 
-    units: pa.Table  # inputs.parquet: INPUT_SCHEMA, sorted by unit id
+    units: list[UnitsPart]  # counts of the inputs.parquet parts the workers wrote
     results: list[ShardResult]
     quarantined: list[QuarantineRecord]
     dedup_table: pa.Table
@@ -378,7 +395,7 @@ class _Rows:
 
 def _collect(out: dict, cfg: BuildConfig) -> _Rows:
     """Units, shard results, quarantine and dedup rows of a finished run (checked for consistency)."""
-    units = collect_units(out["units"])
+    units = sorted(out["units"], key=lambda p: p.bucket)
     quarantined = sorted(out["quarantine"], key=lambda q: (q.source_id, q.stage, q.reason.value))
     dedup_ids: list[str] = []
     dedup_tab = DEDUP_SCHEMA.empty_table()
@@ -412,7 +429,7 @@ def _write_manifests(out_dir: Path, out: dict, cfg: BuildConfig, pseudo: Pseudon
     write_table(out_dir / DEDUP, rows.dedup_table)
     write_records(out_dir / SHARDS, shard_rows, ShardRecord)
     write_records(out_dir / QUARANTINE, rows.quarantined, QuarantineRecord)
-    write_table(out_dir / INPUTS, rows.units)
+    merge_units(out_dir / INPUTS, out_dir, rows.units)
     write_atomic(out_dir / STATS, _pretty_json(stats))
     write_atomic(out_dir / BUILD, _pretty_json(_build_info(cfg, pseudo)))
     return stats
@@ -422,7 +439,7 @@ def _build_stats(rows: _Rows, n_rows: int, pseudo: Pseudonymizer) -> dict:
     """``stats.json``: the accounting identity plus per-kind, per-split and per-modality counts."""
     results = rows.results
     written = [pair for r in results for pair in r.written_units]
-    stats = accounting(rows.units, written, rows.quarantined, rows.dedup_ids)
+    stats = accounting(rows.units, written, rows.quarantined)
     n_files, files_per_kind = file_counts(rows.units)
     stats |= {
         "n_files": n_files,

@@ -44,15 +44,15 @@ def write_table(path: Path, table: pa.Table) -> None:
     write_atomic(path, table_bytes(table))
 
 
-def merge_fragments(path: Path, fragments: list[Path], cls: type) -> int:
+def merge_fragments(path: Path, fragments: list[Path], cls: type | pa.Schema) -> int:
     """Concatenate parquet fragments (in the given order) into ``path``, one row group each.
 
     Streams: one fragment in memory at a time, so the driver's memory stays flat however many
-    samples the corpus has. Returns the number of rows.
+    samples the corpus has. ``cls``: a record dataclass or a schema. Returns the number of rows.
     """
     from schemas.arrow import schema_for
 
-    schema = schema_for(cls)
+    schema = cls if isinstance(cls, pa.Schema) else schema_for(cls)
     n = 0
     with (
         atomic_open(path, durable=True) as f,

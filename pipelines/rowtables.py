@@ -36,7 +36,12 @@ class BucketBy:
     field: str
 
     def __call__(self, row: Any) -> str:
-        return f"{zlib.crc32(str(_get(row, self.field)).encode()) % N_BUCKETS:02d}"
+        return bucket_of(str(_get(row, self.field)))
+
+
+def bucket_of(value: str) -> str:
+    """The bucket (``"00"``..) of a string key: crc32, the same in every process."""
+    return f"{zlib.crc32(value.encode('utf-8', 'surrogatepass')) % N_BUCKETS:02d}"
 
 
 @dataclass(frozen=True)

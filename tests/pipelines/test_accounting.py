@@ -1,19 +1,33 @@
-"""Input units as worker-built Arrow tables (pipelines.rowtables) and the accounting identity over
-them (pipelines.accounting), against plain-Python counts of the same rows."""
+"""Input units written by workers as parts of inputs.parquet and the accounting identity over
+their counts (pipelines.accounting), against plain-Python counts of the same rows; dedup rows as
+worker-built Arrow tables (pipelines.rowtables)."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.accounting import accounting, collect_units, file_counts, unit_order
+from pipelines.accounting import (
+    PARTS_DIR,
+    UnitsPart,
+    WriteUnits,
+    accounting,
+    fate_map,
+    fate_of,
+    file_counts,
+    merge_units,
+    unit_bucket,
+    unit_order,
+    with_fate,
+)
 from pipelines.dedup import DEDUP_SCHEMA, dedup_table, row_order
 from pipelines.flow import make_flow
-from pipelines.manifest import INPUT_SCHEMA, table_bytes
-from pipelines.rowtables import N_BUCKETS, to_tables
+from pipelines.manifest import INPUT_SCHEMA
+from pipelines.rowtables import N_BUCKETS, bucket_of, to_tables
 from pipelines.stages import Unit
 from schemas.modality import Modality
 from schemas.reasons import ReasonCode
@@ -32,42 +46,58 @@ def _units(n: int, seed: int = 0) -> list[Unit]:
     return out
 
 
-def _tables(units: list[Unit], workers: int = 2) -> list:
+def _same(x):
+    return x
+
+
+def _run_units(units: list[Unit], out: Path, extras: list, workers: int = 2) -> list[UnitsPart]:
+    """The build's unit branch on a real local flow: fates side value → tagged units → parts."""
     flow = make_flow("local", workers, quiet=True)
     try:
-        coll = flow.create(units, "units")
-        return flow.run({"t": to_tables(coll, INPUT_SCHEMA, "file_id", unit_order, "units-table")})["t"]
+        fate = flow.create(extras, "extras").flat_map(fate_of, "fates").gather(fate_map, _same, "fate-map")
+        coll = flow.create(units, "units").flat_map_with(with_fate, fate, "units-fate")
+        return flow.run({"p": coll.group(unit_bucket, WriteUnits(str(out)), unit_order, "units-write")})["p"]
     finally:
         flow.close()
 
 
-def test_units_cross_as_bucket_tables_and_merge_sorted_independent_of_workers():
+def test_units_are_written_by_workers_and_merged_in_bucket_order(tmp_path):
     units = _units(300)
-    one, two = _tables(units, 1), _tables(units, 2)
-    assert 1 < len(two) <= N_BUCKETS and all(t.schema == INPUT_SCHEMA for t in two)
-    merged = collect_units(two)
-    assert merged["source_id"].to_pylist() == sorted(u.source_id for u in units)
-    assert merged.to_pylist()[0] == vars(min(units, key=unit_order))
-    assert table_bytes(merged) == table_bytes(collect_units(list(reversed(one))))
+    parts = {w: _run_units(units, tmp_path / f"w{w}", [], w) for w in (1, 2)}
+    assert 1 < len(parts[2]) <= N_BUCKETS and all(isinstance(p, UnitsPart) for p in parts[2])
+    for w in (1, 2):
+        assert merge_units(tmp_path / f"in{w}.parquet", tmp_path / f"w{w}", parts[w]) == len(units)
+        assert not (tmp_path / f"w{w}" / PARTS_DIR).exists()  # parts removed once merged
+    assert (tmp_path / "in1.parquet").read_bytes() == (tmp_path / "in2.parquet").read_bytes()
+    f = pq.ParquetFile(tmp_path / "in2.parquet")
+    assert f.schema_arrow == INPUT_SCHEMA and f.num_row_groups == len(parts[2])
+    rows = f.read().to_pylist()
+    assert sorted(r["source_id"] for r in rows) == sorted(u.source_id for u in units)
+    buckets = [bucket_of(r["file_id"]) for r in rows]
+    assert buckets == sorted(buckets)  # bucket order, then unit id inside a bucket
+    for b in set(buckets):
+        ids = [r["source_id"] for r in rows if bucket_of(r["file_id"]) == b]
+        assert ids == sorted(ids)
 
 
-def test_a_unit_produced_twice_is_a_bug():
+def test_a_unit_produced_twice_is_a_bug(tmp_path):
     units = _units(20)
     with pytest.raises(RuntimeError, match="produced twice"):
-        collect_units(_tables([*units, units[7]], 1))
+        _run_units([*units, units[7]], tmp_path, [], 1)
 
 
-def test_accounting_matches_plain_counts():
+def test_accounting_matches_plain_counts(tmp_path):
     units = _units(400, seed=1)
-    table = collect_units(_tables(units, 1))
     rng = random.Random(2)
     q_ids = rng.sample([u.source_id for u in units], 30)
     d_ids = rng.sample([u.source_id for u in units], 40)  # may overlap the quarantined ones
     quarantined = [
         QuarantineRecord(s, "src", Modality.ECG, "decode", ReasonCode.ECG_SIGNAL_CORRUPT, "x") for s in q_ids
     ]
+    extras = [*quarantined[:20], *(("q", q) for q in quarantined[20:]), *(("dedup", d) for d in d_ids)]
+    parts = _run_units(units, tmp_path, extras)
     written = [("ecg", 5), ("report", 7), ("ecg", 1)]
-    acc = accounting(table, written, quarantined, d_ids)
+    acc = accounting(parts, written, quarantined)
     for mod in {u.modality for u in units}:
         mine = [u for u in units if u.modality == mod]
         assert acc["per_modality"][mod] == {
@@ -80,7 +110,7 @@ def test_accounting_matches_plain_counts():
         sorted(Counter(u.modality for u in units if u.source_id in d_ids).items())
     )
     assert acc["n_units"] == len(units) and acc["quarantine_reasons"] == {"ecg_signal_corrupt": 30}
-    n_files, per_kind = file_counts(table)
+    n_files, per_kind = file_counts(parts)
     assert n_files == len({u.file_id for u in units})
     assert per_kind == dict(sorted(Counter(k for _, k in {(u.file_id, u.kind) for u in units}).items()))
 

@@ -5,7 +5,7 @@
   store, caches) and every temporary file the engines write (``TMPDIR`` points at a folder the
   test scans). Workers resolve the secret from their environment; stage functions pickle the
   pseudonymiser as a reference (``env:MEDCORPUS_SECRET``) plus a keyed check value.
-- Structural: what each runner returns to the driver is small rows (unit tables, quarantine records,
+- Structural: what each runner returns to the driver is small rows (unit counts, quarantine records,
   dedup verdicts, one status row per shard), never payloads: the pickled size of every output
   is counted and bounded per input unit, and no record with payload bytes is among them.
 """
@@ -23,7 +23,6 @@ import pytest
 from pipelines.build import run_build
 from pipelines.config import DedupConfig, DeidConfig, ShardConfig, load_config
 from pipelines.flow import make_flow
-from pipelines.manifest import INPUT_SCHEMA
 from pipelines.rowtables import N_BUCKETS
 from tests.conftest import REPO
 
@@ -79,11 +78,11 @@ class CountingFlow:
 
 
 def _assert_small_rows(outputs: dict[str, list]) -> None:
-    """The driver got small rows only (no record, no payload): the O(N) input units as Arrow
-    tables of the inputs.parquet schema built in the workers, one per bucket, never Unit objects."""
+    """The driver got small rows only (no record, no payload): the input units never (workers
+    write them as parts of inputs.parquet), only one UnitsPart of counts per bucket."""
     kinds = {type(x).__name__ for rows in outputs.values() for x in rows}
-    assert kinds <= {"Table", "QuarantineRecord", "ShardResult"}, kinds
-    assert all(t.schema == INPUT_SCHEMA for t in outputs["units"])
+    assert kinds <= {"Table", "UnitsPart", "QuarantineRecord", "ShardResult"}, kinds
+    assert {type(p).__name__ for p in outputs["units"]} == {"UnitsPart"}
     assert len(outputs["units"]) <= N_BUCKETS
 
 
@@ -156,6 +155,6 @@ def test_only_small_rows_reach_the_driver_at_10_3(name, scale_input, tmp_path, m
     returned = sum(map(sum, flow.returned.values()))
     shard_bytes = sum(p.stat().st_size for p in (tmp_path / "out" / "shards").rglob("*.tar"))
     _assert_small_rows(flow.outputs)
-    assert flow.outputs["units"] and sum(t.num_rows for t in flow.outputs["units"]) == res.n_units
+    assert sum(p.n_units for p in flow.outputs["units"]) == res.n_units
     assert returned / res.n_units < 1024
     assert returned < shard_bytes / 200, (returned, shard_bytes)
