@@ -4,9 +4,9 @@ The whole build is declared once on a dataflow backend (``pipelines.flow``: loca
 and run once. One rule shapes it: bytes stay in workers. Decoders write payloads to the blob
 store and pass on headers; series assembly, linking, dedup, splitting and shard planning see
 headers only; shard writers read the blobs and write shards, per-shard stats and manifest
-fragments themselves. The driver receives small rows (input units and dedup verdicts as Arrow
-tables built in the workers, quarantine records, one status row per shard) and merges the
-fragments into the manifests. A rerun of a finished build with unchanged inputs, config and code
+fragments themselves, and unit writers the parts of ``inputs.parquet``. The driver receives small
+rows (unit counts, dedup verdicts as Arrow tables built in the workers, quarantine records, one
+status row per shard) and merges the fragments into the manifests. A rerun of a finished build with unchanged inputs, config and code
 runs nothing (``pipelines.uptodate``).
 
 Same input + config → byte-identical shards and manifests, whatever the runner or worker count.
