@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -135,6 +136,56 @@ class LinkConfig:
     anchor: AnchorConfig | None = None
 
 
+#: the 14 CheXpert observations except "No Finding" (CheXpert train.csv, MIMIC-CXR-JPG chexpert.csv)
+CHEXPERT_FINDINGS: tuple[str, ...] = (
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """Label-derived captions of an identity table (``pipelines.captions``, UniMed-CLIP style).
+
+    Each sample whose items carry this table's labels gets a generated ``report_{i}.txt`` (the
+    caption) and ``report_{i}.json`` (a structured report of the same labels), listed under
+    ``generated_text`` in its ``meta.json``. ``labels``: label columns, in the order the text
+    names them (from ``fields``, else from the ``labels_path`` table). A label is positive,
+    uncertain or negative when its value is in ``positive``/``uncertain``/``negative`` (blank or
+    any other value: not mentioned). ``templates``: format strings over ``{findings}``, one
+    chosen per caption by a stable hash of the sample key; ``names``: label → the words the text
+    uses (default: the label lower-cased). No positive and no uncertain label: ``no_finding``
+    (then the negatives). Nothing mentioned at all (and ``no_finding_label`` not positive): no
+    caption.
+    """
+
+    labels: tuple[str, ...] = CHEXPERT_FINDINGS
+    positive: tuple[str, ...] = ("1.0", "1")
+    uncertain: tuple[str, ...] = ("-1.0", "-1")
+    negative: tuple[str, ...] = ("0.0", "0")
+    templates: tuple[str, ...] = ("Findings: {findings}.", "The image shows {findings}.", "{findings}.")
+    names: dict = field(default_factory=dict)
+    uncertain_phrase: str = "possible {label}"
+    negative_phrase: str = "no {label}"
+    mention_uncertain: bool = True
+    mention_negative: bool = True
+    no_finding: str = "No finding."
+    no_finding_label: str = "No Finding"
+    report_type: str = "radiology"
+    language: str = "en"
+
+
 @dataclass(frozen=True)
 class TableConfig:
     """A metadata table (CSV/TSV, optionally gzipped) read in a worker, row by row.
@@ -154,7 +205,8 @@ class TableConfig:
       ``slope``, ``intercept``, ``spacing`` (volumes; CT-RATE's metadata CSV): templates giving
       the rescale slope/intercept, applied when the decoded volume is not yet in Hounsfield
       units, and the spacing text (``"{XYSpacing} {ZSpacing}"``), which replaces the header's
-      voxel sizes (``workers.ct_metadata``).
+      voxel sizes (``workers.ct_metadata``). ``caption``: label-derived captions
+      (:class:`CaptionConfig`).
     - ``anchor``: each row is an anchor (``id``, ``patient``, ``time``): a hospital admission.
     - ``labs``: a long lab-event table (``patient``, ``time``, ``item``, ``value``, ``unit``);
       ``items`` keeps those item ids, else the ``top_k`` most frequent (numeric values);
@@ -199,6 +251,7 @@ class TableConfig:
     names_path: str = ""
     names_id: str = ""
     names_label: str = ""
+    caption: CaptionConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -346,6 +399,8 @@ def validate_tables(cfg: BuildConfig) -> None:
             raise ConfigError(
                 f"tables.{t.name}: metadata spacing/rescale and sources.volume.target_spacing_mm exclude each other"
             )
+        if t.caption is not None:
+            validate_caption(t)
     a = cfg.linking.anchor
     if a is None:
         if any(t.role in ("anchor", "labs") for t in cfg.tables):
@@ -371,6 +426,48 @@ def validate_tables(cfg: BuildConfig) -> None:
     for f in a.filters:
         if f.modality not in ANCHOR_MODALITIES or not (f.field or f.qc_exclude):
             raise ConfigError("linking.anchor.filters: each needs a modality and a field or qc_exclude")
+
+
+def validate_caption(t: TableConfig) -> None:
+    """A table's ``caption`` block: labels that exist, usable templates and phrases, disjoint values."""
+    c, where = t.caption, f"tables.{t.name}.caption"
+    assert c is not None
+    if t.role != "identity":
+        raise ConfigError(f"{where}: captions come from identity tables only")
+    if not c.labels or len(set(c.labels)) != len(c.labels):
+        raise ConfigError(f"{where}.labels: at least one label, each once")
+    if not t.labels_path:
+        missing = [x for x in c.labels if x not in t.fields]
+        if missing:
+            raise ConfigError(
+                f"{where}.labels: not in tables.{t.name}.fields and no labels_path: {', '.join(missing)}"
+            )
+    if not c.templates:
+        raise ConfigError(f"{where}.templates: at least one template")
+    for key, texts, want in (
+        ("templates", c.templates, {"findings"}),
+        ("uncertain_phrase", (c.uncertain_phrase,), {"label"}),
+        ("negative_phrase", (c.negative_phrase,), {"label"}),
+    ):
+        for text in texts:
+            try:
+                used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+            except ValueError:
+                used = set()
+            if used != want:
+                raise ConfigError(f"{where}.{key}: {text!r} must use exactly {{{next(iter(want))}}}")
+    values = [*c.positive, *c.uncertain, *c.negative]
+    if not c.positive or len(set(values)) != len(values) or any(not v.strip() for v in values):
+        raise ConfigError(f"{where}: positive/uncertain/negative values must be non-blank and disjoint")
+    if not c.no_finding.strip():
+        raise ConfigError(f"{where}.no_finding: must not be empty")
+    bad = [k for k, v in c.names.items() if k not in c.labels or not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise ConfigError(
+            f"{where}.names: keys must be labels, values non-empty text: {', '.join(map(str, bad))}"
+        )
+    if c.report_type not in ("radiology", "cardiology", "other"):
+        raise ConfigError(f"{where}.report_type: must be radiology, cardiology or other")
 
 
 def load_config(path: Path | None) -> BuildConfig:

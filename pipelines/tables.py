@@ -18,6 +18,8 @@ keyed pseudonyms, times are shifted per patient).
 - ``split`` rows (a published split file) are counted per patient in the reading worker and
   meet the patient's sample groups in a GroupByKey on the patient just before the split
   (:class:`AssignSplits`): one split per patient, whatever the table says.
+- label-derived captions (``pipelines.captions``) are added after the split to the samples of
+  identity tables with a ``caption`` block.
 - labs normalisation runs after the split: train samples' values are grouped per lab item
   (empirical CDF, stored as a blob), gathered into a small side value (item → CDF blob, mean
   percentile), and each sample with labs gets its ``labs_0.npy``/``labs_0.json`` members.
@@ -46,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.blobs import BlobStore
+from pipelines.captions import ApplyCaptions
 from pipelines.config import BuildConfig, ConfigError, TableConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import AnchorLinker, AnchorRow, LabEvent, anchor_element_order, anchor_patient_key
@@ -269,6 +272,12 @@ class ReadTable:
                 f"table {t.name}: labels_on column(s) not in the label table: {', '.join(missing)}"
             )
         label_cols = [c for c in df.columns if c not in t.labels_on]
+        if t.caption is not None:
+            absent = [x for x in t.caption.labels if x not in t.fields and x not in label_cols]
+            if absent:
+                raise ConfigError(
+                    f"tables.{t.name}.caption.labels: neither in fields nor in the label table: {', '.join(absent)}"
+                )
         out: dict[tuple, tuple] = {}
         for rec in df.itertuples(index=False, name=None):
             row = dict(zip(df.columns, rec, strict=True))
@@ -743,7 +752,15 @@ class TablesGraph:
         return joined.flat_map(Select("group"), "split-out")
 
     def normalise(self, samples):
-        """Labs percentiles under the train split's CDF (a global stage after the split)."""
+        """After the split: labs percentiles under the train split's CDF (a global stage), then
+        label-derived captions (``pipelines.captions``) of identity tables with a ``caption``."""
+        samples = self._labs(samples)
+        captioned = tuple(sorted((t for t in self.cfg.tables if t.caption is not None), key=lambda t: t.name))
+        if captioned:
+            samples = samples.flat_map(ApplyCaptions(self.blob_root, captioned), "captions")
+        return samples
+
+    def _labs(self, samples):
         if not any(t.role == "labs" for t in self.cfg.tables):
             return samples
         values = samples.flat_map(TrainLabValues(self.blob_root), "labs-train-values")

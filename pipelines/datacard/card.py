@@ -63,6 +63,12 @@ def build_card(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG, quiet: boo
     card["distributions"] = dists
     card["deid"] = deid_profile(scan, cfg)
     card["conventions"] = {k: sorted(c) for k, c in sorted(scan.counts["conventions"].items())}
+    g = scan.counts.get("generated_text") or {}
+    card["generated_text"] = {
+        "samples": int(g.get("samples", 0)),
+        "captions": int(g.get("items", 0)),
+        "methods": {k: int(v) for k, v in sorted((g.get("methods") or {}).items())},
+    }
     card["label_reliability"] = label_reliability()
     keys = select_gallery(scan, cfg)
     wanted = gallery_members(scan, keys, cfg)

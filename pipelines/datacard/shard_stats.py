@@ -87,6 +87,7 @@ def _card_counts() -> dict[str, Any]:
         },
         "report": {"languages": {}, "report_types": {}, "entities": {}, "chars": [], "words": []},
         "deid": {},
+        "generated_text": {"samples": 0, "items": 0, "methods": {}},
     }
 
 
@@ -191,8 +192,9 @@ def shard_card_stats(
     * ``counts``: additive totals and value lists (merged by adding numbers, concatenating
       lists): items per modality, convention values, the distribution counters of images,
       volumes, ECGs and reports (entities: label → assertion → count; ``chars``/``words``: the
-      length of each report item), and per modality the de-identification audits
-      (descriptions in force and touched field names, never values);
+      length of each report item), per modality the de-identification audits
+      (descriptions in force and touched field names, never values), and ``generated_text``:
+      samples with generated captions, captions, samples per method (``pipelines.captions``);
     * ``gallery``: per candidate list (:data:`GALLERY_LISTS`) the sample keys of the candidates,
       per split the first ``candidates`` in the gallery's order (most modalities, then key);
     * ``samples``: the candidates only, ``key → {split, modalities, prefixes, reports}`` with
@@ -238,6 +240,13 @@ def shard_card_stats(
             records["report"].append(rep)
         for k, v in sorted(meta.get("conventions", {}).items()):
             _bump(c["conventions"].setdefault(k, {}), v)
+        generated = [g for g in meta.get("generated_text", []) if isinstance(g, dict)]
+        if generated:  # label-derived captions (pipelines.captions): report members not in items
+            g = c["generated_text"]
+            g["samples"] += 1
+            g["items"] += len(generated)
+            for method in sorted({str(x.get("method", "")) for x in generated}):
+                _bump(g["methods"], method)
         prefixes = [it.get("member_prefix", "") for it in items]
         info[key] = {
             "split": meta.get("split", ""),
