@@ -46,12 +46,15 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.blobs import BlobStore
 from pipelines.captions import ApplyCaptions
 from pipelines.config import BuildConfig, ConfigError, TableConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import AnchorLinker, AnchorRow, LabEvent, anchor_element_order, anchor_patient_key
+from pipelines.rowtables import concat_sorted, to_tables
 from pipelines.shards import SampleHeader
 from schemas.canonical import canonical_bytes, canonical_json
 from schemas.contract import member_name
@@ -733,7 +736,11 @@ class TablesGraph:
             "link-anchor",
         )
         self.counts.append(linked.flat_map(Select("count"), "anchor-counts"))
-        self.outputs["anchor_rows"] = linked.flat_map(Select("anchor"), "anchor-out")
+        rows = linked.flat_map(Select("anchor"), "anchor-out").flat_map(anchor_link_row, "anchor-row")
+        # one row per admission: Arrow tables built in the workers (pipelines.rowtables)
+        self.outputs["anchor_rows"] = to_tables(
+            rows, ANCHOR_SCHEMA, "anchor", anchor_link_order, "anchor-table"
+        )
         return linked
 
     def assign_splits(self, groups):
@@ -798,29 +805,42 @@ def declare_tables(
     return TablesGraph(flow, cfg, blob_root, rows, [], [], {})
 
 
+#: ``anchor_links.parquet``: one row per anchor (admission), sorted by time then anchor id
+ANCHOR_SCHEMA = pa.schema(
+    [
+        ("anchor", pa.string()),
+        ("patient", pa.string()),
+        ("time", pa.string()),
+        ("status", pa.string()),
+        ("sample_group", pa.string()),
+        ("linked", pa.string()),  # canonical JSON: modality → linked unit ids
+        ("labs_items", pa.list_(pa.string())),
+    ]
+)
+
+
+def anchor_link_row(r: dict) -> Iterator[dict]:
+    """``flat_map``: an anchor's outcome as its ``anchor_links.parquet`` row."""
+    yield r | {"sample_group": r.get("sample_group", ""), "linked": canonical_json(r["linked"])}
+
+
+def anchor_link_order(r: dict) -> tuple[str, str]:
+    return r["time"], r["anchor"]
+
+
 def write_table_outputs(out: dict, out_dir: Path) -> dict:
     """Driver: ``anchor_links.parquet``, ``labs_normalisation.json``; returns the stats block."""
-    import pyarrow as pa
-
     from pipelines.manifest import write_table
     from schemas.atomic import write_atomic
 
     block: dict = {"counts": out["table_counts"][0] if out.get("table_counts") else {}}
     if "anchor_rows" in out:
-        rows = sorted(out["anchor_rows"], key=lambda r: (r["time"], r["anchor"]))
-        table = pa.table(
-            {
-                "anchor": [r["anchor"] for r in rows],
-                "patient": [r["patient"] for r in rows],
-                "time": [r["time"] for r in rows],
-                "status": [r["status"] for r in rows],
-                "sample_group": [r.get("sample_group", "") for r in rows],
-                "linked": [canonical_json(r["linked"]) for r in rows],
-                "labs_items": [r["labs_items"] for r in rows],
-            }
-        )
+        table = concat_sorted(out["anchor_rows"], ANCHOR_SCHEMA, ["time", "anchor"])
         write_table(out_dir / ANCHOR_LINKS, table)
-        block["anchors"] = dict(sorted(Counter(r["status"] for r in rows).items()))
+        vc = pc.value_counts(table["status"])
+        block["anchors"] = dict(
+            sorted(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+        )
     if out.get("labs_stats"):
         stats = out["labs_stats"][0]
         doc = {
