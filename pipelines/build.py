@@ -309,7 +309,7 @@ def run_build(
     _write_run_info(out_dir, flow, (t0, t_graph, t_run, t_manifest, t_card))
     if fp:
         uptodate.mark_complete(out_dir, fp)
-    n_err = _log_decoder_errors(rows.quarantined)
+    n_err = _log_decoder_errors(sum(q.reason is ReasonCode.DECODER_ERROR for q in rows.quarantined))
     return BuildResult(
         out_dir=out_dir,
         n_files=stats["n_files"],
@@ -330,11 +330,7 @@ def _finished(out_dir: Path, flow: Flow, pseudo: Pseudonymizer, t0: float) -> Bu
     stats = json.loads((out_dir / STATS).read_text())
     n_shards = pq.ParquetFile(out_dir / SHARDS).metadata.num_rows
     reasons = pq.read_table(out_dir / QUARANTINE, columns=["reason"])["reason"]
-    n_err = int(pc.sum(pc.equal(reasons, ReasonCode.DECODER_ERROR.value)).as_py() or 0)
-    if n_err:
-        log.error(
-            "%d inputs hit unexpected decoder exceptions (bugs): see quarantine reason decoder_error", n_err
-        )
+    n_err = _log_decoder_errors(int(pc.sum(pc.equal(reasons, ReasonCode.DECODER_ERROR.value)).as_py() or 0))
     log.info("up to date: inputs, config and code unchanged since the finished build in %s", out_dir)
     t = time.perf_counter()
     _write_run_info(out_dir, flow, (t0, t, t, t, t), up_to_date=True)
@@ -353,9 +349,8 @@ def _finished(out_dir: Path, flow: Flow, pseudo: Pseudonymizer, t0: float) -> Bu
     )
 
 
-def _log_decoder_errors(quarantined: list[QuarantineRecord]) -> int:
-    """Count (and log) the inputs that hit an unexpected decoder exception: bugs, not bad input."""
-    n_err = sum(q.reason is ReasonCode.DECODER_ERROR for q in quarantined)
+def _log_decoder_errors(n_err: int) -> int:
+    """Log the number of inputs that hit an unexpected decoder exception (bugs, not bad input)."""
     if n_err:
         log.error(
             "%d inputs hit unexpected decoder exceptions (bugs): see quarantine reason decoder_error", n_err

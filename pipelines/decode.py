@@ -75,15 +75,20 @@ def _resolve(spec: str):
 
 
 @cache
-def worker_code_fingerprint() -> str:
-    """sha256 over the source of ``workers/`` and ``schemas/``: a code change invalidates caches."""
+def code_fingerprint(packages: tuple[str, ...]) -> str:
+    """sha256 over the source (``*.py``, path and bytes) of the project's ``packages``."""
     h = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
-    for pkg in ("workers", "schemas"):
+    for pkg in packages:
         for p in sorted((root / pkg).rglob("*.py")):
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def worker_code_fingerprint() -> str:
+    """sha256 over the source of ``workers/`` and ``schemas/``: a code change invalidates caches."""
+    return code_fingerprint(("workers", "schemas"))
 
 
 def keyed_cache_key(task: DecodeTask, identity: hashlib._Hash) -> str:

@@ -45,7 +45,7 @@ from pipelines.blobs import BlobStore
 from pipelines.config import DedupConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import SampleGroup
-from pipelines.rowtables import concat_sorted
+from pipelines.rowtables import concat_sorted, value_counts
 from schemas.atomic import atomic_open
 from schemas.canonical import canonical_json
 from schemas.modality import SAMPLE_MODALITIES, Modality
@@ -549,8 +549,7 @@ def summarise(table: pa.Table, counts: dict) -> tuple[pa.Table, dict, list[str]]
         if counts["records"].get(mod, 0) < 2:
             continue
         verdicts = table["verdict"].filter(pc.equal(table["modality"], mod))
-        vc = pc.value_counts(verdicts)
-        v = Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)))
+        v = value_counts(verdicts)
         out[mod] = {
             "duplicates": v["duplicate"],
             "templates": v["template"],

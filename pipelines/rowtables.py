@@ -1,8 +1,9 @@
 """Small rows → compact Arrow tables in the workers, so the driver never holds a Python object per row.
 
-A build's per-input outputs (one ``Unit`` per input unit, one dedup verdict row per clustered
-record) are O(N). As Python objects they cost ~0.5–1 kB per row in the driver (2×10^5 units at
-10^5 ECGs: ~150 MB); as Arrow columns ~60–100 bytes. :func:`to_tables` groups a collection into
+A build's per-record outputs (one dedup verdict row per clustered record, one index row per
+record of a corpus-root set, one anchor-link row per admission) are O(N). As Python objects they
+cost ~0.5–1 kB per row in the driver; as Arrow columns ~60–100 bytes. (Input units never reach
+the driver at all: :mod:`pipelines.accounting`.) :func:`to_tables` groups a collection into
 :data:`N_BUCKETS` buckets and turns each bucket into one table *in a worker*; the driver only
 concatenates and sorts (:func:`concat_sorted`), then counts with ``pyarrow.compute``.
 
@@ -12,11 +13,13 @@ The bucket of a row never changes the output: the driver sorts by a unique key.
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.flow import Coll, OrderFn
 
@@ -69,3 +72,9 @@ def concat_sorted(tables: Sequence[pa.Table], schema: pa.Schema, keys: Sequence[
         return schema.empty_table()
     table = pa.concat_tables(tables).sort_by([(k, "ascending") for k in keys])
     return table.combine_chunks()
+
+
+def value_counts(values: pa.Array | pa.ChunkedArray) -> Counter:
+    """Driver: ``pyarrow.compute.value_counts`` as a Counter (value → count)."""
+    vc = pc.value_counts(values)
+    return Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)))

@@ -47,14 +47,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipelines.blobs import BlobStore
 from pipelines.captions import ApplyCaptions
 from pipelines.config import BuildConfig, ConfigError, TableConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import AnchorLinker, AnchorRow, LabEvent, anchor_element_order, anchor_patient_key
-from pipelines.rowtables import concat_sorted, to_tables
+from pipelines.rowtables import concat_sorted, to_tables, value_counts
 from pipelines.shards import SampleHeader
 from schemas.canonical import canonical_bytes, canonical_json
 from schemas.contract import member_name
@@ -837,10 +836,7 @@ def write_table_outputs(out: dict, out_dir: Path) -> dict:
     if "anchor_rows" in out:
         table = concat_sorted(out["anchor_rows"], ANCHOR_SCHEMA, ["time", "anchor"])
         write_table(out_dir / ANCHOR_LINKS, table)
-        vc = pc.value_counts(table["status"])
-        block["anchors"] = dict(
-            sorted(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-        )
+        block["anchors"] = dict(sorted(value_counts(table["status"]).items()))
     if out.get("labs_stats"):
         stats = out["labs_stats"][0]
         doc = {

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipelines.decode import code_fingerprint
 from pipelines.manifest import BUILD, INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
 from schemas.atomic import write_atomic
 from schemas.contract import SHARDS_DIR
@@ -70,16 +71,6 @@ def _walk(root: Path, h: hashlib._Hash, skip: Path) -> int:
     return n
 
 
-def _code_fingerprint() -> str:
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
-    for pkg in ("pipelines", "workers", "schemas"):
-        for p in sorted((root / pkg).rglob("*.py")):
-            h.update(p.relative_to(root).as_posix().encode() + b"\0")
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def fingerprint(
     input_dir: Path, source_dirs: list[Path], out_dir: Path, build_info: bytes, pseudo: Pseudonymizer
 ) -> str:
@@ -93,7 +84,12 @@ def fingerprint(
     for i, root in enumerate(roots):
         h.update(f"root {i}\0".encode())
         n += _walk(root, h, skip)
-    h.update(b"build.json\0" + build_info + b"\0code\0" + _code_fingerprint().encode())
+    h.update(
+        b"build.json\0"
+        + build_info
+        + b"\0code\0"
+        + code_fingerprint(("pipelines", "workers", "schemas")).encode()
+    )
     log.debug("input fingerprint over %d files", n)
     return pseudo.token("build-complete", h.hexdigest(), 64)
 
