@@ -26,19 +26,10 @@ def open_input(path, mode: str = "rb") -> IO[bytes]:
     return filesystem(str(path)).open(str(path), mode)
 
 
-#: client libraries whose DEBUG logs carry request headers (the access key id in Authorization)
-_CLIENT_LOGGERS = ("botocore", "aiobotocore", "boto3", "s3fs", "urllib3", "gcsfs", "adlfs", "azure")
-
-
 def _quiet_clients() -> None:
-    """Keep storage clients at WARNING even when the root logger is at DEBUG: their DEBUG lines
-    print signed request headers, which name the credentials."""
-    import logging
+    from trainer.remote import quiet_clients
 
-    for name in _CLIENT_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET or logger.level < logging.WARNING:
-            logger.setLevel(logging.WARNING)
+    quiet_clients()
 
 
 def filesystem(url: str):
@@ -72,29 +63,8 @@ def join(root, *parts: str) -> str:
 
 def shard_url(url: str) -> str:
     """A URL webdataset opens: local paths as they are; storage URLs through webdataset's
-    ``pipe:`` (this module's ``cat``, fsspec underneath, credentials from the environment)."""
-    import shlex
-    import sys
+    ``pipe:`` (``python -m trainer.remote cat URL``, fsspec underneath, credentials from the
+    environment). One implementation, in the trainer (which may not import ``pipelines``)."""
+    from trainer.remote import shard_url as _shard_url
 
-    if not is_url(url):
-        return url
-    return f"pipe:{shlex.quote(sys.executable)} -m pipelines.storage cat {shlex.quote(url)}"
-
-
-def _cat(url: str) -> int:
-    import shutil
-    import sys
-
-    with open_input(url) as f:
-        shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
-    sys.stdout.buffer.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3 or sys.argv[1] != "cat":
-        print("usage: python -m pipelines.storage cat URL", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(_cat(sys.argv[2]))
+    return _shard_url(url)

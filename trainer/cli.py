@@ -14,7 +14,12 @@ DEFAULT_NEGATIVE_PROMPT = "no {label}"
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``medcorpus train``."""
-    parser.add_argument("--shards", required=True, help="build output dir (or its shards/ folder)")
+    parser.add_argument(
+        "--shards",
+        required=True,
+        help="build output dir (or its shards/ folder), the same under a storage URL (s3://...), "
+        "or a brace/glob pattern of shard files",
+    )
     parser.add_argument("--config", default=None, help="training config YAML/JSON (defaults if omitted)")
     parser.add_argument("--out", default="runs/train", help="run folder: checkpoints/, metrics.jsonl")
     parser.add_argument(
@@ -33,7 +38,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``medcorpus evaluate``."""
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by medcorpus train")
-    parser.add_argument("--shards", required=True, help="build output dir (or its shards/ folder)")
+    parser.add_argument(
+        "--shards",
+        required=True,
+        help="build output dir (or its shards/ folder), the same under a storage URL (s3://...), "
+        "or a brace/glob pattern of shard files",
+    )
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", default=None, help="write the metrics JSON here")
     parser.add_argument("--batch-size", type=int, default=64)

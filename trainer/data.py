@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from schemas.contract import ECG_LEADS, ECG_RATE_HZ, ECG_SECONDS, SHARDS_DIR, SIZES_FILE, SPLITS, parse_member
 from schemas.labels import ALL_LABELS
+from trainer import remote
 from trainer.config import MODALITY_NAMES, DataConfig
 
 log = logging.getLogger(__name__)
@@ -74,40 +75,103 @@ def split_dir(shards: str | Path, split: str) -> Path:
     raise ShardSetError(f"no shard folder for split {split!r} under the given path")
 
 
-def list_shards(shards: str | Path, split: str) -> tuple[list[str], int]:
-    """Sorted shard paths of ``split`` and their total sample count (from ``sizes.json``).
+def _remote_split_dir(fs, url: str, split: str) -> str:
+    """:func:`split_dir` for a storage URL (a published set, its ``shards/`` or the split)."""
+    root = url.rstrip("/")
+    for cand in (f"{root}/{SHARDS_DIR}/{split}", f"{root}/{split}"):
+        if fs.isdir(cand):
+            return cand
+    if root.rsplit("/", 1)[-1] == split and fs.isdir(root):
+        return root
+    raise ShardSetError(f"no shard folder for split {split!r} under the given URL")
 
-    ``sizes.json`` maps shard file name → sample count (open_clip); keys given as
-    ``split/name.tar`` are accepted too. Without ``sizes.json`` the tars are counted (slow).
+
+def _name(url: str) -> str:
+    return str(url).rstrip("/").rsplit("/", 1)[-1]
+
+
+def list_shards(shards: str | Path, split: str) -> tuple[list[str], int]:
+    """Sorted shard paths (or URLs) of ``split`` and their total sample count (from ``sizes.json``).
+
+    ``shards`` is a build output folder (or its ``shards/``, or the split folder), the same
+    layout under a storage URL (``s3://bucket/corpus/sets/<version>/<id>``: listed with fsspec,
+    read with webdataset's ``pipe:`` through :func:`trainer.remote.shard_url`), or a brace/glob
+    pattern of shard files, local or on the store (``s3://b/set/shards/train/train-{000000..000041}.tar``,
+    ``s3://b/corpus/sets/*/*/shards/*/*.tar``) of which the names ``{split}-*.tar`` are taken.
+
+    ``sizes.json`` of each shard folder maps shard file name → sample count (open_clip); keys
+    given as ``split/name.tar`` are accepted too. Without ``sizes.json`` the tars are counted (slow).
     """
-    d = split_dir(shards, split)
-    tars = sorted(p for p in d.glob(f"{split}-*.tar"))
-    if not tars:
-        raise ShardSetError(f"split {split!r} has no shards")
-    sizes_path = d / SIZES_FILE
-    if sizes_path.is_file():
-        try:
-            raw = json.loads(sizes_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise ShardSetError(f"{SIZES_FILE} of split {split!r} is not valid JSON") from None
-        sizes = {Path(k).name: int(v) for k, v in raw.items()}
-        missing = [t.name for t in tars if t.name not in sizes]
-        if missing:
-            raise ShardSetError(f"{SIZES_FILE} of split {split!r} lacks {len(missing)} shard(s)")
-        total = sum(sizes[t.name] for t in tars)
-    else:
+    try:
+        local = not remote.is_url(shards)
+        if remote.has_pattern(shards) and not (local and Path(shards).exists()):
+            tars = [
+                u
+                for u in remote.expand(str(shards))
+                if _name(u).startswith(f"{split}-") and u.endswith(".tar")
+            ]
+            if not tars:
+                raise ShardSetError(f"the shard pattern matches no shard of split {split!r}")
+        elif not local:
+            fs = remote.filesystem(str(shards))
+            d = _remote_split_dir(fs, str(shards), split)
+            tars = sorted(remote.full_url(fs, p) for p in fs.glob(f"{d}/{split}-*.tar"))
+        else:
+            d = split_dir(shards, split)
+            tars = [str(p) for p in sorted(d.glob(f"{split}-*.tar"))]
+        if not tars:
+            raise ShardSetError(f"split {split!r} has no shards")
+        folders: dict[str, list[str]] = {}
+        for t in tars:
+            folders.setdefault(str(t)[: -len(_name(t)) - 1], []).append(t)
+        total = sum(_folder_total(folder, names, split) for folder, names in folders.items())
+    except remote.StorageUnavailable as exc:
+        raise ShardSetError(str(exc)) from None
+    return tars, total
+
+
+def _read_text(path: str) -> str | None:
+    """A small file's text, local or on the store; None if it does not exist."""
+    if not remote.is_url(path):
+        p = Path(path)
+        return p.read_text(encoding="utf-8") if p.is_file() else None
+    try:
+        return remote.filesystem(path).cat_file(path).decode("utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def _folder_total(folder: str, tars: list[str], split: str) -> int:
+    """Samples in ``tars`` (all in ``folder``), from the folder's ``sizes.json``."""
+    text = _read_text(f"{folder}/{SIZES_FILE}")
+    if text is None:
         log.warning("split %s has no %s; counting samples (slow)", split, SIZES_FILE)
-        total = sum(_count_samples(t) for t in tars)
-    return [str(t) for t in tars], total
+        return sum(_count_samples(t) for t in tars)
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise ShardSetError(f"{SIZES_FILE} of split {split!r} is not valid JSON") from None
+    sizes = {_name(k): int(v) for k, v in raw.items()}
+    missing = [t for t in tars if _name(t) not in sizes]
+    if missing:
+        raise ShardSetError(f"{SIZES_FILE} of split {split!r} lacks {len(missing)} shard(s)")
+    return sum(sizes[_name(t)] for t in tars)
+
+
+def _open_tar(url: str):
+    """A tar file read in order, local or on the store (a stream: no seeks over the network)."""
+    import tarfile
+
+    if not remote.is_url(url):
+        return tarfile.open(url)
+    return tarfile.open(fileobj=remote.open_input(url), mode="r|*")
 
 
 def probe_labs_items(shards: str | Path, split: str) -> int:
     """``n_items`` of the first ``labs_{i}.npy`` in ``split``'s shards (every labs member of one
     build has the same items, in the same order: ``labs_normalisation.json``)."""
-    import tarfile
-
     for url in list_shards(shards, split)[0]:
-        with tarfile.open(url) as tf:
+        with _open_tar(url) as tf:
             for member in tf:
                 _, _, name = member.name.rpartition("/")[2].partition(".")  # "{key}.labs_0.npy"
                 parsed = parse_member(name)
@@ -120,11 +184,9 @@ def probe_labs_items(shards: str | Path, split: str) -> int:
     raise ShardSetError(f"split {split!r} holds no labs members: remove labs from data.modalities")
 
 
-def _count_samples(path: Path) -> int:
-    import tarfile
-
+def _count_samples(path: str) -> int:
     keys = set()
-    with tarfile.open(path) as tf:
+    with _open_tar(str(path)) as tf:
         for member in tf:
             if member.isfile():
                 keys.add(member.name.split(".", 1)[0])
@@ -479,6 +541,7 @@ def make_train_loader(
     per-rank total is a multiple of ``batch_multiple`` (the gradient-accumulation count).
     """
     urls, total = list_shards(shards, cfg.train_split)
+    urls = [remote.shard_url(u) for u in urls]  # storage URLs: webdataset's pipe:
     num_samples = cfg.samples_per_epoch or total
     if num_samples <= 0:
         raise ShardSetError(f"split {cfg.train_split!r} holds no samples")
@@ -527,6 +590,7 @@ def make_eval_loader(
     if split not in SPLITS:
         raise ShardSetError(f"unknown split {split!r}")
     urls, total = list_shards(shards, split)
+    urls = [remote.shard_url(u) for u in urls]
     n_workers = min(cfg.workers if workers is None else workers, len(urls))
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls),

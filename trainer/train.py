@@ -199,7 +199,7 @@ def train(
     run_dir = Path(run_dir)
     info = init_distributed(cfg.device)
     try:
-        return _train(cfg, Path(shards), run_dir, info, resume)
+        return _train(cfg, str(shards), run_dir, info, resume)  # a folder, a URL or a pattern
     finally:
         cleanup()
 
@@ -235,7 +235,7 @@ class _Run:
     last_ckpt: str = ""
 
 
-def resolve_labs_items(cfg: TrainConfig, shards: Path) -> TrainConfig:
+def resolve_labs_items(cfg: TrainConfig, shards: str | Path) -> TrainConfig:
     """``cfg`` with ``data.labs_items`` read from the training shards when labs are encoded and
     it is 0; the run's config (and so every checkpoint) then holds the number."""
     if "labs" not in cfg.data.modalities or cfg.data.labs_items:
@@ -245,7 +245,7 @@ def resolve_labs_items(cfg: TrainConfig, shards: Path) -> TrainConfig:
     return replace(cfg, data=replace(cfg.data, labs_items=n))
 
 
-def _train(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, resume) -> TrainResult:
+def _train(cfg: TrainConfig, shards: str, run_dir: Path, info: DistInfo, resume) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cfg = resolve_labs_items(cfg, shards)
@@ -283,7 +283,7 @@ def _resume_state(cfg: TrainConfig, resume, run_dir: Path) -> dict[str, Any] | N
     return state
 
 
-def _setup(cfg: TrainConfig, shards: Path, run_dir: Path, info: DistInfo, state: dict | None) -> _Run:
+def _setup(cfg: TrainConfig, shards: str, run_dir: Path, info: DistInfo, state: dict | None) -> _Run:
     """Model, loader, optimizer, schedule and scaler (restored from ``state`` when resuming)."""
     device = info.device
     seed = state["loader_seed"] if state else cfg.seed
