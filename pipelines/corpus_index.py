@@ -549,15 +549,16 @@ def write_outputs(out_dir: Path, out: dict, prior: PriorIndex) -> dict | None:
     return summary
 
 
-def prior_index(root, exclude: str = "") -> PriorIndex:
+def prior_index(root, exclude: str = "", versions: dict | None = None) -> PriorIndex:
     """The index segments of every version ``versions.json`` lists (but ``exclude``); ``root``
-    is a local corpus root or a URL (then workers read the segments from the store)."""
+    is a local corpus root or a URL (then workers read the segments from the store).
+    ``versions``: the pointer already read (a publisher's compare-and-swap), else it is read."""
     from pipelines import storage
     from pipelines.objstore import read_versions, set_location
 
     segs = []
     fs = storage.filesystem(str(root)) if storage.is_url(root) else None
-    for e in read_versions(root)["versions"]:
+    for e in (versions if versions is not None else read_versions(root))["versions"]:
         if e["version"] == exclude:
             continue
         loc = set_location(root, e)
@@ -590,7 +591,7 @@ def latest_view(root) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def stale_reason(root, build_dir: Path, version: str) -> str:
+def stale_reason(root, build_dir: Path, version: str, versions: dict | None = None) -> str:
     """``""`` if ``build_dir`` was deduplicated against every set published now, else why not.
 
     A set built while another was published (two partitions of one interval built side by
@@ -600,7 +601,7 @@ def stale_reason(root, build_dir: Path, version: str) -> str:
     if not path.exists():
         return ""
     used = set(json.loads(path.read_text())["segments"])
-    now = {v for v, _ in prior_index(root, exclude=version).segments}
+    now = {v for v, _ in prior_index(root, exclude=version, versions=versions).segments}
     missed = sorted(now - used)
     if not missed:
         return ""

@@ -18,8 +18,14 @@ uploads a new prefix and then names it; a version already in ``versions.json`` i
 again. The build itself runs in a local work folder (``--work-root``: staging and builds), checked
 there exactly as for a local corpus root.
 
-Publishing assumes one publisher per corpus root at a time (the scheduled DAG runs one interval
-at a time); the pointer is read, extended and written back.
+Several publishers may share a corpus root. The pointer is replaced by a conditional PUT, a
+compare-and-swap on S3 (``If-Match: <ETag read>``, or ``If-None-Match: *`` when it does not exist
+yet): a publisher whose PUT is refused (412 Precondition Failed, 409 ConditionalRequestConflict)
+re-reads the pointer and merges its version into what it finds, so no publisher ever overwrites
+another's version. If the other publisher named the same version, the set is published once (the
+loser's upload is an orphan); if it named a set whose records this build was not deduplicated
+against, this one is refused as stale (rerun build-set). Stores other than S3 (GCS, Azure through
+fsspec) get a plain PUT and a warning: one publisher at a time there.
 
 Credentials come from the environment of each process (``AWS_ACCESS_KEY_ID``, ...;
 ``AWS_ENDPOINT_URL_S3`` or ``FSSPEC_S3_ENDPOINT_URL`` for an S3-compatible server); nothing here
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,15 +63,101 @@ from pipelines.publish import (
 log = logging.getLogger(__name__)
 
 
+def _empty() -> dict:
+    return {"format": INDEX_FORMAT, "current": None, "versions": []}
+
+
 def read_versions(root) -> dict:
     """``versions.json`` of a corpus root, a local path or a URL (empty if nothing is published)."""
     if not storage.is_url(root):
         return read_index(Path(root))
     fs = storage.filesystem(str(root))
+    try:
+        return json.loads(fs.cat_file(storage.join(root, VERSIONS_FILE)))
+    except FileNotFoundError:
+        return _empty()
+
+
+# ------------------------------------------------------------------ the pointer's compare-and-swap
+
+#: fsspec protocols whose pointer PUT is conditional (s3fs forwards IfMatch/IfNoneMatch to PutObject)
+CONDITIONAL_PROTOCOLS = ("s3", "s3a")
+#: attempts at merging a version into a pointer other publishers keep changing
+POINTER_ATTEMPTS = 20
+
+
+class PointerChanged(Exception):
+    """The conditional PUT of ``versions.json`` was refused: another publisher replaced it."""
+
+
+def _protocol(fs) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
+def read_pointer(fs, root: str) -> tuple[dict, str | None]:
+    """``versions.json`` and the ETag it was read at (None: it does not exist yet).
+
+    The ETag is read first (HEAD), the body second: if another publisher replaces the pointer in
+    between, the body is newer than the ETag and the conditional PUT built on it is refused, so a
+    merge never rests on a body older than its ETag."""
     url = storage.join(root, VERSIONS_FILE)
-    if not fs.exists(url):
-        return {"format": INDEX_FORMAT, "current": None, "versions": []}
-    return json.loads(fs.cat_file(url))
+    fs.invalidate_cache(url)
+    try:
+        etag = fs.info(url).get("ETag") or ""
+        return json.loads(fs.cat_file(url)), etag
+    except FileNotFoundError:
+        return _empty(), None
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when a storage error is S3's answer to a failed precondition (412, or 409 when two
+    conditional writes of one key were in flight at once)."""
+    while exc is not None:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409") or status in (
+                412,
+                409,
+            )
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def write_pointer(fs, root: str, index: dict, etag: str | None) -> None:
+    """Replace ``versions.json`` by ``index`` if it is still at ``etag`` (None: if it still does
+    not exist); raise :class:`PointerChanged` otherwise."""
+    url = storage.join(root, VERSIONS_FILE)
+    data = json.dumps(index, sort_keys=True, indent=1).encode()
+    if _protocol(fs) not in CONDITIONAL_PROTOCOLS:
+        log.warning("%s:// has no conditional PUT here: one publisher at a time on this root", _protocol(fs))
+        fs.pipe_file(url, data)
+        return
+    try:
+        if etag is None:
+            fs.pipe_file(url, data, mode="create")  # If-None-Match: *
+        else:
+            fs.pipe_file(url, data, IfMatch=etag)
+    except (FileExistsError, FileNotFoundError):  # created meanwhile / deleted meanwhile
+        raise PointerChanged from None
+    except OSError as exc:
+        if _refused(exc):
+            raise PointerChanged from None
+        raise
+    finally:
+        fs.invalidate_cache(url)
+
+
+def _write_current(fs, root: str) -> None:
+    """``CURRENT`` := the pointer's current version. Publishers finishing together may write it
+    out of order, so each re-reads the pointer after writing and writes again until they agree
+    (the last writer has seen the newest pointer)."""
+    for _ in range(10):
+        current = read_pointer(fs, root)[0]["current"]
+        fs.pipe_file(storage.join(root, CURRENT_FILE), f"{current}\n".encode())
+        if read_pointer(fs, root)[0]["current"] == current:
+            return
 
 
 def set_location(root, entry: dict):
@@ -101,7 +195,9 @@ def publish_to_store(
 
     Idempotent: a version ``versions.json`` already names is returned as it is (nothing is
     uploaded). Raises :class:`CheckFailed` when the build fails its check, or was deduplicated
-    against fewer sets than are published now; then nothing under ``root`` changes.
+    against fewer sets than are published now: then nothing names anything of it (when another
+    publisher's set appeared during the upload, the upload stays as an orphan prefix).
+    Safe beside other publishers of the same root: see the module docstring.
     """
     from pipelines.corpus_index import stale_reason
 
@@ -138,11 +234,33 @@ def publish_to_store(
         fs.put_file(str(p), storage.join(dest, p.relative_to(build_dir).as_posix()))
     info = {"version": version, "entry": entry, "check": {k: v for k, v in marker.items() if k != "ok"}}
     fs.pipe_file(storage.join(dest, SET_INFO), json.dumps(info, sort_keys=True, indent=1).encode())
-    # 2. the commit point: one PUT of the pointer; then the CURRENT convenience copy
-    index["versions"].append(entry)
-    index["current"] = max(e["version"] for e in index["versions"])
-    fs.pipe_file(storage.join(root, VERSIONS_FILE), json.dumps(index, sort_keys=True, indent=1).encode())
-    fs.pipe_file(storage.join(root, CURRENT_FILE), f"{index['current']}\n".encode())
+    # 2. the commit point: a compare-and-swap of the pointer, merged again after each lost race
+    for attempt in range(1, POINTER_ATTEMPTS + 1):
+        index, etag = read_pointer(fs, root)
+        for e in index["versions"]:
+            if e["version"] == version:  # another publisher named it first: published once
+                log.warning(
+                    "version %s was published meanwhile; this upload (%s) is an orphan", version, prefix
+                )
+                return PublishResult(version, set_location(root, e), index["current"], True, e)
+        if stale := stale_reason(root, build_dir, version, versions=index):
+            raise CheckFailed(f"{stale} (this upload, {prefix}, is an orphan)")
+        index["versions"].append(entry)
+        index["current"] = max(e["version"] for e in index["versions"])
+        try:
+            write_pointer(fs, root, index, etag)
+            break
+        except PointerChanged:
+            log.info(
+                "versions.json changed while publishing %s: merging again (attempt %d)", version, attempt
+            )
+            time.sleep(random.uniform(0.05, 0.2) * min(attempt, 5))
+    else:
+        raise PublishError(
+            f"versions.json kept changing under {POINTER_ATTEMPTS} attempts to publish {version}: "
+            "nothing named it; publish again"
+        )
+    _write_current(fs, root)  # 3. the convenience copy
     log.info("published version %s (%d samples) under %s", version, entry["n_samples"], prefix)
     return PublishResult(version, dest, index["current"], False, entry)
 

@@ -278,3 +278,179 @@ def test_the_scheduled_steps_from_an_inbox_url_to_a_corpus_root_url(s3, tmp_path
     fs.get(pub["set_dir"] + "/", str(back), recursive=True)
     assert validate_build(back).ok
     assert not (work / "staging" / day).exists()  # staging is dropped once published
+
+
+# ------------------------------------------------------------- concurrent publishers on one root
+
+
+@pytest.fixture(scope="module")
+def race_builds(s3, tmp_path_factory):
+    """Day 1 built twice: ``plain`` without a corpus root (no cross-set dedup, so any number of
+    versions of it may be published side by side) and ``dedup`` against an empty corpus root
+    (``crossset.json``: a set published meanwhile makes it stale)."""
+    tmp = tmp_path_factory.mktemp("race")
+    _day1(tmp / "src")
+    plain, dedup = tmp / "plain", tmp / "dedup"
+    run_build(tmp / "src", plain, config_from_dict(CONFIG), quiet=True)
+    run_build(
+        tmp / "src", dedup, config_from_dict(CONFIG), quiet=True, prior=prior_index("s3://medcorpus-test/x")
+    )
+    assert not (plain / CROSSSET).exists() and (dedup / CROSSSET).exists() and (dedup / INDEX).exists()
+    return tmp, plain, dedup
+
+
+def _versions_of(tmp: Path, build: Path, versions: list[str]) -> dict[str, Path]:
+    out = {}
+    for v in versions:
+        out[v] = tmp / f"b-{v}-{build.name}"
+        if not out[v].exists():
+            shutil.copytree(build, out[v])
+    return out
+
+
+def _publish_together(monkeypatch, root: str, builds: list[tuple[str, Path]]) -> list:
+    """Publish every (version, build) from its own thread. Each publisher reads the pointer, then
+    waits until all have read it: their first pointer PUTs all rest on the same ETag, so all but
+    one are refused, however the threads are scheduled."""
+    import threading
+
+    from pipelines import objstore
+
+    barrier, real, waited = (
+        threading.Barrier(len(builds), timeout=120),
+        objstore.read_pointer,
+        threading.local(),
+    )
+
+    def read_then_wait(fs, root_):
+        out = real(fs, root_)
+        if not getattr(waited, "done", False):
+            waited.done = True
+            barrier.wait()
+        return out
+
+    monkeypatch.setattr(objstore, "read_pointer", read_then_wait)
+    results: list = [None] * len(builds)
+
+    def publish(i: int, version: str, build: Path) -> None:
+        try:
+            results[i] = objstore.publish_to_store(root, build, version, max_quarantine_fraction=0.5)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            results[i] = exc
+
+    threads = [threading.Thread(target=publish, args=(i, v, b)) for i, (v, b) in enumerate(builds)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    monkeypatch.undo()
+    return results
+
+
+def test_concurrent_publishers_never_lose_a_version(race_builds, monkeypatch, caplog) -> None:
+    tmp, plain, _ = race_builds
+    root = "s3://medcorpus-test/race-three"
+    vs = ["2026-05-01", "2026-05-02", "2026-05-03"]
+    builds = _versions_of(tmp, plain, vs)
+    with caplog.at_level("INFO", logger="pipelines.objstore"):
+        results = _publish_together(monkeypatch, root, list(builds.items()))
+    assert all(r is not None and not isinstance(r, Exception) for r in results), results
+    assert not any(r.already_published for r in results)
+    idx = read_versions(root)
+    assert sorted(e["version"] for e in idx["versions"]) == vs
+    assert idx["current"] == vs[-1]
+    assert storage.filesystem(root).cat_file(f"{root}/CURRENT") == f"{vs[-1]}\n".encode()
+    assert orphans(root) == []  # every upload is named
+    lost = [r for r in caplog.records if "merging again" in r.getMessage()]
+    assert len(lost) >= 2  # the two losers of the first round retried
+    for r in results:  # each named prefix holds its own complete set
+        assert r.entry["path"] in {e["path"] for e in idx["versions"]}
+        assert json.loads(storage.filesystem(root).cat_file(f"{r.set_dir}/SET.json"))["version"] == r.version
+
+
+def test_without_the_conditional_put_the_same_race_loses_versions(race_builds, monkeypatch) -> None:
+    """The control: plain PUTs of the pointer (the old code) lose all but one version in the
+    same race on the same server, so the test above can fail."""
+    from pipelines import objstore
+
+    tmp, plain, _ = race_builds
+    root = "s3://medcorpus-test/race-plain"
+    vs = ["2026-06-01", "2026-06-02", "2026-06-03"]
+    builds = _versions_of(tmp, plain, vs)
+    monkeypatch.setattr(objstore, "CONDITIONAL_PROTOCOLS", ())
+    results = _publish_together(monkeypatch, root, list(builds.items()))
+    assert all(not isinstance(r, Exception) for r in results)
+    assert len(read_versions(root)["versions"]) == 1  # the last PUT won; two sets are orphans
+    assert len(orphans(root)) == 2
+
+
+def test_two_publishers_of_one_version_publish_it_once(race_builds, monkeypatch) -> None:
+    tmp, plain, _ = race_builds
+    root, v = "s3://medcorpus-test/race-same", "2026-07-01"
+    copies = [tmp / "same-a", tmp / "same-b"]
+    for c in copies:
+        shutil.copytree(plain, c)
+    results = _publish_together(monkeypatch, root, [(v, copies[0]), (v, copies[1])])
+    assert sorted(r.already_published for r in results) == [False, True]
+    (entry,) = read_versions(root)["versions"]
+    assert all(r.entry["path"] == entry["path"] for r in results)
+    (orphan,) = orphans(root)  # the loser's upload: named by nobody (corpus-gc removes it)
+    assert orphan.startswith(f"sets/{v}/") and orphan != entry["path"]
+
+
+def test_a_set_deduplicated_before_a_concurrent_publish_is_refused(race_builds, monkeypatch) -> None:
+    """Two sets built against the same published sets, published at once: the first to commit
+    wins; the other missed its records, so it is refused (rerun build-set), never named."""
+    from pipelines.publish import CheckFailed
+
+    tmp, _, dedup = race_builds
+    root = "s3://medcorpus-test/race-stale"
+    vs = ["2026-08-01", "2026-08-02"]
+    builds = _versions_of(tmp, dedup, vs)
+    results = _publish_together(monkeypatch, root, list(builds.items()))
+    failed = [r for r in results if isinstance(r, CheckFailed)]
+    won = [r for r in results if not isinstance(r, Exception)]
+    assert len(failed) == 1 and len(won) == 1, results
+    assert "was deduplicated before" in str(failed[0]) and won[0].version in str(failed[0])
+    assert [e["version"] for e in read_versions(root)["versions"]] == [won[0].version]
+    assert len(orphans(root)) == 1
+
+
+def test_publisher_processes_at_once_all_land(race_builds, s3) -> None:
+    """Four `medcorpus publish` processes started together on one root (no synchronisation but
+    the pointer's compare-and-swap): all four versions are named, none twice."""
+    import subprocess
+    import sys
+
+    tmp, plain, _ = race_builds
+    root = "s3://medcorpus-test/race-procs"
+    vs = [f"2026-09-0{i}" for i in range(1, 5)]
+    procs = []
+    for v in vs:
+        work = tmp / f"procs-{v}"
+        shutil.copytree(plain, CorpusRoot(work).build_dir(v))
+        argv = [
+            "publish",
+            v,
+            "--corpus-root",
+            root,
+            "--work-root",
+            str(work),
+            "--max-quarantine-fraction",
+            "0.5",
+        ]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "pipelines.cli", *argv],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[2],
+            )
+        )
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outs
+    idx = read_versions(root)
+    assert sorted(e["version"] for e in idx["versions"]) == vs and idx["current"] == vs[-1]
+    assert orphans(root) == []
+    for out in outs:
+        assert s3["AWS_SECRET_ACCESS_KEY"].encode() not in out and s3["AWS_ACCESS_KEY_ID"].encode() not in out
