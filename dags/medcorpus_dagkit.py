@@ -131,6 +131,24 @@ def run_medcorpus(args: Sequence[str]) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def is_url(path: str) -> bool:
+    """A storage URL (``s3://...``), not a local path (``file://`` is local)."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def published_set_dir(corpus_root: str, version: str) -> str:
+    """Where ``version`` of ``corpus_root`` lives: ``ROOT/sets/<version>`` for a local root; for a
+    storage URL, the prefix ``versions.json`` names (``ROOT/sets/<version>/<publish id>``), read
+    with ``medcorpus corpus-status`` (this module never imports medcorpus)."""
+    if not is_url(corpus_root):
+        return os.path.join(corpus_root, "sets", version)
+    status = run_medcorpus(["corpus-status", "--corpus-root", corpus_root])
+    for entry in status["versions"]:
+        if entry["version"] == version:
+            return corpus_root.rstrip("/") + "/" + entry["path"].strip("/")
+    raise AirflowFailException(f"version {version} is not published under {corpus_root}")
+
+
 def choose_published_set(
     triggering: Sequence[Mapping[str, Any]],
     version: str | None,
@@ -141,9 +159,10 @@ def choose_published_set(
     """Which published set a training run uses, from corpus Asset event extras.
 
     ``triggering``: extras of the events that triggered the run (the newest version wins);
-    else ``version`` (+ ``corpus_root``) given by hand; else ``latest``, the corpus's last
-    event. Returns ``{"version", "set_dir", "run_dir"}``; ``run_dir`` is
-    ``runs_dir/<version>`` (default ``<corpus root>/runs/<version>``).
+    else ``version`` (+ ``corpus_root``) given by hand (resolved by :func:`published_set_dir`);
+    else ``latest``, the corpus's last event. Returns ``{"version", "set_dir", "run_dir"}``;
+    ``run_dir`` is ``runs_dir/<version>`` (default ``<corpus root>/runs/<version>``; a corpus root
+    in object storage needs ``runs_dir``: run folders are local).
     """
     if triggering:
         extra = dict(max(triggering, key=lambda x: x["version"]))
@@ -153,13 +172,17 @@ def choose_published_set(
         extra = {
             "version": version,
             "corpus_root": corpus_root,
-            "set_dir": os.path.join(corpus_root, "sets", version),
+            "set_dir": published_set_dir(corpus_root, version),
         }
     elif latest:
         extra = dict(latest)
     else:
         raise AirflowFailException("no published corpus version yet")
     root = extra.get("corpus_root") or os.path.dirname(os.path.dirname(extra["set_dir"]))
+    if not runs_dir and is_url(root):
+        raise AirflowFailException(
+            f"corpus root {root} is in object storage: set runs_dir (or $MEDCORPUS_RUNS_DIR) to a local folder"
+        )
     runs = runs_dir or os.path.join(root, "runs")
     return {
         "version": extra["version"],

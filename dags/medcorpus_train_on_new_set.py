@@ -57,7 +57,8 @@ def medcorpus_train_on_new_set():
             latest[-1].extra if latest else None,
             setting(params, "runs_dir", required=False),
         )
-        if not os.path.isdir(picked["set_dir"]):
+        # a storage URL was resolved through versions.json (or came from the publish event)
+        if "://" not in picked["set_dir"] and not os.path.isdir(picked["set_dir"]):
             raise AirflowFailException(f"published set not found: {picked['set_dir']}")
         return picked
 

@@ -454,3 +454,69 @@ def test_publisher_processes_at_once_all_land(race_builds, s3) -> None:
     assert orphans(root) == []
     for out in outs:
         assert s3["AWS_SECRET_ACCESS_KEY"].encode() not in out and s3["AWS_ACCESS_KEY_ID"].encode() not in out
+
+
+# ------------------------------------------------------------- the training DAG's pick, by hand
+
+_DAGKIT_CALLS = """
+import json, sys
+sys.path.insert(0, "dags")  # what Airflow does with the DAG bundle folder
+import medcorpus_dagkit
+from airflow.sdk.exceptions import AirflowFailException
+for kwargs in json.loads(sys.argv[1]):
+    try:
+        print(json.dumps({"result": medcorpus_dagkit.choose_published_set(**kwargs)}))
+    except AirflowFailException as exc:
+        print(json.dumps({"failed": str(exc)}))
+"""
+
+
+def test_training_dag_resolves_a_hand_given_version_through_versions_json(corpora, tmp_path, s3) -> None:
+    """``choose_published_set`` in a real Airflow-importing process (medcorpus_dagkit, as the DAG
+    runs it): on an object-store root the version's prefix comes from ``versions.json`` (through
+    ``medcorpus corpus-status``); a local root keeps ``ROOT/sets/<version>``."""
+    import os
+    import subprocess
+    import sys
+
+    url, _, local = corpora
+    entries = {e["version"]: e for e in read_versions(url)["versions"]}
+    manual = {"triggering": [], "latest": None}
+    calls = [
+        manual | {"version": D1, "corpus_root": url, "runs_dir": str(tmp_path / "runs")},
+        manual | {"version": D2, "corpus_root": url + "/", "runs_dir": str(tmp_path / "runs")},
+        manual | {"version": D1, "corpus_root": str(local)},
+        manual | {"version": "2026-12-31", "corpus_root": url, "runs_dir": str(tmp_path / "runs")},
+        manual | {"version": D1, "corpus_root": url},
+    ]
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ) | {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "MEDCORPUS_BIN": f"{sys.executable} -m pipelines.cli",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _DAGKIT_CALLS, json.dumps(calls)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert got[0]["result"] == {
+        "version": D1,
+        "set_dir": str(set_location(url, entries[D1])),
+        "run_dir": str(tmp_path / "runs" / D1),
+    }
+    assert got[1]["result"]["set_dir"] == str(set_location(url, entries[D2]))
+    assert storage.filesystem(url).exists(f"{got[0]['result']['set_dir']}/SET.json")
+    assert got[2]["result"] == {  # a local root: unchanged
+        "version": D1,
+        "set_dir": str(local / "sets" / D1),
+        "run_dir": str(local / "runs" / D1),
+    }
+    assert "2026-12-31 is not published" in got[3]["failed"]
+    assert "set runs_dir" in got[4]["failed"]
+    for secret in (s3["AWS_SECRET_ACCESS_KEY"], s3["AWS_ACCESS_KEY_ID"]):
+        assert secret not in proc.stdout and secret not in proc.stderr
