@@ -279,3 +279,54 @@ def orphans(root: str) -> list[str]:
             if rel not in named:
                 out.append(rel)
     return sorted(out)
+
+
+#: ``corpus-gc`` keeps an unnamed prefix whose newest object is younger than this: it may be an
+#: upload in progress (a publish names its prefix only after the last object is written)
+GC_MIN_AGE_HOURS = 24.0
+
+
+def collect_garbage(
+    root: str, *, older_than_hours: float = GC_MIN_AGE_HOURS, dry_run: bool = False
+) -> list[dict]:
+    """Delete the prefixes under ``ROOT/sets/`` that ``versions.json`` does not name (failed or
+    lost uploads, :func:`orphans`) whose newest object is older than ``older_than_hours``.
+
+    Never a named prefix: the pointer is read again just before each deletion, so a prefix a
+    publisher named after the listing is kept. Returns one row per orphan: ``prefix``,
+    ``n_objects``, ``bytes``, ``newest`` (ISO time), ``action`` (``deleted``, ``would delete``,
+    ``kept: younger than N h``, ``kept: named meanwhile``)."""
+    fs = storage.filesystem(root)
+    now = datetime.now(UTC)
+    rows = []
+    for rel in orphans(root):
+        url = storage.join(root, rel)
+        objs = fs.find(url, detail=True)
+        times = [_modified(fs, p, d) for p, d in objs.items()]
+        newest = max(times) if times else None
+        row = {
+            "prefix": rel,
+            "n_objects": len(objs),
+            "bytes": int(sum(d.get("size") or 0 for d in objs.values())),
+            "newest": newest.isoformat(timespec="seconds") if newest else None,
+        }
+        age_h = (now - newest).total_seconds() / 3600 if newest else float("inf")
+        if age_h < older_than_hours:
+            row["action"] = f"kept: younger than {older_than_hours:g} h"
+        elif rel in {e["path"] for e in read_versions(root)["versions"]}:
+            row["action"] = "kept: named meanwhile"
+        elif dry_run:
+            row["action"] = "would delete"
+        else:
+            fs.rm(url, recursive=True)
+            row["action"] = "deleted"
+            log.info("deleted unnamed prefix %s (%d objects)", rel, len(objs))
+        rows.append(row)
+    return rows
+
+
+def _modified(fs, path: str, detail: dict) -> datetime:
+    t = detail.get("LastModified") or detail.get("mtime") or fs.modified(path)
+    if isinstance(t, (int, float)):
+        t = datetime.fromtimestamp(t, UTC)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

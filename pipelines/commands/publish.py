@@ -1,5 +1,5 @@
 """Versioned shard sets for schedulers: ``partitions``, ``stage-partition``, ``build-set``,
-``check-build``, ``publish``, ``corpus-status``.
+``check-build``, ``publish``, ``corpus-status``, ``corpus-gc``.
 
 One incremental step (what the Airflow DAG in ``dags/`` runs per partition)::
 
@@ -181,6 +181,20 @@ def register(sub) -> None:
     common(p)
     p.set_defaults(func=_user_errors(run_status))
 
+    p = sub.add_parser(
+        "corpus-gc",
+        help="delete the uploads under ROOT/sets/ that versions.json does not name (object-store roots)",
+    )
+    p.add_argument(
+        "--older-than",
+        type=float,
+        metavar="HOURS",
+        help="only prefixes whose newest object is older (default 24: an upload may be in progress)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    common(p)
+    p.set_defaults(func=_user_errors(run_gc))
+
 
 def run_partitions(args: argparse.Namespace) -> int:
     from pipelines.partitions import list_partitions
@@ -312,4 +326,24 @@ def run_status(args: argparse.Namespace) -> int:
         f"  {e['version']}: {e['n_samples']} samples, {e['n_shards']} shards" for e in index["versions"]
     ]
     _emit(args, "\n".join(lines), {"current": cur, "versions": index["versions"]})
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    from pipelines.objstore import GC_MIN_AGE_HOURS, collect_garbage
+    from pipelines.storage import is_url
+
+    if not is_url(args.corpus_root):
+        raise ConfigError(
+            "corpus-gc is for corpus roots in object storage (a local root publishes by rename)"
+        )
+    hours = GC_MIN_AGE_HOURS if args.older_than is None else args.older_than
+    if hours < 0:
+        raise ConfigError("--older-than: must be >= 0")
+    rows = collect_garbage(args.corpus_root, older_than_hours=hours, dry_run=args.dry_run)
+    done = sum(r["action"] in ("deleted", "would delete") for r in rows)
+    verb = "would delete" if args.dry_run else "deleted"
+    lines = [f"medcorpus corpus-gc: {len(rows)} unnamed prefix(es); {verb} {done}"]
+    lines += [f"  {r['prefix']}: {r['n_objects']} objects, {r['bytes']} bytes: {r['action']}" for r in rows]
+    _emit(args, "\n".join(lines), {"dry_run": args.dry_run, "older_than_hours": hours, "orphans": rows})
     return 0

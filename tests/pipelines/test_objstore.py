@@ -520,3 +520,69 @@ def test_training_dag_resolves_a_hand_given_version_through_versions_json(corpor
     assert "set runs_dir" in got[4]["failed"]
     for secret in (s3["AWS_SECRET_ACCESS_KEY"], s3["AWS_ACCESS_KEY_ID"]):
         assert secret not in proc.stdout and secret not in proc.stderr
+
+
+# ------------------------------------------------------------------------------- corpus-gc
+
+
+def _gc(capsys, root: str, *extra: str) -> dict:
+    rc = cli.main(["corpus-gc", "--corpus-root", root, *extra, "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_corpus_gc_deletes_a_half_upload_and_never_a_named_set(race_builds, monkeypatch, capsys) -> None:
+    import s3fs
+
+    from pipelines import objstore
+    from pipelines.objstore import publish_to_store
+
+    tmp, plain, _ = race_builds
+    root, v1, v2 = "s3://medcorpus-test/gc", "2026-10-01", "2026-10-02"
+    builds = _versions_of(tmp, plain, [v1, v2])
+    publish_to_store(root, builds[v1], v1, max_quarantine_fraction=0.5)
+    real_put, calls = s3fs.S3FileSystem.put_file, []
+
+    def failing_put(self, lpath, rpath, *a, **kw):  # the network drops after three objects
+        calls.append(rpath)
+        if len(calls) > 3:
+            raise ConnectionError("connection reset")
+        return real_put(self, lpath, rpath, *a, **kw)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "put_file", failing_put)
+    with pytest.raises(ConnectionError):
+        publish_to_store(root, builds[v2], v2, max_quarantine_fraction=0.5)
+    monkeypatch.undo()
+    fs = storage.filesystem(root)
+    (half,) = orphans(root)
+    assert half.startswith(f"sets/{v2}/") and len(fs.find(f"{root}/{half}")) == 3
+    pointer = fs.cat_file(f"{root}/versions.json")
+    (named,) = [e["path"] for e in read_versions(root)["versions"]]
+    named_objects = sorted(fs.find(f"{root}/{named}"))
+    everything = sorted(fs.find(root))
+
+    out = _gc(capsys, root)  # default: 24 h; the half upload is minutes old (maybe in progress)
+    assert [(r["prefix"], r["action"]) for r in out["orphans"]] == [(half, "kept: younger than 24 h")]
+    out = _gc(capsys, root, "--older-than", "0", "--dry-run")
+    assert [(r["prefix"], r["action"], r["n_objects"]) for r in out["orphans"]] == [(half, "would delete", 3)]
+    assert sorted(storage.filesystem(root).find(root)) == everything  # nothing deleted
+
+    # a listing made before a publisher named a prefix: the pointer is read again before deleting
+    real_orphans = objstore.orphans
+    monkeypatch.setattr(objstore, "orphans", lambda r: sorted([*real_orphans(r), named]))
+    out = _gc(capsys, root, "--older-than", "0")
+    monkeypatch.undo()
+    assert {r["prefix"]: r["action"] for r in out["orphans"]} == {
+        half: "deleted",
+        named: "kept: named meanwhile",
+    }
+    fs = storage.filesystem(root)
+    assert orphans(root) == [] and not fs.exists(f"{root}/{half}")
+    assert sorted(fs.find(f"{root}/{named}")) == named_objects  # the named set is whole
+    assert fs.cat_file(f"{root}/versions.json") == pointer
+    assert sorted(fs.find(root)) == [
+        p for p in everything if not p.startswith(f"{root}/{half}".removeprefix("s3://"))
+    ]
+    assert _gc(capsys, root, "--older-than", "0")["orphans"] == []  # a rerun finds nothing
+    assert cli.main(["corpus-gc", "--corpus-root", str(tmp / "local-root")]) == 2  # local roots: no
