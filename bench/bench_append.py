@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MEDCORPUS_SECRET"] = "bench-append-" + hashlib.sha256(b"bench").hexdigest()[:16]
     from pipelines.corpus_index import CROSSSET, INDEX, PriorIndex, prior_index
     from pipelines.publish import CorpusRoot, publish_set
+    from workers.deid.pseudonym import Pseudonymizer
     from workers.ids import normalise_id
-    from workers.pseudonym import Pseudonymizer
 
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ def make_data(n: int, seed: int = 0) -> np.ndarray:
 
 
 def run_one(n: int, method: str, out: str) -> None:
-    from workers.lsh import LshConfig, brute_force_pairs, near_duplicate_pairs
+    from workers.embed.lsh import LshConfig, brute_force_pairs, near_duplicate_pairs
 
     x = make_data(n)
     t = time.perf_counter()

@@ -38,6 +38,7 @@ from schemas import InputItem, InputKind  # noqa: E402
 from schemas.canonical import canonical_json  # noqa: E402
 from workers.config import ImageConfig  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
+from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
 from workers.dicom.decode import decode_dicom  # noqa: E402
 from workers.dicom.deid import deidentify  # noqa: E402
 from workers.dicom.identity import dicom_identity  # noqa: E402
@@ -52,7 +53,6 @@ from workers.dicom.pixels import (  # noqa: E402
 )
 from workers.dicom.read import read_dicom  # noqa: E402
 from workers.dicom.records import dicom_meta  # noqa: E402
-from workers.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
 
 SAMPLE_CANDIDATES = (
     REPO.parent / "shared" / "data" / "dicom" / "cxr" / "RG1_J2KI.dcm",

@@ -9,7 +9,7 @@ be faster than the bare read; the per-file lines show this.
 ECG (DICOM): ``workers.ecg.dicom.decode_dicom_ecg`` against ``ds.waveform_array`` of every
 multiplex group (both after ``pydicom.dcmread``, which is timed on both sides).
 
-Volumes: ``workers.nifti.decode_nifti`` (load, RAS reorientation, HU/int16 or native dtype,
+Volumes: ``workers.volume.nifti.decode_nifti`` (load, RAS reorientation, HU/int16 or native dtype,
 plausibility check, slice redundancy, npy, hashing) against ``nibabel.load`` + ``get_fdata``.
 For 4-D files the decoder reads only volume 0 (``four_d_policy="first"``) while ``get_fdata``
 reads all volumes.
@@ -38,10 +38,10 @@ import wfdb  # noqa: E402
 
 from schemas import InputItem, InputKind  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
+from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
 from workers.ecg.dicom import decode_dicom_ecg  # noqa: E402
 from workers.ecg.wfdb import decode_wfdb  # noqa: E402
-from workers.nifti import decode_nifti  # noqa: E402
-from workers.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
+from workers.volume.nifti import decode_nifti  # noqa: E402
 
 DATA_CANDIDATES = (
     Path(os.environ.get("MEDCORPUS_SHARED_DATA", REPO.parent / "shared" / "data")),

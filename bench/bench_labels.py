@@ -1,6 +1,6 @@
 """Benchmark: reports/s per core of the whole report path, with and without the label model.
 
-Whole path = ``workers.report_ingest.decode_report_table`` (CSV parsing, normalisation,
+Whole path = ``workers.report.ingest.decode_report_table`` (CSV parsing, normalisation,
 de-identification, language detection, medspaCy rules, the learned label layer, canonical JSON,
 record) over the shared sample reports (PTB-XL and Indiana, read in place). Each configuration
 runs ``--repeat`` times in this one process (pinned to one core where ``os.sched_setaffinity``
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from schemas.records import InputItem, InputKind, ReportRecord  # noqa: E402
 from workers.config import ColumnMapping, ReportConfig  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
-from workers.pseudonym import Pseudonymizer  # noqa: E402
-from workers.report_ingest import decode_report_table  # noqa: E402
+from workers.deid.pseudonym import Pseudonymizer  # noqa: E402
+from workers.report.ingest import decode_report_table  # noqa: E402
 
 SETS = {
     "ptbxl": ("ptbxl_ecg/ptbxl_database_subset_partA.csv",
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
-    import workers.report_rules as rr
-    from workers.label_model import model_versions
+    import workers.report.rules as rr
+    from workers.report.label_model import model_versions
 
     versions = model_versions()
     results = []

@@ -57,7 +57,7 @@ DEFAULT_REPORTS = (
 def load_reports(path: Path, column: str, n: int, report_type: str) -> list[tuple[str, str, str]]:
     """First ``n`` non-empty texts of ``column`` as (text, report_type, language)."""
     try:
-        from workers.nlp_lang import detect_language
+        from workers.report.nlp.lang import detect_language
     except ImportError:  # language only goes into the prompt and the schema
 
         def detect_language(text: str) -> str:

@@ -1,9 +1,9 @@
 """Benchmark: reports/s of the whole report text path against a regex-only baseline.
 
-Whole path (``workers.report_ingest.decode_report_table``): CSV parsing, encoding/NFC
+Whole path (``workers.report.ingest.decode_report_table``): CSV parsing, encoding/NFC
 normalisation, rule-based de-identification, language detection, medspaCy sections + targets +
 ConText, canonical JSON and the record. Baseline: CSV parsing plus the *same* target regexes
-(``workers.nlp_vocab``) searched with ``re`` and a NegEx-style look-back for negation cues:
+(``workers.report.nlp.vocab``) searched with ``re`` and a NegEx-style look-back for negation cues:
 what a labeller without de-identification and without medspaCy costs.
 
 Both run on the same reports, read in place from the shared sample data (PTB-XL ECG reports and
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from schemas.records import InputItem, InputKind, ReportRecord  # noqa: E402
 from workers.config import ColumnMapping, ReportConfig  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
-from workers.nlp_vocab import CXR_TARGETS, ECG_TARGETS  # noqa: E402
-from workers.pseudonym import Pseudonymizer  # noqa: E402
-from workers.report_ingest import compose_report_text, decode_report_table  # noqa: E402
+from workers.deid.pseudonym import Pseudonymizer  # noqa: E402
+from workers.report.ingest import compose_report_text, decode_report_table  # noqa: E402
+from workers.report.nlp.vocab import CXR_TARGETS, ECG_TARGETS  # noqa: E402
 
 SETS = {
     "ptbxl": (
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pyrush", action="store_true", help="also time the whole path with PyRuSH sentences")
     args = ap.parse_args(argv)
 
-    from workers.nlp_pipeline import get_nlp
+    from workers.report.nlp.pipeline import get_nlp
 
     t0 = time.perf_counter()
     get_nlp(domains=("cxr",)), get_nlp(domains=("ecg",))
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.pyrush:
             import functools
 
-            import workers.report_rules as rules
-            from workers.nlp_pipeline import get_nlp as _get
+            import workers.report.rules as rules
+            from workers.report.nlp.pipeline import get_nlp as _get
 
             fast = rules.get_nlp
             rules.get_nlp = functools.partial(_get, "pyrush")

@@ -4,7 +4,7 @@ The corpus (``bench/deid_corpus.py``) is built at run time from the shared sampl
 templates are split into dev and test (``bench/deid_templates.py``): tune on ``--split dev``,
 report ``--split test``. Prints recall per type, strict leaks, over-redaction of protected
 clinical controls, collateral on the real reports of the split and reports/s of
-``workers.text_deid.deidentify_text`` on all real reports, one process. With ``--peers`` the same
+``workers.deid.text.deidentify_text`` on all real reports, one process. With ``--peers`` the same
 corpus is scored with Presidio and philter-lite from the separate benchmark environment
 ``.venv-peers`` (``bench/deid_peers_env.sh``); a peer that is not installed is skipped.
 
@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.deid_corpus import CorpusConfig, generate, real_reports  # noqa: E402
 from bench.deid_metrics import Scores, _Cover, score_collateral, score_examples  # noqa: E402
-from workers.pseudonym import Pseudonymizer  # noqa: E402
-from workers.text_deid import deidentify_text, find_phi_spans  # noqa: E402
+from workers.deid.pseudonym import Pseudonymizer  # noqa: E402
+from workers.deid.text import deidentify_text, find_phi_spans  # noqa: E402
 
 log = logging.getLogger("bench_text_deid")
 DEFAULT_DATA = Path(os.environ.get("MEDCORPUS_SHARED_DATA", REPO.parent / "shared" / "data")) / "reports"

@@ -1,6 +1,6 @@
 """Reports per CPU-second of the whole report path, one process (the issue-16 speed goal is per core).
 
-The path is ``workers.report_ingest.decode_report_table`` as ``bench/bench_reports.py`` runs it
+The path is ``workers.report.ingest.decode_report_table`` as ``bench/bench_reports.py`` runs it
 (CSV, NFC, text de-identification, language detection, medspaCy sections/targets/ConText,
 canonical JSON, the record), on the PTB-XL and Indiana reports read in place from the shared data.
 ``bench/bench_reports.py`` reports wall-clock seconds, which a busy machine inflates; this script

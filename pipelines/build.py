@@ -82,7 +82,7 @@ from schemas.contract import SPLITS
 from schemas.reasons import ReasonCode
 from schemas.records import QuarantineRecord, SampleRecord, ShardRecord
 from workers.context import WorkerContext
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from workers.config import (
     ReportConfig,
     VolumeConfig,
 )
-from workers.pseudonym import DEMO_SECRET, resolve_secret
+from workers.deid.pseudonym import DEMO_SECRET, resolve_secret
 
 DEFAULT_EXCLUDE: tuple[str, ...] = ("README*", "*.md", "*.yaml", "*.yml", ".*", "LICENSE*", "*.license")
 
@@ -205,7 +205,7 @@ class TableConfig:
       ``slope``, ``intercept``, ``spacing`` (volumes; CT-RATE's metadata CSV): templates giving
       the rescale slope/intercept, applied when the decoded volume is not yet in Hounsfield
       units, and the spacing text (``"{XYSpacing} {ZSpacing}"``), which replaces the header's
-      voxel sizes (``workers.ct_metadata``). ``caption``: label-derived captions
+      voxel sizes (``workers.volume.ct_metadata``). ``caption``: label-derived captions
       (:class:`CaptionConfig`).
     - ``anchor``: each row is an anchor (``id``, ``patient``, ``time``): a hospital admission.
     - ``labs``: a long lab-event table (``patient``, ``time``, ``item``, ``value``, ``unit``);

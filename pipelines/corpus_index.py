@@ -59,8 +59,8 @@ from pipelines.link import SampleGroup
 from pipelines.rowtables import concat_sorted
 from pipelines.samples import sample_key
 from schemas.modality import SAMPLE_MODALITIES
-from workers.lsh import LshConfig, choose_bands
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
+from workers.embed.lsh import LshConfig, choose_bands
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 DECODERS: dict[InputKind, str] = {
     InputKind.DICOM: "workers.dicom.decode:decode_dicom",
     InputKind.WFDB: "workers.ecg.wfdb:decode_wfdb",
-    InputKind.NIFTI: "workers.nifti:decode_nifti",
-    InputKind.REPORT_TABLE: "workers.report_ingest:decode_report_table",
-    InputKind.REPORT_TEXT: "workers.report_ingest:decode_report_text",
-    InputKind.IMAGE_FILE: "workers.image_file:decode_image_file",
+    InputKind.NIFTI: "workers.volume.nifti:decode_nifti",
+    InputKind.REPORT_TABLE: "workers.report.ingest:decode_report_table",
+    InputKind.REPORT_TEXT: "workers.report.ingest:decode_report_text",
+    InputKind.IMAGE_FILE: "workers.image.decode:decode_image_file",
 }
 SERIES_ASSEMBLER = "workers.dicom.series:assemble_series"
 

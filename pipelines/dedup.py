@@ -4,7 +4,7 @@ Tiers, per modality:
 1. exact: equal hash of the *decoded* content (``content_sha256``; for reports the hash of the
    case/whitespace/placeholder-normalised text), so a re-encoded image or one with a new
    header is the same image;
-2. near: embeddings (``workers.embed``) hashed with random-hyperplane LSH (``workers.lsh``),
+2. near: embeddings (``workers.embed.embedders``) hashed with random-hyperplane LSH (``workers.embed.lsh``),
    candidates verified by exact cosine >= the modality's threshold, clustered with union-find.
 3. policy per cluster: members of one patient (and within ``same_patient_window_days`` of the
    representative, if set) are duplicates: the representative (earliest, then smallest record
@@ -51,8 +51,8 @@ from schemas.canonical import canonical_json
 from schemas.modality import SAMPLE_MODALITIES, Modality
 from schemas.reasons import ReasonCode
 from schemas.records import ItemRecord, QuarantineRecord
-from workers.embed import embedder_fingerprint, make_embedder, normalise_report_text
-from workers.lsh import LshConfig, auto_rows, choose_bands
+from workers.embed.embedders import embedder_fingerprint, make_embedder, normalise_report_text
+from workers.embed.lsh import LshConfig, auto_rows, choose_bands
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _planes(seed: int, d: int, n_bits: int) -> np.ndarray:
 class BandKeys:
     """``flat_map_with`` (side: unique contents per modality): one LSH band key per band.
 
-    Random-hyperplane signatures as ``workers.lsh`` (same seed, same rows/bands rule for the
+    Random-hyperplane signatures as ``workers.embed.lsh`` (same seed, same rows/bands rule for the
     modality's n), emitted as ``("mod/band/key", (content hash, vector sha))``: ids only.
     """
 
@@ -267,7 +267,7 @@ class BucketPairs:
     """``group`` on band bucket: candidate pairs verified by exact cosine → ``(mod, a, b, cos)``.
 
     Buckets above ``LshConfig.max_bucket`` (mass templates) are chained along a 1-D projection
-    within a window, as in ``workers.lsh``, to stay near-linear.
+    within a window, as in ``workers.embed.lsh``, to stay near-linear.
     """
 
     thresholds: tuple[tuple[str, float], ...]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pipelines.config import SourceConfig
 from schemas.records import InputItem, InputKind
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Score extracted report findings against human gold labels (Indiana CXR, PTB-XL ECG).
 
 The reports go through the real text path of the pipeline, row by row:
-``workers.report_ingest.build_report_record`` (normalise → de-identify → detect language →
+``workers.report.ingest.build_report_record`` (normalise → de-identify → detect language →
 rule structuring), and for ``structurer="llm"`` the de-identified text is restructured by
 ``workers.llm.structurer.structure_reports``. The gold files are read in place (the Indiana CSV
 is CC BY-NC-ND: never copied).
@@ -359,8 +359,8 @@ def deidentified_reports(gold: GoldSet, secret: str = "medcorpus-eval") -> list[
     from schemas.records import InputItem, InputKind
     from workers.config import ColumnMapping, ReportConfig
     from workers.context import WorkerContext
-    from workers.pseudonym import Pseudonymizer
-    from workers.report_ingest import ReportFields, build_report_record, compose_report_text
+    from workers.deid.pseudonym import Pseudonymizer
+    from workers.report.ingest import ReportFields, build_report_record, compose_report_text
 
     mapping = ColumnMapping(text=gold.text_columns, report_type=gold.report_type)
     ctx = WorkerContext(pseudo=Pseudonymizer(secret), report=ReportConfig(columns=mapping))
@@ -602,7 +602,7 @@ def evaluate(
     if structurer == "rules":
         structured = [json.loads(rec.structured_json) for _, rec in kept]
     elif structurer == "rules-only":
-        from workers.report_rules import structure_many
+        from workers.report.rules import structure_many
 
         structured = structure_many(
             [rec.text for _, rec in kept], [rec.report_type for _, rec in kept],
@@ -653,8 +653,8 @@ def trust_level(support: int, f1: float) -> str:
 def reliability(results: list[EvalResult], generated: str = "") -> dict:
     """The per-label reliability summary of evaluation results (JSON-ready, small; scores to 3
     decimals, as the data card shows them)."""
-    from workers.label_model import model_versions
-    from workers.nlp_pipeline import RULES_VERSION
+    from workers.report.label_model import model_versions
+    from workers.report.nlp.pipeline import RULES_VERSION
 
     sets = {}
     for res in results:

@@ -16,7 +16,7 @@ from schemas.contract import (
 )
 from schemas.modality import EXTRA_MODALITIES, SAMPLE_MODALITIES, Modality, modality_mask
 from schemas.report_schema import REPORT_SCHEMA_VERSION
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 SAMPLE_META_VERSION = "1"
 

@@ -8,7 +8,7 @@ never moves an existing patient. Samples without a patient are split by their gr
 from __future__ import annotations
 
 from pipelines.config import SplitConfig
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 
 def split_of(unit: str, pseudo: Pseudonymizer, cfg: SplitConfig) -> str:

@@ -43,7 +43,7 @@ from schemas.contract import META_MEMBER
 from schemas.reasons import ReasonCode
 from schemas.records import InputItem, InputKind, QuarantineRecord, ReportRecord, SeriesSlice
 from workers.context import WorkerContext
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ keyed pseudonyms, times are shifted per patient).
   without a row is quarantined ``no_metadata``; rows without a decoded record (no file, or a
   file quarantined before the join) are counted. A volume whose row gives a rescale or a
   spacing (CT-RATE's metadata CSV) is rewritten in the joining worker (its blob read, converted
-  by ``workers.ct_metadata``, written back as a new blob; the header records both spacings).
+  by ``workers.volume.ct_metadata``, written back as a new blob; the header records both spacings).
 - ``anchor`` rows and ``labs`` events join the patient's study groups in the anchor linker
   (``pipelines.link.AnchorLinker``), a GroupByKey on the patient.
 - ``split`` rows (a published split file) are counted per patient in the reading worker and
@@ -60,11 +60,11 @@ from schemas.contract import member_name
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import ImageRecord, QuarantineRecord, VolumeRecord
-from workers.ct_metadata import apply_ct_metadata
+from workers.deid.pseudonym import Pseudonymizer
 from workers.ecg.convention import array_sha256, npy_bytes
 from workers.ids import normalise_id
-from workers.labs import fit_cdf, labs_members, parse_value
-from workers.pseudonym import Pseudonymizer
+from workers.labs.values import fit_cdf, labs_members, parse_value
+from workers.volume.ct_metadata import apply_ct_metadata
 
 log = logging.getLogger(__name__)
 

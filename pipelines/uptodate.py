@@ -33,7 +33,7 @@ from pipelines.decode import code_fingerprint
 from pipelines.manifest import BUILD, INPUTS, MANIFEST, QUARANTINE, SHARDS, STATS
 from schemas.atomic import write_atomic
 from schemas.contract import SHARDS_DIR
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 

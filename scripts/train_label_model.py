@@ -1,10 +1,10 @@
-"""Train the learned report labeller (``workers.label_model``) on the *dev* split of the gold sets.
+"""Train the learned report labeller (``workers.report.label_model``) on the *dev* split of the gold sets.
 
 For each gold set (PTB-XL → ``ecg``, Indiana → ``cxr``):
 
 1. run the dev reports through the real report path (de-identification, language detection,
    medspaCy rules without the learned layer);
-2. features (:func:`workers.label_model.featurize`): word 1-3-grams, character 4-grams of long
+2. features (:func:`workers.report.label_model.featurize`): word 1-3-grams, character 4-grams of long
    words (TF-IDF, min df 2) and the rule outputs (one-hot block of weight ``RULE_WEIGHT``);
 3. per label, 5-fold cross-validation grouped by patient over a small grid (C, class weight,
    threshold): the out-of-fold F1 of the best setting is compared with the rules' F1 on the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from workers.label_model import FEATURE_VERSION, MODEL_DIR, featurize, rule_features  # noqa: E402
+from workers.report.label_model import FEATURE_VERSION, MODEL_DIR, featurize, rule_features  # noqa: E402
 
 log = logging.getLogger("train_label_model")
 
@@ -73,7 +73,7 @@ def dev_rows(gold_name: str, data_dir: Path) -> tuple[object, list[dict]]:
     """Dev reports of a gold set through the report path, with rule-only structured output."""
     from pipelines.eval_labels import deidentified_reports, load_gold, predicted_labels
     from schemas.records import ReportRecord
-    from workers.report_rules import CONTEXT_SECTIONS, model_text, prepare_nlp_text, structure_many
+    from workers.report.rules import CONTEXT_SECTIONS, model_text, prepare_nlp_text, structure_many
 
     gold = load_gold(gold_name, data_dir, "dev")
     kept = [(rep, rec) for rep, rec in deidentified_reports(gold) if isinstance(rec, ReportRecord)]

@@ -42,7 +42,7 @@ def examples_dir() -> Path:
 
 @pytest.fixture()
 def pseudo():
-    from workers.pseudonym import Pseudonymizer
+    from workers.deid.pseudonym import Pseudonymizer
 
     return Pseudonymizer("test-secret-0123456789")
 

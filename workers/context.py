@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workers.config import EcgConfig, ImageConfig, LimitsConfig, ReportConfig, VolumeConfig
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 
 @dataclass(frozen=True)

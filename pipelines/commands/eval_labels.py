@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         import datetime
 
         from pipelines.eval_labels import RELIABILITY_FILE, reliability
-        from workers.label_model import MODEL_DIR
+        from workers.report.label_model import MODEL_DIR
 
         path = MODEL_DIR / RELIABILITY_FILE if str(args.reliability) == "__default__" else args.reliability
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -516,7 +516,7 @@ def label_reliability(path: Path | None = None) -> dict[str, Any]:
     """The report labeller's per-label precision/recall from its last evaluation
     (``medcorpus eval-labels --reliability``, shipped next to the label model)."""
     from pipelines.eval_labels import RELIABILITY_FILE
-    from workers.label_model import MODEL_DIR
+    from workers.report.label_model import MODEL_DIR
 
     path = path or MODEL_DIR / RELIABILITY_FILE
     if not path.exists():

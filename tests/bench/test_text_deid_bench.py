@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO))
 from bench.deid_corpus import OTHER_TYPES, SAFE_HARBOR, CorpusConfig, generate, real_reports  # noqa: E402
 from bench.deid_metrics import score_collateral, score_examples  # noqa: E402
 from bench.deid_templates import CONTROLS, DEV, TEST  # noqa: E402
-from workers.pseudonym import Pseudonymizer  # noqa: E402
-from workers.text_deid import deidentify_text, find_phi_spans  # noqa: E402
+from workers.deid.pseudonym import Pseudonymizer  # noqa: E402
+from workers.deid.text import deidentify_text, find_phi_spans  # noqa: E402
 
 
 @pytest.fixture(scope="module")

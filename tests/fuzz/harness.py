@@ -54,7 +54,7 @@ from schemas.records import (
 )
 from workers.config import LimitsConfig
 from workers.context import WorkerContext
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 FULL = os.environ.get("MEDCORPUS_FULL") == "1"
 EXAMPLES = int(os.environ.get("MEDCORPUS_FUZZ_EXAMPLES", "10000" if FULL else "1000"))

@@ -1,4 +1,4 @@
-"""Fuzz the NIfTI path (``workers.nifti.decode_nifti``).
+"""Fuzz the NIfTI path (``workers.volume.nifti.decode_nifti``).
 
 Seeds are the real volumes of ``shared/data/nifti``: the 4-D fMRI file as is, and crops of the
 TotalSegmentator CT and of the 4-D example re-saved by nibabel as NIfTI-1 (``.nii``, ``.nii.gz``,

@@ -1,4 +1,4 @@
-"""Fuzz the report path (``workers.report_ingest``: CSV/TSV/JSONL/JSON tables and plain text).
+"""Fuzz the report path (``workers.report.ingest``: CSV/TSV/JSONL/JSON tables and plain text).
 
 Seeds are real PTB-XL rows (``shared/data/reports/ptbxl_ecg``, CC BY 4.0; German and English
 free text, umlauts) as the CSV export itself, and re-written as TSV, JSON lines, a JSON array

@@ -42,7 +42,7 @@ def tiny_model(vllm_python: Path) -> Path:
 @pytest.fixture(scope="session")
 def ptbxl_reports(shared_data: Path) -> list[tuple[str, str, str]]:
     """(text, "cardiology", language) of the PTB-XL sample reports (German, English, Swedish)."""
-    from workers.nlp_lang import detect_language
+    from workers.report.nlp.lang import detect_language
 
     with open(shared_data / PTBXL_CSV, newline="", encoding="utf-8") as f:
         texts = [row["report"] for row in csv.DictReader(f)]

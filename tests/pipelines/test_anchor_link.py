@@ -26,7 +26,7 @@ from pipelines.flow import make_flow
 from pipelines.validate import validate_build
 from tests.conftest import REPO
 from tests.fixtures.mimic_lookalike import EXPECTED, LAB_ITEMS, SCENARIO, make_lookalike
-from workers.pseudonym import DEMO_SECRET, Pseudonymizer
+from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer
 
 CFG = REPO / "examples" / "symile_mimic.yaml"
 SKIP = {"cache", "blobs", ".lock", "run.json"}

@@ -30,8 +30,8 @@ from schemas.report_schema import REPORT_JSON_SCHEMA
 from tests.fixtures.mimic_lookalike import base_cxr_pixels, jpeg_bytes
 from trainer.config import DataConfig
 from trainer.data import SampleDecoder
+from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer
 from workers.ids import normalise_id
-from workers.pseudonym import DEMO_SECRET, Pseudonymizer
 
 LABELS = ("Cardiomegaly", "Edema", "Pneumothorax")
 ONE = CaptionConfig(labels=LABELS, templates=("Findings: {findings}.",))

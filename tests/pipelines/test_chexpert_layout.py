@@ -20,8 +20,8 @@ from pipelines.build import run_build
 from pipelines.config import config_from_dict
 from pipelines.validate import validate_build
 from tests.fixtures.mimic_lookalike import base_cxr_pixels, jpeg_bytes
+from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer
 from workers.ids import normalise_id
-from workers.pseudonym import DEMO_SECRET, Pseudonymizer
 
 CONFIG = """
 deid: {demo: true}

@@ -22,9 +22,9 @@ from pipelines.flow import make_flow
 from pipelines.validate import validate_build
 from tests.conftest import REPO
 from tests.fixtures.ctrate_lookalike import VOLUMES, base_hu, expected_hu, make_ctrate
-from workers.ct_metadata import apply_ct_metadata, parse_spacing, respace_affine
-from workers.pseudonym import DEMO_SECRET, Pseudonymizer
-from workers.volume_redundancy import select_distinct_slices
+from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer
+from workers.volume.ct_metadata import apply_ct_metadata, parse_spacing, respace_affine
+from workers.volume.redundancy import select_distinct_slices
 
 PSEUDO = Pseudonymizer(DEMO_SECRET)
 BY_NAME = {v.name: v for v in VOLUMES}

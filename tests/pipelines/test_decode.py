@@ -58,7 +58,7 @@ def test_cache_hit_is_read_not_recomputed(nifti_item, ctx, tmp_path, monkeypatch
     sidecar.write_bytes(pickle.dumps(["from the sidecar"]))
     assert decode.decode_item(task) == ["from the sidecar"] and len(calls) == 1
     # a different secret must not reuse the sidecar (pseudonyms are baked into records)
-    from workers.pseudonym import Pseudonymizer
+    from workers.deid.pseudonym import Pseudonymizer
 
     other = replace(task, ctx=replace(ctx, pseudo=Pseudonymizer("a-different-secret-42")))
     assert decode.decode_item(other) != ["from the sidecar"] and len(calls) == 2

@@ -25,8 +25,8 @@ from pipelines.link import SampleGroup
 from pipelines.runners.local import LocalFlow
 from schemas.modality import Modality
 from schemas.records import ImageRecord, InputItem, InputKind, ReportRecord
-from workers.embed import TextEmbedder, ThumbnailEmbedder
-from workers.lsh import LshConfig, brute_force_pairs, near_duplicate_pairs
+from workers.embed.embedders import TextEmbedder, ThumbnailEmbedder
+from workers.embed.lsh import LshConfig, brute_force_pairs, near_duplicate_pairs
 
 
 def _item(path: Path, pseudo, kind=InputKind.DICOM, companions=()) -> InputItem:
@@ -76,8 +76,8 @@ def _dicom_variants(src: Path, out: Path, tag: str) -> list[Path]:
 @pytest.fixture(scope="module")
 def image_records(shared_data, tmp_path_factory):
     from workers.context import WorkerContext
+    from workers.deid.pseudonym import Pseudonymizer
     from workers.dicom.decode import decode_dicom
-    from workers.pseudonym import Pseudonymizer
 
     ctx = WorkerContext(pseudo=Pseudonymizer("dedup-test-secret-0123"))
     out = tmp_path_factory.mktemp("dicom_variants")

@@ -14,7 +14,7 @@ import pytest
 from pipelines.config import SourceConfig
 from pipelines.discover import discover, discover_folder, list_folders, sniff
 from schemas.records import InputKind
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 P = Pseudonymizer("discover-test-secret")
 

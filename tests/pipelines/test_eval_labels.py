@@ -251,7 +251,7 @@ def test_cli_writes_json_and_fails_cleanly(tiny_dir, tmp_path, capsys):
 def test_llm_structurer_slot_is_scored_like_the_rule_path(tiny_dir):
     """``--structurer llm`` scores whatever the LLM path returns for the de-identified texts;
     fed the rule path's own output it must reproduce the rule scores exactly."""
-    from workers.report_rules import structure_many
+    from workers.report.rules import structure_many
 
     seen = []
 
@@ -286,13 +286,13 @@ def test_error_analysis_groups_false_positives_and_negatives_by_phrase(tiny_dir)
 
 
 def test_rules_only_structurer_skips_the_label_model(tiny_dir, monkeypatch):
-    import workers.report_rules as rr
+    import workers.report.rules as rr
 
     def add_edema(st, text, model):  # a stand-in label model that always adds edema
         st["findings"].append({"label": "edema", "assertion": "present", "section": "findings"})
         return st
 
-    import workers.label_model as lm
+    import workers.report.label_model as lm
 
     monkeypatch.setattr(rr, "apply_label_model", add_edema)
     monkeypatch.setattr(lm, "load_model", lambda domain, model_dir="": object())  # "a model exists"
@@ -350,8 +350,8 @@ def test_cli_reliability_table_and_errors(tiny_dir, tmp_path, capsys):
 def test_llm_prompt_and_schema_cover_every_scored_and_learned_label():
     """The LLM path can emit every label eval-labels scores and the label model decides, so a GPU
     run is scored in the same table."""
-    from workers.label_model import load_model
     from workers.llm.prompt import SYSTEM_PROMPT, GenerationBounds, generation_schema
+    from workers.report.label_model import load_model
 
     for report_type, gold in (("radiology", "indiana"), ("cardiology", "ptbxl")):
         enum = set(generation_schema(report_type, "en", GenerationBounds())["properties"]["findings"]["items"]

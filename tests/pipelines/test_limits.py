@@ -40,7 +40,7 @@ from schemas.records import InputItem
 from tests.conftest import REPO
 from workers.config import LimitsConfig, VolumeConfig
 from workers.context import WorkerContext
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 MiB = 1 << 20
 CT_SERIES = "dicom/ct/totalsegmentator_siemens_ct_series"
@@ -56,7 +56,7 @@ from pipelines.discover import sniff
 from schemas.records import InputItem
 from workers.config import LimitsConfig, VolumeConfig
 from workers.context import WorkerContext
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 args = json.loads(sys.argv[1])
 ctx = WorkerContext(

@@ -9,7 +9,7 @@ from pipelines.link import PatientLinker, link_group, link_key, patient_key
 from pipelines.split import split_of
 from schemas.modality import Modality
 from schemas.records import EcgRecord, ImageRecord, ReportRecord
-from workers.pseudonym import Pseudonymizer
+from workers.deid.pseudonym import Pseudonymizer
 
 P = Pseudonymizer("link-split-test-secret")
 

@@ -23,8 +23,8 @@ from pipelines.split import split_of
 from pipelines.validate import validate_build
 from tests.conftest import REPO
 from tests.fixtures.mimic_lookalike import Cxr, linked_scenario, make_lookalike
+from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer
 from workers.ids import normalise_id
-from workers.pseudonym import DEMO_SECRET, Pseudonymizer
 
 PSEUDO = Pseudonymizer(DEMO_SECRET)
 SPLIT = SplitConfig(0.5, 0.25, 0.25)

@@ -105,7 +105,7 @@ def test_the_stamp_names_no_input_and_depends_on_the_secret(built, monkeypatch):
     cfg = _cfg(workers=1)
     monkeypatch.setenv("MEDCORPUS_SECRET", "another-secret-0123456789abcdef")
     cfg2 = replace(cfg, deid=replace(cfg.deid, demo=False, secret_env="MEDCORPUS_SECRET"))
-    from workers.pseudonym import Pseudonymizer
+    from workers.deid.pseudonym import Pseudonymizer
 
     fps = {
         uptodate.fingerprint(src, [], out, b"{}", Pseudonymizer(c.secret(), c.secret_source()))

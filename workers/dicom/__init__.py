@@ -9,7 +9,7 @@ Out, from :func:`workers.dicom.decode.decode_dicom`:
 - ``SeriesSlice`` for single-frame CT/MR slices, which ``series.assemble_series`` stacks into a
   ``VolumeRecord``: float array (slices, rows, columns) in HU/modality units, RAS orientation,
   spacing in mm;
-- waveform and SR objects are handed to ``workers.ecg.dicom`` and ``workers.report_sr``;
+- waveform and SR objects are handed to ``workers.ecg.dicom`` and ``workers.report.sr``;
 - bad input → a quarantine record with a reason code (``read``: truncation, bad transfer
   syntax, bomb-sized pixel data).
 

@@ -4,7 +4,7 @@ Dispatch (by SOP Class UID, falling back to the file meta's Media Storage SOP Cl
 
 - DICOMDIR → ``DICOM_DIRECTORY`` (an index: accounted for, not an image).
 - ECG waveform SOP classes → ``workers.ecg.dicom.decode_dicom_ecg(ds, item, ctx)``.
-- Text SR SOP classes (Basic/Enhanced/Comprehensive) → ``workers.report_sr.decode_dicom_sr``.
+- Text SR SOP classes (Basic/Enhanced/Comprehensive) → ``workers.report.sr.decode_dicom_sr``.
 - Other objects without pixel data, presentation states, segmentations, RT dose →
   ``DICOM_UNSUPPORTED_SOP`` (or ``DICOM_NO_PIXELS``/``DICOM_TRUNCATED`` for an image without
   pixel data).
@@ -374,7 +374,7 @@ def decode_dataset(ds: Dataset, item: InputItem, ctx) -> list[_DecodedRecord]:
     if sop in ECG_SOP_CLASSES:
         return _delegate("workers.ecg.dicom", "decode_dicom_ecg", ds, item, ctx)
     if sop in SR_SOP_CLASSES:
-        return _delegate("workers.report_sr", "decode_dicom_sr", ds, item, ctx)
+        return _delegate("workers.report.sr", "decode_dicom_sr", ds, item, ctx)
     if sop in NON_IMAGE_PIXEL_SOP_CLASSES or "Presentation State" in _sop_name(sop):
         raise QuarantineError(ReasonCode.DICOM_UNSUPPORTED_SOP, f"non-image SOP class {_sop_name(sop)}")
     if not has_pixels(ds):

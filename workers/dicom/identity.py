@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from workers.deid.pseudonym import Pseudonymizer
 from workers.ids import normalise_id
-from workers.pseudonym import Pseudonymizer
 
 
 def _parse_dicom_datetime(date: str, time: str = "") -> datetime | None:

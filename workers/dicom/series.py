@@ -35,7 +35,7 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from schemas import ImageRecord, Modality, QuarantineRecord, ReasonCode, SeriesSlice, VolumeRecord
 from workers.dicom.pixels import render_grey, view_from_attrs
 from workers.dicom.records import image_record, volume_record
-from workers.volume_redundancy import slice_redundancy
+from workers.volume.redundancy import slice_redundancy
 
 log = logging.getLogger(__name__)
 

@@ -239,13 +239,13 @@ def parse_header_comments(comments: list[str]) -> tuple[dict, dict, str]:
 
 def _deidentify_kept_text(header: dict, audit: dict, patient: str, ctx: WorkerContext, raw_id: str) -> dict:
     """Kept free text (``Dx`` entries that are not codes, clinical fields) through the report
-    de-identification (``workers.text_deid``): an allow-listed field can still hold a name.
+    de-identification (``workers.deid.text``): an allow-listed field can still hold a name.
     Counts per category go to ``audit["free_text"]``; values never do."""
     dx = header.get("dx") or []
     fields = header.get("fields") or {}
     if all(c.isdigit() for c in dx) and not fields:
         return header  # SNOMED codes only (PhysioNet/CinC): nothing to scan
-    from workers.text_deid import deidentify_text  # loaded only by records with free text
+    from workers.deid.text import deidentify_text  # loaded only by records with free text
 
     counts: dict[str, int] = {}
 

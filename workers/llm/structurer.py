@@ -10,7 +10,7 @@ For every report ``(text, report_type, language)``:
 3. validate the answer against :data:`schemas.report_schema.REPORT_JSON_SCHEMA` (and that it
    kept the given report type and language); an invalid one is retried once with tighter
    bounds; still invalid (or rejected by the server) falls back to the rule path
-   ``workers.report_rules.structure_with_rules`` with ``llm_fallback = True``;
+   ``workers.report.rules.structure_with_rules`` with ``llm_fallback = True``;
 4. store the LLM outcome in the cache (atomically, per report);
 5. run the rule path for every report as well and record the LLM-vs-rules disagreement. Both
    structured forms are kept side by side; neither overwrites the other.
@@ -155,7 +155,7 @@ RulesBatchFn = Callable[[list[str], list[str], list[str]], list[dict]]
 
 def _load_rules() -> RulesBatchFn:
     """The rule path (medspaCy), imported lazily: its batch form if it has one."""
-    import workers.report_rules as rules
+    import workers.report.rules as rules
 
     if hasattr(rules, "structure_many"):
         return rules.structure_many
@@ -167,7 +167,7 @@ def _load_rules() -> RulesBatchFn:
 def _load_type_normaliser() -> Callable[[str], str]:
     """The rule path's report-type normaliser (synonyms such as ``ecg``), so both paths agree."""
     try:
-        from workers.report_rules import normalise_report_type
+        from workers.report.rules import normalise_report_type
     except ImportError:
         return lambda value: value if value in REPORT_TYPES else "other"
     return normalise_report_type
@@ -202,7 +202,7 @@ class LlmStructurer:
     """Worker-style structurer: ``setup()`` once, then ``self(reports) -> list[dict]`` per batch.
 
     ``rules_fn(text, report_type, language) -> dict`` defaults to the rule path
-    ``workers.report_rules`` (its batch form ``structure_many`` when present), imported on setup.
+    ``workers.report.rules`` (its batch form ``structure_many`` when present), imported on setup.
     In offline mode ``setup()`` starts the vLLM worker process and keeps it until ``close()``.
     """
 

@@ -38,9 +38,9 @@ from schemas.contract import MODALITY_SUFFIXES
 from schemas.modality import Modality
 from workers.config import ImageConfig, LimitsConfig
 from workers.context import WorkerContext
+from workers.deid.pseudonym import Pseudonymizer
 from workers.dicom.decode import decode_dicom
 from workers.dicom.series import assemble_series
-from workers.pseudonym import Pseudonymizer
 
 SECRET = "test-secret-0123456789"
 
@@ -213,7 +213,7 @@ def test_text_sr_is_delegated_or_unsupported(shared_data):
     ctx = make_ctx()
     path = shared_data / "reports" / "dicom_sr" / "reportsi.dcm"
     try:
-        import workers.report_sr  # noqa: F401
+        import workers.report.sr  # noqa: F401
     except ModuleNotFoundError:
         assert reason_of(path, ctx) == ReasonCode.DICOM_UNSUPPORTED_SOP
         return

@@ -1,0 +1,557 @@
+"""Report ingest: CSV/TSV/JSONL exports (one report per row) and plain-text files.
+
+Per report: decode bytes (BOM → UTF-8 → cp1252 → Latin-1), normalise (NFC, ``\\n`` line ends,
+control characters dropped), de-identify (:func:`workers.deid.text.deidentify_text`, dates
+shifted by the patient's offset), detect the language, structure with the rule path
+(:func:`workers.report.rules.structure_with_rules`) and emit a :class:`schemas.ReportRecord` with
+payload ``("txt", de-identified text)`` and ``("json", structured report)``. Bad rows become
+:class:`schemas.QuarantineRecord`s (empty text, unparseable row, text over the limit); a table
+that cannot be read at all raises ``QuarantineError(REPORT_TABLE_MALFORMED)``.
+
+Column mapping (:class:`workers.config.ColumnMapping`): ``report_id``, ``patient_id``,
+``study_id``, ``timestamp``, ``text`` (one or more columns; several are joined under their
+upper-cased names as section headings) and ``report_type`` (a column name, or else the literal
+type of every row). With the default mapping and no ``text`` column, common column names
+(``report``, ``findings``/``impression``, ``patient_id``, ``accession``, ...) are recognised.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from schemas.canonical import canonical_json
+from schemas.modality import Modality
+from schemas.reasons import QuarantineError, ReasonCode
+from schemas.records import DecodedRecord, InputItem, QuarantineRecord, ReportRecord
+from schemas.report_schema import REPORT_SCHEMA_VERSION
+from workers.config import ColumnMapping
+from workers.context import WorkerContext
+from workers.deid.text import DEID_VERSION, deidentify_text
+from workers.ids import normalise_id
+from workers.report.nlp.lang import detect_language
+from workers.report.nlp.pipeline import RULES_VERSION
+from workers.report.rules import normalise_report_type, structure_with_rules
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BLANK_VALUES = frozenset({"", "nan", "none", "null", "na", "n/a"})
+
+# ---------------------------------------------------------------------------------------------
+# bytes → text
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode report bytes. Returns ``(text, encoding)``.
+
+    Order: BOM (UTF-8/UTF-16) → strict UTF-8 → strict cp1252 → Latin-1 (never fails). Raises
+    ``QuarantineError(REPORT_ENCODING)`` for binary content (NUL bytes outside UTF-16).
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise QuarantineError(ReasonCode.REPORT_ENCODING, "invalid UTF-16 text") from exc
+    if b"\x00" in data:
+        raise QuarantineError(ReasonCode.REPORT_ENCODING, "binary content (NUL bytes) in a text report")
+    for enc in ("utf-8", "cp1252"):
+        try:
+            return data.decode(enc), enc
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1"), "latin-1"
+
+
+def normalise_text(text: str) -> tuple[str, list[str]]:
+    """NFC, ``\\r\\n``/``\\r`` → ``\\n``, control characters removed, outer blanks stripped.
+
+    Returns ``(text, steps)`` where ``steps`` names the normalisations that changed something.
+    """
+    steps = []
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        steps.append("line_endings_lf")
+    nfc = unicodedata.normalize("NFC", text)
+    if nfc != text:
+        steps.append("unicode_nfc")
+        text = nfc
+    cleaned = _CONTROL.sub("", text)
+    if cleaned != text:
+        steps.append("control_chars_removed")
+        text = cleaned
+    return text.strip(), steps
+
+
+# ---------------------------------------------------------------------------------------------
+# timestamps
+
+_TS_FORMATS = (
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y%m%d%H%M%S", "%Y%m%d",
+    "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y",
+    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d",
+)  # fmt: skip
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """Parse a report timestamp (ISO 8601, US, German, compact); timezone dropped; None if unparseable."""
+    value = (value or "").strip()
+    if not value or value.lower() in _BLANK_VALUES:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+        return dt.replace(tzinfo=None)
+    except ValueError:
+        pass
+    core = value.split(".")[0] if re.match(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\.\d+$", value) else value
+    for fmt in _TS_FORMATS:
+        try:
+            return datetime.strptime(core, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# one report → record
+
+
+@dataclass(frozen=True)
+class ReportFields:
+    """Raw fields of one report before de-identification (in memory only, never written)."""
+
+    text: str
+    patient_raw: str = ""
+    study_raw: str = ""
+    timestamp_raw: str = ""
+    report_type: str = "radiology"
+    known_identifiers: tuple[str, ...] = ()  # raw IDs/names of this record, scrubbed from the text
+
+
+def _quarantine(item: InputItem, source_id: str, reason: ReasonCode, message: str) -> QuarantineRecord:
+    return QuarantineRecord(
+        source_id=source_id,
+        source_name=item.source_name,
+        modality=Modality.REPORT,
+        stage="decode",
+        reason=reason,
+        message=message,
+    )
+
+
+def build_report_record(
+    item: InputItem,
+    ctx: WorkerContext,
+    source_id: str,
+    fields: ReportFields,
+    meta: dict,
+    patient: str | None = None,
+    study: str | None = None,
+    acquired_at: str | None = None,
+) -> ReportRecord | QuarantineRecord:
+    """De-identify, structure and package one report.
+
+    ``patient``/``study`` pseudonyms and the *already shifted* ISO ``acquired_at`` may be given
+    directly (DICOM SR, via ``dicom_identity``); otherwise they come from ``fields``.
+    """
+    text, steps = normalise_text(fields.text)
+    if not text:
+        return _quarantine(item, source_id, ReasonCode.REPORT_EMPTY, "report text is empty")
+    if len(text) > ctx.limits.max_text_chars:
+        return _quarantine(
+            item, source_id, ReasonCode.LIMIT_EXCEEDED, "report text longer than limits.max_text_chars"
+        )
+    if patient is None:
+        patient = ctx.pseudo.patient(normalise_id(fields.patient_raw))
+    if study is None:
+        study = ctx.pseudo.study(normalise_id(fields.study_raw))
+    if acquired_at is None:
+        acquired = parse_timestamp(fields.timestamp_raw)
+        timestamp_state = (
+            "absent" if not fields.timestamp_raw.strip() else ("parsed" if acquired else "unparseable")
+        )
+        acquired_at = ctx.pseudo.shift_datetime(acquired, patient).isoformat() if acquired else ""
+    else:
+        timestamp_state = "dicom" if acquired_at else "absent"
+
+    known = tuple(
+        v for v in (*fields.known_identifiers, fields.patient_raw, fields.study_raw) if len(v.strip()) >= 3
+    )
+    deid_text, counts = deidentify_text(text, patient, ctx.pseudo, known)
+    language = detect_language(deid_text)
+    report_type = normalise_report_type(fields.report_type)
+    structured = structure_with_rules(deid_text, report_type, language)
+    structured_json = canonical_json(structured)
+
+    meta = {
+        **meta,
+        "text_steps": steps,
+        "deid": {"method": DEID_VERSION, "replaced": counts, "date_shift": "per-patient"},
+        "language": language,
+        "language_method": "lexicon+langdetect(seed=0)",
+        "report_type": report_type,
+        "structurer": RULES_VERSION,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "timestamp": timestamp_state,
+        "n_chars": len(deid_text),
+    }
+    source_ids = (source_id,)
+    return ReportRecord(
+        record_id=ctx.pseudo.record_id(source_ids),
+        modality=Modality.REPORT,
+        source_ids=source_ids,
+        source_name=item.source_name,
+        licence=item.licence,
+        patient=patient,
+        study=study,
+        acquired_at=acquired_at,
+        content_sha256=hashlib.sha256(deid_text.encode("utf-8")).hexdigest(),
+        meta_json=canonical_json(meta),
+        text=deid_text,
+        language=language,
+        report_type=report_type,
+        structured_json=structured_json,
+        payload=(("txt", deid_text.encode("utf-8")), ("json", structured_json.encode("utf-8"))),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+_AUTO_TEXT = ("report", "report_text", "text", "note", "note_text", "befund", "befundtext", "findings_text")
+_AUTO_SECTIONS = ("indication", "comparison", "findings", "impression")
+_AUTO = {
+    "patient_id": ("patient_id", "subject_id", "patientid", "mrn", "pid", "patient"),
+    "study_id": ("study_id", "accession", "accession_number", "accessionnumber", "ecg_id", "studyid"),
+    "timestamp": (
+        "timestamp",
+        "study_date",
+        "recording_date",
+        "report_date",
+        "charttime",
+        "date",
+        "datetime",
+    ),
+    "report_id": ("report_id", "note_id", "uid", "id"),
+}
+
+
+@dataclass(frozen=True)
+class _Columns:
+    text: tuple[str, ...]
+    patient_id: str
+    study_id: str
+    timestamp: str
+    report_id: str
+    report_type_column: str
+    report_type_value: str
+    auto: bool
+
+
+def _resolve_columns(header: list[str], mapping: ColumnMapping, strict: bool = True) -> _Columns:
+    """Resolve the mapping against a header. ``strict=False`` (JSON lines, whose objects may omit
+    keys) accepts configured columns the first object lacks."""
+    names = set(header)
+    lower = {h.strip().lower(): h for h in header}
+    auto = mapping.text == ColumnMapping().text and not any(c in names for c in mapping.text)
+    if auto:
+        text = next(((lower[c],) for c in _AUTO_TEXT if c in lower), ())
+        if not text:
+            text = tuple(lower[c] for c in _AUTO_SECTIONS if c in lower)
+        if not text:
+            raise QuarantineError(
+                ReasonCode.REPORT_TABLE_MALFORMED, "no text column found in the table header"
+            )
+
+        def pick(field_name: str) -> str:
+            configured = getattr(mapping, field_name)
+            if configured:
+                return configured if configured in names else ""
+            return next((lower[c] for c in _AUTO[field_name] if c in lower), "")
+
+        cols = {f: pick(f) for f in _AUTO}
+    else:
+        missing = [c for c in mapping.text if c not in names]
+        if missing and (strict or len(missing) == len(mapping.text)):
+            raise QuarantineError(
+                ReasonCode.REPORT_TABLE_MALFORMED, f"text column(s) missing from the table header: {missing}"
+            )
+        text = tuple(mapping.text)
+        cols = {}
+        for f in _AUTO:
+            configured = getattr(mapping, f)
+            if configured and configured not in names and strict:
+                raise QuarantineError(
+                    ReasonCode.REPORT_TABLE_MALFORMED,
+                    f"column {configured!r} ({f}) missing from the table header",
+                )
+            cols[f] = configured
+    rt = mapping.report_type
+    return _Columns(
+        text=text,
+        patient_id=cols["patient_id"],
+        study_id=cols["study_id"],
+        timestamp=cols["timestamp"],
+        report_id=cols["report_id"],
+        report_type_column=rt if rt in names else "",
+        report_type_value=rt if rt not in names else "",
+        auto=auto,
+    )
+
+
+def _value(row: dict, column: str) -> str:
+    if not column:
+        return ""
+    v = row.get(column)
+    if v is None:
+        return ""
+    s = (
+        v
+        if isinstance(v, str)
+        else json.dumps(v, ensure_ascii=False)
+        if isinstance(v, (dict, list))
+        else str(v)
+    )
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from JSON escapes ("\\ud800"): replaced by "?"
+        s = s.encode("utf-8", errors="replace").decode("utf-8")
+    return "" if s.strip().lower() in _BLANK_VALUES else s
+
+
+def compose_report_text(row: dict, text_columns: tuple[str, ...]) -> str:
+    """The report text of a row: one column as is; several joined as ``HEADING:\\nvalue`` blocks
+    (the column name upper-cased, ``_`` → space) so the sectionizer finds the parts."""
+    if len(text_columns) == 1:
+        return _value(row, text_columns[0])
+    blocks = []
+    for col in text_columns:
+        v = _value(row, col).strip()
+        if v:
+            blocks.append(f"{col.replace('_', ' ').strip().upper()}:\n{v}")
+    return "\n\n".join(blocks)
+
+
+def _table_format(path: str, text: str) -> str:
+    suffix = Path(path).suffix.lower()
+    first = text.lstrip()[:1]
+    if suffix in (".jsonl", ".ndjson") or (first == "{" and suffix not in (".csv", ".tsv", ".txt")):
+        return "jsonl"
+    if first == "[" and suffix == ".json":
+        return "json"
+    if suffix in (".tsv", ".tab"):
+        return "tsv"
+    return "csv"
+
+
+#: row error of a CSV field longer than the parser's field limit (a multiple of max_text_chars)
+FIELD_TOO_LONG = "a field is longer than limits.max_text_chars allows"
+
+
+def _rows(text: str, fmt: str, max_field: int):
+    """Yield ``(row_index, row_dict | None, error)`` over the data rows; raises for a bad table."""
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # also > 4300-digit integers, deep nesting
+            raise QuarantineError(
+                ReasonCode.REPORT_TABLE_MALFORMED, "JSON document is not valid JSON"
+            ) from exc
+        if not isinstance(data, list):
+            raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "JSON document is not a list of reports")
+        for i, obj in enumerate(data):
+            yield (i, obj, "") if isinstance(obj, dict) else (i, None, "JSON item is not an object")
+        return
+    if fmt == "jsonl":
+        idx = 0
+        for line in text.split("\n"):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):  # also > 4300-digit integers, deep nesting
+                yield idx, None, "JSONL line is not valid JSON"
+            else:
+                yield (idx, obj, "") if isinstance(obj, dict) else (idx, None, "JSONL line is not an object")
+            idx += 1
+        return
+    if fmt == "tsv":
+        delimiter = "\t"
+    else:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:65536], delimiters=",\t;|").delimiter
+        except csv.Error:
+            delimiter = ","
+    csv.field_size_limit(max(csv.field_size_limit(), max_field))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration as exc:
+        raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "table has no header row") from exc
+    except csv.Error as exc:
+        raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "table header cannot be parsed") from exc
+    header = [h.strip() for h in header]
+    if len(header) < 1 or len(set(header)) != len(header) or not all(header):
+        raise QuarantineError(
+            ReasonCode.REPORT_TABLE_MALFORMED, "table header has empty or duplicate column names"
+        )
+    yield -1, {"__header__": header}, ""
+    idx = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield idx, None, FIELD_TOO_LONG if "field limit" in str(exc) else "row cannot be parsed as CSV"
+            idx += 1
+            continue
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header) and not (
+            len(row) > len(header) and not any(c.strip() for c in row[len(header) :])
+        ):
+            yield idx, None, "row has a different number of fields than the header"
+        else:
+            yield idx, dict(zip(header, row[: len(header)], strict=True)), ""
+        idx += 1
+
+
+#: column names whose values are identifiers: scrubbed from the row's text wherever they occur
+_IDENTIFYING_COLUMN = re.compile(
+    r"name|mrn|address|street|city|zip|postcode|phone|fax|email|e-mail|birth|dob|physician|doctor|"
+    r"accession|ssn|insurance|account|nurse_name|signed|author",
+    re.IGNORECASE,
+)
+
+
+def _identifying_values(row: dict, columns: _Columns) -> tuple[str, ...]:
+    """Raw values of the identity columns and of columns named like identifiers (not the text)."""
+    out = [_value(row, c) for c in (columns.patient_id, columns.study_id, columns.report_id) if c]
+    for col in row:
+        if col not in columns.text and _IDENTIFYING_COLUMN.search(str(col)):
+            out.append(_value(row, col))
+    return tuple(v for v in out if v.strip())
+
+
+def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
+    """One :class:`ReportRecord` or :class:`QuarantineRecord` per data row of a report table.
+
+    Source id of row ``i`` (0-based, blank rows skipped): ``f"{item.source_id}-r{i:06d}"``.
+    """
+    try:
+        data = Path(item.path).read_bytes()
+    except OSError as exc:
+        raise QuarantineError(ReasonCode.UNREADABLE_FILE, "report table could not be read") from exc
+    if not data.strip():
+        raise QuarantineError(ReasonCode.REPORT_EMPTY, "report table is empty")
+    text, encoding = decode_bytes(data)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    fmt = _table_format(item.path, text)
+    columns: _Columns | None = None
+    out: list[DecodedRecord] = []
+    for idx, row, error in _rows(text, fmt, ctx.limits.max_text_chars * 4 + 1024):
+        if idx == -1:
+            columns = _resolve_columns(row["__header__"], ctx.report.columns)
+            continue
+        source_id = f"{item.source_id}-r{idx:06d}"
+        if row is None:
+            reason = ReasonCode.LIMIT_EXCEEDED if error == FIELD_TOO_LONG else ReasonCode.REPORT_UNPARSEABLE
+            out.append(_quarantine(item, source_id, reason, error))
+            continue
+        if columns is None:  # JSON/JSONL: the header is the union of the first object's keys
+            columns = _resolve_columns(list(row.keys()), ctx.report.columns, strict=False)
+        if not any(c in row for c in columns.text):
+            out.append(
+                _quarantine(item, source_id, ReasonCode.REPORT_UNPARSEABLE, "row lacks the text column(s)")
+            )
+            continue
+        fields = ReportFields(
+            text=compose_report_text(row, columns.text),
+            patient_raw=_value(row, columns.patient_id),
+            study_raw=_value(row, columns.study_id),
+            timestamp_raw=_value(row, columns.timestamp),
+            report_type=_value(row, columns.report_type_column) or columns.report_type_value,
+            known_identifiers=_identifying_values(row, columns),
+        )
+        meta = {
+            "decoder": "report_table",
+            "source_format": fmt,
+            "encoding": encoding,
+            "row_index": idx,
+            "text_columns": list(columns.text),
+            "column_mapping": "auto" if columns.auto else "config",
+        }
+        if columns.report_id:
+            rid = normalise_id(_value(row, columns.report_id))
+            meta["report_key"] = ctx.pseudo.token("report", rid) if rid else ""
+        out.append(build_report_record(item, ctx, source_id, fields, meta))
+    if columns is None:
+        raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "table has no rows")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# plain text
+
+_HEADER_FIELDS = {
+    "patient": re.compile(
+        r"^[ \t]*(?:patient[ \t]*id|mrn|medical[ \t]+record[ \t]+(?:number|no\.?)|pid|patienten-?(?:id|nummer|nr\.?))"
+        r"[ \t]*[:=#][ \t]*(?P<v>[A-Za-z0-9][A-Za-z0-9./-]*)",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+    "study": re.compile(
+        r"^[ \t]*(?:accession(?:[ \t]*(?:number|no\.?|#))?|study[ \t]*id|auftrags?-?(?:nummer|nr\.?))"
+        r"[ \t]*[:=#][ \t]*(?P<v>[A-Za-z0-9][A-Za-z0-9./-]*)",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+    "timestamp": re.compile(
+        r"^[ \t]*(?:exam(?:ination)?[ \t]+date|study[ \t]+date|report[ \t]+date|date(?:[ \t]+of[ \t]+(?:exam|study|service))?"
+        r"|datum|untersuchungsdatum)[ \t]*[:=][ \t]*(?P<v>[0-9][0-9./: T-]{5,})",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+}
+
+
+def decode_report_text(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
+    """One plain-text report per file.
+
+    Identity comes from header lines when present (``Patient ID:``/``MRN:``, ``Accession:``,
+    ``Exam date:``); otherwise the report has no patient (``""``) and no time. The report type
+    is ``ctx.report.columns.report_type`` (a literal for text files).
+    """
+    try:
+        data = Path(item.path).read_bytes()
+    except OSError as exc:
+        raise QuarantineError(ReasonCode.UNREADABLE_FILE, "report file could not be read") from exc
+    if len(data) > ctx.limits.max_text_chars * 4:
+        raise QuarantineError(
+            ReasonCode.LIMIT_EXCEEDED, "report file larger than limits.max_text_chars allows"
+        )
+    text, encoding = decode_bytes(data)
+    head = text[:4000]
+    found = {k: (m.group("v").strip() if (m := rx.search(head)) else "") for k, rx in _HEADER_FIELDS.items()}
+    fields = ReportFields(
+        text=text,
+        patient_raw=found["patient"],
+        study_raw=found["study"],
+        timestamp_raw=found["timestamp"],
+        report_type=ctx.report.columns.report_type,
+    )
+    meta = {
+        "decoder": "report_text",
+        "source_format": "text",
+        "encoding": encoding,
+        "identity_from_header": sorted(k for k, v in found.items() if v),
+    }
+    rec = build_report_record(item, ctx, item.source_id, fields, meta)
+    if isinstance(rec, QuarantineRecord):
+        raise QuarantineError(rec.reason, rec.message)
+    return [rec]
