@@ -6,7 +6,8 @@ ids, hashes, blob references; never payload bytes) and executed once by a backen
 - ``local``: lazy; collections spilled to encrypted partition files, work on a process pool
   (``pipelines.runners.local``);
 - ``beam``: one Beam pipeline (``Create`` → ``FlatMap`` / ``GroupByKey`` / side inputs), submitted once;
-- ``dask``: one ``dask.bag`` graph, computed once.
+- ``dask``: one task graph over the same spill files as ``local``, computed once
+  (``pipelines.runners.dask``).
 
 Operations (every backend must give the same *multiset* of elements; order is never promised,
 so consumers sort, and group/gather functions receive their elements sorted by ``order``):

@@ -1,25 +1,38 @@
-"""Dask backend of the dataflow API (``pipelines.flow``): the whole build as ONE ``dask.bag`` graph.
+"""Dask backend of the dataflow API (``pipelines.flow``): the whole build as ONE task graph, computed once.
 
-Graph shape: ``create`` → ``db.from_sequence(seeds)`` (the seeds are the only data embedded in
-the graph: a few per source; never pass large lists); ``flat_map`` → ``map_partitions``, and a
-bag with fewer than ``4 × workers`` partitions is then split into that many so every worker gets
-work (``32 × workers`` after a step that fans out, sources → folders → files, so decoding runs
-as small tasks handed to whichever worker is free); ``group`` → the task shuffle of
-``Bag.groupby(shuffle="tasks")`` over ``4 × workers`` input partitions (adjacent ones joined; all-to-all
-between workers; str keys hashed with crc32, the same in every process) then
-``fn(key, values sorted by order)`` per group; ``gather`` → a one-task
-``reduction`` calling ``fn(all elements sorted by order)``; ``flat_map_with`` → ``map_partitions``
-with that task's Delayed as an argument (computed once, sent worker to worker, never through
-the client); ``union`` → ``db.concat``. ``run(outputs)`` hands all output bags to ONE
-``client.compute``: shared intermediate tasks run once, only the outputs' small rows come back.
+Each task reads encrypted partition files and writes its own (``pipelines.runners.spill``, the
+same tasks as the local backend); a task's result is a list of ``(file, element count)`` pairs,
+so Dask holds and moves only file names between workers, and the client receives only the
+outputs' file names (it reads those small rows itself). Collections never live in worker memory:
+a build's worker memory does not grow with the corpus (the ``dask.bag`` graph this replaces held
+every partition in its workers until its last reader ran: 1.1 → 3.1 GB from 10^4 to 10^5
+samples), and input paths never rest in clear in Dask's own spill folder.
 
-Only headers travel (ids, hashes, blob references): payloads stay in the blob store under the
-build folder, so every worker must see the input and build folders at the same path. An exception
-in a stage function fails ``run`` with its original type and message (the other tasks are
-cancelled). ``retries`` reruns tasks that *raised* (transient errors, e.g. an unreachable LLM
-server); a task whose worker process died is rescheduled anyway, up to
-``distributed.scheduler.allowed-failures`` times (then ``KilledWorker``): stage functions are
-idempotent.
+Graph shape, fixed before any data is seen (task counts do not depend on the corpus):
+
+- ``create`` → one literal partition per seed (a few per source; never pass large lists);
+- ``flat_map`` chains are fused as on the local backend (single-reader steps that do not fan out)
+  into one task per input partition group; a chain that fans out (sources → folders → files)
+  cuts its outputs into ``32 × workers`` slices, and task k of the next step reads slice k of
+  every task of this one, so decoding runs as many small tasks handed to whichever worker is free;
+- ``group`` → a two-phase shuffle: one map task per input partition group writes ONE file of
+  ``4 × workers`` bucket chunks (crc32 of the key); reduce task b reads chunk b of every map file
+  and calls ``fn(key, values sorted by order)``;
+- ``gather`` → one task in a worker writes the side value to a file; ``flat_map_with`` tasks
+  depend on it and load it once per worker process;
+- after the last reader of a collection has run, a clean-up task deletes its files.
+
+``run(outputs)`` hands every output and clean-up task to ONE ``client.compute``: shared steps
+run once. The spill folder (``spill_dir``: the build folder) must be on a file system every
+worker and the client see at the same path, as are the input and build folders. The spill key
+(32 random bytes per run) travels inside the task specs to the scheduler and workers, like the
+rest of the graph; use TLS on a cluster whose network you do not trust. The pseudonymisation
+secret never does: workers resolve it from their environment.
+
+An exception in a stage function fails ``run`` with its original type and message (the other
+tasks are cancelled). ``retries`` reruns tasks that *raised* (transient errors, e.g. an
+unreachable LLM server); a task whose worker process died is rescheduled anyway, up to
+``distributed.scheduler.allowed-failures`` times (then ``KilledWorker``): tasks are idempotent.
 
 By default the first ``run`` starts a ``LocalCluster(n_workers=workers, threads_per_worker=1,
 processes=True)`` (spawned workers inherit the driver's ``sys.path`` and environment) and
@@ -32,138 +45,286 @@ secret in their environment (``MEDCORPUS_SECRET``, or ``MEDCORPUS_SECRET_HOOK``)
     medcorpus build IN --out OUT --runner dask --workers 8 --dask-scheduler tcp://host:8786
 
 ``close()`` then only disconnects and the cluster keeps running; ``--workers`` (the cluster's
-worker processes) still sets the partitioning.
+worker processes) still sets the slice and bucket counts.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import zlib
-from collections.abc import Callable, Iterable
+import shutil
+import tempfile
+from collections import defaultdict
 from typing import Any
 
-import dask.bag as db
-from dask.bag.core import groupby_tasks
+import dask
+from dask.delayed import Delayed
 
-from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn
+from pipelines.flow import KeyFn
+from pipelines.runners.local import PART, Node, SideNode, count_consumers
+from pipelines.runners.spill import BucketTask, ChainTask, GatherTask, GroupTask, Step, clear_sides, load
 
 log = logging.getLogger(__name__)
 
-PARTITIONS_PER_WORKER = 4
-#: partitions per worker after a fan-out step (sources → folders → files): the next step (decoding)
-#: runs as many small tasks the scheduler hands out as workers free up, so a partition of slow
+PARTITIONS_PER_WORKER = 4  #: shuffle buckets (reduce tasks of a ``group``) per worker
+#: slices per worker after a fan-out step (sources → folders → files): the next step (decoding)
+#: runs as that many small tasks the scheduler hands out as workers free up, so a slice of slow
 #: inputs (CT series, radiographs) does not leave the other workers idle at the end
 FAN_PARTITIONS_PER_WORKER = 32
 
+#: one partition group: the tasks (or literal partitions) it comes from, each with a slice index
+#: (``None``: the task's whole output)
+Handle = list[tuple[Delayed, int | None]]
 
-def _crc32(key: str) -> int:
-    return zlib.crc32(key.encode("utf-8", "surrogatepass"))
+
+# --- task bodies (run in workers; arguments are earlier tasks' results) ---------------------------
+
+
+def _sources(selectors: tuple, results: tuple) -> tuple:
+    """The partition files (or literal seed lists) of one handle, from its producers' results."""
+    out: list = []
+    for sel, res in zip(selectors, results, strict=True):
+        out.extend(src for src, _ in (res if sel is None else res[sel]))
+    return tuple(out)
+
+
+def _chain(steps: tuple, spec: tuple, selectors: tuple, *results: Any) -> list:
+    prefix, part, key, slices = spec
+    sources = _sources(selectors, results[: len(selectors)])  # the rest: side values this chain waits for
+    return ChainTask(sources, steps, prefix, part, key, slices)()
+
+
+def _bucket(key_fn: KeyFn, spec: tuple, selectors: tuple, *results: Any) -> int:
+    n_buckets, path, key = spec
+    return BucketTask(_sources(selectors, results), key_fn, n_buckets, path, key)()
+
+
+def _reduce(fn_order: tuple, spec: tuple, *maps: int) -> list:  # noqa: ARG001 - maps: ordering only
+    fn, order = fn_order
+    map_prefix, n_maps, bucket, prefix, key = spec
+    return GroupTask(map_prefix, n_maps, bucket, fn, order, prefix, PART, key)()
+
+
+def _gather(fn_order: tuple, spec: tuple, selectors: tuple, *results: Any) -> str:
+    fn, order = fn_order
+    path, key = spec
+    GatherTask(_sources(selectors, results), fn, order, path, key)()
+    return path
+
+
+def _collect(selectors: tuple, *results: Any) -> list:
+    return [
+        p for sel, res in zip(selectors, results, strict=True) for p in (res if sel is None else res[sel])
+    ]
+
+
+def _unlink(n_producers: int, selectors: tuple, *results: Any) -> int:
+    """Delete the partition files of a collection once every reader has run (``results`` beyond
+    the producers' are the readers', passed only so that this task runs after them)."""
+    n = 0
+    for sel, res in zip(selectors, results[:n_producers], strict=True):
+        for src, _ in res if sel is None else res[sel]:
+            if isinstance(src, str):
+                os.unlink(src)
+                n += 1
+    return n
+
+
+def _unlink_maps(map_prefix: str, n_maps: int, *reducers: Any) -> int:  # noqa: ARG001 - ordering only
+    for i in range(n_maps):
+        os.unlink(f"{map_prefix}{i:06d}")
+    return n_maps
 
 
 def _token(desc: str) -> str:
     return re.sub(r"\W+", "_", desc) or "stage"
 
 
-class _Flat:
-    def __init__(self, fn: FlatFn) -> None:
-        self.fn = fn
+class _Plan:
+    """Turns the declared graph into Delayed tasks (one per partition group), with clean-up tasks."""
 
-    def __call__(self, part: Iterable) -> list:
-        return [y for x in part for y in self.fn(x)]
-
-
-class _FlatWith:
-    def __init__(self, fn: Callable[[Any, Any], Iterable[Any]]) -> None:
-        self.fn = fn
-
-    def __call__(self, part: Iterable, side: Any) -> list:
-        return [y for x in part for y in self.fn(x, side)]
-
-
-class _Key:
-    def __init__(self, key_fn: KeyFn) -> None:
-        self.key_fn = key_fn
-
-    def __call__(self, element: Any) -> str:
-        key = self.key_fn(element)
-        if not isinstance(key, str):
-            raise TypeError(f"group key must be str, got {type(key).__name__}")
-        return key
-
-
-class _Groups:
-    def __init__(self, fn: GroupFn, order: OrderFn) -> None:
-        self.fn = fn
-        self.order = order
-
-    def __call__(self, part: Iterable[tuple[str, list]]) -> list:
-        return [y for k, xs in part for y in self.fn(k, sorted(xs, key=self.order))]
-
-
-class _Gather:
-    def __init__(self, fn: Callable[[list], Any], order: OrderFn) -> None:
-        self.fn = fn
-        self.order = order
-
-    def __call__(self, parts: Iterable[list]) -> Any:
-        return self.fn(sorted((x for p in parts for x in p), key=self.order))
-
-
-class _DaskSide:
-    def __init__(self, item) -> None:
-        # a Delayed on the reduction's own key: an Item argument (or an optimized to_delayed) would
-        # copy the upstream tasks under new names and compute them twice
-        self.value = item.to_delayed(optimize_graph=False)
-
-
-class _DaskColl:
-    def __init__(self, flow: DaskFlow, bag: db.Bag) -> None:
+    def __init__(self, flow: DaskFlow, outputs: dict[str, Node], key: bytes, tmp: str) -> None:
         self.flow = flow
-        self.bag = bag
+        self.key = key
+        self.tmp = tmp
+        self.serial = 0
+        self.memo: dict[int, list[Handle]] = {}
+        self.sides: dict[int, tuple[str, Delayed]] = {}
+        self.consumers = count_consumers(list(outputs.values()))
+        for node in outputs.values():  # read by the client at the end: never fused away
+            self.consumers[id(node)] = self.consumers.get(id(node), 0) + 1
+        # read by the client at the end (an output that is a union: its parents' files)
+        self.keep = {o for n in outputs.values() for o in self._origins(n)}
+        self.readers: dict[int, list[Delayed]] = defaultdict(list)  # producing node → reader tasks
+        self.producers: dict[int, list[Handle]] = {}  # node whose files a clean-up task deletes
+        self.cleanup: list[Delayed] = []
 
-    def _spread(self, bag: db.Bag, per_worker: int = PARTITIONS_PER_WORKER) -> db.Bag:
-        p = per_worker * self.flow.workers
-        return bag.repartition(npartitions=p) if bag.npartitions < p else bag
+    def _name(self, desc: str) -> str:
+        self.serial += 1
+        return f"{self.serial:04d}-{_token(desc)}"
 
-    def _shuffle_input(self) -> db.Bag:
-        """This bag with exactly ``flow.partitions`` partitions: more (after a fan-out) are joined
-        (adjacent ones, no data movement), as the task shuffle's cost grows with them."""
-        p = self.flow.partitions
-        return self.bag.repartition(npartitions=p) if self.bag.npartitions != p else self.bag
+    def _read(self, node: Node, task: Delayed) -> None:
+        """``task`` reads partitions of ``node``: the files' clean-up waits for it."""
+        for origin in self._origins(node):
+            self.readers[origin].append(task)
 
-    def flat_map(self, fn: FlatFn, desc: str) -> _DaskColl:
-        bag = self.bag.map_partitions(_Flat(fn), token=_token(desc))
-        fine = getattr(fn, "fans_out", False)
-        return _DaskColl(
-            self.flow, self._spread(bag, FAN_PARTITIONS_PER_WORKER if fine else PARTITIONS_PER_WORKER)
+    def _origins(self, node: Node) -> list[int]:
+        if node.kind == "union":
+            return [o for p in node.parents for o in self._origins(p)]
+        return [id(node)]
+
+    def handles(self, node: Node) -> list[Handle]:
+        if id(node) not in self.memo:
+            if node.kind == "create":
+                name = self._name(node.spec["desc"])
+                res = [
+                    [(dask.delayed([([e], 1)], name=f"{name}-{i:06d}", traverse=False), None)]
+                    for i, e in enumerate(node.spec["elements"])
+                ]
+            elif node.kind == "union":
+                res = [h for p in node.parents for h in self.handles(p)]
+            elif node.kind == "flat":
+                res = self._chain(node)
+            else:
+                res = self._group(node)
+            self.memo[id(node)] = res
+            if node.kind in ("flat", "group"):
+                self.producers[id(node)] = res
+        return self.memo[id(node)]
+
+    def side(self, side: SideNode) -> tuple[str, Delayed]:
+        if id(side) not in self.sides:
+            name = self._name(side.desc)
+            path = os.path.join(self.tmp, f"{name}-side")
+            hs = self.handles(side.parent)
+            flat = [x for h in hs for x in h]
+            task = dask.delayed(_gather, pure=False)(
+                dask.delayed((side.fn, side.order), name=f"{name}-fn", traverse=False),
+                (path, self.key),
+                tuple(s for _, s in flat),
+                *(d for d, _ in flat),
+                dask_key_name=name,
+            )
+            self._read(side.parent, task)
+            self.sides[id(side)] = (path, task)
+        return self.sides[id(side)]
+
+    def _chain(self, node: Node) -> list[Handle]:
+        chain = [node]  # fuse upwards through single-reader flat steps that do not fan out
+        while True:
+            parent = chain[-1].parents[0]
+            if (
+                parent.kind == "flat"
+                and self.consumers.get(id(parent)) == 1
+                and id(parent) not in self.memo
+                and not getattr(parent.spec["fn"], "fans_out", False)
+            ):
+                chain.append(parent)
+            else:
+                break
+        chain.reverse()
+        source = chain[0].parents[0]
+        sides = [self.side(n.spec["side"]) if "side" in n.spec else None for n in chain]
+        name = self._name("+".join(n.spec["desc"] for n in chain[:3]))
+        steps = dask.delayed(
+            tuple(Step(n.spec["fn"], s[0] if s else "") for n, s in zip(chain, sides, strict=True)),
+            name=f"{name}-fn",
+            traverse=False,
+        )
+        waits = [s[1] for s in sides if s]
+        fans = getattr(node.spec["fn"], "fans_out", False)
+        slices = FAN_PARTITIONS_PER_WORKER * self.flow.workers if fans else 0
+        tasks = []
+        for i, h in enumerate(self.handles(source)):
+            task = dask.delayed(_chain, pure=False)(
+                steps,
+                (os.path.join(self.tmp, f"{name}-{i:06d}"), PART, self.key, slices),
+                tuple(s for _, s in h),
+                *(d for d, _ in h),
+                *waits,
+                dask_key_name=f"{name}-{i:06d}",
+            )
+            self._read(source, task)
+            tasks.append(task)
+        if fans:
+            return [[(t, k) for t in tasks] for k in range(slices)]
+        return [[(t, None)] for t in tasks]
+
+    def _group(self, node: Node) -> list[Handle]:
+        source = node.parents[0]
+        name = self._name(node.spec["desc"])
+        map_prefix = os.path.join(self.tmp, f"{name}-m")
+        n_buckets = PARTITIONS_PER_WORKER * self.flow.workers
+        key_fn = dask.delayed(node.spec["key_fn"], name=f"{name}-key", traverse=False)
+        maps = []
+        for i, h in enumerate(self.handles(source)):
+            task = dask.delayed(_bucket, pure=False)(
+                key_fn,
+                (n_buckets, f"{map_prefix}{i:06d}", self.key),
+                tuple(s for _, s in h),
+                *(d for d, _ in h),
+                dask_key_name=f"{name}-map-{i:06d}",
+            )
+            self._read(source, task)
+            maps.append(task)
+        fn_order = dask.delayed((node.spec["fn"], node.spec["order"]), name=f"{name}-fn", traverse=False)
+        reducers = [
+            dask.delayed(_reduce, pure=False)(
+                fn_order,
+                (map_prefix, len(maps), b, os.path.join(self.tmp, f"{name}-r{b:06d}"), self.key),
+                *maps,
+                dask_key_name=f"{name}-{b:06d}",
+            )
+            for b in range(n_buckets)
+        ]
+        self.cleanup.append(
+            dask.delayed(_unlink_maps, pure=False)(
+                map_prefix, len(maps), *reducers, dask_key_name=f"{name}-unlink-maps"
+            )
+        )
+        return [[(t, None)] for t in reducers]
+
+    def collect(self, node: Node) -> Delayed:
+        flat = [x for h in self.handles(node) for x in h]
+        return dask.delayed(_collect, pure=False)(
+            tuple(s for _, s in flat), *(d for d, _ in flat), dask_key_name=self._name("collect")
         )
 
-    def group(self, key_fn: KeyFn, fn: GroupFn, order: OrderFn, desc: str) -> _DaskColl:
-        # ``Bag.groupby(shuffle="tasks")`` with a crc32 instead of ``tokenize`` as the key hash
-        # (same buckets in every process, 3x less CPU); ``flow.partitions`` output partitions
-        grouped = groupby_tasks(self._shuffle_input(), _Key(key_fn), hash=_crc32)
-        return _DaskColl(self.flow, grouped.map_partitions(_Groups(fn, order), token=_token(desc)))
-
-    def gather(self, fn: Callable[[list], Any], order: OrderFn, desc: str) -> _DaskSide:
-        item = self.bag.reduction(list, _Gather(fn, order), split_every=False, name=_token(desc))
-        return _DaskSide(item)
-
-    def flat_map_with(self, fn, side: _DaskSide, desc: str) -> _DaskColl:
-        return _DaskColl(self.flow, self.bag.map_partitions(_FlatWith(fn), side.value, token=_token(desc)))
+    def finish(self) -> list[Delayed]:
+        """Clean-up tasks: each deletes a collection's files after its last reader."""
+        for node_id, hs in self.producers.items():
+            if node_id in self.keep or not self.readers[node_id]:
+                continue  # an output (read by the client) or fused away: the folder goes at the end
+            flat = [x for h in hs for x in h]
+            self.cleanup.append(
+                dask.delayed(_unlink, pure=False)(
+                    len(flat),
+                    tuple(s for _, s in flat),
+                    *(d for d, _ in flat),
+                    *self.readers[node_id],
+                    dask_key_name=self._name("unlink"),
+                )
+            )
+        return self.cleanup
 
 
 class DaskFlow:
     """The Flow protocol on ``dask.distributed`` (see the module docstring)."""
 
     def __init__(
-        self, workers: int = 1, quiet: bool = False, scheduler_address: str | None = None, retries: int = 0
+        self,
+        workers: int = 1,
+        quiet: bool = False,
+        scheduler_address: str | None = None,
+        retries: int = 0,
+        spill_dir: str | None = None,
     ) -> None:
         self.workers = max(1, int(workers))
         self.quiet = quiet
         self.scheduler_address = scheduler_address or None
         self.retries = max(0, int(retries))
-        self.partitions = PARTITIONS_PER_WORKER * self.workers
+        self.spill_dir = spill_dir  # the build sets its output folder (shared by every worker)
         self._client = None
         self._cluster = None
 
@@ -184,31 +345,46 @@ class DaskFlow:
                 log.info("dask: LocalCluster with %d worker processes", self.workers)
         return self._client
 
-    def create(self, elements: list, desc: str) -> _DaskColl:  # noqa: ARG002
-        elements = list(elements)
-        return _DaskColl(
-            self, db.from_sequence(elements, npartitions=max(1, min(len(elements), self.partitions)))
-        )
+    # -- the Flow protocol --
+    def create(self, elements: list, desc: str) -> Node:
+        return Node(self, "create", elements=list(elements), desc=desc)
 
-    def union(self, *colls: _DaskColl) -> _DaskColl:
-        return _DaskColl(self, db.concat([c.bag for c in colls]))
+    def union(self, *colls: Node) -> Node:
+        return Node(self, "union", tuple(colls), desc="union")
 
-    def run(self, outputs: dict[str, _DaskColl]) -> dict[str, list]:
+    def graph(self, outputs: dict[str, Node], tmp: str = "/spill") -> tuple[list[Delayed], list[Delayed]]:
+        """The Delayed tasks of ``outputs`` (one per output) and the clean-up tasks, as ``run`` computes them."""
+        plan = _Plan(self, outputs, os.urandom(32), tmp)
+        collected = [plan.collect(node) for node in outputs.values()]
+        return collected, plan.finish()
+
+    def run(self, outputs: dict[str, Node]) -> dict[str, list]:
         if not outputs:
             return {}
-        names = list(outputs)
-        client = self.client
-        futures = client.compute([outputs[n].bag for n in names], retries=self.retries)
+        tmp = tempfile.mkdtemp(prefix="medcorpus-spill-", dir=self.spill_dir)
         try:
-            if not self.quiet:
-                from distributed import progress
+            plan = _Plan(self, outputs, os.urandom(32), tmp)
+            collected = [plan.collect(node) for node in outputs.values()]
+            tasks = collected + plan.finish()
+            client = self.client
+            futures = client.compute(tasks, retries=self.retries)
+            try:
+                if not self.quiet:
+                    from distributed import progress
 
-                progress(futures, scheduler=client.scheduler.address)
-            results = client.gather(futures)
-        except BaseException:
-            client.cancel(futures)
-            raise
-        return {n: list(r) for n, r in zip(names, results, strict=True)}
+                    progress(futures, scheduler=client.scheduler.address)
+                parts = client.gather(futures[: len(collected)])
+                client.gather(futures[len(collected) :])  # clean-up done (and its errors raised)
+            except BaseException:
+                client.cancel(futures)
+                raise
+            return {
+                name: [e for src, _ in ps for e in (src if isinstance(src, list) else load(src, plan.key))]
+                for name, ps in zip(outputs, parts, strict=True)
+            }
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            clear_sides()
 
     def close(self) -> None:
         """Disconnect; stop the LocalCluster if this flow started it."""

@@ -28,249 +28,63 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import pickle
 import shutil
 import tempfile
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
-from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn, group_in_memory
+from pipelines.flow import FlatFn, GroupFn, KeyFn, OrderFn
 from pipelines.runners import worker_environ
+from pipelines.runners.spill import (
+    BucketTask,
+    ChainTask,
+    GatherTask,
+    GroupTask,
+    Step,
+    call,
+    clear_sides,
+    load,
+)
 
 PART = 512  #: elements per partition after an ordinary step
 FAN_PART = 8  #: elements per partition after a fan-out step (each becomes a task of the next step)
 #: elements per shuffle bucket (a group task's input): small header rows, a few MB in one worker.
-#: Each map task writes one file of bucket chunks (see ``_BucketTask``), so the file count is
+#: Each map task writes one file of bucket chunks (see ``spill.BucketTask``), so the file count is
 #: linear in the element count; the number of chunk reads is M x R (as in any sort-based shuffle).
 BUCKET_ELEMENTS = 64 * PART
-
-
-# --- encrypted spill files ------------------------------------------------------------------------
-
-
-def _seal(obj: Any, key: bytes) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    nonce = os.urandom(12)
-    return nonce + AESGCM(key).encrypt(nonce, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), None)
-
-
-def _unseal(blob: bytes, key: bytes) -> Any:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    return pickle.loads(AESGCM(key).decrypt(blob[:12], blob[12:], None))
-
-
-_FOOTER = 8  #: bytes: big-endian length of the sealed chunk index at the end of a map file
-
-
-def _write_chunks(chunks: dict[int, Any], path: str, key: bytes) -> None:
-    """One file: sealed chunks, then the sealed index ``{bucket: (offset, length)}``, then its size."""
-    index: dict[int, tuple[int, int]] = {}
-    with open(path, "wb") as f:
-        for b in sorted(chunks):
-            data = _seal(chunks[b], key)
-            index[b] = (f.tell(), len(data))
-            f.write(data)
-        tail = _seal(index, key)
-        f.write(tail)
-        f.write(len(tail).to_bytes(_FOOTER, "big"))
-
-
-def _read_chunk(path: str, bucket: int, key: bytes) -> list:
-    """Bucket ``bucket``'s elements from one map file (empty when the map task had none)."""
-    with open(path, "rb") as f:
-        f.seek(-_FOOTER, os.SEEK_END)
-        n = int.from_bytes(f.read(_FOOTER), "big")
-        f.seek(-_FOOTER - n, os.SEEK_END)
-        index = _unseal(f.read(n), key)
-        if bucket not in index:
-            return []
-        offset, length = index[bucket]
-        f.seek(offset)
-        return _unseal(f.read(length), key)
-
-
-def _dump(obj: Any, path: str, key: bytes) -> None:
-    data = _seal(obj, key)
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def _load(path: str, key: bytes) -> Any:
-    with open(path, "rb") as f:
-        return _unseal(f.read(), key)
-
-
-_SIDES: dict[str, Any] = {}  # per process: side-value file → value (loaded once)
-
-
-def _side(path: str, key: bytes) -> Any:
-    if path not in _SIDES:
-        if len(_SIDES) >= 8:  # a few side values per run; drop older runs' values
-            _SIDES.clear()
-        _SIDES[path] = _load(path, key)
-    return _SIDES[path]
-
-
-def _read_all(sources: tuple, key: bytes) -> list:
-    out: list = []
-    for s in sources:
-        out.extend(s if isinstance(s, list) else _load(s, key))
-    return out
-
-
-def _write_parts(elements: list, prefix: str, part: int, key: bytes) -> list[tuple[str, int]]:
-    out = []
-    for i in range(0, len(elements), part):
-        path = f"{prefix}-{i // part:06d}"
-        _dump(elements[i : i + part], path, key)
-        out.append((path, min(part, len(elements) - i)))
-    return out
-
-
-# --- tasks (run in pool processes) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Step:
-    fn: Callable
-    side: str = ""  # spill file of a side value (flat_map_with)
-
-
-@dataclass(frozen=True)
-class _ChainTask:
-    """Apply a fused chain of flat_map steps to one partition; write the outputs in partitions."""
-
-    sources: tuple  # spill file names, or in-memory lists (seeds)
-    steps: tuple[_Step, ...]
-    out_prefix: str
-    part: int
-    key: bytes = field(repr=False)
-
-    def __call__(self) -> list[tuple[str, int]]:
-        elements = _read_all(self.sources, self.key)
-        for step in self.steps:
-            if step.side:
-                value = _side(step.side, self.key)
-                elements = [y for x in elements for y in step.fn(x, value)]
-            else:
-                elements = [y for x in elements for y in step.fn(x)]
-        return _write_parts(elements, self.out_prefix, self.part, self.key)
-
-
-@dataclass(frozen=True)
-class _BucketTask:
-    """Shuffle map side: one batch of partitions → ONE file of ``n_buckets`` chunks (by crc32 of the key)."""
-
-    sources: tuple
-    key_fn: KeyFn
-    n_buckets: int
-    out_path: str
-    key: bytes = field(repr=False)
-
-    def __call__(self) -> int:
-        elements = _read_all(self.sources, self.key)
-        buckets: dict[int, list] = {}
-        for e in elements:
-            k = self.key_fn(e)
-            if not isinstance(k, str):
-                raise TypeError(f"group key must be str, got {type(k).__name__}")
-            buckets.setdefault(zlib.crc32(k.encode()) % self.n_buckets, []).append((k, e))
-        _write_chunks(buckets, self.out_path, self.key)
-        return len(elements)
-
-
-@dataclass(frozen=True)
-class _GroupTask:
-    """Shuffle reduce side: bucket ``bucket``'s chunk of every map file → ``fn(key, values sorted)``."""
-
-    map_prefix: str  # map files are f"{map_prefix}{i:06d}" for i < n_maps
-    n_maps: int
-    bucket: int
-    fn: GroupFn
-    order: OrderFn
-    out_prefix: str
-    part: int
-    key: bytes = field(repr=False)
-
-    def __call__(self) -> list[tuple[str, int]]:
-        kvs = [
-            kv
-            for i in range(self.n_maps)
-            for kv in _read_chunk(f"{self.map_prefix}{i:06d}", self.bucket, self.key)
-        ]
-        groups = group_in_memory(kvs, _first, _second_by(self.order))
-        del kvs
-        elements = [y for k, vs in groups for y in self.fn(k, [v for _, v in vs])]
-        return _write_parts(elements, self.out_prefix, self.part, self.key)
-
-
-@dataclass(frozen=True)
-class _GatherTask:
-    """``gather``: every element of a collection, sorted by ``order`` → ``fn(elements)`` → side file."""
-
-    sources: tuple
-    fn: Callable
-    order: OrderFn
-    out_path: str
-    key: bytes = field(repr=False)
-
-    def __call__(self) -> None:
-        elements = sorted(_read_all(self.sources, self.key), key=self.order)
-        value = self.fn(elements)
-        del elements
-        _dump(value, self.out_path, self.key)
-
-
-def _first(kv: tuple) -> str:
-    return kv[0]
-
-
-@dataclass(frozen=True)
-class _second_by:  # noqa: N801 - a picklable key function
-    order: OrderFn
-
-    def __call__(self, kv: tuple) -> Any:
-        return self.order(kv[1])
-
-
-def _call(task) -> Any:
-    return task()
 
 
 # --- the lazy graph ---------------------------------------------------------------------------------
 
 
-class _Node:
+class Node:
     def __init__(self, flow: LocalFlow, kind: str, parents: tuple = (), **spec) -> None:
         self.flow = flow
         self.kind = kind
         self.parents = parents
         self.spec = spec
 
-    def flat_map(self, fn: FlatFn, desc: str) -> _Node:
-        return _Node(self.flow, "flat", (self,), fn=fn, desc=desc)
+    def flat_map(self, fn: FlatFn, desc: str) -> Node:
+        return Node(self.flow, "flat", (self,), fn=fn, desc=desc)
 
-    def flat_map_with(self, fn, side: _SideNode, desc: str) -> _Node:
-        return _Node(self.flow, "flat", (self,), fn=fn, side=side, desc=desc)
+    def flat_map_with(self, fn, side: SideNode, desc: str) -> Node:
+        return Node(self.flow, "flat", (self,), fn=fn, side=side, desc=desc)
 
-    def group(self, key_fn: KeyFn, fn: GroupFn, order: OrderFn, desc: str) -> _Node:
-        return _Node(self.flow, "group", (self,), key_fn=key_fn, fn=fn, order=order, desc=desc)
+    def group(self, key_fn: KeyFn, fn: GroupFn, order: OrderFn, desc: str) -> Node:
+        return Node(self.flow, "group", (self,), key_fn=key_fn, fn=fn, order=order, desc=desc)
 
-    def gather(self, fn: Callable[[list], Any], order: OrderFn, desc: str) -> _SideNode:
-        return _SideNode(self, fn, order, desc)
+    def gather(self, fn: Callable[[list], Any], order: OrderFn, desc: str) -> SideNode:
+        return SideNode(self, fn, order, desc)
 
 
 @dataclass(eq=False)
-class _SideNode:
-    parent: _Node
+class SideNode:
+    parent: Node
     fn: Callable
     order: OrderFn
     desc: str
@@ -303,9 +117,28 @@ def _batches(parts: list[tuple[Any, int]], target: int) -> list[tuple]:
     return out
 
 
-def _fine_grained(node: _Node) -> bool:
+def _fine_grained(node: Node) -> bool:
     """Partitions of seeds and of fan-out steps are tasks of their own (each is expensive work)."""
     return node.kind == "create" or bool(getattr(node.spec.get("fn"), "fans_out", False))
+
+
+def count_consumers(roots: list[Node]) -> dict[int, int]:
+    """How many steps read each node (a side value's reader counts as one of its parent's)."""
+    counts: dict[int, int] = {}
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        deps = list(node.parents)
+        if "side" in node.spec:
+            deps.append(node.spec["side"].parent)
+        for d in deps:
+            counts[id(d)] = counts.get(id(d), 0) + 1
+            stack.append(d)
+    return counts
 
 
 class LocalFlow:
@@ -319,19 +152,19 @@ class LocalFlow:
         self.stage_seconds: dict[str, float] = {}
 
     # -- the Flow protocol --
-    def create(self, elements: list, desc: str) -> _Node:
-        return _Node(self, "create", elements=list(elements), desc=desc)
+    def create(self, elements: list, desc: str) -> Node:
+        return Node(self, "create", elements=list(elements), desc=desc)
 
-    def union(self, *colls: _Node) -> _Node:
-        return _Node(self, "union", tuple(colls), desc="union")
+    def union(self, *colls: Node) -> Node:
+        return Node(self, "union", tuple(colls), desc="union")
 
-    def run(self, outputs: dict[str, _Node]) -> dict[str, list]:
+    def run(self, outputs: dict[str, Node]) -> dict[str, list]:
         self._key = os.urandom(32)
         self._tmp = tempfile.mkdtemp(prefix="medcorpus-spill-", dir=self.spill_dir)
         self._memo: dict[int, _Parts] = {}
         self._sides: dict[int, str] = {}
         self._serial = 0
-        self._consumers = self._count_consumers(list(outputs.values()))
+        self._consumers = count_consumers(list(outputs.values()))
         for node in outputs.values():  # outputs are read at the end: never released before
             self._consumers[id(node)] = self._consumers.get(id(node), 0) + 1
         try:
@@ -342,7 +175,7 @@ class LocalFlow:
             return out
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
-            _SIDES.clear()
+            clear_sides()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -350,29 +183,12 @@ class LocalFlow:
             self._pool = None
 
     # -- evaluation --
-    def _count_consumers(self, roots: list[_Node]) -> dict[int, int]:
-        counts: dict[int, int] = {}
-        seen: set[int] = set()
-        stack = list(roots)
-        while stack:
-            node = stack.pop()
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            deps = list(node.parents)
-            if "side" in node.spec:
-                deps.append(node.spec["side"].parent)
-            for d in deps:
-                counts[id(d)] = counts.get(id(d), 0) + 1
-                stack.append(d)
-        return counts
-
     def _prefix(self, desc: str) -> str:
         self._serial += 1
         return os.path.join(self._tmp, f"{self._serial:04d}-{desc.replace('/', '_')}")
 
     def _read(self, src: Any) -> list:
-        return src if isinstance(src, list) else _load(src, self._key)
+        return src if isinstance(src, list) else load(src, self._key)
 
     def _map(self, tasks: list, desc: str, in_pool: bool = False) -> list:
         """Run ``tasks`` (in the driver when there is one worker, or one task and not ``in_pool``)."""
@@ -393,7 +209,7 @@ class LocalFlow:
                     self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
                 # workers spawn while tasks are submitted: one BLAS thread each (one worker per core)
                 with worker_environ():
-                    results = self._pool.map(_call, tasks)
+                    results = self._pool.map(call, tasks)
                 for r in results:
                     out.append(r)
                     bar.update()
@@ -402,19 +218,19 @@ class LocalFlow:
             self.stage_seconds[desc] = round(self.stage_seconds.get(desc, 0.0) + time.perf_counter() - t0, 3)
         return out
 
-    def _side_file(self, side: _SideNode) -> str:
+    def _side_file(self, side: SideNode) -> str:
         if id(side) not in self._sides:
             parts = self._eval(side.parent)
             path = self._prefix(side.desc) + "-side"
             # in a worker, as on Beam and Dask: a gather's input grows with the corpus (dedup
             # verdict rows, the shard plan's rows), and the driver should only hold small results
-            task = _GatherTask(tuple(src for src, _ in parts.parts), side.fn, side.order, path, self._key)
+            task = GatherTask(tuple(src for src, _ in parts.parts), side.fn, side.order, path, self._key)
             self._map([task], side.desc, in_pool=True)
             self._sides[id(side)] = path
             self._release(side.parent)
         return self._sides[id(side)]
 
-    def _release(self, node: _Node) -> None:
+    def _release(self, node: Node) -> None:
         """One consumer of ``node`` is done: delete its spill files when it was the last."""
         self._consumers[id(node)] -= 1
         if self._consumers[id(node)]:
@@ -427,7 +243,7 @@ class LocalFlow:
             if isinstance(src, str):
                 os.unlink(src)
 
-    def _eval(self, node: _Node) -> _Parts:
+    def _eval(self, node: Node) -> _Parts:
         if id(node) in self._memo:
             return self._memo[id(node)]
         desc = node.spec.get("desc", node.kind)
@@ -443,7 +259,7 @@ class LocalFlow:
         self._memo[id(node)] = res
         return res
 
-    def _eval_chain(self, node: _Node) -> _Parts:
+    def _eval_chain(self, node: Node) -> _Parts:
         # fuse upwards through single-consumer flat steps that do not fan out
         chain = [node]
         while True:
@@ -461,7 +277,7 @@ class LocalFlow:
         source = chain[0].parents[0]
         src = self._eval(source)
         steps = tuple(
-            _Step(n.spec["fn"], self._side_file(n.spec["side"]) if "side" in n.spec else "") for n in chain
+            Step(n.spec["fn"], self._side_file(n.spec["side"]) if "side" in n.spec else "") for n in chain
         )
         part = FAN_PART if getattr(node.spec["fn"], "fans_out", False) else PART
         desc = (
@@ -471,14 +287,14 @@ class LocalFlow:
         )
         prefix = self._prefix(node.spec["desc"])
         batches = _batches(src.parts, 1 if _fine_grained(source) else PART)
-        tasks = [_ChainTask(b, steps, f"{prefix}-{i:06d}", part, self._key) for i, b in enumerate(batches)]
+        tasks = [ChainTask(b, steps, f"{prefix}-{i:06d}", part, self._key) for i, b in enumerate(batches)]
         parts = [p for out in self._map(tasks, desc) for p in out]
         for n in chain[1:]:
             self._consumers[id(n.parents[0])] = 0  # fused: never materialised
         self._release(source)
         return _Parts(parts)
 
-    def _eval_group(self, node: _Node, desc: str) -> _Parts:
+    def _eval_group(self, node: Node, desc: str) -> _Parts:
         src = self._eval(node.parents[0])
         n_buckets = max(4 * self.workers, -(-src.n // BUCKET_ELEMENTS))
         prefix = self._prefix(desc)
@@ -486,14 +302,14 @@ class LocalFlow:
         batches = _batches(src.parts, 8 * PART)
         self._map(
             [
-                _BucketTask(b, node.spec["key_fn"], n_buckets, f"{map_prefix}{i:06d}", self._key)
+                BucketTask(b, node.spec["key_fn"], n_buckets, f"{map_prefix}{i:06d}", self._key)
                 for i, b in enumerate(batches)
             ],
             f"{desc}/shuffle",
         )
         self._release(node.parents[0])
         tasks = [
-            _GroupTask(
+            GroupTask(
                 map_prefix,
                 len(batches),
                 b,

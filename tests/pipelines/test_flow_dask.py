@@ -37,6 +37,9 @@ def fan_out(n: int) -> Iterable[int]:
     return range(n)
 
 
+fan_out.fans_out = True  # its outputs are cut into slices, one task each of the next step
+
+
 def slow_pid(x: int) -> Iterable[tuple[int, int]]:
     time.sleep(0.02)  # long enough for the scheduler to spread (steal) tasks
     yield x, os.getpid()
@@ -205,14 +208,16 @@ def test_the_graph_holds_only_the_seeds(cluster):
             "some": nums.flat_map_with(every_1000th_below, side, "keep"),
         }
 
-    def graph_bytes(n):
+    def graph_of(n):
         flow = DaskFlow(workers=2, quiet=True)
         outputs = build(flow, n)
+        tasks, cleanup = flow.graph(outputs)
         assert flow._client is None  # building the graph starts nothing
-        graph = {k: v for c in outputs.values() for k, v in c.bag.__dask_graph__().items()}
-        return len(cloudpickle.dumps(graph))
+        graph = {k: v for t in tasks + cleanup for k, v in t.__dask_graph__().items()}
+        return len(graph), len(cloudpickle.dumps(graph))
 
-    small, large = graph_bytes(10), graph_bytes(10_000)
+    (n_small, small), (n_large, large) = graph_of(10), graph_of(10_000)
+    assert n_small == n_large  # task counts are fixed before any data is seen
     assert large < 64_000
     assert abs(large - small) < 64  # the expansion is not in the graph
 
@@ -222,3 +227,42 @@ def test_the_graph_holds_only_the_seeds(cluster):
     assert sum(n for _, n, _ in out["groups"]) == 10_000
     assert all(ordered for _, _, ordered in out["groups"])
     assert sorted(out["some"]) == list(range(0, 10_000, 1000))
+
+
+def padded(n: int) -> Iterable[str]:
+    """n → 20,000 elements of 500 bytes each (10 MB in all)."""
+    for i in range(20_000):
+        yield f"{n}-{i:05d}-" + "x" * 488
+
+
+padded.fans_out = True
+
+
+def key_of_padded(s: str) -> str:
+    return s[:7]
+
+
+def worker_bytes(key: str, xs: list) -> Iterable[tuple]:
+    """(key, len, bytes Dask holds in this worker's memory while a late step runs)."""
+    from dask.sizeof import sizeof
+    from distributed import get_worker
+
+    for _ in range(100):  # the worker's event loop may add results while we read
+        try:
+            held = list(get_worker().data.values())
+            break
+        except RuntimeError:
+            continue
+    yield key, len(xs), sum(sizeof(v) for v in held)
+
+
+def test_collections_live_in_files_not_in_worker_memory(cluster, tmp_path):
+    """Workers hold file names between steps: a 10 MB collection leaves < 1 MB in Dask's memory."""
+    flow = DaskFlow(
+        workers=2, quiet=True, scheduler_address=cluster.scheduler_address, spill_dir=str(tmp_path)
+    )
+    elements = flow.create([0, 1, 2, 3, 4], "seeds").flat_map(padded, "pad")
+    out = _run(flow, {"g": elements.group(key_of_padded, worker_bytes, h.ident, "g")})["g"]
+    assert sum(n for _, n, _ in out) == 100_000
+    assert max(b for _, _, b in out) < 1_000_000, out
+    assert not os.listdir(tmp_path)  # every spill file deleted with its folder

@@ -7,7 +7,7 @@ import os
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from pipelines.runners import local
+from pipelines.runners import local, spill
 
 
 class _CountSpill:
@@ -62,10 +62,10 @@ def test_map_file_chunks_round_trip(tmp_path):
     key = os.urandom(32)
     path = str(tmp_path / "m000000")
     chunks = {b: [(f"k{b}", i) for i in range(b * 3)] for b in (1, 4, 9)}
-    local._write_chunks(chunks, path, key)
+    spill.write_chunks(chunks, path, key)
     for b in range(12):
-        assert local._read_chunk(path, b, key) == chunks.get(b, [])
+        assert spill.read_chunk(path, b, key) == chunks.get(b, [])
     # chunks are sealed: no element bytes in clear, and a wrong key fails loudly
     assert b"k4" not in open(path, "rb").read()
     with pytest.raises(InvalidTag):
-        local._read_chunk(path, 4, os.urandom(32))
+        spill.read_chunk(path, 4, os.urandom(32))
