@@ -138,6 +138,20 @@ def _fmt_year(year: int, like: str) -> str:
     return f"{year % 100:02d}" if len(like) == 2 else f"{year:04d}"
 
 
+def _yearless_ok(m: re.Match) -> bool:
+    """Whether a month-name match counts as a date: with a year, a capitalised month, or (in lower
+    case) a full month name other than "may" ("2 may represent", "mar 3" are no dates)."""
+    word = m["month"]
+    return (
+        m["y"] is not None or word[:1].isupper() or (word.lower() in _FULL_MONTHS and word.lower() != "may")
+    )
+
+
+def _date_span(m: re.Match, repl: str | None, prio: int = 70) -> Span:
+    """A ``date`` span over the whole match; ``None`` (no valid shifted date) writes ``[DATE]``."""
+    return Span(m.start(), m.end(), "date", repl if repl is not None else "[DATE]", prio)
+
+
 class DateShifter:
     """Finds dates and writes them back shifted by ``days`` in their original format."""
 
@@ -153,30 +167,46 @@ class DateShifter:
             return None
 
     def spans(self, text: str) -> list[Span]:
+        """Date spans of ``text`` with their shifted replacements, format by format (ISO, compact,
+        numeric, month names, PTB-XL colon, ``28-NOV-2006``, year-less after a cue)."""
         out: list[Span] = []
+        for finder in (
+            self._iso_spans,
+            self._compact_spans,
+            self._numeric_spans,
+            self._month_day_year_spans,
+            self._day_month_year_spans,
+            self._month_year_spans,
+            self._colon_spans,
+            self._hyphen_spans,
+            self._cue_numeric_spans,
+        ):
+            out += finder(text)
+        return out
 
-        def yearless_ok(m: re.Match) -> bool:
-            # "2 may represent", "mar 3" in lower case: only full month names (not "may") count
-            word = m["month"]
-            return (
-                m["y"] is not None
-                or word[:1].isupper()
-                or (word.lower() in _FULL_MONTHS and word.lower() != "may")
-            )
-
-        def add(m: re.Match, repl: str | None, prio: int = 70) -> None:
-            out.append(Span(m.start(), m.end(), "date", repl if repl is not None else "[DATE]", prio))
-
+    def _iso_spans(self, text: str) -> list[Span]:
+        """``2019-03-12`` (also ``/`` or ``.``); an impossible date becomes ``[DATE]``."""
+        out: list[Span] = []
         for m in _DATE_ISO.finditer(text):
             new = self._shift(int(m["y"]), int(m["m"]), int(m["d"]))
             repl = None
             if new:
                 repl = f"{new.year:04d}{m['sep']}{_pad(new.month, m['m'])}{m['sep']}{_pad(new.day, m['d'])}"
-            add(m, repl, 72)
+            out.append(_date_span(m, repl, 72))
+        return out
+
+    def _compact_spans(self, text: str) -> list[Span]:
+        """DICOM-style ``20190312``; an impossible date is no date here."""
+        out: list[Span] = []
         for m in _DATE_COMPACT.finditer(text):
             new = self._shift(int(m["y"]), int(m["m"]), int(m["d"]))
             if new:
-                add(m, f"{new.year:04d}{new.month:02d}{new.day:02d}", 71)
+                out.append(_date_span(m, f"{new.year:04d}{new.month:02d}{new.day:02d}", 71))
+        return out
+
+    def _numeric_spans(self, text: str) -> list[Span]:
+        """``03/12/2019`` (US, else European if the US reading is impossible), ``12.03.19`` (D.M.Y)."""
+        out: list[Span] = []
         for m in _DATE_NUM.finditer(text):
             a, b, ys = int(m["a"]), int(m["b"]), m["y"]
             year = int(ys) if len(ys) == 4 else _two_digit_year(int(ys))
@@ -194,9 +224,14 @@ class DateShifter:
                         f"{_pad(fa, m['a'])}{m['sep']}{_pad(fb, m['b'])}{m['sep']}{_fmt_year(new.year, ys)}"
                     )
                     break
-            add(m, repl)
+            out.append(_date_span(m, repl))
+        return out
+
+    def _month_day_year_spans(self, text: str) -> list[Span]:
+        """``March 12, 2019``, ``Mar. 12th 2019``, ``March 12`` (a year-less one shifted within 2000)."""
+        out: list[Span] = []
         for m in _DATE_MDY.finditer(text):
-            if not yearless_ok(m):
+            if not _yearless_ok(m):
                 continue
             month, style = _month_of(m["month"])
             new = self._shift(int(m["y"]) if m["y"] else self._REF_YEAR, month, int(m["d"]))
@@ -208,9 +243,14 @@ class DateShifter:
                 repl = f"{_month_word(new.month, style, m['month'])}{dot}{gap}{_pad(new.day, m['d'])}{suffix}"
                 if m["y"]:
                     repl += m["comma"] + f"{new.year:04d}"
-            add(m, repl, 69)
+            out.append(_date_span(m, repl, 69))
+        return out
+
+    def _day_month_year_spans(self, text: str) -> list[Span]:
+        """``12 March 2019``, ``12. März 2019``, ``12th of March 2019``, ``12 March``."""
+        out: list[Span] = []
         for m in _DATE_DMY.finditer(text):
-            if not yearless_ok(m):
+            if not _yearless_ok(m):
                 continue
             month, style = _month_of(m["month"])
             year = int(m["y"]) if m["y"] else self._REF_YEAR
@@ -226,14 +266,25 @@ class DateShifter:
                 repl = f"{_pad(new.day, m['d'])}{suffix}{between}{_month_word(new.month, style, month_like)}{dot}"
                 if m["y"]:
                     repl += m["comma"] + f"{new.year:04d}"
-            add(m, repl, 69)
+            out.append(_date_span(m, repl, 69))
+        return out
+
+    def _month_year_spans(self, text: str) -> list[Span]:
+        """``March 2019``, ``März 2019`` (shifted as the 15th of the month)."""
+        out: list[Span] = []
         for m in _DATE_MY.finditer(text):
             month, style = _month_of(m["month"])
             new = self._shift(int(m["y"]), month, 15)
             if new:
                 month_like = text[m.start("month") : m.end("month")]
                 dot = "." if text[m.end("month") : m.end("month") + 1] == "." else ""
-                add(m, f"{_month_word(new.month, style, month_like)}{dot}{m['comma']}{new.year:04d}", 68)
+                repl = f"{_month_word(new.month, style, month_like)}{dot}{m['comma']}{new.year:04d}"
+                out.append(_date_span(m, repl, 68))
+        return out
+
+    def _colon_spans(self, text: str) -> list[Span]:
+        """PTB-XL ``28:4:92`` and ``20 & 21:3:92`` (day:month:year; a 2-digit year < 60 may be a time)."""
+        out: list[Span] = []
         for m in _DATE_COLON.finditer(text):
             ys = m["y"]
             if len(ys) == 2 and int(ys) < 60:
@@ -241,7 +292,7 @@ class DateShifter:
             year = int(ys) if len(ys) == 4 else _two_digit_year(int(ys))
             new = self._shift(year, int(m["m"]), int(m["d"]))
             if new is None:
-                add(m, None)
+                out.append(_date_span(m, None))
                 continue
             repl = f"{_pad(new.day, m['d'])}:{_pad(new.month, m['m'])}:{_fmt_year(new.year, ys)}"
             if m["d0"]:
@@ -253,7 +304,12 @@ class DateShifter:
                     repl = f"{_pad(first.day, m['d0'])}{between}{repl}"
                 else:
                     repl = f"{first.day}:{first.month}:{_fmt_year(first.year, ys)}{between}{repl}"
-            add(m, repl, 71)
+            out.append(_date_span(m, repl, 71))
+        return out
+
+    def _hyphen_spans(self, text: str) -> list[Span]:
+        """``28-NOV-2006``, ``28 Nov 06`` (4-digit year only), ``07JUL1996``, ``07-jul-96``."""
+        out: list[Span] = []
         for m in _DATE_DMY_HYPHEN.finditer(text):
             if m["sep"] == " " and len(m["y"]) == 2:
                 continue
@@ -269,7 +325,13 @@ class DateShifter:
                 if len(m["month"]) > 4:
                     word = _month_word(new.month, style, m["month"])
                 repl = f"{_pad(new.day, m['d'])}{m['sep']}{word}{m['sep']}{_fmt_year(new.year, ys)}"
-            add(m, repl, 71)
+            out.append(_date_span(m, repl, 71))
+        return out
+
+    def _cue_numeric_spans(self, text: str) -> list[Span]:
+        """Year-less ``3/12`` or ``12.3.`` after a cue, ``20.06.``, or alone in brackets; the span
+        starts at the date, not at the cue."""
+        out: list[Span] = []
         for m in _DATE_CUE_NUM.finditer(text):
             g = "" if m["a"] is not None else ("2" if m["a2"] is not None else "3")
             if g == "3" and m["sep3"] == "." and not m["dot3"]:

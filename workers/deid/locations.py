@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 
 from workers.deid.clinical import clinical_words
-from workers.deid.lexicon import lexicon
+from workers.deid.lexicon import Lexicon, lexicon
 from workers.deid.spans import Span
 
 _STREET_SUFFIX = (
@@ -219,20 +219,7 @@ def city_spans(text: str) -> list[Span]:
         if words[i].group(0).lower() not in first:
             i += 1
             continue
-        hit = None
-        for n in (3, 2, 1):
-            if i + n > len(words):
-                continue
-            seg = text[words[i].start() : words[i + n - 1].end()]
-            if n > 1 and not all(
-                re.fullmatch(r"[ \t]+", text[words[k].end() : words[k + 1].start()])
-                for k in range(i, i + n - 1)
-            ):
-                continue
-            low = re.sub(r"[ \t]+", " ", seg.lower())
-            if low in lex.places:
-                hit = (n, seg)
-                break
+        hit = _longest_place(text, words, i, lex)
         if hit is None:
             i += 1
             continue
@@ -240,48 +227,87 @@ def city_spans(text: str) -> list[Span]:
         s, e = words[i].start(), words[i + n - 1].end()
         low = re.sub(r"[ \t]+", " ", seg.lower())
         cap = seg[:1].isupper()
-        cue = _PLACE_CUE.search(text, max(0, s - 30), s) is not None or _AFTER_INST.search(
-            text, max(0, s - 30), s
-        )
-        before_state = _BEFORE_STATE.match(text, e) is not None or (
-            seg.islower() and _BEFORE_STATE_LOWER.match(text, e) is not None
-        )
-        strong_cue = _STRONG_PLACE_CUE.search(text, max(0, s - 30), s) is not None or (
-            _AFTER_PLACE.match(text, e) is not None
-        )
-        strong_cue = strong_cue or _AFTER_ADDRESS.search(text, max(0, s - 30), s) is not None
-        after_comma = re.search(r",[ \t]*$", text[max(0, s - 3) : s]) is not None
-        if seg.islower() and not lex.is_word(low) and _BEFORE_STATE_CODE_LOWER.match(text, e):
-            before_state = True  # "columbus, oh"
-        district = _DISTRICT_AFTER.match(text, e)
-        if district:  # "Stuttgart-Nord"
-            e = district.end()
-        if _BEFORE_ZIP.match(text, e):
+        e, ok = _judge_place(text, s, e, seg, n, lex)
+        if ok is None:  # before a zip code: part of an address
             out.append(Span(s, e, "address", "[ADDRESS]", 48))
             i += n
             continue
-        strong = low in lex.strong_places or (n > 1 and not lex.is_word(low))
-        # lower-case text, an ordinary cue: a place that is also a person's name ("from franklin")
-        name_place = (
-            cue
-            and seg.islower()
-            and (low in lex.given or low in lex.surnames)
-            and low not in _MONTHS
-            and low not in clinical_words()
-            and len(low) >= 5
-        )
-        ok = (
-            (strong and (cap or cue or after_comma or strong_cue))
-            or ((cue or before_state) and (cap or not lex.is_word(low)))
-            or ((strong_cue or before_state) and (cap or seg.islower()))
-            or name_place
-        )
         if low not in lex.stop:
             hits.append((s, e, low, cap, ok))
             if ok:
                 out.append(Span(s, e, "address", "[ADDRESS]", 48, True))
         i += n
-    # a place joined to a found place by "and", "or", "to", "nach", "/" is a place in the same case
+    out += _joined_places(text, hits)
+    out += _bad_town_spans(text, lex)
+    return out
+
+
+def _longest_place(text: str, words: list[re.Match], i: int, lex: Lexicon) -> tuple[int, str] | None:
+    """The longest dictionary place of 3, 2 or 1 blank-separated words starting at word ``i``:
+    its number of words and its text; ``None`` if there is none."""
+    for n in (3, 2, 1):
+        if i + n > len(words):
+            continue
+        seg = text[words[i].start() : words[i + n - 1].end()]
+        if n > 1 and not all(
+            re.fullmatch(r"[ \t]+", text[words[k].end() : words[k + 1].start()]) for k in range(i, i + n - 1)
+        ):
+            continue
+        low = re.sub(r"[ \t]+", " ", seg.lower())
+        if low in lex.places:
+            return n, seg
+    return None
+
+
+def _judge_place(text: str, s: int, e: int, seg: str, n: int, lex: Lexicon) -> tuple[int, bool | None]:
+    """Whether dictionary place ``seg`` (``n`` words at ``text[s:e]``) is a place in its context.
+
+    Returns its end (grown over a district suffix, "Stuttgart-Nord") and the verdict: ``None`` when
+    a zip code follows (an address part), else whether a strong place, a cue (within 30 characters
+    before), a comma before, or a state after makes it a place."""
+    low = re.sub(r"[ \t]+", " ", seg.lower())
+    cap = seg[:1].isupper()
+    cue = _PLACE_CUE.search(text, max(0, s - 30), s) is not None or _AFTER_INST.search(
+        text, max(0, s - 30), s
+    )
+    before_state = _BEFORE_STATE.match(text, e) is not None or (
+        seg.islower() and _BEFORE_STATE_LOWER.match(text, e) is not None
+    )
+    strong_cue = _STRONG_PLACE_CUE.search(text, max(0, s - 30), s) is not None or (
+        _AFTER_PLACE.match(text, e) is not None
+    )
+    strong_cue = strong_cue or _AFTER_ADDRESS.search(text, max(0, s - 30), s) is not None
+    after_comma = re.search(r",[ \t]*$", text[max(0, s - 3) : s]) is not None
+    if seg.islower() and not lex.is_word(low) and _BEFORE_STATE_CODE_LOWER.match(text, e):
+        before_state = True  # "columbus, oh"
+    district = _DISTRICT_AFTER.match(text, e)
+    if district:  # "Stuttgart-Nord"
+        e = district.end()
+    if _BEFORE_ZIP.match(text, e):
+        return e, None
+    strong = low in lex.strong_places or (n > 1 and not lex.is_word(low))
+    # lower-case text, an ordinary cue: a place that is also a person's name ("from franklin")
+    name_place = (
+        cue
+        and seg.islower()
+        and (low in lex.given or low in lex.surnames)
+        and low not in _MONTHS
+        and low not in clinical_words()
+        and len(low) >= 5
+    )
+    ok = (
+        (strong and (cap or cue or after_comma or strong_cue))
+        or ((cue or before_state) and (cap or not lex.is_word(low)))
+        or ((strong_cue or before_state) and (cap or seg.islower()))
+        or name_place
+    )
+    return e, bool(ok)
+
+
+def _joined_places(text: str, hits: list[tuple[int, int, str, bool, bool]]) -> list[Span]:
+    """Dictionary places (start, end, word, capital, found) not found on their own but joined to a
+    found place of the same case by "and", "or", "to", "nach", "/"."""
+    out = []
     for k, (s, e, low, cap, ok) in enumerate(hits):
         if ok or low in _MONTHS or low in clinical_words():
             continue
@@ -292,7 +318,13 @@ def city_spans(text: str) -> list[Span]:
             if _PLACE_JOIN.fullmatch(text, a, b):
                 out.append(Span(s, e, "address", "[ADDRESS]", 48, True))
                 break
-    for m in _BAD_TOWN.finditer(text):  # German spa towns: "Bad Krozingen"
+    return out
+
+
+def _bad_town_spans(text: str, lex: Lexicon) -> list[Span]:
+    """German spa towns not in the dictionary: "Bad Krozingen" (the second word no ordinary word)."""
+    out = []
+    for m in _BAD_TOWN.finditer(text):
         words = m.group(0).split()
         if not lex.is_word(words[1].lower()) and m.group(0).lower() not in lex.places:
             out.append(Span(m.start(), m.end(), "address", "[ADDRESS]", 48, True))

@@ -413,9 +413,36 @@ def name_spans(text: str) -> list[Span]:
     tk = _Tokens(text)
     toks = tk.toks
     mixed = is_mixed(text)
-    spans: list[Span] = []
+    spans = _title_spans(text, tk, lex) + _label_spans(text, tk, lex, mixed)
 
-    # titles: "Dr. X", "Herr X", "dr. krüger"
+    for k, (_s, _e, tok) in enumerate(toks):
+        low = tok.lower()
+        if low in _PATIENT_WORDS:
+            spans += _patient_name(tk, k, lex, tk.local[k])
+        elif low in _WEAK_CUES or low in _STANDALONE_CUES:
+            spans += _cue_name(tk, k, lex, tk.local[k])
+
+    spans += _credential_spans(text, tk, lex)
+    spans += _dictionary_spans(text, tk, lex, mixed)
+    for m in _HEADER_NAME.finditer(text):  # "QUARRENDALE, MIRABETHA  MRN ..." at a line start
+        a, b = m.group(1).lower(), m.group(2).lower()
+        if not any(lex.is_word(w) or w in _NOT_NAMES or w in lex.countries for w in (a, b)):
+            spans.append(Span(m.start(1), m.end(2), "name", "[NAME]", 42))
+    spans += _subject_spans(tk, lex)
+    for m in _ATTESTATION.finditer(text):  # "I, Jane Roe, have reviewed"
+        spans.append(Span(m.start("n"), m.end("n"), "name", "[NAME]", 43))
+    for m in _ALLCAPS_PAIR.finditer(text):  # "SMITH, JOHN"
+        a, b = m.group(1).lower(), m.group(2).lower()
+        if (a in lex.surnames or a in lex.given) and (b in lex.given or b in lex.surnames):
+            spans.append(Span(m.start(), m.end(), "name", "[NAME]", 40, True))
+    return spans
+
+
+def _title_spans(text: str, tk: _Tokens, lex: Lexicon) -> list[Span]:
+    """Names after a title: "Dr. X", "Herr X", "dr. krüger" (academic degrees such as "med." and
+    abbreviated titles without their dot are no cue)."""
+    toks = tk.toks
+    spans: list[Span] = []
     for k, (_s, _e, tok) in enumerate(toks):
         low = tok.lower()
         if low not in _TITLE_WORDS or low in (
@@ -441,8 +468,14 @@ def name_spans(text: str) -> list[Span]:
         end = _take_name(tk, nxt, lex, strict_case=False, trusted=True)
         if end > 0:
             spans.append(Span(toks[nxt][0], end, "name", "[NAME]", 44))
+    return spans
 
-    # labels: "Name: X", "Signed by X", "Befundet von X", "daughter, X"
+
+def _label_spans(text: str, tk: _Tokens, lex: Lexicon, mixed: bool) -> list[Span]:
+    """Names after a label: "Name: X", "Signed by X", "Befundet von X", "daughter, X"; after an
+    explicit "Label:" field the name runs to the end of the field."""
+    toks = tk.toks
+    spans: list[Span] = []
     has_label = any(t[2].lower() in _LABEL_TRIGGERS for t in toks)
     for m in _LABEL.finditer(text) if has_label else ():
         label = re.sub(r"\s+", " ", m.group(0)).strip(" :,\t(").lower()
@@ -460,44 +493,30 @@ def name_spans(text: str) -> list[Span]:
         end = _take_name(tk, i, lex, strict_case=False, allow_digits=True, trusted=trusted)
         if m["colon"] and ":" in m["colon"]:
             # an explicit field: the name runs to the end of the field
-            stop = re.compile(
-                r"\n|\t| {2,}|[;|]|\s(?:DOB|MRN|Geb\.|geb\.|geboren|Sex|Age|Alter|date)\b|[,.]\s|$", re.I
-            )
-            fe = stop.search(text, m.end())
-            seg_end = fe.start() if fe else len(text)
-            seg = text[m.end() : seg_end].rstrip(" .,")
-            first = _base(seg.split()[0]) if seg else ""
-            if (
-                seg
-                and len(seg) <= 60
-                and (first not in lex.stop or first in lex.given)
-                and not seg[:1].isdigit()
-            ):
-                end = max(end, m.end() + len(seg))
+            seg_len = _field_name_length(text, m.end(), lex)
+            if seg_len:
+                end = max(end, m.end() + seg_len)
         if end > 0:
             spans.append(Span(toks[min(_skip_titles(tk, i), len(toks) - 1)][0], end, "name", "[NAME]", 43))
-
-    for k, (_s, _e, tok) in enumerate(toks):
-        low = tok.lower()
-        if low in _PATIENT_WORDS:
-            spans += _patient_name(tk, k, lex, tk.local[k])
-        elif low in _WEAK_CUES or low in _STANDALONE_CUES:
-            spans += _cue_name(tk, k, lex, tk.local[k])
-
-    spans += _credential_spans(text, tk, lex)
-    spans += _dictionary_spans(text, tk, lex, mixed)
-    for m in _HEADER_NAME.finditer(text):  # "QUARRENDALE, MIRABETHA  MRN ..." at a line start
-        a, b = m.group(1).lower(), m.group(2).lower()
-        if not any(lex.is_word(w) or w in _NOT_NAMES or w in lex.countries for w in (a, b)):
-            spans.append(Span(m.start(1), m.end(2), "name", "[NAME]", 42))
-    spans += _subject_spans(tk, lex)
-    for m in _ATTESTATION.finditer(text):  # "I, Jane Roe, have reviewed"
-        spans.append(Span(m.start("n"), m.end("n"), "name", "[NAME]", 43))
-    for m in _ALLCAPS_PAIR.finditer(text):  # "SMITH, JOHN"
-        a, b = m.group(1).lower(), m.group(2).lower()
-        if (a in lex.surnames or a in lex.given) and (b in lex.given or b in lex.surnames):
-            spans.append(Span(m.start(), m.end(), "name", "[NAME]", 40, True))
     return spans
+
+
+_FIELD_STOP = re.compile(
+    r"\n|\t| {2,}|[;|]|\s(?:DOB|MRN|Geb\.|geb\.|geboren|Sex|Age|Alter|date)\b|[,.]\s|$", re.I
+)
+
+
+def _field_name_length(text: str, start: int, lex: Lexicon) -> int:
+    """Length (characters) of the name filling a "Label:" field that starts at ``start``: up to a
+    line/tab/double blank, ";", "|", the next field label or ", "/". "; 0 if it is no name (empty,
+    over 60 characters, starting with a digit or an ordinary word that is no given name)."""
+    fe = _FIELD_STOP.search(text, start)
+    seg_end = fe.start() if fe else len(text)
+    seg = text[start:seg_end].rstrip(" .,")
+    first = _base(seg.split()[0]) if seg else ""
+    if seg and len(seg) <= 60 and (first not in lex.stop or first in lex.given) and not seg[:1].isdigit():
+        return len(seg)
+    return 0
 
 
 def _plausible_name_start(tk: _Tokens, i: int, lex: Lexicon, mixed: bool) -> bool:
@@ -750,9 +769,40 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
     """A name after a context cue ("called to", "discussed with", "per", "Rücksprache mit")."""
     toks = tk.toks
     low = toks[k][2].lower()
+    strong, generic_by = _cue_strength(tk, k, lex)
+    i = _next_word(tk, k)
+    if i < 0:
+        return []
+    tok = toks[i][2]
+    if not strong and _is_initial(tk, i) and i + 2 < len(toks):
+        strong = _initial_then_name(tk, i, lex)
+    if (
+        not strong
+        and mixed
+        and tok.islower()
+        and low in ("by", "with", "to", "von", "mit", "an", "durch", "bei")
+    ):
+        strong = _lower_case_name(tk, i, lex)
+    if not strong and not _weak_cue_name(tk, i, lex, mixed):
+        return []
+    end = _take_name(tk, i, lex, strict_case=not strong and mixed, trusted=strong)
+    if end <= 0:
+        return []
+    if generic_by and len(_WORDS3.findall(tk.text[toks[i][0] : end])) < 2:
+        return []  # "interrogated by X": only a name of two words or more
+    return [Span(toks[min(_skip_titles(tk, i), len(toks) - 1)][0], end, "name", "[NAME]", 41, True)]
+
+
+def _cue_strength(tk: _Tokens, k: int, lex: Lexicon) -> tuple[bool, bool]:
+    """Whether cue token ``k`` is strong by itself, and whether it is a generic "<verb>ed by".
+
+    Strong: a standalone cue; a preposition after a cue verb up to five words before, within the
+    clause ("reviewed the images with X"; a near-only verb must stand right before it); "by" after
+    a past participle that is an ordinary word, followed by a word that is none."""
+    toks = tk.toks
+    low = toks[k][2].lower()
     strong = low in _STANDALONE_CUES
     if not strong and low in _CUE_PREPS:
-        # a cue verb up to five words before, within the clause: "reviewed the images with X"
         j = k - 1
         while j >= 0 and k - j <= 6 and toks[j][2][:1].isalnum():
             if toks[j][2].lower() in _CUE_VERBS:
@@ -771,70 +821,70 @@ def _cue_name(tk: _Tokens, k: int, lex: Lexicon, mixed: bool) -> list[Span]:
             and toks[k + 1][2][:1].isalpha()
             and not lex.is_word(_base(toks[k + 1][2]))
         )
-    i = _next_word(tk, k)
-    if i < 0:
-        return []
+    return strong, generic_by
+
+
+def _initial_then_name(tk: _Tokens, i: int, lex: Lexicon) -> bool:
+    """ "durch J. Szczepański": initial ``i``, then a capitalised name-like word after a blank."""
+    toks = tk.toks
+    nxt = toks[i + 2][2]
+    return (
+        nxt[:1].isupper()
+        and _blank(tk.text, toks[i + 1][1], toks[i + 2][0])
+        and (name_like(nxt, lex, lenient=False) or _base(nxt) in lex.surnames)
+    )
+
+
+def _lower_case_name(tk: _Tokens, i: int, lex: Lexicon) -> bool:
+    """Whether lower-case token ``i`` after a weak cue starts a name in mixed-case text.
+
+    An apostrophe name ("d'angelo"); or a given name and a surname, not both ordinary words ("kofi
+    ibekwe"); or two lower-case words that are no English words and look foreign to German too
+    ("ignatius wiśniewski"): a name part from the dictionaries, an apostrophe or hyphen, or letters
+    outside a-z/äöüß in one of them."""
+    toks = tk.toks
     tok = toks[i][2]
     b = _base(tok)
-    if not strong and _is_initial(tk, i) and i + 2 < len(toks):
-        # "durch J. Szczepański": an initial, then a name-like word in the same case as the text
-        nxt = toks[i + 2][2]
-        strong = (
-            nxt[:1].isupper()
-            and _blank(tk.text, toks[i + 1][1], toks[i + 2][0])
-            and (name_like(nxt, lex, lenient=False) or _base(nxt) in lex.surnames)
+    nj = _next_word(tk, i)
+    nb = _base(toks[nj][2]) if nj > 0 else ""
+    odd = ("'" in tok or "’" in tok) and name_like(tok, lex, lenient=False)
+    pair = (
+        b in lex.given
+        and b not in lex.stop
+        and nj > 0
+        and toks[nj][2].islower()
+        and nb in lex.surnames
+        and nb not in lex.stop
+        and not (lex.is_word(b) and lex.is_word(nb))
+    )
+    both = (
+        nj > 0
+        and toks[nj][2].islower()
+        and name_like(tok, lex, lenient=False)
+        and name_like(toks[nj][2], lex, lenient=False)
+        and nb not in lex.stop
+        and any(
+            _base(w) in lex.given or _base(w) in lex.surnames or re.search(r"['’-]|[^a-zäöüß'’-]", w)
+            for w in (tok, toks[nj][2])
         )
-    if (
-        not strong
-        and mixed
-        and tok.islower()
-        and low in ("by", "with", "to", "von", "mit", "an", "durch", "bei")
-    ):
-        # a lower-case name after a weak cue: an apostrophe name ("d'angelo") or a given name and a
-        # surname, not both ordinary words ("kofi ibekwe")
-        nj = _next_word(tk, i)
-        nb = _base(toks[nj][2]) if nj > 0 else ""
-        odd = ("'" in tok or "’" in tok) and name_like(tok, lex, lenient=False)
-        pair = (
-            b in lex.given
-            and b not in lex.stop
-            and nj > 0
-            and toks[nj][2].islower()
-            and nb in lex.surnames
-            and nb not in lex.stop
-            and not (lex.is_word(b) and lex.is_word(nb))
-        )
-        # two lower-case words that are no English words and look foreign to German too
-        # ("ignatius wiśniewski"): a name part from the dictionaries, an apostrophe or hyphen, or
-        # letters outside a-z/äöüß in one of them
-        both = (
-            nj > 0
-            and toks[nj][2].islower()
-            and name_like(tok, lex, lenient=False)
-            and name_like(toks[nj][2], lex, lenient=False)
-            and nb not in lex.stop
-            and any(
-                _base(w) in lex.given or _base(w) in lex.surnames or re.search(r"['’-]|[^a-zäöüß'’-]", w)
-                for w in (tok, toks[nj][2])
-            )
-        )
-        strong = odd or pair or both
-    if not strong:
-        known = b in lex.given or b in lex.surnames
-        if mixed and (not tok[:1].isupper() or (tok.isupper() and not known)):
-            return []
-        if not mixed and not known:
-            return []
-        if lex.is_word(b) and not (
-            b in lex.strong_names or (b in lex.given and _followed_by_name(tk, i, lex))
-        ):
-            return []
-    end = _take_name(tk, i, lex, strict_case=not strong and mixed, trusted=strong)
-    if end <= 0:
-        return []
-    if generic_by and len(_WORDS3.findall(tk.text[toks[i][0] : end])) < 2:
-        return []  # "interrogated by X": only a name of two words or more
-    return [Span(toks[min(_skip_titles(tk, i), len(toks) - 1)][0], end, "name", "[NAME]", 41, True)]
+    )
+    return odd or pair or both
+
+
+def _weak_cue_name(tk: _Tokens, i: int, lex: Lexicon, mixed: bool) -> bool:
+    """Whether token ``i`` after a weak cue is a name: a known name part (capitalised in mixed-case
+    text, not all upper case unless known); an ordinary word only if it is a strong name or a given
+    name followed by another name."""
+    tok = tk.toks[i][2]
+    b = _base(tok)
+    known = b in lex.given or b in lex.surnames
+    if mixed and (not tok[:1].isupper() or (tok.isupper() and not known)):
+        return False
+    if not mixed and not known:
+        return False
+    if lex.is_word(b) and not (b in lex.strong_names or (b in lex.given and _followed_by_name(tk, i, lex))):
+        return False
+    return True
 
 
 def _dictionary_spans(text: str, tk: _Tokens, lex: Lexicon, mixed: bool) -> list[Span]:
@@ -934,25 +984,45 @@ def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: boo
 
     In lower case, a known given name and a known surname next to each other join ("joy [williams]",
     "[mark] bell")."""
-    toks, text = tk.toks, tk.text
-    n = len(toks)
     single = j == i
     if style == "lower":
-        if i > 0 and _blank(text, toks[i - 1][1], toks[i][0]) and _style(toks[i - 1][2]) == "lower":
-            if (
-                _base(toks[i - 1][2]) in lex.given
-                and _known_part(toks[i - 1][2], lex)
-                and _known_part(toks[i][2], lex)
-            ):
-                i -= 1
-        if j + 1 < n and _blank(text, toks[j][1], toks[j + 1][0]) and _style(toks[j + 1][2]) == "lower":
-            if (
-                _base(toks[j][2]) in lex.given
-                and _base(toks[j + 1][2]) in lex.surnames
-                and _known_part(toks[j + 1][2], lex)
-            ):
-                j += 1
-    for _ in range(4):  # forward
+        i, j = _grow_lower_pair(tk, i, j, lex)
+    j, comma_used = _grow_forward(tk, j, style, lex, comma_used, single)
+    i = _grow_backward(tk, i, style, lex, comma_used, single)
+    return i, j
+
+
+def _grow_lower_pair(tk: _Tokens, i: int, j: int, lex: Lexicon) -> tuple[int, int]:
+    """Lower-case range [i, j] widened by one token on each side where a known given name meets a
+    known surname ("joy [williams]", "[mark] bell")."""
+    toks, text = tk.toks, tk.text
+    n = len(toks)
+    if i > 0 and _blank(text, toks[i - 1][1], toks[i][0]) and _style(toks[i - 1][2]) == "lower":
+        if (
+            _base(toks[i - 1][2]) in lex.given
+            and _known_part(toks[i - 1][2], lex)
+            and _known_part(toks[i][2], lex)
+        ):
+            i -= 1
+    if j + 1 < n and _blank(text, toks[j][1], toks[j + 1][0]) and _style(toks[j + 1][2]) == "lower":
+        if (
+            _base(toks[j][2]) in lex.given
+            and _base(toks[j + 1][2]) in lex.surnames
+            and _known_part(toks[j + 1][2], lex)
+        ):
+            j += 1
+    return i, j
+
+
+def _grow_forward(
+    tk: _Tokens, j: int, style: str, lex: Lexicon, comma_used: bool, single: bool
+) -> tuple[int, bool]:
+    """Last token ``j`` moved right over up to four steps: a "Last, First" comma (once, from a
+    single token), an initial and the name part after it, or a joining name part. Returns the new
+    ``j`` and whether the comma is used."""
+    toks, text = tk.toks, tk.text
+    n = len(toks)
+    for _ in range(4):
         k = j + 1
         if k >= n or not _blank(text, toks[j][1], toks[k][0]):
             if (
@@ -990,43 +1060,24 @@ def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: boo
             j = k
             continue
         break
-    for _ in range(4):  # backward
+    return j, comma_used
+
+
+def _grow_backward(tk: _Tokens, i: int, style: str, lex: Lexicon, comma_used: bool, single: bool) -> int:
+    """First token ``i`` moved left over up to four steps: an initial (and a name part before
+    it), a "Last, First" comma (once, onto a single token) or a joining name part."""
+    toks, text = tk.toks, tk.text
+    for _ in range(4):
         k = i - 1
         if k < 0:
             break
         if toks[k][2] == "." and k >= 1 and _is_initial(tk, k - 1) and _blank(text, toks[k][1], toks[i][0]):
             i = k - 1
             p = i - 1  # "nancy [p. neumann]": a known given name before an initial
-            pt = toks[p][2] if p >= 0 else ""
-            pb = _base(pt)
             if (
                 p >= 0
                 and _blank(text, toks[p][1], toks[i][0])
-                and (
-                    _grows(pt, style, lex)
-                    or (_known_part(pt, lex) and pb in lex.given)
-                    # "Husband, Stoven [D. Relvendra]": a capitalised word before "X. Surname"
-                    or (
-                        style != "lower"
-                        and _style(pt) == style
-                        and len(pt) >= 3
-                        and pt.isalpha()
-                        and not any(
-                            pb in ws
-                            for ws in (
-                                lex.stop,
-                                _NOT_NAMES,
-                                _TITLE_WORDS,
-                                _ROLE_WORDS,
-                                _RELATIONS,
-                                _CUE_VERBS,
-                            )
-                        )
-                        and pb not in _STANDALONE_CUES
-                        and pb not in _LABEL_TRIGGERS
-                        and pb not in clinical_words()
-                    )
-                )
+                and _joins_before_initial(toks[p][2], style, lex)
             ):
                 i = p
             continue
@@ -1048,7 +1099,38 @@ def _grow(tk: _Tokens, i: int, j: int, style: str, lex: Lexicon, comma_used: boo
             i = k
             continue
         break
-    return i, j
+    return i
+
+
+def _joins_before_initial(pt: str, style: str, lex: Lexicon) -> bool:
+    """Whether word ``pt`` before "X. Surname" belongs to the name: a joining name part, a known
+    given name ("nancy [p. neumann]"), or a capitalised word of the name's style that is no stop,
+    title, role, relation, cue or clinical word ("Husband, Stoven [D. Relvendra]")."""
+    pb = _base(pt)
+    return (
+        _grows(pt, style, lex)
+        or (_known_part(pt, lex) and pb in lex.given)
+        or (
+            style != "lower"
+            and _style(pt) == style
+            and len(pt) >= 3
+            and pt.isalpha()
+            and not any(
+                pb in ws
+                for ws in (
+                    lex.stop,
+                    _NOT_NAMES,
+                    _TITLE_WORDS,
+                    _ROLE_WORDS,
+                    _RELATIONS,
+                    _CUE_VERBS,
+                )
+            )
+            and pb not in _STANDALONE_CUES
+            and pb not in _LABEL_TRIGGERS
+            and pb not in clinical_words()
+        )
+    )
 
 
 def _known_part(tok: str, lex: Lexicon) -> bool:
