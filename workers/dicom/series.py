@@ -266,19 +266,42 @@ def _assemble_group(
     items: list[_S], ctx, series_size: int
 ) -> list[VolumeRecord | ImageRecord | QuarantineRecord]:
     """Dedupe, split at gaps, and build the volume(s) of one orientation/grid group."""
-    out: list[VolumeRecord | ImageRecord | QuarantineRecord] = []
+    positions = _positions(items)
+    phases, out, notes = _split_phases(items, positions, ctx)
+    for phase_index, phase in enumerate(phases):
+        run_notes = dict(notes)
+        if len(phases) > 1:
+            run_notes["four_d_phase"] = phase_index
+        out += _phase_volume(phase, run_notes, ctx, series_size)
+    return out
+
+
+def _positions(items: list[_S]) -> list[list[_S]]:
+    """Slices grouped by position along the slice normal (mm; duplicates within
+    ``DUPLICATE_TOL_MM`` share one), in order; sorts ``items`` in place and sets their ``proj``."""
     normal = slice_normal(items[0].s.orientation)
     for x in items:
         x.proj = float(np.dot(normal, np.asarray(x.s.position_mm, dtype=np.float64)))
     items.sort(key=lambda x: (x.proj, _temporal_key(x), x.s.source_id))
-
-    # group positions (duplicates share a position)
     positions: list[list[_S]] = []
     for x in items:
         if positions and abs(x.proj - positions[-1][0].proj) < DUPLICATE_TOL_MM:
             positions[-1].append(x)
         else:
             positions.append([x])
+    return positions
+
+
+def _split_phases(
+    items: list[_S], positions: list[list[_S]], ctx
+) -> tuple[list[list[_S]], list[VolumeRecord | ImageRecord | QuarantineRecord], dict]:
+    """The phases (slice lists) to build volumes from, the quarantines so far, and notes.
+
+    One slice per position: one phase. Every position repeated k times: a 4D series, handled by
+    ``ctx.volume.four_d_policy`` (quarantine: no phase and every slice quarantined; first: the
+    other phases quarantined; all: k phases). Otherwise the first slice of each position is kept,
+    and the others are quarantined as duplicates or inconsistent."""
+    out: list[VolumeRecord | ImageRecord | QuarantineRecord] = []
     counts = {len(p) for p in positions}
     phases: list[list[_S]]
     notes: dict = {}
@@ -291,10 +314,11 @@ def _assemble_group(
         policy = ctx.volume.four_d_policy
         notes["four_d_phases"] = k
         if policy == "quarantine":
-            return [
+            quarantined = [
                 _quarantine(x.s, ReasonCode.VOLUME_UNSUPPORTED_DIMS, "4D series (four_d_policy=quarantine)")
                 for x in items
             ]
+            return [], quarantined, notes
         if policy == "first":
             phases = by_phase[:1]
             out.extend(
@@ -316,34 +340,37 @@ def _assemble_group(
                     else _quarantine(dup.s, ReasonCode.SERIES_INCONSISTENT, "two slices at the same position")
                 )
         notes["duplicate_positions"] = sum(len(p) - 1 for p in positions)
+    return phases, out, notes
 
-    for phase_index, phase in enumerate(phases):
-        runs = uniform_runs(np.array([x.proj for x in phase]))
-        best = sorted(runs, key=lambda r: (-(r[1] - r[0]), r[0]))[0]
-        run_notes = dict(notes)
-        if len(phases) > 1:
-            run_notes["four_d_phase"] = phase_index
-        if len(runs) > 1:
-            run_notes["gaps_or_uneven_spacing"] = len(runs) - 1
-        if best[1] - best[0] < max(2, ctx.volume.min_slices):
+
+def _phase_volume(
+    phase: list[_S], run_notes: dict, ctx, series_size: int
+) -> list[VolumeRecord | ImageRecord | QuarantineRecord]:
+    """The volume of a phase's largest evenly spaced run (ties: the first), the slices of every
+    other run quarantined as gaps; all quarantined if that run is shorter than
+    ``max(2, ctx.volume.min_slices)``. Adds the gap count to ``run_notes``."""
+    out: list[VolumeRecord | ImageRecord | QuarantineRecord] = []
+    runs = uniform_runs(np.array([x.proj for x in phase]))
+    best = sorted(runs, key=lambda r: (-(r[1] - r[0]), r[0]))[0]
+    if len(runs) > 1:
+        run_notes["gaps_or_uneven_spacing"] = len(runs) - 1
+    if best[1] - best[0] < max(2, ctx.volume.min_slices):
+        out.extend(
+            _quarantine(x.s, ReasonCode.SERIES_INCONSISTENT, "no evenly spaced run long enough for a volume")
+            for x in phase
+        )
+        return out
+    for r in runs:
+        if r != best:
             out.extend(
                 _quarantine(
-                    x.s, ReasonCode.SERIES_INCONSISTENT, "no evenly spaced run long enough for a volume"
+                    x.s,
+                    ReasonCode.SERIES_INCONSISTENT,
+                    "slice outside the largest evenly spaced run (gap)",
                 )
-                for x in phase
+                for x in phase[r[0] : r[1]]
             )
-            continue
-        for r in runs:
-            if r != best:
-                out.extend(
-                    _quarantine(
-                        x.s,
-                        ReasonCode.SERIES_INCONSISTENT,
-                        "slice outside the largest evenly spaced run (gap)",
-                    )
-                    for x in phase[r[0] : r[1]]
-                )
-        out.append(_build_volume(phase[best[0] : best[1]], ctx, run_notes, series_size))
+    out.append(_build_volume(phase[best[0] : best[1]], ctx, run_notes, series_size))
     return out
 
 

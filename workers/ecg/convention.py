@@ -416,6 +416,10 @@ class ConformedEcg:
     meta: dict
 
 
+# one group of leads sharing a source rate and length: (row in ECG_LEADS, lead, signal mV, ADC-limit mask)
+_GroupMember = tuple[int, str, np.ndarray, np.ndarray | None]
+
+
 def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s: float) -> ConformedEcg:
     """Map, window, resample and QC source channels into the corpus layout.
 
@@ -425,6 +429,54 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
     """
     rate_out = int(cfg.rate_hz)
     n_out = int(round(cfg.seconds * rate_out))
+    assignment, missing = _assign_checked(channels, cfg)
+    flags: set[str] = {f"missing:{lead}" for lead in missing}
+    if missing:
+        flags.add("partial_leads")
+    groups, lead_meta, resampling, modified = _map_leads(channels, assignment, rate_out)
+    if modified:
+        flags.add("modified_leads")
+    stacked, qc_flags, unusable = _qc_groups(groups, cfg.seconds)
+    flags |= qc_flags
+    if unusable == len(assignment.sources):
+        raise QuarantineError(ReasonCode.ECG_QC_FAILED, "every present lead is flat or invalid in the window")
+    out = np.full((len(ECG_LEADS), n_out), np.nan, dtype=np.float64)
+    padded_to: list[int] = []
+    for rate, rows, xs in stacked:
+        y = resample_leads(xs, rate, rate_out)[:, :n_out]
+        out[rows, : y.shape[1]] = y
+        padded_to.append(y.shape[1])
+    if padded_to and min(padded_to) < n_out:
+        flags.add("padded")
+
+    rates = sorted({c.rate_hz for c in (channels[i] for i, _ in assignment.sources.values())})
+    original_rate = float(max(rates))
+    array = np.clip(out, -65504.0, 65504.0).astype(np.float16)
+    array[array == 0] = 0  # one zero: -0.0 (inverted leads, tiny negatives) would change the content hash
+    padded_s = round(max(0, n_out - min(padded_to)) / rate_out, 6) if padded_to else 0.0
+    meta = {
+        "convention": _convention_meta(cfg, rate_out, n_out, padded_s, resampling),
+        "lead_map": lead_meta,
+        "unused_channels": {
+            "not_a_lead": [safe_label(channels[i].name) for i in assignment.unmapped],
+            "duplicate": [safe_label(channels[i].name) for i in assignment.duplicates],
+        },
+        "source_rates_hz": [float(r) for r in rates],
+        "source_duration_s": round(float(source_duration_s), 6),
+        "qc": {
+            "flags": sorted(flags),
+            "flat_run_s": FLAT_RUN_S,
+            "clip_run_s": CLIP_RUN_S,
+            "max_plausible_mv": MAX_PLAUSIBLE_MV,
+        },
+    }
+    return ConformedEcg(array, tuple(sorted(flags)), original_rate, meta)
+
+
+def _assign_checked(channels: Sequence[SourceChannel], cfg: EcgConfig) -> tuple[LeadAssignment, list[str]]:
+    """Check source rates, assign channels to canonical leads, apply the partial-leads policy.
+
+    Returns the assignment and the missing leads (in ``ECG_LEADS`` order)."""
     for c in channels:
         if not (MIN_RATE_HZ <= c.rate_hz <= MAX_RATE_HZ):
             raise QuarantineError(
@@ -439,16 +491,20 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
             ReasonCode.ECG_LEADS_MISSING,
             f"{12 - len(missing)} of 12 standard leads present (policy: quarantine)",
         )
+    return assignment, missing
 
-    out = np.full((len(ECG_LEADS), n_out), np.nan, dtype=np.float64)
-    flags: set[str] = {f"missing:{lead}" for lead in missing}
-    if missing:
-        flags.add("partial_leads")
+
+def _map_leads(
+    channels: Sequence[SourceChannel], assignment: LeadAssignment, rate_out: int
+) -> tuple[dict[tuple[float, int], list[_GroupMember]], dict[str, dict], dict[str, dict], bool]:
+    """Signals of the assigned leads (sign applied, mV), grouped by (source rate Hz, samples).
+
+    Also returns the per-lead meta (in ``ECG_LEADS`` order), the resampling factors per source rate,
+    and whether any lead is a modified one (``MLII``)."""
+    groups: dict[tuple[float, int], list[_GroupMember]] = {}
     lead_meta: dict[str, dict] = {}
     resampling: dict[str, dict] = {}
-    unusable = 0
-    padded_to: list[int] = []
-    groups: dict[tuple[float, int], list[tuple[int, str, np.ndarray, np.ndarray | None]]] = {}
+    modified = False
     for row, lead in enumerate(ECG_LEADS):
         if lead not in assignment.sources:
             continue
@@ -457,7 +513,7 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
         x = np.asarray(ch.signal, dtype=np.float64) * match.sign
         groups.setdefault((float(ch.rate_hz), x.size), []).append((row, lead, x, ch.at_adc_limit))
         if match.modified:
-            flags.add("modified_leads")
+            modified = True
         up, down, exact = resample_factors(ch.rate_hz, rate_out)
         key = _fmt_rate(ch.rate_hz)
         if key not in resampling:
@@ -475,10 +531,22 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
             "modified": match.modified,
             "rate_hz": float(ch.rate_hz),
         }
+    return groups, lead_meta, resampling, modified
+
+
+def _qc_groups(
+    groups: dict[tuple[float, int], list[_GroupMember]], seconds: float
+) -> tuple[list[tuple[float, list[int], np.ndarray]], set[str], int]:
+    """QC each group's leads over the window (``seconds`` at the source rate).
+
+    Returns per group (rate Hz, rows, stacked signals (leads, samples)), the QC flags
+    (``kind:lead``) and how many leads are unusable (all NaN or flat)."""
     stacked: list[tuple[float, list[int], np.ndarray]] = []
+    flags: set[str] = set()
+    unusable = 0
     for (rate, _), members in groups.items():
         xs = np.stack([x for _, _, x, _ in members])
-        n_win = window_source_samples(rate, cfg.seconds)
+        n_win = window_source_samples(rate, seconds)
         masks = None
         if any(m is not None for *_, m in members):
             masks = np.stack(
@@ -492,60 +560,39 @@ def conform(channels: Sequence[SourceChannel], cfg: EcgConfig, source_duration_s
             flags.update(f"{k}:{lead}" for k in kinds)
             unusable += int(bool(dead) or "flat" in kinds)
         stacked.append((rate, [row for row, *_ in members], xs))
-    if unusable == len(assignment.sources):
-        raise QuarantineError(ReasonCode.ECG_QC_FAILED, "every present lead is flat or invalid in the window")
-    for rate, rows, xs in stacked:
-        y = resample_leads(xs, rate, rate_out)[:, :n_out]
-        out[rows, : y.shape[1]] = y
-        padded_to.append(y.shape[1])
-    if padded_to and min(padded_to) < n_out:
-        flags.add("padded")
+    return stacked, flags, unusable
 
-    rates = sorted({c.rate_hz for c in (channels[i] for i, _ in assignment.sources.values())})
-    original_rate = float(max(rates))
-    array = np.clip(out, -65504.0, 65504.0).astype(np.float16)
-    array[array == 0] = 0  # one zero: -0.0 (inverted leads, tiny negatives) would change the content hash
-    meta = {
-        "convention": {
-            "version": CONVENTION_VERSION,
-            "units": ECG_UNITS,
-            "dtype": "float16",
-            "scale_mv_per_unit": 1.0,
-            "layout": "(lead, sample)",
-            "shape": [len(ECG_LEADS), n_out],
-            "leads": list(ECG_LEADS),
-            "rate_hz": rate_out,
-            "seconds": float(cfg.seconds),
-            "window": {
-                "policy": WINDOW_POLICY,
-                "start_s": 0.0,
-                "pad": PAD_VALUE,
-                "padded_s": round(max(0, n_out - min(padded_to)) / rate_out, 6) if padded_to else 0.0,
-            },
-            "resampling": {
-                "method": "scipy.signal.resample_poly",
-                "filter": "kaiser(beta=5.0), resample_poly default",
-                "padtype": RESAMPLE_PADTYPE,
-                "nan_samples": "bridged for filtering, NaN at the nearest output sample",
-                "by_source_rate_hz": resampling,
-            },
-            "partial_leads_policy": cfg.partial_leads,
+
+def _convention_meta(
+    cfg: EcgConfig, rate_out: int, n_out: int, padded_s: float, resampling: dict[str, dict]
+) -> dict:
+    """The ``convention`` block of the ECG meta: layout (12, ``n_out``) float16 mV at ``rate_out``
+    Hz, window, resampling method and factors per source rate, partial-leads policy."""
+    return {
+        "version": CONVENTION_VERSION,
+        "units": ECG_UNITS,
+        "dtype": "float16",
+        "scale_mv_per_unit": 1.0,
+        "layout": "(lead, sample)",
+        "shape": [len(ECG_LEADS), n_out],
+        "leads": list(ECG_LEADS),
+        "rate_hz": rate_out,
+        "seconds": float(cfg.seconds),
+        "window": {
+            "policy": WINDOW_POLICY,
+            "start_s": 0.0,
+            "pad": PAD_VALUE,
+            "padded_s": padded_s,
         },
-        "lead_map": lead_meta,
-        "unused_channels": {
-            "not_a_lead": [safe_label(channels[i].name) for i in assignment.unmapped],
-            "duplicate": [safe_label(channels[i].name) for i in assignment.duplicates],
+        "resampling": {
+            "method": "scipy.signal.resample_poly",
+            "filter": "kaiser(beta=5.0), resample_poly default",
+            "padtype": RESAMPLE_PADTYPE,
+            "nan_samples": "bridged for filtering, NaN at the nearest output sample",
+            "by_source_rate_hz": resampling,
         },
-        "source_rates_hz": [float(r) for r in rates],
-        "source_duration_s": round(float(source_duration_s), 6),
-        "qc": {
-            "flags": sorted(flags),
-            "flat_run_s": FLAT_RUN_S,
-            "clip_run_s": CLIP_RUN_S,
-            "max_plausible_mv": MAX_PLAUSIBLE_MV,
-        },
+        "partial_leads_policy": cfg.partial_leads,
     }
-    return ConformedEcg(array, tuple(sorted(flags)), original_rate, meta)
 
 
 def _fmt_rate(rate: float) -> str:

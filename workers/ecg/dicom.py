@@ -146,6 +146,48 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
     idx = choose_rhythm_group(ds)
     group = ds.WaveformSequence[idx]
     fs = float(group.SamplingFrequency)
+    values, raw = _read_waveform(ds, idx, ctx)
+    n_samples = int(values.shape[0])
+    pad_value = _padding_value(group, raw)
+    channels, units_in, filters = _source_channels(group, values, raw, pad_value, fs)
+    if not any(c.match is not None for c in channels) and units_in <= {"<none>"}:
+        raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "channel sensitivity units missing")
+
+    conformed = conform(channels, ctx.ecg, source_duration_s=n_samples / fs)
+    patient, study, acquired_at = dicom_identity(ds, ctx.pseudo)
+
+    header: dict = {}
+    age = deidentify_age(str(ds.get("PatientAge", "") or ""))
+    if age:
+        header["age"] = age
+    sex = normalise_sex(str(ds.get("PatientSex", "") or ""))
+    if sex:
+        header["sex"] = sex
+    meta = {
+        **conformed.meta,
+        "modality": Modality.ECG.value,
+        "source": _source_meta(ds, idx, values, units_in, filters),
+        "header": header,
+        "deid": {
+            "identity": "workers.dicom.identity: PatientID → pseudonym, Accession/StudyUID → study, time shifted",
+            "not_carried_over": sorted(k for k in _IDENTIFYING if k in ds),
+            "age_over_89_capped": age == "90+",
+            "annotations_dropped": len(ds.get("WaveformAnnotationSequence", None) or []),
+        },
+        "link": {"study_from": "AccessionNumber, else StudyInstanceUID", "study_found": bool(study)},
+    }
+    return [
+        make_ecg_record(
+            item, ctx, conformed, patient=patient, study=study, acquired_at=acquired_at, meta=meta
+        )
+    ]
+
+
+def _read_waveform(ds: Dataset, idx: int, ctx: WorkerContext) -> tuple[np.ndarray, np.ndarray]:
+    """Waveform group ``idx`` as physical values (samples, channels) float64 and as stored integers
+    (samples, channels), after checking the channel count and the sample limit (header first,
+    before pydicom allocates)."""
+    group = ds.WaveformSequence[idx]
     n_defs = len(group.get("ChannelDefinitionSequence", None) or [])
     if n_defs != int(group.get("NumberOfWaveformChannels", 0) or 0):
         raise QuarantineError(
@@ -166,7 +208,12 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
         raise QuarantineError(ReasonCode.ECG_SIGNAL_CORRUPT, "waveform group holds no samples")
     if n_samples * values.shape[1] > ctx.limits.max_ecg_samples:
         raise QuarantineError(ReasonCode.LIMIT_EXCEEDED, "ECG waveform exceeds the sample limit")
+    return values, raw
 
+
+def _padding_value(group: Dataset, raw: np.ndarray) -> int | None:
+    """The group's WaveformPaddingValue as a stored integer (an OB/OW value is read in the
+    group's sample encoding), or ``None``."""
     padding = group.get("WaveformPaddingValue", None)
     pad_value = None
     if isinstance(padding, bytes | bytearray):
@@ -174,13 +221,21 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
             pad_value = int(np.frombuffer(bytes(padding)[: raw.dtype.itemsize], dtype=raw.dtype)[0])
     elif padding is not None:
         pad_value = int(padding)
+    return pad_value
+
+
+def _source_channels(
+    group: Dataset, values: np.ndarray, raw: np.ndarray, pad_value: int | None, fs: float
+) -> tuple[list[SourceChannel], set[str], set[tuple]]:
+    """One :class:`SourceChannel` per channel definition: mV (NaN at padding), lead match (none
+    without a voltage unit), ADC-limit mask. Also the units seen and the (low, high, notch) filters
+    in Hz."""
     info = np.iinfo(raw.dtype) if np.issubdtype(raw.dtype, np.integer) else None
     channel_defs = list(group.get("ChannelDefinitionSequence", None) or [])
     if len(channel_defs) != values.shape[1]:
         raise QuarantineError(
             ReasonCode.ECG_HEADER_INVALID, "channel definitions do not match the channel count"
         )
-
     channels: list[SourceChannel] = []
     units_in: set[str] = set()
     filters: set[tuple] = set()
@@ -211,54 +266,31 @@ def decode_dicom_ecg(ds: Dataset, item: InputItem, ctx: WorkerContext) -> list[D
             )
         )
         channels.append(SourceChannel(name=name, signal=x, rate_hz=fs, match=match, at_adc_limit=at_limit))
-    if not any(c.match is not None for c in channels) and units_in <= {"<none>"}:
-        raise QuarantineError(ReasonCode.ECG_HEADER_INVALID, "channel sensitivity units missing")
+    return channels, units_in, filters
 
-    conformed = conform(channels, ctx.ecg, source_duration_s=n_samples / fs)
-    patient, study, acquired_at = dicom_identity(ds, ctx.pseudo)
 
-    header: dict = {}
-    age = deidentify_age(str(ds.get("PatientAge", "") or ""))
-    if age:
-        header["age"] = age
-    sex = normalise_sex(str(ds.get("PatientSex", "") or ""))
-    if sex:
-        header["sex"] = sex
+def _source_meta(ds: Dataset, idx: int, values: np.ndarray, units_in: set[str], filters: set[tuple]) -> dict:
+    """The ``source`` block of the ECG meta: SOP class, group, shape, rate, encoding, units,
+    filters, device."""
+    group = ds.WaveformSequence[idx]
     sop = str(ds.get("SOPClassUID", "") or "")
-    meta = {
-        **conformed.meta,
-        "modality": Modality.ECG.value,
-        "source": {
-            "format": "dicom_waveform",
-            "sop_class": ECG_SOP_CLASSES.get(sop, "other waveform"),
-            "n_groups": len(ds.WaveformSequence),
-            "group_index": idx,
-            "group_label": str(group.get("MultiplexGroupLabel", "") or "").upper()[:32],
-            "n_channels": int(values.shape[1]),
-            "n_samples": n_samples,
-            "rate_hz": fs,
-            "bits_allocated": int(group.get("WaveformBitsAllocated", 0) or 0),
-            "sample_interpretation": str(group.get("WaveformSampleInterpretation", "") or ""),
-            "units_in": sorted(units_in),
-            "filters_hz_low_high_notch": sorted([list(f) for f in filters], key=str),
-            "manufacturer": str(ds.get("Manufacturer", "") or "")[:64],
-            "model": str(ds.get("ManufacturerModelName", "") or "")[:64],
-            "values": "pydicom Dataset.waveform_array (sensitivity × correction + baseline)",
-        },
-        "header": header,
-        "deid": {
-            "identity": "workers.dicom.identity: PatientID → pseudonym, Accession/StudyUID → study, time shifted",
-            "not_carried_over": sorted(k for k in _IDENTIFYING if k in ds),
-            "age_over_89_capped": age == "90+",
-            "annotations_dropped": len(ds.get("WaveformAnnotationSequence", None) or []),
-        },
-        "link": {"study_from": "AccessionNumber, else StudyInstanceUID", "study_found": bool(study)},
+    return {
+        "format": "dicom_waveform",
+        "sop_class": ECG_SOP_CLASSES.get(sop, "other waveform"),
+        "n_groups": len(ds.WaveformSequence),
+        "group_index": idx,
+        "group_label": str(group.get("MultiplexGroupLabel", "") or "").upper()[:32],
+        "n_channels": int(values.shape[1]),
+        "n_samples": int(values.shape[0]),
+        "rate_hz": float(group.SamplingFrequency),
+        "bits_allocated": int(group.get("WaveformBitsAllocated", 0) or 0),
+        "sample_interpretation": str(group.get("WaveformSampleInterpretation", "") or ""),
+        "units_in": sorted(units_in),
+        "filters_hz_low_high_notch": sorted([list(f) for f in filters], key=str),
+        "manufacturer": str(ds.get("Manufacturer", "") or "")[:64],
+        "model": str(ds.get("ManufacturerModelName", "") or "")[:64],
+        "values": "pydicom Dataset.waveform_array (sensitivity × correction + baseline)",
     }
-    return [
-        make_ecg_record(
-            item, ctx, conformed, patient=patient, study=study, acquired_at=acquired_at, meta=meta
-        )
-    ]
 
 
 def _num(value) -> float | None:

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -152,89 +153,112 @@ def _audit_name(nkey: str) -> str:
     return nkey if words and len(words) <= 8 and known else "<field>"
 
 
+@dataclass
+class _CommentScan:
+    """What one pass over WFDB header comments keeps, removes and counts."""
+
+    header: dict = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, str] = field(default_factory=dict)  # audit name → reason (never the value)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"unlisted_fields_dropped": 0, "free_text_lines_dropped": 0}
+    )
+    age_capped: bool = False
+    age_sex_from_free_text: bool = False
+    patient_raw: str = ""
+
+    def remove(self, nkey: str, why: str) -> None:
+        self.removed[_audit_name(nkey)] = why
+
+
 def parse_header_comments(comments: list[str]) -> tuple[dict, dict, str]:
     """Split WFDB header comments into (kept metadata, de-identification audit, raw patient id).
 
     See the module docstring for the rules. Values never reach the audit or the logs.
     """
-    header: dict = {}
-    fields: dict[str, str] = {}
-    removed: dict[str, str] = {}
-    counts = {"unlisted_fields_dropped": 0, "free_text_lines_dropped": 0}
-    age_capped = False
-    age_sex_from_free_text = False
-    patient_raw = ""
-
-    def remove(nkey: str, why: str) -> None:
-        removed[_audit_name(nkey)] = why
-
+    scan = _CommentScan()
     for line in comments:
         text = (line or "").strip()
         if not text:
             continue
         if ":" not in text:
-            m = _MITDB_AGE_SEX.match(text)
-            if m and "age" not in header and "sex" not in header:
-                age = deidentify_age(m.group(1))
-                if age:
-                    header["age"] = age
-                    age_capped = age_capped or age == "90+"
-                sex = normalise_sex(m.group(2))
-                if sex:
-                    header["sex"] = sex
-                age_sex_from_free_text = True
-            counts["free_text_lines_dropped"] += 1
+            _free_text_line(scan, text)
             continue
         key, value = (part.strip() for part in text.split(":", 1))
         nkey = _norm_key(key)
         if not nkey:
-            counts["free_text_lines_dropped"] += 1
+            scan.counts["free_text_lines_dropped"] += 1
             continue
         if value.lower() in _EMPTY_VALUES:
             continue  # section headings ("Diagnose:") and placeholders carry nothing
-        if nkey == "age":
-            age = deidentify_age(value)
-            if age:
-                header["age"] = age
-                age_capped = age_capped or age == "90+"
-            else:
-                remove(nkey, "unparseable_age")
-        elif nkey in ("sex", "gender"):
-            sex = normalise_sex(value)
-            if sex:
-                header["sex"] = sex
-        elif nkey == "dx":
-            codes = [c.strip() for c in value.split(",") if c.strip()]
-            header["dx"] = codes
-            if codes and all(c.isdigit() for c in codes):
-                header["dx_coding"] = "SNOMED-CT (PhysioNet/CinC)"
-        elif nkey in _PATIENT_KEYS:
-            patient_raw = value
-            removed["patient_id"] = "pseudonymised"
-        elif _DENY_STRONG.search(nkey) or (_DENY.search(nkey) and not any(st in nkey for st in _CLINICAL)):
-            remove(nkey, "identifying_field")
-        elif _TEMPORAL.search(nkey):
-            remove(nkey, "temporal_field")
-        elif nkey in ("rx", "hx", "sx") or any(stem in nkey for stem in _CLINICAL):
-            if _DATE_VALUE.search(value) or _TIME_VALUE.match(value):
-                remove(nkey, "date_in_value")
-            elif _TITLE_NAME.search(value):
-                remove(nkey, "name_in_value")
-            elif _LONG_DIGITS.search(value):
-                remove(nkey, "identifier_like_value")
-            else:
-                fields[nkey] = value[:500]
-        else:
-            counts["unlisted_fields_dropped"] += 1
-    if fields:
-        header["fields"] = fields
+        _keyed_line(scan, nkey, value)
+    if scan.fields:
+        scan.header["fields"] = scan.fields
     audit = {
-        "removed": dict(sorted(removed.items())),
-        "age_over_89_capped": age_capped,
-        "age_sex_from_free_text": age_sex_from_free_text,
-        **counts,
+        "removed": dict(sorted(scan.removed.items())),
+        "age_over_89_capped": scan.age_capped,
+        "age_sex_from_free_text": scan.age_sex_from_free_text,
+        **scan.counts,
     }
-    return header, audit, patient_raw
+    return scan.header, audit, scan.patient_raw
+
+
+def _free_text_line(scan: _CommentScan, text: str) -> None:
+    """A comment line without a key: dropped, but a MIT-BIH "<age> <sex>" line fills age and sex
+    once (when neither is known yet)."""
+    header = scan.header
+    m = _MITDB_AGE_SEX.match(text)
+    if m and "age" not in header and "sex" not in header:
+        age = deidentify_age(m.group(1))
+        if age:
+            header["age"] = age
+            scan.age_capped = scan.age_capped or age == "90+"
+        sex = normalise_sex(m.group(2))
+        if sex:
+            header["sex"] = sex
+        scan.age_sex_from_free_text = True
+    scan.counts["free_text_lines_dropped"] += 1
+
+
+def _keyed_line(scan: _CommentScan, nkey: str, value: str) -> None:
+    """A ``key: value`` line (normalised key, non-empty value): age, sex, Dx codes and the patient
+    id are read; identifying and temporal fields are removed; clinical fields are kept unless
+    their value holds a date, a titled name or a long number; anything else is dropped."""
+    header = scan.header
+    if nkey == "age":
+        age = deidentify_age(value)
+        if age:
+            header["age"] = age
+            scan.age_capped = scan.age_capped or age == "90+"
+        else:
+            scan.remove(nkey, "unparseable_age")
+    elif nkey in ("sex", "gender"):
+        sex = normalise_sex(value)
+        if sex:
+            header["sex"] = sex
+    elif nkey == "dx":
+        codes = [c.strip() for c in value.split(",") if c.strip()]
+        header["dx"] = codes
+        if codes and all(c.isdigit() for c in codes):
+            header["dx_coding"] = "SNOMED-CT (PhysioNet/CinC)"
+    elif nkey in _PATIENT_KEYS:
+        scan.patient_raw = value
+        scan.removed["patient_id"] = "pseudonymised"
+    elif _DENY_STRONG.search(nkey) or (_DENY.search(nkey) and not any(st in nkey for st in _CLINICAL)):
+        scan.remove(nkey, "identifying_field")
+    elif _TEMPORAL.search(nkey):
+        scan.remove(nkey, "temporal_field")
+    elif nkey in ("rx", "hx", "sx") or any(stem in nkey for stem in _CLINICAL):
+        if _DATE_VALUE.search(value) or _TIME_VALUE.match(value):
+            scan.remove(nkey, "date_in_value")
+        elif _TITLE_NAME.search(value):
+            scan.remove(nkey, "name_in_value")
+        elif _LONG_DIGITS.search(value):
+            scan.remove(nkey, "identifier_like_value")
+        else:
+            scan.fields[nkey] = value[:500]
+    else:
+        scan.counts["unlisted_fields_dropped"] += 1
 
 
 def _deidentify_kept_text(header: dict, audit: dict, patient: str, ctx: WorkerContext, raw_id: str) -> dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -119,6 +120,20 @@ def _to_arrays(im) -> tuple[np.ndarray, np.ndarray, str, int, list[str], dict]:
     raise QuarantineError(ReasonCode.UNSUPPORTED_FORMAT, f"image mode {mode} is not supported")
 
 
+class _Decoded(NamedTuple):
+    """A decoded image file before rendition: what :func:`_to_arrays` gives, plus its source."""
+
+    fmt: str  # Pillow format name, "JPEG" or "PNG"
+    stripped: list[str]  # kinds of metadata dropped (names only)
+    orientation: int  # EXIF orientation applied (1: none)
+    stored: np.ndarray  # (rows, columns[, 3]) as stored: uint8, or uint16 for 16-bit grey
+    rendition: np.ndarray  # (rows, columns[, 3]) uint8
+    photometric: str
+    bits: int
+    steps: list[str]
+    info: dict
+
+
 def decode_image_file(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     """Decode one JPEG/PNG file into an :class:`ImageRecord` (identity empty until joined).
 
@@ -128,9 +143,45 @@ def decode_image_file(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord
     """
     from workers.dicom.pixels import array_sha256, encode_npy, encode_png, resize_longest
 
+    dec = _decode_file(item.path, ctx)
+    stored, steps = dec.stored, dec.steps
+    if stored.size == 0:
+        raise QuarantineError(ReasonCode.IMAGE_FILE_CORRUPT, "image has no pixels")
+    if dec.orientation != 1:
+        steps.insert(0, f"exif_orientation:{dec.orientation}")
+    png_img = resize_longest(dec.rendition, ctx.image.rendition_size)
+    return [
+        ImageRecord(
+            record_id=ctx.pseudo.record_id((item.source_id,)),
+            modality=Modality.IMAGE,
+            source_ids=(item.source_id,),
+            source_name=item.source_name,
+            licence=item.licence,
+            patient="",
+            study="",
+            acquired_at="",
+            content_sha256=array_sha256(stored),
+            meta_json=canonical_json(_image_meta(dec, png_img.shape)),
+            rows=int(stored.shape[0]),
+            columns=int(stored.shape[1]),
+            frames=1,
+            photometric=dec.photometric,
+            bits_stored=dec.bits,
+            dicom_modality="",
+            body_part="",
+            view_position="",
+            pixel_steps=tuple(steps),
+            payload=(("png", encode_png(png_img)), ("raw.npy", encode_npy(stored))),
+        )
+    ]
+
+
+def _decode_file(path: str, ctx: WorkerContext) -> _Decoded:
+    """Read, open, check (format, pixel limit, decompression bomb), load, EXIF-orient and convert
+    the file; every read or decoding failure becomes a :class:`QuarantineError`."""
     Image, ImageOps = _pil()
     try:
-        with open(item.path, "rb") as f:
+        with open(path, "rb") as f:
             data = f.read()
     except OSError:
         raise QuarantineError(ReasonCode.UNREADABLE_FILE, "file could not be read") from None
@@ -149,7 +200,7 @@ def decode_image_file(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord
             orientation = int(im.getexif().get(0x0112, 1) or 1) if fmt == "JPEG" else 1
             if orientation != 1:
                 im = ImageOps.exif_transpose(im)
-            stored, rendition, photometric, bits, steps, info = _to_arrays(im)
+            return _Decoded(fmt, stripped, orientation, *_to_arrays(im))
     except QuarantineError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -160,53 +211,29 @@ def decode_image_file(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord
         raise QuarantineError(
             ReasonCode.IMAGE_FILE_CORRUPT, f"image does not decode ({type(exc).__name__})"
         ) from None
-    if stored.size == 0:
-        raise QuarantineError(ReasonCode.IMAGE_FILE_CORRUPT, "image has no pixels")
-    if orientation != 1:
-        steps.insert(0, f"exif_orientation:{orientation}")
-    png_img = resize_longest(rendition, ctx.image.rendition_size)
-    meta = {
-        "source_format": _FORMATS[fmt],
+
+
+def _image_meta(dec: _Decoded, rendition_shape: tuple[int, ...]) -> dict:
+    """The record's meta: source format, what was stripped, and the pixel pipeline (stored and
+    rendition shapes, steps, bits)."""
+    return {
+        "source_format": _FORMATS[dec.fmt],
         "image_file": {
             "convention": IMAGE_FILE_CONVENTION,
-            "format": _FORMATS[fmt],
-            "stripped": stripped,
+            "format": _FORMATS[dec.fmt],
+            "stripped": dec.stripped,
             "burned_in_text": "not checked",
         },
         "pixel": {
             "pipeline": "exif orientation > grey: 8-bit as stored, 16-bit min/max to 8-bit; colour: RGB",
-            "steps": steps,
-            "stored_dtype": stored.dtype.str,
-            "stored_shape": list(stored.shape),
-            "stored_photometric": photometric,
-            "bits": bits,
+            "steps": dec.steps,
+            "stored_dtype": dec.stored.dtype.str,
+            "stored_shape": list(dec.stored.shape),
+            "stored_photometric": dec.photometric,
+            "bits": dec.bits,
             "rendition_frame": 0,
-            "rendition_shape": list(png_img.shape),
+            "rendition_shape": list(rendition_shape),
             "rendition_resample": "lanczos",
-            **info,
+            **dec.info,
         },
     }
-    return [
-        ImageRecord(
-            record_id=ctx.pseudo.record_id((item.source_id,)),
-            modality=Modality.IMAGE,
-            source_ids=(item.source_id,),
-            source_name=item.source_name,
-            licence=item.licence,
-            patient="",
-            study="",
-            acquired_at="",
-            content_sha256=array_sha256(stored),
-            meta_json=canonical_json(meta),
-            rows=int(stored.shape[0]),
-            columns=int(stored.shape[1]),
-            frames=1,
-            photometric=photometric,
-            bits_stored=bits,
-            dicom_modality="",
-            body_part="",
-            view_position="",
-            pixel_steps=tuple(steps),
-            payload=(("png", encode_png(png_img)), ("raw.npy", encode_npy(stored))),
-        )
-    ]

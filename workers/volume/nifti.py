@@ -281,37 +281,13 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     _check_header(img, ctx)
     _check_limits(img, item.path, ctx)
     source = _source_meta(img, item.path)
-    hdr = img.header
-    descrip = bytes(hdr["descrip"].item() or b"").split(b"\x00")[0].decode("latin-1", "replace")
-    dropped_text = [f for f in _TEXT_FIELDS if f in hdr and bytes(hdr[f].item() or b"").strip(b"\x00 ")]
-    dropped_ext = sorted({str(ext.get_code()) for ext in hdr.extensions})
+    descrip, dropped_text, dropped_ext = _header_text(img.header)
 
     is_4d = len(img.shape) == 4 and img.shape[3] > 1
     n_volumes = int(img.shape[3]) if is_4d else 1
     if is_4d and policy == "quarantine":
         raise QuarantineError(ReasonCode.VOLUME_UNSUPPORTED_DIMS, "4-D series (policy: quarantine)")
-    steps = ["nibabel.load"]
-    try:
-        if len(img.shape) == 4:
-            img = img.slicer[..., 0:1] if (policy == "first" or not is_4d) else img
-        canonical = nib.as_closest_canonical(img)
-        data = np.asanyarray(canonical.dataobj)
-    except QuarantineError:
-        raise
-    except _READ_ERRORS as exc:
-        raise QuarantineError(
-            ReasonCode.VOLUME_DATA_CORRUPT, f"voxel data cannot be read ({type(exc).__name__})"
-        ) from None
-    if source["scl_slope"] is not None and (
-        source["scl_slope"] != 1.0 or (source["scl_inter"] or 0.0) != 0.0
-    ):
-        steps.append("scl_slope/scl_inter applied")
-    steps.append(f"nibabel.as_closest_canonical ({source['axcodes']} → RAS)")
-    if data.ndim == 3:
-        data = data[..., None]
-    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-        raise QuarantineError(ReasonCode.VOLUME_VALUES_IMPLAUSIBLE, "volume has NaN or infinite values")
-    affine = np.asarray(canonical.affine, dtype=np.float64)
+    data, affine, steps = _read_ras(img, policy, is_4d, source)
 
     indices = list(range(n_volumes)) if (is_4d and policy == "all") else [0]
     records: list[DecodedRecord] = []
@@ -324,33 +300,11 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
         if ctx.volume.target_spacing_mm:
             vol, vol_affine, spacing_target = _resample(vol, affine, ctx.volume.target_spacing_mm, is_ct)
             vol_steps.append(f"nibabel.processing.resample_to_output {list(spacing_target)} mm (order 1)")
-        rounded = False
-        if is_ct:
-            vol, rounded = _hu_int16(vol)
-            vol_steps.append("int16 HU" + (" (rounded)" if rounded else ""))
-            cast = "int16 HU"
-        else:
-            vol, cast = _native(vol)
-            if vol.dtype.kind == "f" and not np.all(np.isfinite(vol)):
-                raise QuarantineError(ReasonCode.VOLUME_VALUES_IMPLAUSIBLE, "scaled values overflow float32")
-            vol_steps.append(cast)
+        vol, rounded, cast = _apply_dtype_rule(vol, is_ct, vol_steps)
         redundancy = slice_redundancy(vol, axis=2)
-        reduction = None
-        if ctx.volume.slice_reduction_ncc > 0:
-            kept = select_distinct_slices(vol, axis=2, threshold=ctx.volume.slice_reduction_ncc)
-            reduction = {
-                "method": REDUNDANCY_METHOD,
-                "ncc_threshold": ctx.volume.slice_reduction_ncc,
-                "axis": 2,
-                "n_slices": int(vol.shape[2]),
-                "kept": kept,
-                "grid": "affine and spacing describe the original slices; stored slice k is original kept[k]",
-            }
-            vol = vol[:, :, kept]
-            vol_steps.append(f"slice reduction: {len(kept)} of {reduction['n_slices']} Z slices kept")
+        vol, reduction = _reduce_slices(vol, ctx.volume.slice_reduction_ncc, vol_steps)
         vol = np.ascontiguousarray(vol)
         axcodes = "".join(str(c) for c in nib.aff2axcodes(vol_affine))
-        spacing = tuple(_r(s) for s in np.sqrt((vol_affine[:3, :3] ** 2).sum(axis=0)))
         source_ids = (f"{item.source_id}-v{t:06d}",) if len(indices) > 1 else (item.source_id,)
         meta = {
             "modality": Modality.VOLUME.value,
@@ -378,25 +332,111 @@ def decode_nifti(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
                 "extensions_dropped_codes": dropped_ext,
             },
         }
-        records.append(
-            VolumeRecord(
-                record_id=ctx.pseudo.record_id(source_ids),
-                modality=Modality.VOLUME,
-                source_ids=source_ids,
-                source_name=item.source_name,
-                licence=item.licence,
-                patient="",
-                study="",
-                acquired_at="",
-                content_sha256=array_sha256(vol),
-                meta_json=canonical_json(meta),
-                shape=tuple(int(n) for n in vol.shape),
-                spacing_mm=spacing,
-                affine=tuple(_affine_list(vol_affine)),
-                orientation=axcodes,
-                source_format=source["format"],
-                hounsfield=is_ct,
-                payload=(("npy", npy_bytes(vol)),),
-            )
-        )
+        records.append(_volume_record(item, ctx, source_ids, vol, vol_affine, axcodes, is_ct, meta))
     return records
+
+
+def _header_text(hdr) -> tuple[str, list[str], list[str]]:
+    """The header's ``descrip`` (for the CT check; never stored), the names of the non-empty free
+    text fields and the codes of the extensions, all of which are dropped."""
+    descrip = bytes(hdr["descrip"].item() or b"").split(b"\x00")[0].decode("latin-1", "replace")
+    dropped_text = [f for f in _TEXT_FIELDS if f in hdr and bytes(hdr[f].item() or b"").strip(b"\x00 ")]
+    dropped_ext = sorted({str(ext.get_code()) for ext in hdr.extensions})
+    return descrip, dropped_text, dropped_ext
+
+
+def _read_ras(img, policy: str, is_4d: bool, source: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Voxels reoriented to RAS, (X, Y, Z, T) with T = 1 unless 4-D under policy ``all``, scaling
+    applied; the 4x4 voxel → mm affine; the processing steps so far."""
+    steps = ["nibabel.load"]
+    try:
+        if len(img.shape) == 4:
+            img = img.slicer[..., 0:1] if (policy == "first" or not is_4d) else img
+        canonical = nib.as_closest_canonical(img)
+        data = np.asanyarray(canonical.dataobj)
+    except QuarantineError:
+        raise
+    except _READ_ERRORS as exc:
+        raise QuarantineError(
+            ReasonCode.VOLUME_DATA_CORRUPT, f"voxel data cannot be read ({type(exc).__name__})"
+        ) from None
+    if source["scl_slope"] is not None and (
+        source["scl_slope"] != 1.0 or (source["scl_inter"] or 0.0) != 0.0
+    ):
+        steps.append("scl_slope/scl_inter applied")
+    steps.append(f"nibabel.as_closest_canonical ({source['axcodes']} → RAS)")
+    if data.ndim == 3:
+        data = data[..., None]
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise QuarantineError(ReasonCode.VOLUME_VALUES_IMPLAUSIBLE, "volume has NaN or infinite values")
+    affine = np.asarray(canonical.affine, dtype=np.float64)
+    return data, affine, steps
+
+
+def _apply_dtype_rule(vol: np.ndarray, is_ct: bool, steps: list[str]) -> tuple[np.ndarray, bool, str]:
+    """CT to int16 HU (rounded if needed), anything else to its native dtype rule; appends the step.
+
+    Returns the volume, whether HU were rounded, and the rule's name."""
+    rounded = False
+    if is_ct:
+        vol, rounded = _hu_int16(vol)
+        steps.append("int16 HU" + (" (rounded)" if rounded else ""))
+        cast = "int16 HU"
+    else:
+        vol, cast = _native(vol)
+        if vol.dtype.kind == "f" and not np.all(np.isfinite(vol)):
+            raise QuarantineError(ReasonCode.VOLUME_VALUES_IMPLAUSIBLE, "scaled values overflow float32")
+        steps.append(cast)
+    return vol, rounded, cast
+
+
+def _reduce_slices(vol: np.ndarray, ncc: float, steps: list[str]) -> tuple[np.ndarray, dict | None]:
+    """Keep only distinct Z slices (NCC threshold ``ncc``; 0 keeps all); appends the step.
+
+    Returns the volume and the ``slice_reduction`` meta (``None`` when off)."""
+    if not ncc > 0:
+        return vol, None
+    kept = select_distinct_slices(vol, axis=2, threshold=ncc)
+    reduction = {
+        "method": REDUNDANCY_METHOD,
+        "ncc_threshold": ncc,
+        "axis": 2,
+        "n_slices": int(vol.shape[2]),
+        "kept": kept,
+        "grid": "affine and spacing describe the original slices; stored slice k is original kept[k]",
+    }
+    steps.append(f"slice reduction: {len(kept)} of {reduction['n_slices']} Z slices kept")
+    return vol[:, :, kept], reduction
+
+
+def _volume_record(
+    item: InputItem,
+    ctx: WorkerContext,
+    source_ids: tuple[str, ...],
+    vol: np.ndarray,
+    affine: np.ndarray,
+    axcodes: str,
+    is_ct: bool,
+    meta: dict,
+) -> VolumeRecord:
+    """The record of one (X, Y, Z) RAS volume; spacing (mm) from the affine's column norms."""
+    spacing = tuple(_r(s) for s in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    return VolumeRecord(
+        record_id=ctx.pseudo.record_id(source_ids),
+        modality=Modality.VOLUME,
+        source_ids=source_ids,
+        source_name=item.source_name,
+        licence=item.licence,
+        patient="",
+        study="",
+        acquired_at="",
+        content_sha256=array_sha256(vol),
+        meta_json=canonical_json(meta),
+        shape=tuple(int(n) for n in vol.shape),
+        spacing_mm=spacing,
+        affine=tuple(_affine_list(affine)),
+        orientation=axcodes,
+        source_format=meta["source"]["format"],
+        hounsfield=is_ct,
+        payload=(("npy", npy_bytes(vol)),),
+    )
