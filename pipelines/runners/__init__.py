@@ -22,6 +22,20 @@ ONE_THREAD_ENV: Mapping[str, str] = {
 }
 
 
+#: Dask's nanny writes its ``pre-spawn-environ`` into the *parent's* ``os.environ`` when it starts a
+#: worker and never removes it, so after any LocalCluster every process this one spawns inherits
+#: ``MALLOC_TRIM_THRESHOLD_=65536``, which switches off glibc's dynamic mmap threshold: numpy work
+#: on arrays over 128 kB then costs 1.6-1.9x the CPU (see ``pipelines.runners.dask``).
+DASK_MALLOC_TRIM = ("MALLOC_TRIM_THRESHOLD_", "65536")
+
+
+def drop_dask_malloc_trim() -> None:
+    """Remove the malloc setting a Dask nanny left in ``os.environ`` (any other value is the user's)."""
+    name, value = DASK_MALLOC_TRIM
+    if os.environ.get(name) == value:
+        del os.environ[name]
+
+
 @contextmanager
 def worker_environ(extra: Mapping[str, str] = ONE_THREAD_ENV) -> Iterator[None]:
     """Set ``extra`` in ``os.environ`` (where not set already) while worker processes are spawned.
@@ -30,6 +44,7 @@ def worker_environ(extra: Mapping[str, str] = ONE_THREAD_ENV) -> Iterator[None]:
     these variables when they were loaded, so the driver keeps its thread pools. A value the
     user set explicitly wins.
     """
+    drop_dask_malloc_trim()
     added = [k for k in extra if k not in os.environ]
     for k in added:
         os.environ[k] = extra[k]

@@ -62,6 +62,7 @@ import dask
 from dask.delayed import Delayed
 
 from pipelines.flow import KeyFn
+from pipelines.runners import drop_dask_malloc_trim
 from pipelines.runners.local import PART, Node, SideNode, count_consumers
 from pipelines.runners.spill import BucketTask, ChainTask, GatherTask, GroupTask, Step, clear_sides, load
 
@@ -72,6 +73,15 @@ PARTITIONS_PER_WORKER = 4  #: shuffle buckets (reduce tasks of a ``group``) per 
 #: runs as that many small tasks the scheduler hands out as workers free up, so a slice of slow
 #: inputs (CT series, radiographs) does not leave the other workers idle at the end
 FAN_PARTITIONS_PER_WORKER = 32
+
+#: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand freed memory back to
+#: the OS). Setting it switches off glibc's dynamic mmap threshold, so every array over 128 kB (an
+#: ECG's 12 x 5,000 samples, an image) is a fresh ``mmap`` whose pages fault in again: the same
+#: numpy work took 0.13 s per task in such a worker against 0.07 s without it. The build's workers
+#: hold no collections (memory is flat without trimming), so LocalCluster workers keep glibc's
+#: defaults; on your own cluster set ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_:
+#: null`` in the workers' Dask config (docs/scale.md).
+GLIBC_DEFAULTS = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 #: one partition group: the tasks (or literal partitions) it comes from, each with a slice index
 #: (``None``: the task's whole output)
@@ -149,6 +159,9 @@ class _Plan:
         self.key = key
         self.tmp = tmp
         self.serial = 0
+        # task keys are unique per run: two builds on one scheduler, or one flow run twice, must
+        # never share a key (the scheduler would hand a run another run's files)
+        self.run_id = os.urandom(4).hex()
         self.memo: dict[int, list[Handle]] = {}
         self.sides: dict[int, tuple[str, Delayed]] = {}
         self.consumers = count_consumers(list(outputs.values()))
@@ -162,7 +175,7 @@ class _Plan:
 
     def _name(self, desc: str) -> str:
         self.serial += 1
-        return f"{self.serial:04d}-{_token(desc)}"
+        return f"{_token(desc)}-{self.run_id}-{self.serial:04d}"
 
     def _read(self, node: Node, task: Delayed) -> None:
         """``task`` reads partitions of ``node``: the files' clean-up waits for it."""
@@ -338,9 +351,11 @@ class DaskFlow:
                 self._client = Client(self.scheduler_address, set_as_default=False)
                 log.info("dask: connected to %s", self.scheduler_address)
             else:
-                self._cluster = LocalCluster(
-                    n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None
-                )
+                drop_dask_malloc_trim()  # left by an earlier cluster of this process
+                with dask.config.set(GLIBC_DEFAULTS):
+                    self._cluster = LocalCluster(
+                        n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                    )
                 self._client = Client(self._cluster, set_as_default=False)
                 log.info("dask: LocalCluster with %d worker processes", self.workers)
         return self._client

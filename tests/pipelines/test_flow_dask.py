@@ -176,7 +176,9 @@ def test_a_killed_worker_process_is_rescheduled(cluster, tmp_path):
 def test_fan_out_feeds_both_workers(cluster):
     _wait_for_two_workers(cluster)
     flow = _flow(cluster)
-    pids = _run(flow, {"p": flow.create([160], "s").flat_map(fan_out, "fan").flat_map(slow_pid, "pid")})["p"]
+    pids = _run(flow, {"p": flow.create([160], "s").flat_map(fan_out, "fan").flat_map(slow_pid, "slow-pid")})[
+        "p"
+    ]
     assert sorted(x for x, _ in pids) == list(range(160))
     assert len({p for _, p in pids}) == 2  # one seed, yet both workers got elements
 
@@ -266,3 +268,35 @@ def test_collections_live_in_files_not_in_worker_memory(cluster, tmp_path):
     assert sum(n for _, n, _ in out) == 100_000
     assert max(b for _, _, b in out) < 1_000_000, out
     assert not os.listdir(tmp_path)  # every spill file deleted with its folder
+
+
+def malloc_env(x: int) -> Iterable[tuple]:
+    yield x, os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_own_cluster_workers_keep_glibc_malloc_defaults():
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ (1.6-1.9x the CPU for numpy work); our LocalCluster does not."""
+    flow = DaskFlow(workers=1, quiet=True)
+    out = _run(flow, {"e": flow.create([1], "s").flat_map(malloc_env, "env")})["e"]
+    assert out == [(1, None, "1")]  # no trim threshold; still one BLAS thread per worker
+
+
+def test_runs_never_share_task_keys(cluster, tmp_path):
+    """The same graph run twice (or two builds on one scheduler) computes twice, from its own files."""
+    flow = _flow(cluster, spill_dir=str(tmp_path))
+    try:
+        for _ in range(3):
+            nums = flow.create([5], "s").flat_map(h.expand, "expand").flat_map(h.tag_parity, "tag")
+            out = flow.run({"t": nums})["t"]
+            assert sorted(out) == sorted(h.tag_parity(x).__next__() for x in range(50, 60))
+    finally:
+        flow.close()
+
+
+def test_local_pool_workers_do_not_inherit_the_setting_a_nanny_leaked(monkeypatch, tmp_path):
+    from pipelines.runners.local import LocalFlow
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what a Nanny leaves in its parent's environ
+    flow = LocalFlow(workers=2, quiet=True, spill_dir=str(tmp_path))
+    out = _run(flow, {"e": flow.create([1, 2], "s").flat_map(malloc_env, "env")})["e"]
+    assert sorted(out) == [(1, None, "1"), (2, None, "1")]
