@@ -44,13 +44,13 @@ from pipelines.accounting import (
     with_fate,
 )
 from pipelines.blobs import BlobStore
-from pipelines.config import BuildConfig
+from pipelines.config import BuildConfig, SourceConfig
 from pipelines.corpus_index import INDEX_SCHEMA, index_row_order
 from pipelines.datacard import write_datacard
 from pipelines.decode import KIND_MODALITY
 from pipelines.dedup import DEDUP, DEDUP_SCHEMA, declare_dedup, dedup_table, row_order, summarise
 from pipelines.errors import UserError
-from pipelines.flow import Flow, Select, make_flow
+from pipelines.flow import Coll, Flow, Select, make_flow
 from pipelines.link import link_key, patient_key
 from pipelines.manifest import (
     BUILD,
@@ -148,38 +148,13 @@ def declare_build(
     ``prior``: a :class:`pipelines.corpus_index.PriorIndex` for a set built into a corpus root
     (dedup against the published sets, and the set's own index segment)."""
     sources = cfg.resolved_sources()
-    ctxs = {
-        s.name: WorkerContext(
-            pseudo=pseudo, image=s.image, volume=s.volume, ecg=s.ecg, report=s.report, limits=cfg.limits
-        )
-        for s in sources
-    }
     blob_root = str(out_dir / BLOBS_DIR)
     cache_dir = str(out_dir / CACHE_DIR) if use_cache else ""
     root = str(input_dir.resolve())
-    # 1. discovery in workers: source → folders → items (paths never leave the workers' memory)
-    folders = flow.create(list(range(len(sources))), "sources").flat_map(
-        st.ListFolders(root, sources), "folders"
+    tagged, records = _declare_decode(
+        flow, root, sources, cfg, pseudo, blob_root, cache_dir, decoder_overrides
     )
-    items = folders.flat_map(st.DiscoverFolder(root, sources, pseudo), "discover")
-    # 2. decode (payloads → blob store), 3. series → volumes (GroupByKey on series)
-    decoded = items.flat_map(st.Decode(ctxs, cfg.strict, blob_root, cache_dir, decoder_overrides), "decode")
-    assembled = decoded.flat_map(Select("slice"), "slices").group(
-        st.slice_series_key, st.AssembleSeries(ctxs, cfg.strict, blob_root), st.slice_order, "series"
-    )
-    tagged = flow.union(decoded, assembled)
-    records = tagged.flat_map(Select("rec"), "records")
-    # 3b. LLM restructuring (sources with report.structurer: llm), batched per bucket in workers
-    llm_sources = frozenset(src.name for src in sources if src.report.structurer == "llm")
-    if llm_sources:
-        routed = records.flat_map(st.LlmRoute(llm_sources), "llm-route")
-        llm = routed.flat_map(Select("llm"), "llm-reports").group(
-            st.llm_bucket,
-            st.LlmStage(tuple(sorted(cfg.llm.items())), str(out_dir), blob_root),
-            st.record_order,
-            "llm",
-        )
-        records = flow.union(routed.flat_map(Select("rec"), "llm-other"), llm)
+    records = _declare_llm(flow, records, sources, cfg, str(out_dir), blob_root)
     # 3c. metadata tables (pipelines.tables): identity joins by unit id, anchors, lab events
     tables = declare_tables(flow, root, cfg, pseudo, blob_root) if cfg.tables else None
     if tables is not None:
@@ -197,25 +172,8 @@ def declare_build(
     outputs: dict = {}
     # 5. dedup (exact → near → policy), before the split
     if cfg.dedup.enabled:
-        dd = declare_dedup(flow, groups, cfg.dedup, blob_root, cache_dir, prior=prior, pseudo=pseudo)
-        groups = dd.groups
-        # a corpus-root build keeps dict rows: its index step reads their private fields
-        rows = (
-            dd.rows
-            if prior is not None
-            else to_tables(dd.rows, DEDUP_SCHEMA, "cluster_id", row_order, "dedup-table")
-        )
-        outputs |= {"dedup_extras": dd.extras, "dedup_rows": rows, "dedup_counts": dd.counts}
-        if dd.index is not None:
-            # the set's index rows (a vector each) as worker-built tables; supersedes rows are few
-            outputs["xset_index"] = to_tables(
-                dd.index.flat_map(Select("index"), "xset-index-rows"),
-                INDEX_SCHEMA,
-                "ckey",
-                index_row_order,
-                "xset-table",
-            )
-            outputs["xset_supersedes"] = dd.index.flat_map(Select("supersedes"), "xset-supersedes")
+        groups, dedup_outputs = _declare_dedup(flow, groups, cfg, blob_root, cache_dir, prior, pseudo)
+        outputs |= dedup_outputs
     # 6. samples (split by patient), 7. shard plan (keys and sizes only), 8. shards in workers
     if tables is not None:
         groups = tables.assign_splits(groups)  # a split table (MIMIC-CXR-JPG's split file), if any
@@ -234,6 +192,88 @@ def declare_build(
         unit_bucket, WriteUnits(str(out_dir)), unit_order, "units-write"
     )
     return outputs
+
+
+def _declare_decode(
+    flow: Flow,
+    root: str,
+    sources: tuple[SourceConfig, ...],
+    cfg: BuildConfig,
+    pseudo: Pseudonymizer,
+    blob_root: str,
+    cache_dir: str,
+    decoder_overrides: tuple[tuple[str, str], ...],
+) -> tuple[Coll, Coll]:
+    """Stages 1-3: discovery, decode (payloads to the blob store) and series assembly.
+
+    Returns the tagged decode outputs (records, quarantines, units) and the records alone."""
+    ctxs = {
+        s.name: WorkerContext(
+            pseudo=pseudo, image=s.image, volume=s.volume, ecg=s.ecg, report=s.report, limits=cfg.limits
+        )
+        for s in sources
+    }
+    # 1. discovery in workers: source → folders → items (paths never leave the workers' memory)
+    folders = flow.create(list(range(len(sources))), "sources").flat_map(
+        st.ListFolders(root, sources), "folders"
+    )
+    items = folders.flat_map(st.DiscoverFolder(root, sources, pseudo), "discover")
+    # 2. decode (payloads → blob store), 3. series → volumes (GroupByKey on series)
+    decoded = items.flat_map(st.Decode(ctxs, cfg.strict, blob_root, cache_dir, decoder_overrides), "decode")
+    assembled = decoded.flat_map(Select("slice"), "slices").group(
+        st.slice_series_key, st.AssembleSeries(ctxs, cfg.strict, blob_root), st.slice_order, "series"
+    )
+    tagged = flow.union(decoded, assembled)
+    return tagged, tagged.flat_map(Select("rec"), "records")
+
+
+def _declare_llm(
+    flow: Flow,
+    records: Coll,
+    sources: tuple[SourceConfig, ...],
+    cfg: BuildConfig,
+    out_dir: str,
+    blob_root: str,
+) -> Coll:
+    """Stage 3b: LLM restructuring of the reports of sources with ``report.structurer: llm``,
+    batched per bucket in workers; the records unchanged when no source uses it."""
+    llm_sources = frozenset(src.name for src in sources if src.report.structurer == "llm")
+    if not llm_sources:
+        return records
+    routed = records.flat_map(st.LlmRoute(llm_sources), "llm-route")
+    llm = routed.flat_map(Select("llm"), "llm-reports").group(
+        st.llm_bucket,
+        st.LlmStage(tuple(sorted(cfg.llm.items())), out_dir, blob_root),
+        st.record_order,
+        "llm",
+    )
+    return flow.union(routed.flat_map(Select("rec"), "llm-other"), llm)
+
+
+def _declare_dedup(
+    flow: Flow, groups: Coll, cfg: BuildConfig, blob_root: str, cache_dir: str, prior, pseudo: Pseudonymizer
+) -> tuple[Coll, dict]:
+    """Stage 5: dedup (exact → near → policy). Returns the kept groups and the dedup outputs
+    (extras, verdict rows, counts; and a corpus-root set's index rows and supersedes)."""
+    dd = declare_dedup(flow, groups, cfg.dedup, blob_root, cache_dir, prior=prior, pseudo=pseudo)
+    # a corpus-root build keeps dict rows: its index step reads their private fields
+    rows = (
+        dd.rows
+        if prior is not None
+        else to_tables(dd.rows, DEDUP_SCHEMA, "cluster_id", row_order, "dedup-table")
+    )
+    outputs = {"dedup_extras": dd.extras, "dedup_rows": rows, "dedup_counts": dd.counts}
+    if dd.index is not None:
+        # the set's index rows (a vector each) as worker-built tables; supersedes rows are few
+        outputs["xset_index"] = to_tables(
+            dd.index.flat_map(Select("index"), "xset-index-rows"),
+            INDEX_SCHEMA,
+            "ckey",
+            index_row_order,
+            "xset-table",
+        )
+        outputs["xset_supersedes"] = dd.index.flat_map(Select("supersedes"), "xset-supersedes")
+    return dd.groups, outputs
 
 
 def run_build(
@@ -280,33 +320,16 @@ def run_build(
     try:
         _check_sources(input_dir, cfg)
         BlobStore(str(out_dir / BLOBS_DIR))  # noqa: B018 - the store is a folder; created on first put
-        outputs = declare_build(
-            flow,
-            input_dir,
-            out_dir,
-            cfg,
-            pseudo,
-            use_cache=use_cache,
-            decoder_overrides=decoder_overrides,
-            prior=prior if cfg.dedup.enabled else None,
+        rows, stats, times = _run_graph(
+            flow, input_dir, out_dir, cfg, pseudo, use_cache, decoder_overrides, prior
         )
-        t_graph = time.perf_counter()
-        out = flow.run(outputs)
-        t_run = time.perf_counter()
-        if prior is not None and cfg.dedup.enabled:
-            from pipelines.corpus_index import write_outputs
-
-            write_outputs(out_dir, out, prior)
-        rows = _collect(out, cfg)
-        stats = _write_manifests(out_dir, out, cfg, pseudo, rows)
-        t_manifest = time.perf_counter()
     finally:
         if own_runner:
             flow.close()
         lock.close()
     write_datacard(out_dir, quiet=quiet)  # the corpus report: datacard.html + datacard.json
     t_card = time.perf_counter()
-    _write_run_info(out_dir, flow, (t0, t_graph, t_run, t_manifest, t_card))
+    _write_run_info(out_dir, flow, (t0, *times, t_card))
     if fp:
         uptodate.mark_complete(out_dir, fp)
     n_err = _log_decoder_errors(sum(q.reason is ReasonCode.DECODER_ERROR for q in rows.quarantined))
@@ -323,6 +346,41 @@ def run_build(
         demo_build=pseudo.is_demo,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _run_graph(
+    flow: Flow,
+    input_dir: Path,
+    out_dir: Path,
+    cfg: BuildConfig,
+    pseudo: Pseudonymizer,
+    use_cache: bool,
+    decoder_overrides: tuple[tuple[str, str], ...],
+    prior,
+) -> tuple[_Rows, dict, tuple[float, float, float]]:
+    """Declare and run the build graph, then write a corpus-root set's index segment and the
+    manifests. Returns the collected rows, the stats and the perf-counter times (s) at which the
+    graph was declared, run and the manifests written."""
+    outputs = declare_build(
+        flow,
+        input_dir,
+        out_dir,
+        cfg,
+        pseudo,
+        use_cache=use_cache,
+        decoder_overrides=decoder_overrides,
+        prior=prior if cfg.dedup.enabled else None,
+    )
+    t_graph = time.perf_counter()
+    out = flow.run(outputs)
+    t_run = time.perf_counter()
+    if prior is not None and cfg.dedup.enabled:
+        from pipelines.corpus_index import write_outputs
+
+        write_outputs(out_dir, out, prior)
+    rows = _collect(out, cfg)
+    stats = _write_manifests(out_dir, out, cfg, pseudo, rows)
+    return rows, stats, (t_graph, t_run, time.perf_counter())
 
 
 def _finished(out_dir: Path, flow: Flow, pseudo: Pseudonymizer, t0: float) -> BuildResult:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pipelines.config import AnchorConfig, AnchorWindow, LinkConfig
@@ -235,6 +235,17 @@ def _unlinked(
     ]
 
 
+@dataclass
+class _AnchorPool:
+    """One patient's records as the anchor linker sees them."""
+
+    # per windowed modality: (time, record id, record, study group key), sorted by (time, id)
+    cands: dict[str, list[tuple[datetime, str, ItemRecord, str]]]
+    riders: dict[str, list[ItemRecord]] = field(default_factory=dict)  # group key → unwindowed records
+    pending: list[ItemRecord] = field(default_factory=list)  # candidates and riders, for the unlinked pass
+    group_of: dict[str, SampleGroup] = field(default_factory=dict)  # record id → its study group
+
+
 class AnchorLinker:
     """Stage 2 with anchors (picklable ``(key, tagged elements) -> tagged outputs``).
 
@@ -326,100 +337,119 @@ class AnchorLinker:
         )
 
     def __call__(self, key: str, elements: list) -> list[tuple[str, object]]:  # noqa: ARG002
-        out: list[tuple[str, object]] = []
         counts: Counter[tuple[str, str]] = Counter()
         groups = [v for t, v in elements if t == "g"]
         anchors = [(ta, v) for t, v in elements if t == "a" and (ta := _parse(v.time)) is not None]
         anchors.sort(key=lambda x: (x[0], x[1].anchor))
         events = [(te, v) for t, v in elements if t == "l" and (te := _parse(v.time)) is not None]
         events.sort(key=lambda x: (x[0], x[1].item, x[1].value, x[1].unit))
-        cands: dict[str, list] = {m: [] for m in self.windows if m != "labs"}
-        riders: dict[str, list[ItemRecord]] = {}
-        pending: list[ItemRecord] = []  # candidates and riders, for the unlinked pass
-        group_of: dict[str, SampleGroup] = {}
+        pool, out = self._pool(groups)
+        claimed: set[str] = set()
+        lab_table = next((e.table for _, e in events), "")
+        for ta, a in anchors:
+            out += self._link_anchor(ta, a, events, pool, claimed, counts, lab_table)
+        if events:
+            counts[(lab_table, "lab_events")] += len(events)
+        out += self._leftovers(pool, claimed, bool(anchors))
+        out.extend(("count", (t, name, n)) for (t, name), n in sorted(counts.items()))
+        return out
+
+    def _pool(self, groups: list[SampleGroup]) -> tuple[_AnchorPool, list[tuple[str, object]]]:
+        """One patient's records sorted into window candidates and riders, and the ``("q", ...)``
+        ``filtered_out`` quarantines of the records failing a filter."""
+        pool = _AnchorPool(cands={m: [] for m in self.windows if m != "labs"})
+        out: list[tuple[str, object]] = []
         for g in groups:
             for r in g.records:
                 m = r.modality.value
-                group_of[r.record_id] = g
-                if m not in cands:
-                    riders.setdefault(g.group_key, []).append(r)
-                    pending.append(r)
+                pool.group_of[r.record_id] = g
+                if m not in pool.cands:
+                    pool.riders.setdefault(g.group_key, []).append(r)
+                    pool.pending.append(r)
                     continue
                 why = self._filter(r)
                 if why:
                     out.extend(("q", q) for q in _unlinked(r, why, ReasonCode.FILTERED_OUT))
                     continue
-                pending.append(r)
+                pool.pending.append(r)
                 t = _parse(r.acquired_at)
                 if t is not None:
-                    cands[m].append((t, r.record_id, r, g.group_key))
-        for c in cands.values():
+                    pool.cands[m].append((t, r.record_id, r, g.group_key))
+        for c in pool.cands.values():
             c.sort(key=lambda x: (x[0], x[1]))
-        claimed: set[str] = set()
-        lab_table = next((e.table for _, e in events), "")
-        for ta, a in anchors:
-            chosen: dict[str, tuple[ItemRecord, str]] = {}
-            for m, c in cands.items():
-                hit = self._pick(c, ta, self.windows[m], claimed)
-                if hit is not None:
-                    chosen[m] = hit
-            labs = self._labs(events, a, ta) if self.extended else None
-            present = set(chosen) | ({"labs"} if labs is not None else set())
-            missing = [w.modality for w in self.cfg.windows if w.required and w.modality not in present]
-            row = {
-                "anchor": a.anchor,
-                "patient": a.patient,
-                "time": a.time,
-                "status": "linked" if not missing else "missing:" + ",".join(missing),
-                "linked": {m: list(rec.source_ids) for m, (rec, _) in sorted(chosen.items())},
-                "labs_items": list(labs.item_ids) if labs is not None else [],
-            }
-            counts[(a.table, "anchors")] += 1
-            counts[(a.table, f"anchors_{row['status'].split(':')[0]}")] += 1
-            for m in missing:
-                counts[(a.table, f"anchors_missing_{m}")] += 1
-            if missing:
-                row["linked"] = {}
-                out.append(("anchor", row))
-                continue
-            recs: list[ItemRecord] = []
-            for rec, gk in chosen.values():
-                claimed.add(rec.record_id)
-                recs.append(rec)
-                for rider in riders.get(gk, []):
-                    if rider.record_id not in claimed:
-                        claimed.add(rider.record_id)
-                        recs.append(rider)
-            if labs is not None:
-                recs.append(labs)
-                counts[(lab_table, "lab_values_used")] += len(labs.item_ids)
-            row["sample_group"] = f"anchor-{a.anchor}"
-            out.append(("anchor", row))
-            out.append(
-                (
-                    "group",
-                    SampleGroup(
-                        group_key=f"anchor-{a.anchor}",
-                        patient=a.patient,
-                        study=a.anchor,
-                        records=_sorted(recs),
-                        patient_conflict=any(
-                            group_of[r.record_id].patient_conflict for r in recs if r.record_id in group_of
-                        ),
-                        link_rule=f"anchor:{a.table}",
-                        extended=self.extended,
-                    ),
-                )
-            )
-        if events:
-            counts[(lab_table, "lab_events")] += len(events)
-        left = [r for r in pending if r.record_id not in claimed]
+        return pool, out
+
+    def _link_anchor(
+        self,
+        ta: datetime,
+        a: AnchorRow,
+        events: list,
+        pool: _AnchorPool,
+        claimed: set[str],
+        counts: Counter[tuple[str, str]],
+        lab_table: str,
+    ) -> list[tuple[str, object]]:
+        """One anchor (at time ``ta``): its ``("anchor", row)`` and, if every required window is
+        filled, its ``("group", SampleGroup)``; claims what it links and counts into ``counts``."""
+        chosen: dict[str, tuple[ItemRecord, str]] = {}
+        for m, c in pool.cands.items():
+            hit = self._pick(c, ta, self.windows[m], claimed)
+            if hit is not None:
+                chosen[m] = hit
+        labs = self._labs(events, a, ta) if self.extended else None
+        present = set(chosen) | ({"labs"} if labs is not None else set())
+        missing = [w.modality for w in self.cfg.windows if w.required and w.modality not in present]
+        row = {
+            "anchor": a.anchor,
+            "patient": a.patient,
+            "time": a.time,
+            "status": "linked" if not missing else "missing:" + ",".join(missing),
+            "linked": {m: list(rec.source_ids) for m, (rec, _) in sorted(chosen.items())},
+            "labs_items": list(labs.item_ids) if labs is not None else [],
+        }
+        counts[(a.table, "anchors")] += 1
+        counts[(a.table, f"anchors_{row['status'].split(':')[0]}")] += 1
+        for m in missing:
+            counts[(a.table, f"anchors_missing_{m}")] += 1
+        if missing:
+            row["linked"] = {}
+            return [("anchor", row)]
+        recs: list[ItemRecord] = []
+        for rec, gk in chosen.values():
+            claimed.add(rec.record_id)
+            recs.append(rec)
+            for rider in pool.riders.get(gk, []):
+                if rider.record_id not in claimed:
+                    claimed.add(rider.record_id)
+                    recs.append(rider)
+        if labs is not None:
+            recs.append(labs)
+            counts[(lab_table, "lab_values_used")] += len(labs.item_ids)
+        row["sample_group"] = f"anchor-{a.anchor}"
+        group = SampleGroup(
+            group_key=f"anchor-{a.anchor}",
+            patient=a.patient,
+            study=a.anchor,
+            records=_sorted(recs),
+            patient_conflict=any(
+                pool.group_of[r.record_id].patient_conflict for r in recs if r.record_id in pool.group_of
+            ),
+            link_rule=f"anchor:{a.table}",
+            extended=self.extended,
+        )
+        return [("anchor", row), ("group", group)]
+
+    def _leftovers(self, pool: _AnchorPool, claimed: set[str], has_anchors: bool) -> list[tuple[str, object]]:
+        """Records no anchor claimed: their own study-group samples with ``unlinked: keep``, else
+        ``unlinked`` quarantines with the reason."""
+        out: list[tuple[str, object]] = []
+        left = [r for r in pool.pending if r.record_id not in claimed]
         if self.unlinked == "keep":
             by_group: dict[str, list[ItemRecord]] = {}
             for r in left:
-                by_group.setdefault(group_of[r.record_id].group_key, []).append(r)
+                by_group.setdefault(pool.group_of[r.record_id].group_key, []).append(r)
             for gk, recs in sorted(by_group.items()):
-                g = group_of[recs[0].record_id]
+                g = pool.group_of[recs[0].record_id]
                 out.append(
                     (
                         "group",
@@ -436,9 +466,8 @@ class AnchorLinker:
                 )
         else:
             for r in left:
-                why = "no anchor window holds this item" if anchors else "no anchor row for this patient"
-                if not r.acquired_at and r.modality.value in cands:
+                why = "no anchor window holds this item" if has_anchors else "no anchor row for this patient"
+                if not r.acquired_at and r.modality.value in pool.cands:
                     why = "no acquisition time to place in an anchor window"
                 out.extend(("q", q) for q in _unlinked(r, why))
-        out.extend(("count", (t, name, n)) for (t, name), n in sorted(counts.items()))
         return out

@@ -214,7 +214,31 @@ def publish_to_store(
     if stale := stale_reason(root, build_dir, version):
         raise CheckFailed(stale)
     prefix = f"{SETS_DIR}/{version}/{uuid.uuid4().hex[:16]}"
-    entry = {
+    entry = _set_entry(version, prefix, marker, interval, staged_partition)
+    dest = storage.join(root, prefix)
+    for p in _files(build_dir):  # 1. the set, under its own prefix (invisible until named)
+        fs.put_file(str(p), storage.join(dest, p.relative_to(build_dir).as_posix()))
+    info = {"version": version, "entry": entry, "check": {k: v for k, v in marker.items() if k != "ok"}}
+    fs.pipe_file(storage.join(dest, SET_INFO), json.dumps(info, sort_keys=True, indent=1).encode())
+    # 2. the commit point: a compare-and-swap of the pointer, merged again after each lost race
+    index, named = _name_version(fs, root, build_dir, version, prefix, entry)
+    if named is not None:
+        return PublishResult(version, set_location(root, named), index["current"], True, named)
+    _write_current(fs, root)  # 3. the convenience copy
+    log.info("published version %s (%d samples) under %s", version, entry["n_samples"], prefix)
+    return PublishResult(version, dest, index["current"], False, entry)
+
+
+def _set_entry(
+    version: str,
+    prefix: str,
+    marker: dict,
+    interval: tuple[str, str] | None,
+    staged_partition: dict | None,
+) -> dict:
+    """The set's ``versions.json`` entry: where it is, when it was published, what it covers and
+    the check marker's counts and digests."""
+    return {
         "version": version,
         "path": prefix,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -229,12 +253,18 @@ def publish_to_store(
         "shards_sha256": marker["digests"][SHARDS],
         "manifest_sha256": marker["digests"][MANIFEST],
     }
-    dest = storage.join(root, prefix)
-    for p in _files(build_dir):  # 1. the set, under its own prefix (invisible until named)
-        fs.put_file(str(p), storage.join(dest, p.relative_to(build_dir).as_posix()))
-    info = {"version": version, "entry": entry, "check": {k: v for k, v in marker.items() if k != "ok"}}
-    fs.pipe_file(storage.join(dest, SET_INFO), json.dumps(info, sort_keys=True, indent=1).encode())
-    # 2. the commit point: a compare-and-swap of the pointer, merged again after each lost race
+
+
+def _name_version(
+    fs, root: str, build_dir: Path, version: str, prefix: str, entry: dict
+) -> tuple[dict, dict | None]:
+    """Add ``entry`` to ``versions.json`` by compare-and-swap, reading and merging again after
+    each lost race (up to ``POINTER_ATTEMPTS``, with a short random back-off).
+
+    Returns the index written and ``None``; or the index read and the entry of ``version`` when
+    another publisher named it first. Raises :class:`CheckFailed` when the set became stale."""
+    from pipelines.corpus_index import stale_reason
+
     for attempt in range(1, POINTER_ATTEMPTS + 1):
         index, etag = read_pointer(fs, root)
         for e in index["versions"]:
@@ -242,27 +272,23 @@ def publish_to_store(
                 log.warning(
                     "version %s was published meanwhile; this upload (%s) is an orphan", version, prefix
                 )
-                return PublishResult(version, set_location(root, e), index["current"], True, e)
+                return index, e
         if stale := stale_reason(root, build_dir, version, versions=index):
             raise CheckFailed(f"{stale} (this upload, {prefix}, is an orphan)")
         index["versions"].append(entry)
         index["current"] = max(e["version"] for e in index["versions"])
         try:
             write_pointer(fs, root, index, etag)
-            break
+            return index, None
         except PointerChanged:
             log.info(
                 "versions.json changed while publishing %s: merging again (attempt %d)", version, attempt
             )
             time.sleep(random.uniform(0.05, 0.2) * min(attempt, 5))
-    else:
-        raise PublishError(
-            f"versions.json kept changing under {POINTER_ATTEMPTS} attempts to publish {version}: "
-            "nothing named it; publish again"
-        )
-    _write_current(fs, root)  # 3. the convenience copy
-    log.info("published version %s (%d samples) under %s", version, entry["n_samples"], prefix)
-    return PublishResult(version, dest, index["current"], False, entry)
+    raise PublishError(
+        f"versions.json kept changing under {POINTER_ATTEMPTS} attempts to publish {version}: "
+        "nothing named it; publish again"
+    )
 
 
 def orphans(root: str) -> list[str]:

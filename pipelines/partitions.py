@@ -34,6 +34,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,40 @@ def stage_partition(
         )
     if final.exists():  # a folder without its marker is not ours to reuse
         raise PartitionError(f"staging folder exists without {STAGED_MARKER}: {final} (remove it)")
+    files, downloaded = _inbox_files(inbox, partition)
+    staging_root.mkdir(parents=True, exist_ok=True)
+    for old in staging_root.glob(f".{partition.version}.tmp-*"):  # leftovers of a killed attempt
+        shutil.rmtree(old, ignore_errors=True)
+    tmp = staging_root / f".{partition.version}.tmp-{os.getpid()}"
+    inp = tmp / INPUT_DIR
+    inp.mkdir(parents=True)
+    n_bytes, listing_sha256 = _fill_input(inp, files, copy)
+    _make_source_dirs(inp, source_dirs)
+    info = {
+        "version": partition.version,
+        "partition": partition.to_json(),
+        "n_files": len(files),
+        "n_bytes": n_bytes,
+        "listing_sha256": listing_sha256,
+        "mode": "download" if downloaded else ("copy" if copy else "hardlink"),
+    }
+    (tmp / STAGED_MARKER).write_text(json.dumps(info, sort_keys=True, indent=1))
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if marker.exists():  # a concurrent attempt staged it first: use theirs
+            return stage_partition(inbox, partition, staging_root, source_dirs=source_dirs, copy=copy)
+        raise
+    log.info("staged partition %s: %d files, %d bytes", partition.version, len(files), n_bytes)
+    return StagedPartition(
+        partition.version, final / INPUT_DIR, len(files), n_bytes, info["listing_sha256"], False
+    )
+
+
+def _inbox_files(inbox: Path, partition: Partition) -> tuple[list[tuple[Any, Path, Any]], bool]:
+    """The partition's files as (source: URL or local path, path relative to the partition,
+    filesystem for a URL else ``None``), and whether they are downloaded (a storage inbox)."""
     from pipelines.storage import filesystem, is_url, join
 
     if is_url(inbox):  # a storage inbox: the day prefix's objects are downloaded (daily layout)
@@ -276,18 +311,19 @@ def stage_partition(
             raise PartitionError("an inbox URL supports the daily layout only")
         fs = filesystem(str(inbox))
         files = [(url, Path(rel), fs) for url, rel, _ in _url_files(join(inbox, partition.version))]
-        base = None
+        downloaded = True
     else:
         base, local_files = partition_files(inbox, partition)
         files = [(src, src.relative_to(base), None) for src in local_files]
+        downloaded = False
     if not files:
         raise PartitionError(f"partition {partition.version} has no files in the inbox")
-    staging_root.mkdir(parents=True, exist_ok=True)
-    for old in staging_root.glob(f".{partition.version}.tmp-*"):  # leftovers of a killed attempt
-        shutil.rmtree(old, ignore_errors=True)
-    tmp = staging_root / f".{partition.version}.tmp-{os.getpid()}"
-    inp = tmp / INPUT_DIR
-    inp.mkdir(parents=True)
+    return files, downloaded
+
+
+def _fill_input(inp: Path, files: list[tuple[Any, Path, Any]], copy: bool) -> tuple[int, str]:
+    """Download, hard-link or copy ``files`` under ``inp``; returns the bytes staged and the
+    sha256 of the listing (``rel\\0size\\n`` per file, in order)."""
     listing = hashlib.sha256()
     n_bytes = 0
     for src, rel, fs in files:
@@ -302,28 +338,13 @@ def stage_partition(
         size = dst.stat().st_size
         n_bytes += size
         listing.update(f"{rel.as_posix()}\0{size}\n".encode())
+    return n_bytes, listing.hexdigest()
+
+
+def _make_source_dirs(inp: Path, source_dirs: tuple[str, ...]) -> None:
+    """Create the config's source folders under ``inp`` (they must stay inside it)."""
     for d in source_dirs:
         target = (inp / d).resolve()
         if not target.is_relative_to(inp.resolve()):
             raise PartitionError(f"source path escapes the build input: {d!r}")
         target.mkdir(parents=True, exist_ok=True)
-    info = {
-        "version": partition.version,
-        "partition": partition.to_json(),
-        "n_files": len(files),
-        "n_bytes": n_bytes,
-        "listing_sha256": listing.hexdigest(),
-        "mode": "download" if base is None else ("copy" if copy else "hardlink"),
-    }
-    (tmp / STAGED_MARKER).write_text(json.dumps(info, sort_keys=True, indent=1))
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if marker.exists():  # a concurrent attempt staged it first: use theirs
-            return stage_partition(inbox, partition, staging_root, source_dirs=source_dirs, copy=copy)
-        raise
-    log.info("staged partition %s: %d files, %d bytes", partition.version, len(files), n_bytes)
-    return StagedPartition(
-        partition.version, final / INPUT_DIR, len(files), n_bytes, info["listing_sha256"], False
-    )

@@ -40,6 +40,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def validate_build(out_dir: Path) -> ValidationReport:
+    """Check a finished build folder (see the module docstring); errors are PHI-free lines."""
     out_dir = Path(out_dir)
     rep = ValidationReport()
     for name in (BUILD, STATS, MANIFEST, SHARDS, QUARANTINE, INPUTS):
@@ -53,20 +54,30 @@ def validate_build(out_dir: Path) -> ValidationReport:
     inputs = _read(out_dir / INPUTS)
     stats = json.loads((out_dir / STATS).read_text())
     rep.n_shards, rep.n_samples, rep.n_units = len(shards), len(samples), len(inputs)
+    rep.errors += _check_shards(out_dir, samples, shards)
+    rep.errors += _check_sizes(out_dir, shards)
+    rep.errors += _check_keys_and_splits(samples)
+    rep.errors += _check_accounting(out_dir, samples, quarantine, inputs, stats)
+    return rep
 
+
+def _check_shards(out_dir: Path, samples: list[dict], shards: list[dict]) -> list[str]:
+    """Each shard file against its sha256 and sample count, and its tar members (names, order,
+    per-member sha256) against the sample manifest."""
+    errors: list[str] = []
     by_shard: dict[str, list[dict]] = defaultdict(list)
     for s in samples:
         by_shard[s["shard"]].append(s)
     for sh in shards:
         path = out_dir / SHARDS_DIR / sh["shard"]
         if not path.exists():
-            rep.errors.append(f"{sh['shard']}: shard file missing")
+            errors.append(f"{sh['shard']}: shard file missing")
             continue
         if sha256_file(path) != sh["sha256"]:
-            rep.errors.append(f"{sh['shard']}: sha256 mismatch")
+            errors.append(f"{sh['shard']}: sha256 mismatch")
         expected = sorted(by_shard.get(sh["shard"], []), key=lambda s: s["index_in_shard"])
         if len(expected) != sh["n_samples"]:
-            rep.errors.append(
+            errors.append(
                 f"{sh['shard']}: manifest lists {len(expected)} samples, shard record {sh['n_samples']}"
             )
         want = [
@@ -79,29 +90,47 @@ def validate_build(out_dir: Path) -> ValidationReport:
                 data = tar.extractfile(info).read() if info.isfile() else b""
                 got.append((key, member, hashlib.sha256(data).hexdigest()))
         if got != want:
-            rep.errors.append(f"{sh['shard']}: tar members differ from the manifest")
-    # sizes.json
+            errors.append(f"{sh['shard']}: tar members differ from the manifest")
+    return errors
+
+
+def _check_sizes(out_dir: Path, shards: list[dict]) -> list[str]:
+    """Each split's ``sizes.json`` against the shard manifest."""
+    errors: list[str] = []
     for split in SPLITS:
         sizes_path = out_dir / SHARDS_DIR / split / SIZES_FILE
         want_sizes = {Path(sh["shard"]).name: sh["n_samples"] for sh in shards if sh["split"] == split}
         have = json.loads(sizes_path.read_text()) if sizes_path.exists() else {}
         if have != want_sizes:
-            rep.errors.append(f"{split}/{SIZES_FILE} disagrees with the shard manifest")
-    # keys and splits
+            errors.append(f"{split}/{SIZES_FILE} disagrees with the shard manifest")
+    return errors
+
+
+def _check_keys_and_splits(samples: list[dict]) -> list[str]:
+    """Sample keys unique and legal; no patient in two splits."""
+    errors: list[str] = []
     keys = [s["key"] for s in samples]
     if len(set(keys)) != len(keys):
-        rep.errors.append("duplicate sample keys")
+        errors.append("duplicate sample keys")
     bad = [k for k in keys if not is_valid_key(k)]
     if bad:
-        rep.errors.append(f"{len(bad)} illegal sample keys (dots or other characters)")
+        errors.append(f"{len(bad)} illegal sample keys (dots or other characters)")
     splits_of: dict[str, set[str]] = defaultdict(set)
     for s in samples:
         if s["patient"]:
             splits_of[s["patient"]].add(s["split"])
     leaking = [p for p, sp in splits_of.items() if len(sp) > 1]
     if leaking:
-        rep.errors.append(f"{len(leaking)} patients appear in more than one split")
-    # accounting: every unit exactly once
+        errors.append(f"{len(leaking)} patients appear in more than one split")
+    return errors
+
+
+def _check_accounting(
+    out_dir: Path, samples: list[dict], quarantine: list[dict], inputs: list[dict], stats: dict
+) -> list[str]:
+    """Every input unit written, quarantined or deduplicated exactly once, no unknown source id,
+    every discovered file accounted for, and per modality equal to ``stats.json``."""
+    errors: list[str] = []
     written = Counter(sid for s in samples for sid in s["source_ids"])
     quarantined = Counter(q["source_id"] for q in quarantine)
     dedup_path = out_dir / DEDUP
@@ -114,21 +143,21 @@ def validate_build(out_dir: Path) -> ValidationReport:
     for uid, mod in unit_mod.items():
         n = written[uid] + quarantined[uid] + deduplicated[uid]
         if n != 1:
-            rep.errors.append(f"input unit {uid}: accounted {n} times (must be exactly once)")
+            errors.append(f"input unit {uid}: accounted {n} times (must be exactly once)")
         per[mod]["inputs"] += 1
         per[mod]["written"] += written[uid] > 0
         per[mod]["quarantined"] += quarantined[uid] > 0
         per[mod]["deduplicated"] += deduplicated[uid] > 0
     extra = (set(written) | set(quarantined) | set(deduplicated)) - set(unit_mod)
     if extra:
-        rep.errors.append(f"{len(extra)} source ids in outputs that are not input units")
+        errors.append(f"{len(extra)} source ids in outputs that are not input units")
     n_files = len({u["file_id"] for u in inputs})
     if n_files != stats.get("n_files"):
-        rep.errors.append(f"{stats.get('n_files')} files discovered but {n_files} accounted for")
+        errors.append(f"{stats.get('n_files')} files discovered but {n_files} accounted for")
     for mod, c in per.items():
         if c["inputs"] != c["written"] + c["quarantined"] + c["deduplicated"]:
-            rep.errors.append(f"{mod}: inputs != written + quarantined + deduplicated")
+            errors.append(f"{mod}: inputs != written + quarantined + deduplicated")
         recorded = stats.get("per_modality", {}).get(mod, {})
         if {k: recorded.get(k) for k in c} != dict(c) or recorded.get("inputs") != c["inputs"]:
-            rep.errors.append(f"{mod}: stats.json accounting differs from the manifests")
-    return rep
+            errors.append(f"{mod}: stats.json accounting differs from the manifests")
+    return errors

@@ -109,22 +109,32 @@ def _user_errors(fn):
 
 
 def register(sub) -> None:
-    from pipelines.partitions import LAYOUTS
+    """Add the corpus-root commands to the CLI's subparsers ``sub``."""
+    _register_inputs(sub)
+    _register_check_publish(sub)
+    _register_maintenance(sub)
 
-    def common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
-        if corpus:
-            p.add_argument(
-                "--corpus-root",
-                type=_root,
-                required=True,
-                help="corpus root (sets/, versions.json, CURRENT): a folder or a storage URL",
-            )
-            p.add_argument(
-                "--work-root",
-                type=Path,
-                help=f"local staging and builds of a corpus root URL (default ${WORK_ROOT_ENV})",
-            )
-        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+def _common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
+    """The corpus-root options (``--corpus-root``, ``--work-root``) and ``--json``."""
+    if corpus:
+        p.add_argument(
+            "--corpus-root",
+            type=_root,
+            required=True,
+            help="corpus root (sets/, versions.json, CURRENT): a folder or a storage URL",
+        )
+        p.add_argument(
+            "--work-root",
+            type=Path,
+            help=f"local staging and builds of a corpus root URL (default ${WORK_ROOT_ENV})",
+        )
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def _register_inputs(sub) -> None:
+    """``partitions``, ``stage-partition`` and ``build-set``: from the inbox to a local build."""
+    from pipelines.partitions import LAYOUTS
 
     p = sub.add_parser("partitions", help="list the inbox partitions whose data arrived in [start, end)")
     p.add_argument("inbox", type=_root, help="inbox folder or storage URL (daily layout)")
@@ -133,7 +143,7 @@ def register(sub) -> None:
     p.add_argument(
         "--layout", choices=LAYOUTS, default="daily", help="inbox layout (see pipelines/partitions.py)"
     )
-    common(p, corpus=False)
+    _common(p, corpus=False)
     p.set_defaults(func=_user_errors(run_partitions))
 
     p = sub.add_parser("stage-partition", help="snapshot one partition as a build input (idempotent)")
@@ -142,7 +152,7 @@ def register(sub) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="daily")
     p.add_argument("--config", type=Path, help="build config: its source folders are created if absent")
     p.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
-    common(p)
+    _common(p)
     p.set_defaults(func=_user_errors(run_stage))
 
     p = sub.add_parser("build-set", help="build (or resume) the shard set of a staged partition")
@@ -151,9 +161,12 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, help="parallel worker processes (overrides config)")
     p.add_argument("--runner", choices=["local", "beam", "dask"], help="executor (overrides config)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    common(p)
+    _common(p)
     p.set_defaults(func=_user_errors(run_build_set))
 
+
+def _register_check_publish(sub) -> None:
+    """``check-build`` (validation and the quarantine gate) and ``publish``."""
     p = sub.add_parser(
         "check-build", help="validate a build and apply the quarantine gate (exit 1 on failure)"
     )
@@ -174,11 +187,14 @@ def register(sub) -> None:
     p.add_argument("--max-quarantine-fraction", type=_fraction)
     p.add_argument("--interval-start", help="the scheduler's data interval (recorded in versions.json)")
     p.add_argument("--interval-end")
-    common(p)
+    _common(p)
     p.set_defaults(func=_user_errors(run_publish))
 
+
+def _register_maintenance(sub) -> None:
+    """``corpus-status`` and ``corpus-gc``."""
     p = sub.add_parser("corpus-status", help="print the published versions and CURRENT of a corpus root")
-    common(p)
+    _common(p)
     p.set_defaults(func=_user_errors(run_status))
 
     p = sub.add_parser(
@@ -192,7 +208,7 @@ def register(sub) -> None:
         help="only prefixes whose newest object is older (default 24: an upload may be in progress)",
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
-    common(p)
+    _common(p)
     p.set_defaults(func=_user_errors(run_gc))
 
 

@@ -209,44 +209,14 @@ def shard_card_stats(
     info: dict[str, dict] = {}
     lists: dict[str, list[str]] = {name: [] for name in GALLERY_LISTS}
     records: dict[str, list] = {"record_id": [], "key": [], "prefix": [], "report": []}
-    preview = min(keep_chars, DEDUP_PREVIEW_CHARS) + 1
     for key, members in samples:
         raw = members.get(META_MEMBER)
         if raw is None:
             continue
         meta = json.loads(raw)
         items = meta.get("items", [])
-        reports: dict[str, list] = {}
-        for it in items:
-            _item_counts(c, it)
-            prefix = it.get("member_prefix", "")
-            rep = None
-            if prefix.startswith("report_"):
-                found = _findings(members[f"{prefix}.json"]) if f"{prefix}.json" in members else []
-                for f in found:
-                    ent = c["report"]["entities"].setdefault(str(f.get("label", "")), {})
-                    _bump(ent, f.get("assertion", ""))
-                if f"{prefix}.txt" in members:
-                    text = members[f"{prefix}.txt"].decode("utf-8", "replace")
-                    reports[prefix] = [len(text), len(text.split()), len(found), text[: keep_chars + 1]]
-                else:
-                    reports[prefix] = [0, 0, len(found), ""]
-                c["report"]["chars"].append(reports[prefix][0])
-                c["report"]["words"].append(reports[prefix][1])
-                rep = [*reports[prefix][:3], reports[prefix][3][:preview]]
-            records["record_id"].append(it.get("record_id", ""))
-            records["key"].append(key)
-            records["prefix"].append(prefix)
-            records["report"].append(rep)
-        for k, v in sorted(meta.get("conventions", {}).items()):
-            _bump(c["conventions"].setdefault(k, {}), v)
-        generated = [g for g in meta.get("generated_text", []) if isinstance(g, dict)]
-        if generated:  # label-derived captions (pipelines.captions): report members not in items
-            g = c["generated_text"]
-            g["samples"] += 1
-            g["items"] += len(generated)
-            for method in sorted({str(x.get("method", "")) for x in generated}):
-                _bump(g["methods"], method)
+        reports = _count_items(c, records, key, members, items, keep_chars)
+        _count_sample(c, meta)
         prefixes = [it.get("member_prefix", "") for it in items]
         info[key] = {
             "split": meta.get("split", ""),
@@ -270,6 +240,65 @@ def shard_card_stats(
         "samples": {k: info[k] for k in keep},
         "records": records,
     }
+
+
+def _count_items(
+    c: dict[str, Any],
+    records: dict[str, list],
+    key: str,
+    members: Mapping[str, bytes],
+    items: list[dict],
+    keep_chars: int,
+) -> dict[str, list]:
+    """Count one sample's items into ``c`` and append one ``records`` entry per item (a report
+    item's with a head of ``min(keep_chars, DEDUP_PREVIEW_CHARS) + 1`` characters).
+
+    Returns the sample's report items, ``{prefix: [chars, words, findings, head]}``."""
+    preview = min(keep_chars, DEDUP_PREVIEW_CHARS) + 1
+    reports: dict[str, list] = {}
+    for it in items:
+        _item_counts(c, it)
+        prefix = it.get("member_prefix", "")
+        rep = None
+        if prefix.startswith("report_"):
+            reports[prefix] = _report_counts(c, members, prefix, keep_chars)
+            rep = [*reports[prefix][:3], reports[prefix][3][:preview]]
+        records["record_id"].append(it.get("record_id", ""))
+        records["key"].append(key)
+        records["prefix"].append(prefix)
+        records["report"].append(rep)
+    return reports
+
+
+def _report_counts(c: dict[str, Any], members: Mapping[str, bytes], prefix: str, keep_chars: int) -> list:
+    """Count a report item's entities (label → assertion) and length into ``c``; returns
+    ``[chars, words, findings, head]`` (head: the first ``keep_chars + 1`` characters)."""
+    found = _findings(members[f"{prefix}.json"]) if f"{prefix}.json" in members else []
+    for f in found:
+        ent = c["report"]["entities"].setdefault(str(f.get("label", "")), {})
+        _bump(ent, f.get("assertion", ""))
+    if f"{prefix}.txt" in members:
+        text = members[f"{prefix}.txt"].decode("utf-8", "replace")
+        entry = [len(text), len(text.split()), len(found), text[: keep_chars + 1]]
+    else:
+        entry = [0, 0, len(found), ""]
+    c["report"]["chars"].append(entry[0])
+    c["report"]["words"].append(entry[1])
+    return entry
+
+
+def _count_sample(c: dict[str, Any], meta: dict) -> None:
+    """Count a sample's conventions and its generated captions (``pipelines.captions``: report
+    members that are not items) into ``c``."""
+    for k, v in sorted(meta.get("conventions", {}).items()):
+        _bump(c["conventions"].setdefault(k, {}), v)
+    generated = [g for g in meta.get("generated_text", []) if isinstance(g, dict)]
+    if generated:
+        g = c["generated_text"]
+        g["samples"] += 1
+        g["items"] += len(generated)
+        for method in sorted({str(x.get("method", "")) for x in generated}):
+            _bump(g["methods"], method)
 
 
 def _add_counts(into: dict, part: Mapping) -> None:
