@@ -78,7 +78,7 @@ def run_size(n: int, args: argparse.Namespace, config: Path) -> dict:
     if not (root / "done").is_file():
         shutil.rmtree(root, ignore_errors=True)
         scenario = linked_scenario(n, labs_per_admission=args.labs, n_items=args.items)
-        make_lookalike(root, SHARED, scenario, replicas=args.replicas)
+        make_lookalike(root, SHARED, scenario, replicas=args.replicas, reports=False)
         (root / "done").write_text("ok\n")
     t_gen = time.perf_counter() - t0
     env = dict(os.environ)

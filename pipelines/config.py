@@ -359,8 +359,26 @@ def validate_config(cfg: BuildConfig) -> None:
     for src in cfg.sources:
         if src.report.structurer not in ("rules", "llm"):
             raise ConfigError(f"sources.{src.name}.report.structurer: must be rules or llm")
+        validate_report_path(src)
     if cfg.runner not in ("local", "beam", "dask"):
         raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
+
+
+def validate_report_path(src: SourceConfig) -> None:
+    """``report.path_regex``: a valid regex with named groups; the columns it names exist."""
+    r, where = src.report, f"sources.{src.name}.report"
+    if not r.path_regex:
+        return
+    try:
+        groups = set(re.compile(r.path_regex).groupindex)
+    except re.error:
+        raise ConfigError(f"{where}.path_regex: not a valid regular expression") from None
+    if not groups:
+        raise ConfigError(f"{where}.path_regex: needs named groups, e.g. (?P<study_id>...)")
+    for name in ("patient_id", "study_id", "timestamp", "report_id"):
+        column = getattr(r.columns, name)
+        if column and column not in groups:
+            raise ConfigError(f"{where}.columns.{name}: {column!r} is not a named group of path_regex")
 
 
 TABLE_ROLES = ("identity", "anchor", "labs", "split")

@@ -57,10 +57,20 @@ class ColumnMapping:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """Report ingest and structuring options."""
+    """Report ingest and structuring options.
+
+    ``path_regex`` (plain-text reports, one file per report): a regular expression searched
+    (``re.search``) on the file's path, POSIX separators; its named groups are the report's
+    columns, picked by ``columns`` (``patient_id``, ``study_id``, ``timestamp``, ``report_id``;
+    unset ones by the table auto names, e.g. ``subject_id``, ``study_id``). MIMIC-CXR:
+    ``p(?P<subject_id>\\d+)/s(?P<study_id>\\d+)\\.txt$``. A file whose path does not match is
+    quarantined ``no_metadata``; header lines (``Patient ID:``, ...) fill only what the path
+    does not give.
+    """
 
     columns: ColumnMapping = field(default_factory=ColumnMapping)
     structurer: str = "rules"  # rules | llm
+    path_regex: str = ""
 
 
 @dataclass(frozen=True)

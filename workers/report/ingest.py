@@ -11,8 +11,10 @@ that cannot be read at all raises ``QuarantineError(REPORT_TABLE_MALFORMED)``.
 Column mapping (:class:`workers.config.ColumnMapping`): ``report_id``, ``patient_id``,
 ``study_id``, ``timestamp``, ``text`` (one or more columns; several are joined under their
 upper-cased names as section headings) and ``report_type`` (a column name, or else the literal
-type of every row). With the default mapping and no ``text`` column, common column names
-(``report``, ``findings``/``impression``, ``patient_id``, ``accession``, ...) are recognised.
+type of every row); for plain-text files the named groups of ``ReportConfig.path_regex`` on the
+file's path are the columns (MIMIC-CXR's ``p{subject}/s{study}.txt``). With the default mapping
+and no ``text`` column, common column names (``report``, ``findings``/``impression``,
+``patient_id``, ``accession``, ...) are recognised.
 """
 
 from __future__ import annotations
@@ -520,13 +522,45 @@ _HEADER_FIELDS = {
 }
 
 
+#: identity fields of a text report → the column-mapping field that names their path group
+_PATH_FIELDS = {"patient": "patient_id", "study": "study_id", "timestamp": "timestamp", "report": "report_id"}
+
+
+def path_identity(path: str, path_regex: str, mapping: ColumnMapping) -> dict[str, str] | None:
+    """Identity of a text report from its path (``ReportConfig.path_regex``).
+
+    The regex's named groups are the report's columns: ``mapping`` picks the patient, study,
+    timestamp and report id among them (a configured column name, else the first table auto
+    name present, e.g. ``subject_id``). Returns ``{"patient", "study", "timestamp", "report"}``
+    (``""`` where no group gives it), or ``None`` when the path does not match.
+    """
+    m = re.search(path_regex, Path(path).as_posix())
+    if m is None:
+        return None
+    groups = {k: v or "" for k, v in m.groupdict().items()}
+    lower = {k.lower(): k for k in groups}
+    out = {}
+    for key, field_name in _PATH_FIELDS.items():
+        column = getattr(mapping, field_name) or next((lower[c] for c in _AUTO[field_name] if c in lower), "")
+        out[key] = groups.get(column, "").strip()
+    return out
+
+
 def decode_report_text(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     """One plain-text report per file.
 
-    Identity comes from header lines when present (``Patient ID:``/``MRN:``, ``Accession:``,
-    ``Exam date:``); otherwise the report has no patient (``""``) and no time. The report type
-    is ``ctx.report.columns.report_type`` (a literal for text files).
+    Identity comes from the file's path when ``ctx.report.path_regex`` is set (a path that
+    does not match is quarantined ``no_metadata``), then from header lines for what the path
+    does not give (``Patient ID:``/``MRN:``, ``Accession:``, ``Exam date:``); otherwise the
+    report has no patient (``""``) and no time. The report type is
+    ``ctx.report.columns.report_type`` (a literal for text files).
     """
+    from_path: dict[str, str] = {}
+    if ctx.report.path_regex:
+        got = path_identity(item.path, ctx.report.path_regex, ctx.report.columns)
+        if got is None:
+            raise QuarantineError(ReasonCode.NO_METADATA, "file path does not match report.path_regex")
+        from_path = got
     try:
         data = Path(item.path).read_bytes()
     except OSError as exc:
@@ -538,19 +572,28 @@ def decode_report_text(item: InputItem, ctx: WorkerContext) -> list[DecodedRecor
     text, encoding = decode_bytes(data)
     head = text[:4000]
     found = {k: (m.group("v").strip() if (m := rx.search(head)) else "") for k, rx in _HEADER_FIELDS.items()}
+    ident = {k: from_path.get(k) or found.get(k, "") for k in ("patient", "study", "timestamp")}
     fields = ReportFields(
         text=text,
-        patient_raw=found["patient"],
-        study_raw=found["study"],
-        timestamp_raw=found["timestamp"],
+        patient_raw=ident["patient"],
+        study_raw=ident["study"],
+        timestamp_raw=ident["timestamp"],
         report_type=ctx.report.columns.report_type,
+        # identifiers the fields do not carry (a path's report id, a header's overridden ids)
+        known_identifiers=tuple(
+            v for v in (from_path.get("report", ""), found["patient"], found["study"]) if v
+        ),
     )
     meta = {
         "decoder": "report_text",
         "source_format": "text",
         "encoding": encoding,
-        "identity_from_header": sorted(k for k, v in found.items() if v),
+        "identity_from_header": sorted(k for k, v in found.items() if v and not from_path.get(k)),
     }
+    if ctx.report.path_regex:
+        meta["identity_from_path"] = sorted(k for k, v in from_path.items() if v)
+    if from_path.get("report"):
+        meta["report_key"] = ctx.pseudo.token("report", normalise_id(from_path["report"]))
     rec = build_report_record(item, ctx, item.source_id, fields, meta)
     if isinstance(rec, QuarantineRecord):
         raise QuarantineError(rec.reason, rec.message)

@@ -321,6 +321,34 @@ def test_plain_text_report_with_identity_header(pseudo, tmp_path):
     }
 
 
+def test_plain_text_identity_from_path_regex(pseudo, tmp_path):
+    """MIMIC-CXR's ``p{subject}/s{study}.txt``: the path's named groups are the columns (auto
+    names without ``columns``); the path beats a header line; a path that does not match is
+    quarantined ``no_metadata``."""
+    folder = tmp_path / "files" / "p10" / "p10000032"
+    folder.mkdir(parents=True)
+    path = folder / "s50414267.txt"
+    path.write_text(
+        " FINAL REPORT\n Accession: ACC-77\n IMPRESSION: No acute process; see study 50414267.\n",
+        encoding="utf-8",
+    )
+    rx = r"p(?P<subject_id>\d+)/s(?P<study_id>\d+)\.txt$"
+    for columns in (ColumnMapping(), ColumnMapping(patient_id="subject_id", study_id="study_id")):
+        ctx = WorkerContext(pseudo=pseudo, report=ReportConfig(columns=columns, path_regex=rx))
+        (rec,) = decode_report_text(_item(path, kind=InputKind.REPORT_TEXT), ctx)
+        assert rec.patient == pseudo.patient("10000032") and rec.study == pseudo.study("50414267")
+        meta = json.loads(rec.meta_json)
+        assert meta["identity_from_path"] == ["patient", "study"] and meta["identity_from_header"] == []
+        assert "50414267" not in rec.text  # the path's ids are scrubbed like a table row's
+        assert "ACC-77" not in rec.text  # and so is the header's id the path overrode
+    other = tmp_path / "notes" / "readme.txt"
+    other.parent.mkdir()
+    other.write_text("IMPRESSION: Normal.\n", encoding="utf-8")
+    with pytest.raises(QuarantineError) as exc:
+        decode_report_text(_item(other, kind=InputKind.REPORT_TEXT), ctx)
+    assert exc.value.reason is ReasonCode.NO_METADATA and "readme" not in exc.value.message
+
+
 def test_plain_text_empty_is_quarantined(pseudo, tmp_path):
     path = tmp_path / "empty.txt"
     path.write_text(" \n\t\n", encoding="utf-8")
