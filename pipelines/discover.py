@@ -25,6 +25,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.config import SourceConfig
@@ -53,10 +54,10 @@ def _gunzip_head(comp: bytes, n: int) -> bytes:
 
 def _read_head(path: Path, n: int = _SNIFF_BYTES) -> bytes:
     with open(path, "rb") as f:
-        head = f.read(64 * 1024)
-    if head[:2] == b"\x1f\x8b":  # gzip: sniff the decompressed start
-        return _gunzip_head(head, n)
-    return head[:n]
+        head = f.read(n)
+        if head[:2] == b"\x1f\x8b":  # gzip: sniff the decompressed start of up to 64 kB compressed
+            return _gunzip_head(head + f.read(max(0, 64 * 1024 - n)), n)
+    return head
 
 
 #: fallback for compressed files whose stream is too damaged to sniff: the decoder then
@@ -274,6 +275,29 @@ def list_folders(root: Path, sources: tuple[SourceConfig, ...], index: int) -> l
     return sorted(found)
 
 
+def _claim_companions(
+    header: str,
+    folder: Path,
+    is_file: set[str],
+    same_record: Callable[[str], list[str]],
+    claimed: set[str],
+    companions: dict[str, tuple[str, ...]],
+) -> None:
+    """Record the files WFDB header ``header`` owns: its record's other files and, for a
+    multi-segment master, its segments' headers and signals (``companions``, ``claimed``)."""
+    comp = same_record(header)
+    p = folder / header
+    if _is_multisegment(p):  # segment headers (and their signals) belong to the master
+        from workers.ecg.wfdb import segment_headers
+
+        for seg in map(Path, segment_headers(str(p))):
+            # WFDB segment names hold no "/": a segment lies beside its master
+            if seg.parent == folder and seg.name in is_file and seg != p:
+                comp += [seg.name, *same_record(seg.name)]
+    companions[header] = tuple(str(folder / q) for q in sorted(set(comp)))
+    claimed.update(comp)
+
+
 def _folder_items(
     src: SourceConfig, base: Path, earlier: _Earlier, rel: str, pseudo: Pseudonymizer
 ) -> list[tuple[str, InputItem]]:
@@ -294,28 +318,24 @@ def _folder_items(
         and not _name_excluded(e.name, src.exclude)
         and not _earlier_owns(e.name, owners)
     ]
-    kinds = {n: sniff(folder / n) for n in names}
 
     def same_record(name: str) -> list[str]:
         return [q for q in by_stem.get(_stem(name), ()) if q != name]
 
-    # WFDB headers claim their signal/annotation files (same folder, same record name)
+    # WFDB headers claim their signal/annotation files (same folder, same record name). ``.hea``
+    # files are sniffed first, so the files they claim (the signal files: most of an ECG
+    # export's bytes) are never opened here; every other file is sniffed after.
     claimed: set[str] = set()
     companions: dict[str, tuple[str, ...]] = {}
-    for n, kind in kinds.items():
-        if kind is not InputKind.WFDB:
-            continue
-        comp = same_record(n)
-        p = folder / n
-        if _is_multisegment(p):  # segment headers (and their signals) belong to the master
-            from workers.ecg.wfdb import segment_headers
-
-            for seg in map(Path, segment_headers(str(p))):
-                # WFDB segment names hold no "/": a segment lies beside its master
-                if seg.parent == folder and seg.name in is_file and seg != p:
-                    comp += [seg.name, *same_record(seg.name)]
-        companions[n] = tuple(str(folder / q) for q in sorted(set(comp)))
-        claimed.update(comp)
+    kinds: dict[str, InputKind] = {}
+    for first in (True, False):
+        batch = [
+            n for n in names if n not in kinds and n not in claimed and n.lower().endswith(".hea") == first
+        ]
+        kinds.update((n, sniff(folder / n)) for n in batch)
+        for n in batch:
+            if kinds[n] is InputKind.WFDB:
+                _claim_companions(n, folder, is_file, same_record, claimed, companions)
     out: list[tuple[str, InputItem]] = []
     for n in names:
         if n in claimed:

@@ -290,3 +290,23 @@ def test_overlapping_sources_file_goes_to_the_first(tmp_path):
     rev = (srcs[1], srcs[0])
     assert {i.source_name for i in discover(tmp_path, rev, P)} == {"outer"}
     assert list_folders(tmp_path, rev, 1) == []
+
+
+def test_signal_files_a_header_claims_are_never_opened(shared_data, monkeypatch):
+    """Headers are sniffed first; the ``.dat`` files they claim (most of the bytes) are not read."""
+    import pipelines.discover as discover_mod
+
+    read: list[str] = []
+    real = discover_mod._read_head
+
+    def spy(path, *a, **kw):
+        read.append(Path(path).name)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(discover_mod, "_read_head", spy)
+    items = discover(shared_data / "ecg", (SourceConfig(name="ecg"),), P)
+    wfdb_items = [i for i in items if i.kind is InputKind.WFDB]
+    claimed = {Path(c).name for i in wfdb_items for c in i.companions}
+    assert any(c.endswith(".dat") for c in claimed)
+    assert not claimed & set(read), sorted(claimed & set(read))
+    assert {Path(i.path).name for i in wfdb_items} <= set(read)
