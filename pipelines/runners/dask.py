@@ -50,6 +50,7 @@ worker processes) still sets the slice and bucket counts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -99,23 +100,55 @@ def _sources(selectors: tuple, results: tuple) -> tuple:
     return tuple(out)
 
 
+class SpillLost(RuntimeError):
+    """A task's input files were deleted: rerun the build (it resumes from the header cache)."""
+
+
+def _reads_spill(fn):
+    """Turn a missing spill file into :class:`SpillLost` with a message that says what happened.
+
+    A collection's files are deleted once every reader has run. If a worker process dies after
+    that, Dask recomputes the results it held (file names) by rerunning their tasks, whose inputs
+    are gone: the build stops and a rerun resumes from the header cache and finished shards, as on
+    the local backend after a lost worker.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except FileNotFoundError as e:
+            if "medcorpus-spill-" not in str(e.filename or ""):
+                raise
+            raise SpillLost(
+                f"the spill file {os.path.basename(e.filename)} of an earlier step is gone (a worker "
+                "died after that step's readers had run); rerun the build: it resumes"
+            ) from None
+
+    return wrapper
+
+
+@_reads_spill
 def _chain(steps: tuple, spec: tuple, selectors: tuple, *results: Any) -> list:
     prefix, part, key, slices = spec
     sources = _sources(selectors, results[: len(selectors)])  # the rest: side values this chain waits for
     return ChainTask(sources, steps, prefix, part, key, slices)()
 
 
+@_reads_spill
 def _bucket(key_fn: KeyFn, spec: tuple, selectors: tuple, *results: Any) -> int:
     n_buckets, path, key = spec
     return BucketTask(_sources(selectors, results), key_fn, n_buckets, path, key)()
 
 
+@_reads_spill
 def _reduce(fn_order: tuple, spec: tuple, *maps: int) -> list:  # noqa: ARG001 - maps: ordering only
     fn, order = fn_order
     map_prefix, n_maps, bucket, prefix, key = spec
     return GroupTask(map_prefix, n_maps, bucket, fn, order, prefix, PART, key)()
 
 
+@_reads_spill
 def _gather(fn_order: tuple, spec: tuple, selectors: tuple, *results: Any) -> str:
     fn, order = fn_order
     path, key = spec

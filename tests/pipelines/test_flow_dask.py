@@ -300,3 +300,17 @@ def test_local_pool_workers_do_not_inherit_the_setting_a_nanny_leaked(monkeypatc
     flow = LocalFlow(workers=2, quiet=True, spill_dir=str(tmp_path))
     out = _run(flow, {"e": flow.create([1, 2], "s").flat_map(malloc_env, "env")})["e"]
     assert sorted(out) == [(1, None, "1"), (2, None, "1")]
+
+
+def test_a_deleted_spill_file_stops_the_run_with_a_clear_error(tmp_path):
+    """A recomputed task whose inputs were cleaned up (its worker died) says so, not ENOENT."""
+    from pipelines.runners import dask as dask_runner
+    from pipelines.runners.spill import Step
+
+    gone = str(tmp_path / "medcorpus-spill-x" / "0001-decode-000000")
+    steps = (Step(h.expand),)
+    with pytest.raises(dask_runner.SpillLost, match="0001-decode-000000 of an earlier step is gone"):
+        dask_runner._chain(steps, (str(tmp_path / "out"), 512, os.urandom(32), 0), (None,), [(gone, 3)])
+    other = str(tmp_path / "input.dat")  # a stage's own missing file is not a spill file
+    with pytest.raises(FileNotFoundError):
+        dask_runner._chain(steps, (str(tmp_path / "out"), 512, os.urandom(32), 0), (None,), [(other, 3)])
