@@ -360,6 +360,7 @@ def validate_config(cfg: BuildConfig) -> None:
         if src.report.structurer not in ("rules", "llm"):
             raise ConfigError(f"sources.{src.name}.report.structurer: must be rules or llm")
         validate_report_path(src)
+        validate_report_table(src)
     if cfg.runner not in ("local", "beam", "dask"):
         raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
 
@@ -379,6 +380,24 @@ def validate_report_path(src: SourceConfig) -> None:
         column = getattr(r.columns, name)
         if column and column not in groups:
             raise ConfigError(f"{where}.columns.{name}: {column!r} is not a named group of path_regex")
+
+
+def validate_report_table(src: SourceConfig) -> None:
+    """``report.columns.text_join`` and the ``measurements`` (column → unit) of report tables."""
+    r, where = src.report, f"sources.{src.name}.report"
+    if r.columns.text_join not in ("sections", "lines"):
+        raise ConfigError(f"{where}.columns.text_join: must be sections or lines")
+    for col, unit in r.measurements.items():
+        if not isinstance(col, str) or not col.strip() or not isinstance(unit, str) or not unit.strip():
+            raise ConfigError(f"{where}.measurements: column names and units must be non-empty text")
+    for col in r.fields:
+        if not col.strip():
+            raise ConfigError(f"{where}.fields: column names must be non-empty")
+    overlap = sorted(set(r.measurements) & (set(r.fields) | set(r.columns.text)))
+    if overlap:
+        raise ConfigError(
+            f"{where}.measurements: column(s) also used as text or fields: {', '.join(overlap)}"
+        )
 
 
 TABLE_ROLES = ("identity", "anchor", "labs", "split")

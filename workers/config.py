@@ -45,7 +45,12 @@ class EcgConfig:
 
 @dataclass(frozen=True)
 class ColumnMapping:
-    """Which columns of a report table hold what. Empty string: not present."""
+    """Which columns of a report table hold what. Empty string: not present.
+
+    ``text_join``: how several ``text`` columns make one report: ``sections`` (each non-empty
+    column under its upper-cased name as a heading) or ``lines`` (the non-empty values in
+    column order, one per line, no headings: MIMIC-IV-ECG's ``report_0`` ... ``report_17``).
+    """
 
     report_id: str = ""
     patient_id: str = ""
@@ -53,6 +58,7 @@ class ColumnMapping:
     timestamp: str = ""
     text: tuple[str, ...] = ("text",)
     report_type: str = "radiology"
+    text_join: str = "sections"
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,20 @@ class ReportConfig:
     ``p(?P<subject_id>\\d+)/s(?P<study_id>\\d+)\\.txt$``. A file whose path does not match is
     quarantined ``no_metadata``; header lines (``Patient ID:``, ...) fill only what the path
     does not give.
+
+    Report tables only: ``measurements`` (column → unit) are numeric columns copied into each
+    row's report metadata as ``{"value": number | null, "unit": unit}``; a blank value, one
+    listed in ``measurement_missing`` (a "not measured" code such as MIMIC-IV-ECG's ``29999``)
+    or one that is not a finite number is ``null``. ``fields``: columns copied as text (codes
+    such as a filter setting, never free text).
     """
 
     columns: ColumnMapping = field(default_factory=ColumnMapping)
     structurer: str = "rules"  # rules | llm
     path_regex: str = ""
+    measurements: dict = field(default_factory=dict)
+    measurement_missing: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,18 @@ def test_secret_required_outside_demo(monkeypatch):
         cfg.secret()
     monkeypatch.setenv("MC_TEST_SECRET", "a-long-enough-secret")
     assert cfg.secret() == "a-long-enough-secret"
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        ({"columns": {"text_join": "paragraphs"}}, "text_join: must be sections or lines"),
+        ({"measurements": {"rr_interval": " "}}, "non-empty text"),
+        ({"measurements": {"rr_interval": "ms"}, "fields": ["rr_interval"]}, "also used as text or fields"),
+        ({"measurements": ["rr_interval"]}, "expected a mapping"),
+        ({"measurement_missing": [29999]}, "quote it in YAML"),
+    ],
+)
+def test_report_table_measurement_keys_are_checked(report, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"sources": [{"name": "mm", "report": report}]})

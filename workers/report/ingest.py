@@ -10,8 +10,10 @@ that cannot be read at all raises ``QuarantineError(REPORT_TABLE_MALFORMED)``.
 
 Column mapping (:class:`workers.config.ColumnMapping`): ``report_id``, ``patient_id``,
 ``study_id``, ``timestamp``, ``text`` (one or more columns; several are joined under their
-upper-cased names as section headings) and ``report_type`` (a column name, or else the literal
-type of every row); for plain-text files the named groups of ``ReportConfig.path_regex`` on the
+upper-cased names as section headings, or with ``text_join: lines`` one value per line in column
+order) and ``report_type`` (a column name, or else the literal type of every row); numeric
+``ReportConfig.measurements`` (with their units) and ``fields`` of the row go to the report's
+metadata; for plain-text files the named groups of ``ReportConfig.path_regex`` on the
 file's path are the columns (MIMIC-CXR's ``p{subject}/s{study}.txt``). With the default mapping
 and no ``text`` column, common column names (``report``, ``findings``/``impression``,
 ``patient_id``, ``accession``, ...) are recognised.
@@ -23,6 +25,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
 from schemas.records import DecodedRecord, InputItem, QuarantineRecord, ReportRecord
 from schemas.report_schema import REPORT_SCHEMA_VERSION
-from workers.config import ColumnMapping
+from workers.config import ColumnMapping, ReportConfig
 from workers.context import WorkerContext
 from workers.deid.text import DEID_VERSION, deidentify_text
 from workers.ids import normalise_id
@@ -328,11 +331,14 @@ def _value(row: dict, column: str) -> str:
     return "" if s.strip().lower() in _BLANK_VALUES else s
 
 
-def compose_report_text(row: dict, text_columns: tuple[str, ...]) -> str:
+def compose_report_text(row: dict, text_columns: tuple[str, ...], join: str = "sections") -> str:
     """The report text of a row: one column as is; several joined as ``HEADING:\\nvalue`` blocks
-    (the column name upper-cased, ``_`` → space) so the sectionizer finds the parts."""
+    (the column name upper-cased, ``_`` → space) so the sectionizer finds the parts, or with
+    ``join="lines"`` the non-empty values (outer blanks stripped) one per line, in column order."""
     if len(text_columns) == 1:
         return _value(row, text_columns[0])
+    if join == "lines":
+        return "\n".join(v for col in text_columns if (v := _value(row, col).strip()))
     blocks = []
     for col in text_columns:
         v = _value(row, col).strip()
@@ -443,6 +449,44 @@ def _identifying_values(row: dict, columns: _Columns) -> tuple[str, ...]:
     return tuple(v for v in out if v.strip())
 
 
+def _number(raw: str, missing: frozenset[str]) -> int | float | None:
+    """A measurement value: an int when integral, a float otherwise; None when blank, listed as
+    missing, not a number or not finite."""
+    raw = raw.strip()
+    if not raw or raw in missing:
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        return None
+    if not math.isfinite(v):
+        return None
+    return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+
+def row_extras(row: dict, cfg: ReportConfig) -> dict:
+    """A row's ``measurements`` (column → ``{"value", "unit"}``) and ``fields`` (column → text)."""
+    out: dict = {}
+    if cfg.measurements:
+        missing = frozenset(str(m).strip() for m in cfg.measurement_missing)
+        out["measurements"] = {
+            col: {"value": _number(_value(row, col), missing), "unit": str(unit)}
+            for col, unit in cfg.measurements.items()
+        }
+    if cfg.fields:
+        out["fields"] = {col: _value(row, col).strip() for col in cfg.fields}
+    return out
+
+
+def _check_extra_columns(header: list[str], cfg: ReportConfig) -> None:
+    missing = sorted(c for c in (*cfg.measurements, *cfg.fields) if c not in header)
+    if missing:
+        raise QuarantineError(
+            ReasonCode.REPORT_TABLE_MALFORMED,
+            f"measurement/field column(s) missing from the table header: {missing}",
+        )
+
+
 def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
     """One :class:`ReportRecord` or :class:`QuarantineRecord` per data row of a report table.
 
@@ -462,6 +506,7 @@ def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedReco
     for idx, row, error in _rows(text, fmt, ctx.limits.max_text_chars * 4 + 1024):
         if idx == -1:
             columns = _resolve_columns(row["__header__"], ctx.report.columns)
+            _check_extra_columns(row["__header__"], ctx.report)
             continue
         source_id = f"{item.source_id}-r{idx:06d}"
         if row is None:
@@ -476,7 +521,7 @@ def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedReco
             )
             continue
         fields = ReportFields(
-            text=compose_report_text(row, columns.text),
+            text=compose_report_text(row, columns.text, ctx.report.columns.text_join),
             patient_raw=_value(row, columns.patient_id),
             study_raw=_value(row, columns.study_id),
             timestamp_raw=_value(row, columns.timestamp),
@@ -490,6 +535,7 @@ def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedReco
             "row_index": idx,
             "text_columns": list(columns.text),
             "column_mapping": "auto" if columns.auto else "config",
+            **row_extras(row, ctx.report),
         }
         if columns.report_id:
             rid = normalise_id(_value(row, columns.report_id))

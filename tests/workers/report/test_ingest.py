@@ -265,6 +265,57 @@ def test_bad_rows_are_quarantined_with_specific_reasons(pseudo, tmp_path):
             assert "sinus" not in r.message and "1990" not in r.message
 
 
+def test_lines_join_and_measurements_of_a_statement_table(pseudo, tmp_path):
+    """MIMIC-IV-ECG's machine_measurements.csv shape: statements joined one per line in column
+    order (empty ones skipped), numeric columns with units in the report metadata."""
+    path = tmp_path / "machine_measurements.csv"
+    path.write_text(
+        "subject_id,study_id,ecg_time,report_0,report_1,report_2,bandwidth,rr_interval,p_onset,qrs_axis\n"
+        "10000032,40000001,2180-05-06 20:23:00, Sinus rhythm ,,Abnormal ECG,0.005-150 Hz,833,29999,-40\n"
+        "10000032,40000002,2180-05-07 08:00:00,,,,0.005-150 Hz,700,40,30\n"
+        "10000048,40000003,2151-07-16 09:00:00,Atrial fibrillation,Left bundle branch block,,,12.5,nan,abc\n",
+        encoding="utf-8",
+    )
+    report = ReportConfig(
+        columns=ColumnMapping(
+            patient_id="subject_id",
+            study_id="study_id",
+            timestamp="ecg_time",
+            text=("report_0", "report_1", "report_2"),
+            report_type="cardiology",
+            text_join="lines",
+        ),
+        measurements={"rr_interval": "ms", "p_onset": "ms", "qrs_axis": "deg"},
+        measurement_missing=("29999",),
+        fields=("bandwidth",),
+    )
+    recs = decode_report_table(_item(path), WorkerContext(pseudo=pseudo, report=report))
+    assert isinstance(recs[1], QuarantineRecord) and recs[1].reason == ReasonCode.REPORT_EMPTY
+    assert [r.text for r in (recs[0], recs[2])] == [
+        "Sinus rhythm\nAbnormal ECG",
+        "Atrial fibrillation\nLeft bundle branch block",
+    ]
+    assert recs[0].study == pseudo.study(normalise_id("40000001"))
+    m0, m2 = json.loads(recs[0].meta_json), json.loads(recs[2].meta_json)
+    assert m0["measurements"] == {
+        "rr_interval": {"value": 833, "unit": "ms"},
+        "p_onset": {"value": None, "unit": "ms"},
+        "qrs_axis": {"value": -40, "unit": "deg"},
+    }
+    assert [m2["measurements"][c]["value"] for c in ("rr_interval", "p_onset", "qrs_axis")] == [
+        12.5,
+        None,
+        None,
+    ]
+    assert m0["fields"] == {"bandwidth": "0.005-150 Hz"} and m2["fields"] == {"bandwidth": ""}
+    labels = {f["label"] for f in json.loads(recs[2].structured_json)["findings"]}
+    assert {"atrial_fibrillation", "complete_left_bundle_branch_block"} <= labels
+    bad = ReportConfig(columns=report.columns, measurements={"qt_interval": "ms"})
+    with pytest.raises(QuarantineError) as exc:
+        decode_report_table(_item(path), WorkerContext(pseudo=pseudo, report=bad))
+    assert exc.value.reason == ReasonCode.REPORT_TABLE_MALFORMED
+
+
 def test_bad_jsonl_lines_are_quarantined(pseudo, tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"report": "sinus rhythm."}\n{not json}\n[1, 2]\n{"report": ""}\n', encoding="utf-8")
