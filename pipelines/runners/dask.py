@@ -50,6 +50,7 @@ worker processes) still sets the slice and bucket counts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -169,14 +170,16 @@ def _unlink(n_producers: int, selectors: tuple, *results: Any) -> int:
     for sel, res in zip(selectors, results[:n_producers], strict=True):
         for src, _ in res if sel is None else res[sel]:
             if isinstance(src, str):
-                os.unlink(src)
+                with contextlib.suppress(FileNotFoundError):  # a rerun of this task after a lost worker
+                    os.unlink(src)
                 n += 1
     return n
 
 
 def _unlink_maps(map_prefix: str, n_maps: int, *reducers: Any) -> int:  # noqa: ARG001 - ordering only
     for i in range(n_maps):
-        os.unlink(f"{map_prefix}{i:06d}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{map_prefix}{i:06d}")
     return n_maps
 
 
