@@ -13,7 +13,7 @@ Graph shape, fixed before any data is seen (task counts do not depend on the cor
 - ``create`` → one literal partition per seed (a few per source; never pass large lists);
 - ``flat_map`` chains are fused as on the local backend (single-reader steps that do not fan out)
   into one task per input partition group; a chain that fans out (sources → folders → files)
-  cuts its outputs into ``32 × workers`` slices, and task k of the next step reads slice k of
+  deals its outputs into ``32 × workers`` slices, and task k of the next step reads slice k of
   every task of this one, so decoding runs as many small tasks handed to whichever worker is free;
 - ``group`` → a two-phase shuffle: one map task per input partition group writes ONE file of
   ``4 × workers`` bucket chunks (crc32 of the key); reduce task b reads chunk b of every map file

@@ -121,8 +121,8 @@ class Step:
 class ChainTask:
     """Apply a fused chain of flat_map steps to one partition; write the outputs in partitions.
 
-    With ``slices = K`` the outputs are cut into K contiguous slices (K lists of partitions, some
-    maybe empty): task k of the next step reads slice k of every task of this one (the Dask
+    With ``slices = K`` the outputs are dealt into K slices (element i to slice i mod K; K lists of
+    partitions, some maybe empty): task k of the next step reads slice k of every task of this one (the Dask
     backend's fan-out, where the next step's task count is fixed before any data is seen).
     """
 
@@ -143,12 +143,9 @@ class ChainTask:
                 elements = [y for x in elements for y in step.fn(x)]
         if not self.slices:
             return write_parts(elements, self.out_prefix, self.part, self.key)
-        n, k = len(elements), self.slices
+        k = self.slices  # strided: the files of one slow folder (a CT series) spread over every slice
         return [
-            write_parts(
-                elements[n * s // k : n * (s + 1) // k], f"{self.out_prefix}-s{s:04d}", self.part, self.key
-            )
-            for s in range(k)
+            write_parts(elements[s::k], f"{self.out_prefix}-s{s:04d}", self.part, self.key) for s in range(k)
         ]
 
 
