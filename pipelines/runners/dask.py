@@ -83,7 +83,13 @@ FAN_PARTITIONS_PER_WORKER = 32
 #: hold no collections (memory is flat without trimming), so LocalCluster workers keep glibc's
 #: defaults; on your own cluster set ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_:
 #: null`` in the workers' Dask config (docs/scale.md).
-GLIBC_DEFAULTS = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+#: ``MALLOC_ARENA_MAX=2``: a Dask worker runs tasks in a thread beside its event loop and comm
+#: threads, and glibc gives each thread its own arena (up to 8 per core), so memory a task frees
+#: in one arena is not reused by the next; two arenas keep the worker near the local backend's.
+GLIBC_DEFAULTS = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 2,
+}
 
 #: one partition group: the tasks (or literal partitions) it comes from, each with a slice index
 #: (``None``: the task's whole output)
