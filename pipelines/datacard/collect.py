@@ -42,9 +42,11 @@ from schemas.modality import SAMPLE_MODALITIES
 
 
 def _sanitise_config(cfg: Any) -> Any:
-    """Drop every ``path`` entry (source folders) from the build config before showing it."""
+    """Drop every path-like entry from the build config before showing it: source folders
+    (``path``), table files (``labels_path``) and the folder layouts that identity is read from
+    (``path_regex``), whose literal parts can name sites or people."""
     if isinstance(cfg, Mapping):
-        return {k: _sanitise_config(v) for k, v in cfg.items() if k != "path"}
+        return {k: _sanitise_config(v) for k, v in cfg.items() if "path" not in k}
     if isinstance(cfg, list):
         return [_sanitise_config(v) for v in cfg]
     return cfg
