@@ -67,7 +67,7 @@ from dask.delayed import Delayed
 
 from pipelines.flow import KeyFn
 from pipelines.runners import drop_dask_malloc_trim
-from pipelines.runners.local import PART, Node, SideNode, count_consumers
+from pipelines.runners.local import PART, Node, SideNode, count_consumers, fused_chain
 from pipelines.runners.spill import BucketTask, ChainTask, GatherTask, GroupTask, Step, clear_sides, load
 
 log = logging.getLogger(__name__)
@@ -285,19 +285,7 @@ class _Plan:
         return self.sides[id(side)]
 
     def _chain(self, node: Node) -> list[Handle]:
-        chain = [node]  # fuse upwards through single-reader flat steps that do not fan out
-        while True:
-            parent = chain[-1].parents[0]
-            if (
-                parent.kind == "flat"
-                and self.consumers.get(id(parent)) == 1
-                and id(parent) not in self.memo
-                and not getattr(parent.spec["fn"], "fans_out", False)
-            ):
-                chain.append(parent)
-            else:
-                break
-        chain.reverse()
+        chain = fused_chain(node, self.consumers, self.memo)
         source = chain[0].parents[0]
         sides = [self.side(n.spec["side"]) if "side" in n.spec else None for n in chain]
         name = self._name("+".join(n.spec["desc"] for n in chain[:3]))

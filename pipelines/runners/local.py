@@ -141,6 +141,25 @@ def count_consumers(roots: list[Node]) -> dict[int, int]:
     return counts
 
 
+def fused_chain(node: Node, consumers: dict[int, int], planned: dict) -> list[Node]:
+    """``node`` and the flat steps above it that fuse with it, top first: each parent that is a
+    flat step read only by this chain, not evaluated yet, and not fanning out."""
+    chain = [node]
+    while True:
+        parent = chain[-1].parents[0]
+        if (
+            parent.kind == "flat"
+            and consumers.get(id(parent)) == 1
+            and id(parent) not in planned
+            and not getattr(parent.spec["fn"], "fans_out", False)
+        ):
+            chain.append(parent)
+        else:
+            break
+    chain.reverse()
+    return chain
+
+
 class LocalFlow:
     """Lazy local backend: partitions spilled (encrypted) to ``spill_dir``, work on a process pool."""
 
@@ -260,20 +279,7 @@ class LocalFlow:
         return res
 
     def _eval_chain(self, node: Node) -> _Parts:
-        # fuse upwards through single-consumer flat steps that do not fan out
-        chain = [node]
-        while True:
-            parent = chain[-1].parents[0]
-            if (
-                parent.kind == "flat"
-                and self._consumers.get(id(parent)) == 1
-                and id(parent) not in self._memo
-                and not getattr(parent.spec["fn"], "fans_out", False)
-            ):
-                chain.append(parent)
-            else:
-                break
-        chain.reverse()
+        chain = fused_chain(node, self._consumers, self._memo)
         source = chain[0].parents[0]
         src = self._eval(source)
         steps = tuple(
