@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,13 +22,14 @@ import webdataset as wds
 import yaml
 
 from pipelines.build import run_build
-from pipelines.config import DedupConfig, DeidConfig, SplitConfig, config_from_dict, load_config
+from pipelines.config import config_from_dict
 from pipelines.validate import validate_build
 from tests.conftest import REPO
 from tests.fixtures.mimic_lookalike import (
     MEASUREMENT_COLUMNS,
     NOT_MEASURED,
     SCENARIO,
+    build_symile_with,
     ecg_statements,
     make_lookalike,
     measurement_values,
@@ -172,21 +172,8 @@ ANCHOR_ECG = {"20000001": "e1", "20000002": "e4", "20000004": "e7", "20000005": 
 
 @pytest.fixture(scope="module")
 def anchored(look, tmp_path_factory) -> Path:
-    cfg = load_config(REPO / "examples" / "symile_mimic.yaml")
     text = next(s for s in snippet()["sources"] if s["name"] == "mimic_iv_ecg_text")
-    src = config_from_dict({"sources": [text]}).sources[0]
-    cfg = replace(
-        cfg,
-        sources=(*cfg.sources, src),
-        deid=DeidConfig(demo=True),
-        dedup=DedupConfig(enabled=False),
-        split=SplitConfig(1.0, 0.0, 0.0),
-        strict=True,
-        workers=2,
-    )
-    out = tmp_path_factory.mktemp("mimic_ecg_text_anchor")
-    run_build(look["root"], out, cfg, quiet=True)
-    return out
+    return build_symile_with(look["root"], text, tmp_path_factory.mktemp("mimic_ecg_text_anchor"))
 
 
 def test_anchor_build_text_rides_along_with_the_chosen_ecg(look, anchored) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -28,12 +27,8 @@ import yaml
 from pipelines.build import run_build
 from pipelines.config import (
     ConfigError,
-    DedupConfig,
-    DeidConfig,
     SourceConfig,
-    SplitConfig,
     config_from_dict,
-    load_config,
 )
 from pipelines.validate import validate_build
 from tests.conftest import REPO
@@ -41,6 +36,7 @@ from tests.fixtures.mimic_lookalike import (
     PLANTED_DATE,
     PLANTED_NAME,
     SCENARIO,
+    build_symile_with,
     make_lookalike,
 )
 from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer
@@ -125,21 +121,8 @@ def by_study(look, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def anchored(look, tmp_path_factory) -> Path:
-    cfg = load_config(REPO / "examples" / "symile_mimic.yaml")
     reports = next(s for s in snippet()["sources"] if s["name"] == "mimic_cxr_reports")
-    src = config_from_dict({"sources": [reports]}).sources[0]
-    cfg = replace(
-        cfg,
-        sources=(*cfg.sources, src),
-        deid=DeidConfig(demo=True),
-        dedup=DedupConfig(enabled=False),
-        split=SplitConfig(1.0, 0.0, 0.0),
-        strict=True,
-        workers=2,
-    )
-    out = tmp_path_factory.mktemp("mimic_reports_anchor")
-    run_build(look["root"], out, cfg, quiet=True)
-    return out
+    return build_symile_with(look["root"], reports, tmp_path_factory.mktemp("mimic_reports_anchor"))
 
 
 def test_lookalike_writes_the_published_report_layout(look) -> None:
