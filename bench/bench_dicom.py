@@ -38,9 +38,9 @@ from schemas import InputItem, InputKind  # noqa: E402
 from schemas.canonical import canonical_json  # noqa: E402
 from workers.config import ImageConfig  # noqa: E402
 from workers.context import WorkerContext  # noqa: E402
+from workers.deid.dicom import deidentify  # noqa: E402
 from workers.deid.pseudonym import DEMO_SECRET, Pseudonymizer  # noqa: E402
 from workers.dicom.decode import decode_dicom  # noqa: E402
-from workers.dicom.deid import deidentify  # noqa: E402
 from workers.dicom.identity import dicom_identity  # noqa: E402
 from workers.dicom.pixels import (  # noqa: E402
     apply_modality,

@@ -13,7 +13,10 @@ Out, from :func:`workers.dicom.decode.decode_dicom`:
 - bad input → a quarantine record with a reason code (``read``: truncation, bad transfer
   syntax, bomb-sized pixel data).
 
-Modules: ``read`` (file reading), ``deid`` (PS3.15 Annex E basic profile), ``identity``
+De-identification (PS3.15 Annex E basic profile) is ``workers.deid.dicom``, beside the text
+de-identification and the pseudonyms it shares with every modality.
+
+Modules: ``read`` (file reading), ``identity``
 (pseudonymous patient/study, shifted time), ``pixels`` (pixel pipeline), ``records`` (record
 assembly from the de-identified dataset only), ``series`` (slice sorting and stacking),
 ``decode`` (dispatch).

@@ -14,7 +14,7 @@ Dispatch (by SOP Class UID, falling back to the file meta's Media Storage SOP Cl
   frames are a uniformly spaced stack of at least ``ctx.volume.min_slices``; otherwise, like
   every other image, an :class:`ImageRecord` (all frames kept in ``raw.npy``).
 
-Before pixels are decoded: de-identification (PS3.15, ``workers.dicom.deid``), the
+Before pixels are decoded: de-identification (PS3.15, ``workers.deid.dicom``), the
 modality/body part/view filters (``FILTERED_OUT``), burned-in annotation rules
 (``DICOM_BURNED_IN`` unless ``ctx.image.allow_burned_in``) and the pixel limit
 (``LIMIT_EXCEEDED``). All metadata written comes from the de-identified dataset.
@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from schemas import InputItem, QuarantineError, ReasonCode, SeriesSlice
 from schemas.canonical import canonical_json
 from schemas.records import DecodedRecord as _DecodedRecord
-from workers.dicom.deid import deidentify
+from workers.deid.dicom import deidentify
 from workers.dicom.identity import dicom_identity
 from workers.dicom.pixels import (
     apply_modality,

@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 
 from schemas import QuarantineError, SeriesSlice
 from tests.workers.dicom.test_decode import decode, make_ctx
-from workers.dicom.deid import PROFILE_MASKED, PROFILE_TABLE, _resolve, deidentify, profile_action
+from workers.deid.dicom import PROFILE_MASKED, PROFILE_TABLE, _resolve, deidentify, profile_action
 from workers.dicom.identity import dicom_identity
 from workers.dicom.series import assemble_series
 
@@ -276,7 +276,7 @@ def test_profile_table_file_is_the_table_the_code_used():
 
 
 def test_profile_table_loader_refuses_bad_rows(tmp_path):
-    from workers.dicom.deid import load_profile_table
+    from workers.deid.dicom import load_profile_table
 
     bad = tmp_path / "t.csv"
     bad.write_text("# comment\ntag,basic,option,keyword\n0010,0010,Z,,PatientName\n", encoding="utf-8")
@@ -375,7 +375,7 @@ def test_same_patient_same_pseudonym_and_shift_others_differ(shared_data):
 
 
 def test_date_time_values_edge_cases():
-    from workers.dicom.deid import _shift_da, _shift_dt
+    from workers.deid.dicom import _shift_da, _shift_dt
 
     assert _shift_da("20000301", -1) == "20000229"
     assert _shift_da("20000101-20000110", -10) == "19991222-19991231"
