@@ -35,8 +35,10 @@ test: env browser vllm-env tiny-llm
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# the scheduled/manual CI mode (`.ci/run full`): also the slow controls and the full fuzz mode
 test-full: env browser vllm-env tiny-llm
-	MEDCORPUS_FULL=1 $(BIN)/python -m pytest -q tests
+	$(BIN)/ruff check .
+	MEDCORPUS_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: env
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
