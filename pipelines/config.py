@@ -363,6 +363,23 @@ def validate_config(cfg: BuildConfig) -> None:
         validate_report_table(src)
     if cfg.runner not in ("local", "beam", "dask"):
         raise ConfigError(f"runner: must be local, beam or dask, got {cfg.runner!r}")
+    validate_llm(cfg)
+
+
+def validate_llm(cfg: BuildConfig) -> None:
+    """``llm:`` is read by the LLM structurer's own dataclass (``workers.llm.config.LlmConfig``)
+    through the same loader: checked here, when the config is read, if a source uses the LLM or
+    the section is given, so a typo stops the build before any work."""
+    if not cfg.llm and all(src.report.structurer != "llm" for src in cfg.resolved_sources()):
+        return
+    from workers.llm.config import LlmConfig
+
+    try:
+        LlmConfig.from_mapping(cfg.llm)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # LlmConfig's own range checks (model required, mode, ...)
+        raise ConfigError(f"llm: {exc}") from None
 
 
 def validate_report_path(src: SourceConfig) -> None:

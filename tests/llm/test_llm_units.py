@@ -381,6 +381,24 @@ def test_config_from_mapping_roundtrips_yaml_style_sections():
         LlmConfig.from_mapping({"model": "m", "max_inflight": 4})
 
 
+def test_config_from_mapping_is_the_project_loader():
+    """The ``llm:`` section goes through schemas.config_coerce like the rest of the build config:
+    unknown keys (also nested) and wrong types are one-line errors naming the key."""
+    from schemas.config_coerce import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"^config llm.max_inflight: unknown key \(did you mean max_in_flight\?\)"
+    ):
+        LlmConfig.from_mapping({"model": "m", "max_inflight": 4})
+    with pytest.raises(ConfigError, match=r"^config llm.bounds.max_finding: unknown key"):
+        LlmConfig.from_mapping({"model": "m", "bounds": {"max_finding": 4}})
+    with pytest.raises(ConfigError, match=r"^config llm.max_tokens: expected an integer, got '2048'"):
+        LlmConfig.from_mapping({"model": "m", "max_tokens": "2048"})
+    with pytest.raises(ConfigError, match=r"^config llm.structured_outputs: expected true/false"):
+        LlmConfig.from_mapping({"model": "m", "structured_outputs": "no"})
+    assert LlmConfig.from_mapping({"model": "m", "backoff_s": 1}).backoff_s == 1.0
+
+
 def test_report_type_synonyms_are_normalised_like_the_rule_path(tmp_path):
     llm = _valid(report_type="cardiology")
     with ScriptedEndpoint(lambda body: (200, json.dumps(llm), "stop")) as ep:

@@ -34,6 +34,28 @@ def test_bad_values_name_the_problem(data, message):
         config_from_dict(data)
 
 
+LLM_SOURCE = {"name": "r", "report": {"structurer": "llm"}}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            {"sources": [LLM_SOURCE], "llm": {"model": "m", "max_inflight": 4}},
+            r"^config llm.max_inflight: unknown key",
+        ),
+        ({"llm": {"model": "m", "retries": "3"}}, r"^config llm.retries: expected an integer"),
+        ({"sources": [LLM_SOURCE]}, r"^llm: LlmConfig.model is required"),
+        ({"sources": [LLM_SOURCE], "llm": {"model": "m", "mode": "batch"}}, r"^llm: LlmConfig.mode must be"),
+    ],
+)
+def test_the_llm_section_is_checked_when_the_config_is_read(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+    ok = config_from_dict({"sources": [LLM_SOURCE], "llm": {"model": "m", "backoff_s": 1}})
+    assert ok.llm == {"model": "m", "backoff_s": 1}  # kept as written (build.json is unchanged)
+
+
 def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")

@@ -44,6 +44,16 @@ def test_every_trainer_config_field_type_round_trips():
     assert train_config.config_from_dict(_as_yaml_data(cfg)) == cfg
 
 
+def test_every_llm_config_field_type_round_trips():
+    """The build's ``llm:`` section (workers.llm.config.LlmConfig) is the third user of the loader."""
+    from workers.llm.config import LlmConfig
+    from workers.llm.prompt import GenerationBounds
+
+    cfg = LlmConfig(model="m", mode="offline", bounds=GenerationBounds(max_findings=5), enforce_eager=True)
+    assert LlmConfig.from_mapping(_as_yaml_data(cfg)) == cfg
+    assert from_mapping(LlmConfig, _as_yaml_data(cfg)) == cfg
+
+
 @pytest.mark.parametrize(
     ("build", "train", "message"),
     [

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from schemas import config_coerce
 from schemas.report_schema import REPORT_SCHEMA_VERSION
 from workers.llm.prompt import PROMPT_VERSION, GenerationBounds, prompt_id
 
@@ -150,20 +151,13 @@ class LlmConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_mapping(cls, data: dict) -> LlmConfig:
-        """Build from a plain mapping (e.g. the ``llm:`` section of the build YAML).
-
-        ``bounds`` may be a mapping of :class:`GenerationBounds` fields; unknown keys raise
-        ``ValueError`` (a typo must not silently fall back to a default).
-        """
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown LlmConfig keys: {unknown}")
-        values = dict(data)
-        if isinstance(values.get("bounds"), dict):
-            values["bounds"] = GenerationBounds(**values["bounds"])
-        return cls(**values)
+    def from_mapping(cls, data: dict, key: str = "llm") -> LlmConfig:
+        """Build from a plain mapping (e.g. the ``llm:`` section of the build YAML) with the
+        project's one config loader (:func:`schemas.config_coerce.from_mapping`, as the build and
+        the trainer): an unknown key or a value of the wrong type is a ``ConfigError`` (a
+        ``ValueError``) naming ``llm.<key>``; ``bounds`` is a mapping of
+        :class:`GenerationBounds` fields."""
+        return config_coerce.from_mapping(cls, data, key)
 
 
 def model_fingerprint(model: str) -> str:
