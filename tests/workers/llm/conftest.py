@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 TINY_MODEL = REPO / "build" / "tiny-llm"
 PTBXL_CSV = Path("reports") / "ptbxl_ecg" / "ptbxl_database_subset_partA.csv"
