@@ -30,9 +30,11 @@ rest of the graph; use TLS on a cluster whose network you do not trust. The pseu
 secret never does: workers resolve it from their environment.
 
 An exception in a stage function fails ``run`` with its original type and message (the other
-tasks are cancelled). ``retries`` reruns tasks that *raised* (transient errors, e.g. an
-unreachable LLM server); a task whose worker process died is rescheduled anyway, up to
-``distributed.scheduler.allowed-failures`` times (then ``KilledWorker``): tasks are idempotent.
+tasks are cancelled). ``retries`` (a constructor argument for API callers; the CLI leaves it at
+0) reruns tasks that *raised* (transient errors, e.g. the LLM stage's ``LlmServerUnavailable``
+once the client's own per-request retries are spent); a task whose worker process died is
+rescheduled anyway, up to ``distributed.scheduler.allowed-failures`` times (then
+``KilledWorker``): tasks are idempotent.
 
 By default the first ``run`` starts a ``LocalCluster(n_workers=workers, threads_per_worker=1,
 processes=True)`` (spawned workers inherit the driver's ``sys.path`` and environment) and
