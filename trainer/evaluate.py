@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import rankdata
 
+from schemas.atomic import write_atomic
 from schemas.labels import ALL_LABELS, CXR_LABELS, ECG_LABELS
 from trainer.cli import DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT, add_evaluate_arguments
 from trainer.config import ConfigError, config_from_dict
@@ -405,8 +406,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"medcorpus evaluate: error: {exc}", file=sys.stderr)
         return 2
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True))
+        write_atomic(Path(args.out), json.dumps(result, indent=2, sort_keys=True).encode(), mode=0o666)
     print("\n".join(summary_lines(result)))
     return 0
 

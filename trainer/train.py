@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from schemas.atomic import atomic_open
+from schemas.atomic import atomic_open, write_atomic
 from trainer.cli import add_train_arguments
 from trainer.config import (
     MODALITY_NAMES,
@@ -352,7 +352,8 @@ def _open_outputs(run: _Run) -> None:
     if not run.info.is_main:
         return
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    (run.run_dir / "config.json").write_text(json.dumps(config_to_dict(run.cfg), indent=2, sort_keys=True))
+    config_text = json.dumps(config_to_dict(run.cfg), indent=2, sort_keys=True)
+    write_atomic(run.run_dir / "config.json", config_text.encode(), mode=0o666)
     run.metrics = open(run.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
     if run.cfg.progress:
         from tqdm.auto import tqdm
@@ -512,11 +513,13 @@ def _finish(run: _Run, seconds: float) -> TrainResult:
     if run.metrics is not None:
         run.metrics.close()
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    (run.run_dir / f"rank{info.rank}.json").write_text(
-        json.dumps(
-            {"rank": info.rank, "world": info.world, "epoch_batches": result.epoch_batches, "steps": run.step}
-        )
-    )
+    rank_info = {
+        "rank": info.rank,
+        "world": info.world,
+        "epoch_batches": result.epoch_batches,
+        "steps": run.step,
+    }
+    write_atomic(run.run_dir / f"rank{info.rank}.json", json.dumps(rank_info).encode(), mode=0o666)
     result.steps = run.step
     result.checkpoint = run.last_ckpt
     result.seconds = seconds

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from pipelines.config import ConfigError
+from schemas.atomic import write_atomic
 
 
 def register(sub) -> None:
@@ -109,10 +110,8 @@ def run(args: argparse.Namespace) -> int:
         from workers.report.label_model import MODEL_DIR
 
         path = MODEL_DIR / RELIABILITY_FILE if str(args.reliability) == "__default__" else args.reliability
-        path.parent.mkdir(parents=True, exist_ok=True)
         table = reliability(res_objs, datetime.date.today().isoformat())
-        path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_atomic(path, (json.dumps(table, indent=1, sort_keys=True) + "\n").encode(), mode=0o666)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_atomic(args.json, (json.dumps(results, indent=1, sort_keys=True) + "\n").encode(), mode=0o666)
     return 0

@@ -134,6 +134,10 @@ def test_train_then_evaluate_through_the_cli(tmp_path: Path, capsys) -> None:
     assert medcorpus(["train", "--shards", str(shards), "--config", str(cfg), "--out", str(run)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["steps"] == 3 and Path(out["checkpoint"]).is_file()
+    # the run's JSON files are written atomically (schemas.atomic): complete, no temp files left
+    assert json.loads((run / "rank0.json").read_text())["steps"] == 3
+    assert json.loads((run / "config.json").read_text())["max_steps"] == 3
+    assert not list(run.rglob("*.tmp-*"))
     metrics = tmp_path / "eval.json"
     rc = medcorpus(
         [
