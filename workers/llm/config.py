@@ -7,11 +7,11 @@ itself lives in its own environment (``.venv-vllm`` or a GPU worker image), see 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from schemas import config_coerce
+from schemas.canonical import canonical_json
 from schemas.report_schema import REPORT_SCHEMA_VERSION
 from workers.llm.prompt import PROMPT_VERSION, GenerationBounds, prompt_id
 
@@ -148,7 +148,7 @@ class LlmConfig:
         return model_fingerprint(self.model)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return canonical_json(asdict(self))
 
     @classmethod
     def from_mapping(cls, data: dict, key: str = "llm") -> LlmConfig:
