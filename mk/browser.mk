@@ -1,4 +1,4 @@
-# Headless Chromium for the data card test (tests/pipelines/test_datacard.py) and
+# Headless Chromium for the data card test (tests/pipelines/datacard/test_card.py) and
 # `medcorpus report --screenshot`: Debian's chromium package (/usr/bin/chromium).
 # `make browser` installs it when missing (needs root, as on CI); `make test` should depend on it.
 CHROMIUM ?= /usr/bin/chromium
