@@ -217,7 +217,7 @@ def _declare_decode(
     folders = flow.create(list(range(len(sources))), "sources").flat_map(
         st.ListFolders(root, sources), "folders"
     )
-    items = folders.flat_map(st.DiscoverFolder(root, sources, pseudo), "discover")
+    items = folders.flat_map(st.DiscoverFolder(root, sources, pseudo, cfg.limits), "discover")
     # 2. decode (payloads → blob store), 3. series → volumes (GroupByKey on series)
     decoded = items.flat_map(st.Decode(ctxs, cfg.strict, blob_root, cache_dir, decoder_overrides), "decode")
     assembled = decoded.flat_map(Select("slice"), "slices").group(

@@ -15,7 +15,7 @@ import hashlib
 import importlib
 import logging
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from pipelines.watchdog import ChildDied, ItemTimeout, call_with_limit, describe
 from schemas.atomic import atomic_open
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
-from schemas.records import DecodedRecord, InputItem, InputKind, QuarantineRecord, SeriesSlice
+from schemas.records import DecodedRecord, InputItem, InputKind, QuarantineRecord, SeriesSlice, row_source_id
 from workers.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ def keyed_cache_key(task: DecodeTask, identity: hashlib._Hash) -> str:
     """A decode-cache key: the item's ``identity`` digest + its source, config, test hook and
     worker code, keyed (the cache must change with the secret: pseudonyms are baked in)."""
     h = identity
-    h.update(repr((task.item.source_id, task.item.kind, task.item.source_name, task.item.licence)).encode())
+    item = task.item
+    h.update(repr((item.source_id, item.kind, item.source_name, item.licence, item.row_range)).encode())
     h.update(repr((task.ctx.image, task.ctx.volume, task.ctx.ecg, task.ctx.report, task.ctx.limits)).encode())
     h.update(repr(task.decoder_overrides).encode())
     h.update(worker_code_fingerprint().encode())
@@ -124,6 +125,16 @@ def quarantine(item: InputItem, reason: ReasonCode, message: str, stage: str = "
     )
 
 
+def quarantine_units(item: InputItem, reason: ReasonCode, message: str) -> list[QuarantineRecord]:
+    """Quarantine what ``item`` stands for when its decode fails as a whole (timeout, crash): the
+    file, or each row of a report-table part (its rows are its units; the other parts stand)."""
+    if not item.row_range:
+        return [quarantine(item, reason, message)]
+    one = quarantine(item, reason, message)
+    first, stop = item.row_range[:2]
+    return [replace(one, source_id=row_source_id(item.source_id, i)) for i in range(first, stop)]
+
+
 def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
     item = task.item
     if item.kind is InputKind.EMPTY:
@@ -140,7 +151,7 @@ def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
     except QuarantineError as exc:
         return [quarantine(item, exc.reason, exc.message)]
     except MemoryError:
-        return [quarantine(item, ReasonCode.LIMIT_EXCEEDED, "decoding exhausted memory")]
+        return quarantine_units(item, ReasonCode.LIMIT_EXCEEDED, "decoding exhausted memory")
     except ImportError as exc:  # a broken environment stops the build; it is not bad input
         raise from_import_error(exc) from None
     except Exception as exc:
@@ -149,7 +160,7 @@ def _decode_uncached(task: DecodeTask) -> list[DecodedRecord]:
         log.error(
             "decoder bug on source %s: %s (quarantined as decoder_error)", item.source_id, type(exc).__name__
         )
-        return [quarantine(item, ReasonCode.DECODER_ERROR, f"unexpected {type(exc).__name__} in decoder")]
+        return quarantine_units(item, ReasonCode.DECODER_ERROR, f"unexpected {type(exc).__name__} in decoder")
 
 
 def _decode_with_timeout(task: DecodeTask, run=_decode_uncached) -> list[DecodedRecord]:
@@ -168,9 +179,9 @@ def _decode_with_timeout(task: DecodeTask, run=_decode_uncached) -> list[Decoded
     try:
         return call_with_limit(run, task, limit)
     except ItemTimeout:
-        return [
-            quarantine(task.item, ReasonCode.TIMEOUT, f"decoding exceeded limits.item_timeout_s={limit:g}")
-        ]
+        return quarantine_units(
+            task.item, ReasonCode.TIMEOUT, f"decoding exceeded limits.item_timeout_s={limit:g}"
+        )
     except ChildDied as exc:
         if task.strict:
             raise
@@ -179,13 +190,9 @@ def _decode_with_timeout(task: DecodeTask, run=_decode_uncached) -> list[Decoded
             task.item.source_id,
             describe_exit(exc.returncode),
         )
-        return [
-            quarantine(
-                task.item,
-                ReasonCode.DECODER_ERROR,
-                f"decoder process died ({describe_exit(exc.returncode)})",
-            )
-        ]
+        return quarantine_units(
+            task.item, ReasonCode.DECODER_ERROR, f"decoder process died ({describe_exit(exc.returncode)})"
+        )
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from schemas.atomic import atomic_open
 from schemas.contract import META_MEMBER
 from schemas.reasons import ReasonCode
 from schemas.records import InputItem, InputKind, QuarantineRecord, ReportRecord, SeriesSlice
+from workers.config import LimitsConfig
 from workers.context import WorkerContext
 from workers.deid.pseudonym import Pseudonymizer
 
@@ -83,9 +84,18 @@ class DiscoverFolder:
     root: str
     sources: tuple[SourceConfig, ...]
     pseudo: Pseudonymizer
+    #: report tables are cut into row-range parts (``limits.table_rows_per_task``) here, so the
+    #: parts spread over the workers like files do
+    limits: LimitsConfig = LimitsConfig()
 
     def __call__(self, element: tuple[int, str]) -> Iterator[InputItem]:
-        yield from discover_folder(Path(self.root), self.sources, element[0], element[1], self.pseudo)
+        from workers.report.ingest import plan_table_parts  # spaCy: a worker's import, not the driver's
+
+        for item in discover_folder(Path(self.root), self.sources, element[0], element[1], self.pseudo):
+            if item.kind is InputKind.REPORT_TABLE and item.size_bytes <= self.limits.max_file_bytes:
+                yield from plan_table_parts(item, self.limits.max_text_chars, self.limits.table_rows_per_task)
+            else:
+                yield item
 
 
 # --- decode ---------------------------------------------------------------------------------------
@@ -152,7 +162,7 @@ class Decode:
             outs = to_headers(task)
         else:
             outs = _decode_with_timeout(task, to_headers)
-        if not outs:
+        if not outs and not (item.row_range and item.row_range[0] > 0):  # a later part: see the first
             reason = (
                 ReasonCode.REPORT_EMPTY
                 if item.kind in (InputKind.REPORT_TABLE, InputKind.REPORT_TEXT)

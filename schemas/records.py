@@ -47,6 +47,16 @@ class InputItem:
     licence: str
     size_bytes: int
     companions: tuple[str, ...] = ()
+    #: a report table decoded in parts (one decode task each): ``(first row, end row, start
+    #: char, end char)``; rows are 0-based data-row indices (end exclusive), chars are offsets
+    #: into the decoded, newline-normalised text (``0, 0`` for a JSON array: rows only).
+    #: ``()``: the whole file.
+    row_range: tuple[int, int, int, int] = ()
+
+
+def row_source_id(file_id: str, row: int) -> str:
+    """Source id of data row ``row`` (0-based, blank rows skipped) of the report table ``file_id``."""
+    return f"{file_id}-r{row:06d}"
 
 
 @dataclass(frozen=True)

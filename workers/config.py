@@ -98,3 +98,6 @@ class LimitsConfig:
     max_file_bytes: int = field(default=4_000_000_000, metadata=BYTE_SIZE)
     max_decompression_ratio: float = 200.0  # decoded bytes / file bytes (JPEG 2000, deflate bombs)
     item_timeout_s: float = 300.0  # wall-clock seconds per input item; 0 disables
+    #: a report table of more data rows is decoded as row-range parts of this many rows, one
+    #: task each (and one ``item_timeout_s`` each); 0: one task per table
+    table_rows_per_task: int = 5000

@@ -28,14 +28,14 @@ import json
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from schemas.canonical import canonical_json
 from schemas.modality import Modality
 from schemas.reasons import QuarantineError, ReasonCode
-from schemas.records import DecodedRecord, InputItem, QuarantineRecord, ReportRecord
+from schemas.records import DecodedRecord, InputItem, QuarantineRecord, ReportRecord, row_source_id
 from schemas.report_schema import REPORT_SCHEMA_VERSION
 from workers.config import ColumnMapping, ReportConfig
 from workers.context import WorkerContext
@@ -363,42 +363,57 @@ def _table_format(path: str, text: str) -> str:
 FIELD_TOO_LONG = "a field is longer than limits.max_text_chars allows"
 
 
-def _rows(text: str, fmt: str, max_field: int):
-    """Yield ``(row_index, row_dict | None, error)`` over the data rows; raises for a bad table."""
-    if fmt == "json":
+class _Lines:
+    """Lines of ``text`` for ``csv.reader``, with ``pos``: the offset just past the last line read.
+
+    ``csv.reader`` asks for a line only when its current row needs one, so after it returns a
+    row, ``pos`` is where the row ends: a boundary a part of the table can start at.
+    """
+
+    def __init__(self, text: str, base: int) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self.pos = base
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.pos += len(line)
+        return line
+
+
+def _json_rows(text: str, first: int, stop: int):
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # also > 4300-digit integers, deep nesting
+        raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "JSON document is not valid JSON") from exc
+    if not isinstance(data, list):
+        raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "JSON document is not a list of reports")
+    for i, obj in enumerate(data[first:stop] if stop >= 0 else data[first:], start=first):
+        yield (i, obj, "", 0) if isinstance(obj, dict) else (i, None, "JSON item is not an object", 0)
+
+
+def _jsonl_rows(text: str, first: int, start: int, end: int):
+    idx, pos = first, start
+    for line in text[start:end].split("\n"):
+        pos += len(line) + 1
+        if not line.strip():
+            continue
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # also > 4300-digit integers, deep nesting
-            raise QuarantineError(
-                ReasonCode.REPORT_TABLE_MALFORMED, "JSON document is not valid JSON"
-            ) from exc
-        if not isinstance(data, list):
-            raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "JSON document is not a list of reports")
-        for i, obj in enumerate(data):
-            yield (i, obj, "") if isinstance(obj, dict) else (i, None, "JSON item is not an object")
-        return
-    if fmt == "jsonl":
-        idx = 0
-        for line in text.split("\n"):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except (ValueError, RecursionError):  # also > 4300-digit integers, deep nesting
-                yield idx, None, "JSONL line is not valid JSON"
-            else:
-                yield (idx, obj, "") if isinstance(obj, dict) else (idx, None, "JSONL line is not an object")
-            idx += 1
-        return
-    if fmt == "tsv":
-        delimiter = "\t"
-    else:
-        try:
-            delimiter = csv.Sniffer().sniff(text[:65536], delimiters=",\t;|").delimiter
-        except csv.Error:
-            delimiter = ","
-    csv.field_size_limit(max(csv.field_size_limit(), max_field))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            obj = json.loads(line)
+        except (ValueError, RecursionError):  # also > 4300-digit integers, deep nesting
+            yield idx, None, "JSONL line is not valid JSON", pos
+        else:
+            yield (
+                (idx, obj, "", pos)
+                if isinstance(obj, dict)
+                else (idx, None, "JSONL line is not an object", pos)
+            )
+        idx += 1
+
+
+def _csv_header(reader) -> list[str]:
     try:
         header = next(reader)
     except StopIteration as exc:
@@ -410,15 +425,39 @@ def _rows(text: str, fmt: str, max_field: int):
         raise QuarantineError(
             ReasonCode.REPORT_TABLE_MALFORMED, "table header has empty or duplicate column names"
         )
-    yield -1, {"__header__": header}, ""
+    return header
+
+
+def _csv_rows(text: str, fmt: str, max_field: int, row_range: tuple[int, ...]):
+    if fmt == "tsv":
+        delimiter = "\t"
+    else:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:65536], delimiters=",\t;|").delimiter
+        except csv.Error:
+            delimiter = ","
+    csv.field_size_limit(max(csv.field_size_limit(), max_field))
+    lines = _Lines(text, 0)
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = _csv_header(reader)
+    yield -1, {"__header__": header}, "", lines.pos
     idx = 0
+    if row_range:  # a part: its rows only, parsed from its first character
+        idx, _, start, end = row_range
+        lines = _Lines(text[start:end], start)
+        reader = csv.reader(lines, delimiter=delimiter)
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield idx, None, FIELD_TOO_LONG if "field limit" in str(exc) else "row cannot be parsed as CSV"
+            yield (
+                idx,
+                None,
+                FIELD_TOO_LONG if "field limit" in str(exc) else "row cannot be parsed as CSV",
+                -1,
+            )
             idx += 1
             continue
         if not row or all(not c.strip() for c in row):
@@ -426,10 +465,27 @@ def _rows(text: str, fmt: str, max_field: int):
         if len(row) != len(header) and not (
             len(row) > len(header) and not any(c.strip() for c in row[len(header) :])
         ):
-            yield idx, None, "row has a different number of fields than the header"
+            yield idx, None, "row has a different number of fields than the header", lines.pos
         else:
-            yield idx, dict(zip(header, row[: len(header)], strict=True)), ""
+            yield idx, dict(zip(header, row[: len(header)], strict=True)), "", lines.pos
         idx += 1
+
+
+def _rows(text: str, fmt: str, max_field: int, row_range: tuple[int, ...] = ()):
+    """Yield ``(row_index, row_dict | None, error, end)`` over the data rows (of ``row_range``
+    only, when given: see ``InputItem.row_range``); raises for a bad table.
+
+    ``end``: the character offset just past the row, where a part of the table may start (``0``
+    for a JSON array, whose parts are cut by row index; ``-1`` after a row the CSV parser
+    rejected). A CSV table yields ``(-1, {"__header__": [...]}, "", end of the header)`` first.
+    """
+    first, stop, start, end = row_range or (0, -1, 0, len(text))
+    if fmt == "json":
+        yield from _json_rows(text, first, stop)
+    elif fmt == "jsonl":
+        yield from _jsonl_rows(text, first, start, end)
+    else:
+        yield from _csv_rows(text, fmt, max_field, row_range)
 
 
 #: column names whose values are identifiers: scrubbed from the row's text wherever they occur
@@ -487,11 +543,8 @@ def _check_extra_columns(header: list[str], cfg: ReportConfig) -> None:
         )
 
 
-def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
-    """One :class:`ReportRecord` or :class:`QuarantineRecord` per data row of a report table.
-
-    Source id of row ``i`` (0-based, blank rows skipped): ``f"{item.source_id}-r{i:06d}"``.
-    """
+def _read_table(item: InputItem) -> tuple[str, str, str]:
+    """``(text, encoding, format)`` of a report table; text newline-normalised."""
     try:
         data = Path(item.path).read_bytes()
     except OSError as exc:
@@ -499,16 +552,47 @@ def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedReco
     if not data.strip():
         raise QuarantineError(ReasonCode.REPORT_EMPTY, "report table is empty")
     text, encoding = decode_bytes(data)
+    del data
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    fmt = _table_format(item.path, text)
+    return text, encoding, _table_format(item.path, text)
+
+
+def _first_object_columns(text: str, fmt: str, ctx: WorkerContext) -> _Columns | None:
+    """JSON/JSONL: the columns of the table's first object (as the whole-table decode sees them)."""
+    for _idx, row, _error, _end in _rows(text, fmt, ctx.limits.max_text_chars * 4 + 1024):
+        if row is not None:
+            return _resolve_columns(list(row.keys()), ctx.report.columns, strict=False)
+    return None
+
+
+def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
+    """One :class:`ReportRecord` or :class:`QuarantineRecord` per data row of a report table
+    (of ``item.row_range`` only, for a part: :func:`plan_table_parts`).
+
+    Source id of row ``i``: :func:`row_source_id`. A part decodes exactly the records the
+    whole-table decode gives for its rows. A table-level fault (unreadable, malformed header) is
+    quarantined once, by the table's first part; the other parts then return nothing.
+    """
+    try:
+        return _decode_table(item, ctx)
+    except QuarantineError:
+        if item.row_range and item.row_range[0] > 0:
+            return []
+        raise
+
+
+def _decode_table(item: InputItem, ctx: WorkerContext) -> list[DecodedRecord]:
+    text, encoding, fmt = _read_table(item)
     columns: _Columns | None = None
+    if item.row_range and fmt in ("json", "jsonl"):
+        columns = _first_object_columns(text, fmt, ctx)
     out: list[DecodedRecord] = []
-    for idx, row, error in _rows(text, fmt, ctx.limits.max_text_chars * 4 + 1024):
+    for idx, row, error, _end in _rows(text, fmt, ctx.limits.max_text_chars * 4 + 1024, item.row_range):
         if idx == -1:
             columns = _resolve_columns(row["__header__"], ctx.report.columns)
             _check_extra_columns(row["__header__"], ctx.report)
             continue
-        source_id = f"{item.source_id}-r{idx:06d}"
+        source_id = row_source_id(item.source_id, idx)
         if row is None:
             reason = ReasonCode.LIMIT_EXCEEDED if error == FIELD_TOO_LONG else ReasonCode.REPORT_UNPARSEABLE
             out.append(_quarantine(item, source_id, reason, error))
@@ -520,30 +604,77 @@ def decode_report_table(item: InputItem, ctx: WorkerContext) -> list[DecodedReco
                 _quarantine(item, source_id, ReasonCode.REPORT_UNPARSEABLE, "row lacks the text column(s)")
             )
             continue
-        fields = ReportFields(
-            text=compose_report_text(row, columns.text, ctx.report.columns.text_join),
-            patient_raw=_value(row, columns.patient_id),
-            study_raw=_value(row, columns.study_id),
-            timestamp_raw=_value(row, columns.timestamp),
-            report_type=_value(row, columns.report_type_column) or columns.report_type_value,
-            known_identifiers=_identifying_values(row, columns),
-        )
-        meta = {
-            "decoder": "report_table",
-            "source_format": fmt,
-            "encoding": encoding,
-            "row_index": idx,
-            "text_columns": list(columns.text),
-            "column_mapping": "auto" if columns.auto else "config",
-            **row_extras(row, ctx.report),
-        }
-        if columns.report_id:
-            rid = normalise_id(_value(row, columns.report_id))
-            meta["report_key"] = ctx.pseudo.token("report", rid) if rid else ""
-        out.append(build_report_record(item, ctx, source_id, fields, meta))
-    if columns is None:
+        out.append(_table_row_record(item, ctx, source_id, idx, row, columns, fmt, encoding))
+    if columns is None and not item.row_range:
         raise QuarantineError(ReasonCode.REPORT_TABLE_MALFORMED, "table has no rows")
     return out
+
+
+def _table_row_record(
+    item: InputItem,
+    ctx: WorkerContext,
+    source_id: str,
+    idx: int,
+    row: dict,
+    columns: _Columns,
+    fmt: str,
+    encoding: str,
+) -> DecodedRecord:
+    fields = ReportFields(
+        text=compose_report_text(row, columns.text, ctx.report.columns.text_join),
+        patient_raw=_value(row, columns.patient_id),
+        study_raw=_value(row, columns.study_id),
+        timestamp_raw=_value(row, columns.timestamp),
+        report_type=_value(row, columns.report_type_column) or columns.report_type_value,
+        known_identifiers=_identifying_values(row, columns),
+    )
+    meta = {
+        "decoder": "report_table",
+        "source_format": fmt,
+        "encoding": encoding,
+        "row_index": idx,
+        "text_columns": list(columns.text),
+        "column_mapping": "auto" if columns.auto else "config",
+        **row_extras(row, ctx.report),
+    }
+    if columns.report_id:
+        rid = normalise_id(_value(row, columns.report_id))
+        meta["report_key"] = ctx.pseudo.token("report", rid) if rid else ""
+    return build_report_record(item, ctx, source_id, fields, meta)
+
+
+def plan_table_parts(item: InputItem, max_text_chars: int, rows_per_part: int) -> list[InputItem]:
+    """A report table as row-range parts of at most ``rows_per_part`` data rows (one decode task
+    each, so a 10^5-row table is neither one long task nor one task's memory), or ``[item]``.
+
+    Reads and parses the table once (no de-identification, no NLP: ~1 % of decoding it). A
+    table that cannot be parsed, or that fits one part, stays whole: its decode says what is
+    wrong with it. CSV parts start only where a row the parser accepted ends.
+    """
+    if rows_per_part <= 0:
+        return [item]
+    try:
+        text, _encoding, fmt = _read_table(item)
+        cuts = [(0, 0)]  # (first row, first character) of each part
+        n, objects = 0, 0
+        for idx, row, _error, end in _rows(text, fmt, max_text_chars * 4 + 1024):
+            if idx < 0:  # a CSV header: the first part starts after it
+                cuts = [(0, end)]
+                continue
+            n, objects = idx + 1, objects + (row is not None)
+            if n - cuts[-1][0] >= rows_per_part and end >= 0:
+                cuts.append((n, end))
+    except QuarantineError:
+        return [item]
+    if cuts[-1][0] == n:
+        cuts.pop()  # the last cut fell on the last row: nothing after it
+    if len(cuts) < 2 or not objects:  # one part; or no row at all, which fails the whole table
+        return [item]
+    bounds = [*cuts, (n, len(text))]
+    return [
+        replace(item, row_range=(r0, r1, c0 if fmt != "json" else 0, c1 if fmt != "json" else 0))
+        for (r0, c0), (r1, c1) in zip(bounds, bounds[1:], strict=False)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
