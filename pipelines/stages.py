@@ -89,10 +89,12 @@ class DiscoverFolder:
     limits: LimitsConfig = LimitsConfig()
 
     def __call__(self, element: tuple[int, str]) -> Iterator[InputItem]:
-        from workers.report.ingest import plan_table_parts  # spaCy: a worker's import, not the driver's
-
         for item in discover_folder(Path(self.root), self.sources, element[0], element[1], self.pseudo):
             if item.kind is InputKind.REPORT_TABLE and item.size_bytes <= self.limits.max_file_bytes:
+                # imported here: the report ingest module loads spaCy and the de-id lexicons
+                # (~2 s), which a worker that meets no table (or the driver) never needs
+                from workers.report.ingest import plan_table_parts
+
                 yield from plan_table_parts(item, self.limits.max_text_chars, self.limits.table_rows_per_task)
             else:
                 yield item
