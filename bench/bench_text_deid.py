@@ -11,6 +11,7 @@ corpus is scored with Presidio and philter-lite from the separate benchmark envi
 Usage::
 
     .venv/bin/python bench/bench_text_deid.py [--split test] [--per-template 10] [--peers] [--json out.json]
+    .venv/bin/python bench/bench_text_deid.py --split dev --since d-en-236 --per-template 30  # a new round
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.deid_corpus import CorpusConfig, generate, real_reports  # noqa: E402
 from bench.deid_metrics import Scores, _Cover, score_collateral, score_examples  # noqa: E402
+from bench.deid_templates import DEV  # noqa: E402
 from workers.deid.pseudonym import Pseudonymizer  # noqa: E402
 from workers.deid.text import deidentify_text, find_phi_spans  # noqa: E402
 
@@ -76,8 +78,21 @@ def reports_per_second(texts: list[str], pseudo: Pseudonymizer, patient: str, re
     return len(texts) / best
 
 
-def evaluate(data_dir: Path, split: str, per_template: int, seed: int = 16) -> tuple[Scores, list, list[str]]:
+def round_templates(since: str) -> set[str]:
+    """The dev template ids from ``since`` onward, in the order of ``DEV`` (one tuning round)."""
+    ids = [t[0] for t in DEV]
+    if since not in ids:
+        raise SystemExit(f"no dev template {since!r}")
+    return set(ids[ids.index(since) :])
+
+
+def evaluate(
+    data_dir: Path, split: str, per_template: int, seed: int = 16, since: str | None = None
+) -> tuple[Scores, list, list[str]]:
     examples = generate(CorpusConfig(data_dir, split, per_template, seed))
+    if since:  # the same draws as the whole split, scored on one round's templates (and the controls)
+        keep = round_templates(since)
+        examples = [e for e in examples if e.template in keep or e.controls]
     reals = [r.text for r in real_reports(data_dir) if r.split == split]
     pseudo = Pseudonymizer("bench-secret-0123456789")
     system = project_system(pseudo, pseudo.patient("bench"))
@@ -112,11 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--show-leaks", type=int, default=0, help="print N missed items as shapes (dev split only)"
     )
+    ap.add_argument(
+        "--since", help="dev split: score only the templates from this id on (a new round's phrasings)"
+    )
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    scores, examples, reals = evaluate(args.data_dir, args.split, args.per_template, args.seed)
+    if args.since and args.split != "dev":
+        ap.error("--since is for the dev split")
+    scores, examples, reals = evaluate(args.data_dir, args.split, args.per_template, args.seed, args.since)
     pseudo = Pseudonymizer("bench-secret-0123456789")
     all_reals = [r.text for r in real_reports(args.data_dir)]
     columns = {"medcorpus": {**scores.summary(), "reports_per_s": reports_per_second(all_reals, pseudo, "p")}}
