@@ -93,3 +93,14 @@ def test_throughput_per_core(reports_dir):
         deidentify_text(t, "p", pseudo)
     rate = len(texts) / (time.process_time() - t0)
     assert rate >= 150  # CI machines are shared; the benchmark reports the real figure (>= 300)
+
+
+def test_since_scores_one_dev_round():
+    from bench.bench_text_deid import round_templates
+
+    ids = [t[0] for t in DEV]
+    assert round_templates(ids[-1]) == {ids[-1]}
+    assert round_templates("d-en-236") == set(ids[ids.index("d-en-236") :])
+    assert len(round_templates("d-en-236")) == 30  # dev round 10
+    with pytest.raises(SystemExit):
+        round_templates(TEST[0][0])  # a test template is never a dev round

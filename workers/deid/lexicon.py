@@ -31,6 +31,8 @@ GERMAN_COMMON = frozenset(
     fuß hand rücken wirbelsäule gefäß gefäße klappe klappen stenose insuffizienz infarkt ischämie
     hypertrophie dilatation erguss pneumonie stauung ödem kardiomegalie schrittmacher sonde ableitung
     ableitungen lagetyp linkstyp rechtstyp steiltyp indifferenztyp sinusrhythmus vorhofflimmern
+    wunsch kardiologe kardiologen kardiologin hausarzt hausärztin facharzt fachärztin empfohlen erfolgt
+    geplant ambulant ambulante stationär stationäre niedergelassenen herzinsuffizienz
     """.split()
 )
 #: affixes and Latin anatomy of clinical text that the English word list lacks

@@ -78,6 +78,16 @@ _ADDRESS_PATTERNS = (
     re.compile(  # lower-case "am mühlbach 124" after a comma or "wohnt/wohnhaft"
         r"(?:(?<=, )|(?<=wohnt )|(?<=wohnhaft ))(?:am|an\s+der|im|auf\s+dem|zum|zur|in\s+der)\s+[a-zäöüß]{4,}\s+\d{1,4}[a-z]?\b"
     ),
+    re.compile(  # ... alone in brackets: "zuhause (am mühlbach 108a)" (not "(im mittel 45 ms)")
+        r"(?<=\()[ \t]*(?:am|an\s+der|im|auf\s+dem|zum|zur|in\s+der)\s+"
+        r"(?!(?:wesentlichen|mittel|schnitt|durchschnitt|verlauf|vergleich|rahmen|bereich|abstand|intervall|"
+        r"alter|median|maximum|minimum)\b)[a-zäöüß]{4,}\s+\d{1,4}[a-z]?(?=[ \t]*\))"
+    ),
+    re.compile(  # lower-case "at the corner of 3513 harbor st." after a place preposition
+        r"(?:(?<=\bat )|(?<=\bon )|(?<=\bof )|(?<=\boff )|(?<=\bnear )|(?<=\bfrom )|(?<=\bto ))\d{2,6}[ \t]+"
+        r"(?:(?!(?:leads?|beats?|views?|degrees?|units?|times?|images?|mg|mm|cm)\b)[a-z][a-z'-]{2,}[ \t]+){1,2}"
+        r"(?:st|rd|dr|ln|ct|pl|ter|cir)\.?(?=[ \t]*(?:[,;)]|and\b|$|\.[ \t]|\.$))"
+    ),
     re.compile(r"\b(?:P\.?\s?O\.?\s+Box|Postfach)\s+\d+\b", re.IGNORECASE),
     re.compile(r"(?<![\d-])\d{5}-\d{4}(?![\d-])"),
     re.compile(
@@ -135,7 +145,8 @@ _BAD_TOWN = re.compile(
 )
 _BEFORE_ZIP = re.compile(r",?[ \t]+(?:[A-Za-z]{2}|[A-Za-z]+)\.?,?[ \t]+\d{5}(?:-\d{4})?\b")
 _AFTER_INST = re.compile(
-    r"(?:hospital|center|centre|clinic|health|klinikum|krankenhaus|institute|praxis|zentrum)[ \t]*,[ \t]*$",
+    r"(?:hospital|center|centre|clinic|health|network|system|klinikum|krankenhaus|institute|praxis|zentrum)"
+    r"[ \t]*[,(][ \t]*$",
     re.IGNORECASE,
 )
 _DISTRICT = r"(?:nord|süd|sued|ost|west|mitte|zentrum|innenstadt|north|south|east|downtown)"

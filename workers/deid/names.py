@@ -40,6 +40,7 @@ CLINICAL_FOLLOWERS = re.compile(
     re.IGNORECASE,
 )
 _PARTICLES = frozenset("van von de der den la le du di da dos del ter zu vom y".split())
+_ARTICLES = frozenset("der den die das dem des".split())
 #: never names, even when unknown to the word list (abbreviations, roles, report words)
 _NOT_NAMES = frozenset(
     """
@@ -74,8 +75,8 @@ _LABEL = re.compile(
     r"requesting(?:\s+physician)?|(?:haus|ober|chef|fach|assistenz|stations)(?:arzt|ärztin)|pcp|"
     r"primary\s+care(?:\s+(?:physician|provider))?|zuweiser|zuweisende?r?\s+(?:arzt|ärztin)|überweiser|einsender|unterschrift|"
     r"gez|vidiert|signature|cc|copy\s+to|kopie\s+an|provider|nurse|pflege|untersucher(?:in)?|operator|reader|"
-    r"contact(?:\s+person)?|kontakt(?:person)?|ansprechpartner(?:in)?|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
-    r"sohn|tochter|ehefrau|ehemann|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|niece|nephew|grandson|"
+    r"contact(?:\s+person)?|caller|anrufer(?:in)?|kontakt(?:person)?|ansprechpartner(?:in)?|mother|father|son|daughter|wife|husband|spouse|sister|brother|guardian|mutter|vater|"
+    r"sohn|sohnes|tochter|ehefrau|ehemann|ehemannes|vaters|bruders|partner(?:in)?|angehörige[rn]?|betreuer(?:in)?|niece|nephew|grandson|"
     r"granddaughter|grandchild|caregiver|friend|neighbou?r|cousin|aunt|uncle|nichte|neffe|enkel(?:in)?|"
     r"dear|attn|attention|(?:patient|patientin|pt|re|betrifft|betreff)(?=[ \t]*:)|sehr\s+geehrte[rn]?(?:\s+(?:frau|herr))?|liebe[rn]?\s+(?:kollegin|kollege)|"
     r"mit\s+(?:freundlichen|kollegialen|besten)\s+grüßen|(?:best\s+|kind\s+|warm\s+)?regards|sincerely))"
@@ -90,18 +91,19 @@ _LABEL_TRIGGERS = frozenset(
     hausarzt hausärztin oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt
     assistenzärztin stationsarzt stationsärztin pcp care provider
     provider ordering requesting zuweiser überweiser einsender unterschrift gez vidiert signature cc to an
-    nurse pflege untersucher untersucherin operator reader contact kontakt mother father son daughter wife
+    nurse pflege untersucher untersucherin operator reader contact caller anrufer anruferin kontakt mother father son daughter wife
     husband spouse sister brother guardian mutter vater sohn tochter ehefrau ehemann partner partnerin
+    sohnes ehemannes vaters bruders
     angehörige angehöriger angehörigen betreuer betreuerin grüßen regards sincerely niece nephew grandson
     granddaughter grandchild caregiver friend neighbor neighbour cousin aunt uncle nichte neffe enkel enkelin
     """.split()
 )
 _COLON_ONLY = frozenset(
-    "name cc tech contact kontakt nurse reader provider operator pflege son wife husband partner partnerin "
+    "name cc tech contact caller anrufer anruferin kontakt nurse reader provider operator pflege son wife husband partner partnerin "
     "gez signature physician attending resident fellow mother father sister brother hausarzt hausärztin "
     "oberarzt oberärztin chefarzt chefärztin facharzt fachärztin assistenzarzt assistenzärztin stationsarzt "
     "stationsärztin pcp niece nephew grandson granddaughter grandchild caregiver friend neighbor neighbour "
-    "cousin aunt uncle nichte neffe enkel enkelin".split()
+    "cousin aunt uncle nichte neffe enkel enkelin sohnes ehemannes vaters bruders".split()
 ) | {"primary care", "primary care physician", "primary care provider"}
 _CUE_VERBS = frozenset(
     """
@@ -129,6 +131,15 @@ _NOT_AGENT_VERBS = frozenset(
     manifested indicated suggested explained affected produced confirmed supported
     """.split()
 )
+#: adverbs that make "followed by" a cue ("previously followed by X in Carmel")
+_FOLLOWED_ADVERBS = frozenset(
+    "formerly previously currently regularly routinely closely long-term being also now usually".split()
+)
+#: short function words that are also given names in the census lists ("In", "An"): never a name part
+_FUNCTION_WORDS = frozenset(
+    "a an and at by for from in into of on or the to with am an auf aus bei im in mit nach und von vom zu zum zur".split()
+)
+_CARE_NOUNS = frozenset("weiterbehandlung mitbehandlung betreuung nachbetreuung nachsorge".split())
 _CUE_PREPS = frozenset("to with at an mit from bei durch".split())
 _STANDALONE_CUES = frozenset(
     "per notified informed paged reached contacted cc called phoned texted emailed messaged page notify inform "
@@ -149,14 +160,14 @@ _PERSON_VERBS = frozenset(
     complains complained denies denied underwent undergoes presents reports states stated returns returned
     arrived arrives came comes agrees agreed calls called tolerated tolerates describes endorses endorsed admits
     feels requests requested wishes wants declined declines refused refuses consented consents understands
-    presented informed notified paged
+    presented informed notified paged saw sees
     klagt klagte berichtet berichtete kommt kam stellt verneint verneinte wünscht lehnt informiert
     benachrichtigt verständigt
     """.split()
 )
 #: weaker verbs: the words before them must be names beyond doubt (no ordinary word among them)
-_GERMAN_PASSIVE = re.compile(
-    r"[^.\n]{0,60}?\b(?:aufgenommen|entlassen|vorgestellt|verlegt|untersucht|behandelt|informiert|operiert|"
+_GERMAN_PASSIVE = re.compile(  # the dots of a date do not end the clause ("am 10.03.08 um")
+    r"(?:[^.\n]|(?<=\d)\.|\.(?=\d)){0,60}?\b(?:aufgenommen|entlassen|vorgestellt|verlegt|untersucht|behandelt|informiert|operiert|"
     r"eingeliefert|überwiesen|zugewiesen|gesehen)\b",
     re.IGNORECASE,
 )
@@ -168,6 +179,8 @@ _WEAK_PERSON_VERBS = frozenset(
     "performed reviewed interpreted dictated signed assisted read supervised attested verified".split()
 )
 #: words after "Name:" that make it a signature ("Walker: agree with above", "X: seen and agree")
+#: verbs of things as much as of people ("Line placed"): only names beyond doubt, or "X (IR) placed"
+_THING_VERBS = frozenset("placed inserted ordered".split())
 _AGREE = frozenset(
     "agree agreed agrees concur concurs i seen reviewed addendum einverstanden gesehen".split()
 )
@@ -184,6 +197,13 @@ _POSSESSED = _RELATIONS | frozenset(
     pcp doctor physician cardiologist oncologist surgeon nurse provider chart record records home house
     apartment address phone insurance family children kids symptoms
     """.split()
+)
+#: a relative, then a few words of the same clause, then a bracket: "Relative in Carmel (X)"
+_RELATION_BRACKET = re.compile(
+    r"\b(?:relatives?|family[ \t]+member|next[ \t]+of[ \t]+kin|angehörige[rn]?|"
+    + "|".join(sorted(_RELATIONS))
+    + r")\b[^().;:\n]{1,40}?\([ \t]*",
+    re.IGNORECASE,
 )
 _ALLCAPS_PAIR = re.compile(r"\b([A-ZÄÖÜ][A-ZÄÖÜ'’-]+),[ \t]*([A-ZÄÖÜ][A-ZÄÖÜ'’-]+)\b")
 
@@ -288,6 +308,8 @@ def _take_name(
         s, e, tok = toks[j]
         if j > i and not re.fullmatch(r"[ \t]*", text[toks[j - 1][1] : s]):
             break
+        if j == i and tok.lower() in _ARTICLES:
+            break  # "durch den Hausarzt": an article, not the particle of "van den Berg"
         if tok.lower() in _PARTICLES and (taken or trusted) and j + 1 < n and toks[j + 1][2][:1].isalpha():
             if taken or name_like(toks[j + 1][2], lex) or toks[j + 1][2].lower() in _PARTICLES:
                 j += 1
@@ -304,7 +326,7 @@ def _take_name(
             continue
         lenient = trusted or not tk.local[j] or (tok[:1].isupper() and not (tok.isupper() and len(tok) <= 3))
         ok = name_like(tok, lex, allow_digits and taken == 0, lenient)
-        if not ok and trusted and _base(tok) in lex.given and j + 1 < n:
+        if not ok and trusted and _base(tok) in lex.given and _base(tok) not in _FUNCTION_WORDS and j + 1 < n:
             # "discussed with Will Baker", "called will hoffmann": a given name that is also a stop
             # word, before a name part in the same case
             nxt = toks[j + 1][2]
@@ -315,20 +337,7 @@ def _take_name(
                 and (tok[:1].isupper() or _base(nxt) in lex.surnames or not lex.is_word(_base(nxt)))
             )
         if not ok and trusted and taken == 0 and j + 1 < n and _base(tok) not in lex.stop:
-            # "thanks to kalo venmi": after a strong cue, an ordinary word before a name part that is
-            # no word, in the same case and without a gap
-            nxt = toks[j + 1][2]
-            ok = (
-                tok[:1].isalpha()
-                and len(tok) > 1
-                and _style(nxt) == _style(tok)
-                and re.fullmatch(r"[ \t]+", text[e : toks[j + 1][0]]) is not None
-                and _base(nxt) not in lex.stop
-                and not lex.is_word(_base(nxt))
-                and name_like(nxt, lex, lenient=True)
-                and _base(tok) not in _NOT_NAMES
-                and _base(tok) not in _ROLE_WORDS
-            )
+            ok = _word_before_no_word(tk, j, lex)  # "thanks to kalo venmi"
         if ok and taken == 0 and CLINICAL_FOLLOWERS.match(text, e):
             ok = False  # "prior to Enbrel therapy"
         if ok and strict_case and not tok[:1].isupper():
@@ -349,6 +358,25 @@ def _take_name(
                 j += 2
                 comma_used = True
     return end
+
+
+def _word_before_no_word(tk: _Tokens, j: int, lex: Lexicon) -> bool:
+    """After a strong cue, an ordinary word ``j`` before a name part that is no word, in the same
+    case and without a gap ("thanks to kalo venmi")."""
+    toks, text = tk.toks, tk.text
+    _s, e, tok = toks[j]
+    nxt = toks[j + 1][2]
+    return (
+        tok[:1].isalpha()
+        and len(tok) > 1
+        and _style(nxt) == _style(tok)
+        and re.fullmatch(r"[ \t]+", text[e : toks[j + 1][0]]) is not None
+        and _base(nxt) not in lex.stop
+        and not lex.is_word(_base(nxt))
+        and name_like(nxt, lex, lenient=True)
+        and _base(tok) not in _NOT_NAMES
+        and _base(tok) not in _ROLE_WORDS
+    )
 
 
 def _credential_spans(text: str, tk: _Tokens, lex: Lexicon) -> list[Span]:
@@ -419,7 +447,7 @@ def name_spans(text: str) -> list[Span]:
         low = tok.lower()
         if low in _PATIENT_WORDS:
             spans += _patient_name(tk, k, lex, tk.local[k])
-        elif low in _WEAK_CUES or low in _STANDALONE_CUES:
+        elif low in _WEAK_CUES or low in _STANDALONE_CUES or _left_for(tk, k):
             spans += _cue_name(tk, k, lex, tk.local[k])
 
     spans += _credential_spans(text, tk, lex)
@@ -429,6 +457,7 @@ def name_spans(text: str) -> list[Span]:
         if not any(lex.is_word(w) or w in _NOT_NAMES or w in lex.countries for w in (a, b)):
             spans.append(Span(m.start(1), m.end(2), "name", "[NAME]", 42))
     spans += _subject_spans(tk, lex)
+    spans += _relation_bracket_spans(tk, lex)
     for m in _ATTESTATION.finditer(text):  # "I, Jane Roe, have reviewed"
         spans.append(Span(m.start("n"), m.end("n"), "name", "[NAME]", 43))
     for m in _ALLCAPS_PAIR.finditer(text):  # "SMITH, JOHN"
@@ -436,6 +465,45 @@ def name_spans(text: str) -> list[Span]:
         if (a in lex.surnames or a in lex.given) and (b in lex.given or b in lex.surnames):
             spans.append(Span(m.start(), m.end(), "name", "[NAME]", 40, True))
     return spans
+
+
+def _relation_bracket_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
+    """A name alone in brackets a few words after a relative ("Relative in Carmel (BORREL,
+    DRAQUAMI) to be notified", "son at the bedside (kofi ibekwe)")."""
+    out = []
+    if "(" not in tk.text:
+        return out
+    for m in _RELATION_BRACKET.finditer(tk.text):
+        i = tk.index_at(m.end())
+        if i >= len(tk.toks) or tk.toks[i][0] != m.end():
+            continue
+        end = _take_name(tk, i, lex, strict_case=False, trusted=True)
+        if not (end > 0 and re.match(r"[ \t]*\)", tk.text[end:])):
+            end = _bracket_name_end(tk, m.end(), lex)
+        if end > 0:
+            out.append(Span(tk.toks[i][0], end, "name", "[NAME]", 43))
+    return out
+
+
+_BRACKET_NAME = re.compile(r"([^\W\d_][\w'’-]*)(?:[ \t]*,?[ \t]+([^\W\d_][\w'’-]*)){0,2}(?=[ \t]*\))")
+
+
+def _bracket_name_end(tk: _Tokens, start: int, lex: Lexicon) -> int:
+    """End of a bracket's whole content when it is a name of up to three words in one letter case,
+    one of them no ordinary word or all of them name parts ("(BORREL, DRAQUAMI)"); else -1."""
+    m = _BRACKET_NAME.match(tk.text, start)
+    if not m:
+        return -1
+    words = re.findall(r"[^\W\d_][\w'’-]*", m.group(0))
+    if len({_style(w) for w in words}) != 1 or any(
+        _base(w) in lex.stop or _base(w) in _NOT_NAMES or _base(w) in clinical_words() for w in words
+    ):
+        return -1
+    if not any(name_like(w, lex, lenient=False) for w in words) and not all(
+        _known_part(w, lex) for w in words
+    ):
+        return -1
+    return m.end()
 
 
 def _title_spans(text: str, tk: _Tokens, lex: Lexicon) -> list[Span]:
@@ -547,6 +615,14 @@ def _sentence_start(tk: _Tokens, i: int) -> bool:
     return prev in (".", "!", "?", ";", ":") or "\n" in gap or prev.isupper() and prev.startswith("XX")
 
 
+#: an age right after a name: "X, a 94 year old", "X (93)", "X, ninety-four,"
+_AGE_AFTER = re.compile(
+    r"[ \t]*[,(][ \t]*(?:a[ \t]+|an[ \t]+)?(?:\d{1,3}|ninety[\w-]*|one[ \t]hundred[\w-]*|hundred)"
+    r"(?:[ \t]*-?[ \t]*(?:y\b|yo\b|y/o|y\.o\.|yrs?\b|years?\b|jahre?\b|j\.|jährig)|[ \t]*[),])",
+    re.I,
+)
+
+
 def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
     """Whether tokens [i, j) (ending at offset ``end``) are a person's name, judged by what follows."""
     toks, text = tk.toks, tk.text
@@ -590,6 +666,8 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
         return clear
     if nxt in _PERSON_ADVERBS and after in _PERSON_VERBS | _WEAK_PERSON_VERBS:  # "X personally reviewed"
         return clear
+    if nxt in _THING_VERBS:
+        return clear and (not ordinary or jj != j)
     if nxt in _WEAK_PERSON_VERBS:  # "Kofi Okonkwo performed the procedure": names beyond doubt
         return clear and (len(words) > 1 or (capital and len(known) == len(words)))
     if toks[jj][2] == "," and after in _AFTER_NAME_COMMA:
@@ -619,13 +697,7 @@ def _subject_ok(tk: _Tokens, i: int, j: int, end: int, lex: Lexicon) -> bool:
             return clear
         return not ordinary and bool(unknown) and _followed_by_person_phrase(text, end)
     if toks[jj][2] == "," and after in ("a", "an") or toks[jj][2] in (",", "("):
-        num = re.match(
-            r"[ \t]*[,(][ \t]*(?:a[ \t]+|an[ \t]+)?(?:\d{1,3}|ninety[\w-]*|one[ \t]hundred[\w-]*|hundred)"
-            r"(?:[ \t]*-?[ \t]*(?:y\b|yo\b|y/o|y\.o\.|yrs?\b|years?\b|jahre?\b|j\.|jährig)|[ \t]*[),])",
-            text[end:],
-            re.I,
-        )
-        return bool(num) and clear
+        return _AGE_AFTER.match(text, end) is not None and clear
     return False
 
 
@@ -652,6 +724,7 @@ def _subject_spans(tk: _Tokens, lex: Lexicon) -> list[Span]:
         j = v
         colon_agree = low == ":" and v + 1 < n and toks[v + 1][2].lower() in _AGREE
         trigger = low in _BE_VERBS or low in _PERSON_VERBS or low in _POSSESSED or low in _WEAK_PERSON_VERBS
+        trigger = trigger or low in _THING_VERBS
         trigger = trigger or (
             len(low) > 4
             and low.endswith("ed")
@@ -711,6 +784,8 @@ _PERSON_PHRASE = re.compile(
     r"[ \t]+(?:is|was|has|had|ist|war|hat|wurde)[ \t]+(?:a|an|admitted|discharged|seen|brought|transferred|"
     r"informed|notified|paged|called|contacted|reached|here|known|referred|scheduled|aufgenommen|entlassen|vorgestellt|bekannt|"
     r"\d|history|a[ \t]+history)\b"
+    # "X hat die Patientin am ... gesehen", "X has seen the patient"
+    r"|[ \t]+(?:has|had|hat|hatte)[ \t]+(?:seen[ \t]+)?(?:the[ \t]+patient|die[ \t]+patientin|den[ \t]+patienten|him|her|ihn)\b"
     # "X will follow up", "X would like to discuss": a modal and a person's action
     r"|[ \t]+(?:will|would|should|can|could|may|must|wird|würde|soll|kann)[ \t]+(?:not[ \t]+|also[ \t]+|nicht[ \t]+)?"
     r"(?:follow|call|see|review|contact|discuss|return|notify|page|sign|dictate|read|arrange|schedule|"
@@ -801,7 +876,9 @@ def _cue_strength(tk: _Tokens, k: int, lex: Lexicon) -> tuple[bool, bool]:
     a past participle that is an ordinary word, followed by a word that is none."""
     toks = tk.toks
     low = toks[k][2].lower()
-    strong = low in _STANDALONE_CUES
+    strong = low in _STANDALONE_CUES or _left_for(tk, k)
+    # "Weiterbehandlung durch X": German care nouns only right before "durch"
+    strong = strong or (low == "durch" and k > 0 and toks[k - 1][2].lower() in _CARE_NOUNS)
     if not strong and low in _CUE_PREPS:
         j = k - 1
         while j >= 0 and k - j <= 6 and toks[j][2][:1].isalnum():
@@ -811,6 +888,9 @@ def _cue_strength(tk: _Tokens, k: int, lex: Lexicon) -> tuple[bool, bool]:
                 break
             j -= 1
     generic_by = False
+    if not strong and low == "by" and k > 1 and toks[k - 1][2].lower() == "followed":
+        # "formerly followed by X" (a patient's doctor), not "ST elevation followed by T inversion"
+        strong = toks[k - 2][2].lower() in _FOLLOWED_ADVERBS
     if not strong and low == "by" and k > 0:
         pv = toks[k - 1][2].lower()
         strong = generic_by = (
@@ -822,6 +902,17 @@ def _cue_strength(tk: _Tokens, k: int, lex: Lexicon) -> tuple[bool, bool]:
             and not lex.is_word(_base(toks[k + 1][2]))
         )
     return strong, generic_by
+
+
+def _left_for(tk: _Tokens, k: int) -> bool:
+    """ "Message left for X", "voicemail left for X": "for" as a cue."""
+    toks = tk.toks
+    return (
+        k >= 2
+        and toks[k][2].lower() == "for"
+        and toks[k - 1][2].lower() == "left"
+        and toks[k - 2][2].lower() in ("message", "messages", "voicemail", "vm", "note")
+    )
 
 
 def _initial_then_name(tk: _Tokens, i: int, lex: Lexicon) -> bool:
@@ -1077,7 +1168,9 @@ def _grow_backward(tk: _Tokens, i: int, style: str, lex: Lexicon, comma_used: bo
             if (
                 p >= 0
                 and _blank(text, toks[p][1], toks[i][0])
-                and _joins_before_initial(toks[p][2], style, lex)
+                and (
+                    _joins_before_initial(toks[p][2], style, lex) or _given_stop_after_cue(tk, p, style, lex)
+                )
             ):
                 i = p
             continue
@@ -1095,11 +1188,85 @@ def _grow_backward(tk: _Tokens, i: int, style: str, lex: Lexicon, comma_used: bo
         ):
             i, comma_used = k - 1, True
             continue
-        if _blank(text, toks[k][1], toks[i][0]) and _grows(toks[k][2], style, lex):
+        if _blank(text, toks[k][1], toks[i][0]) and (
+            _grows(toks[k][2], style, lex) or _given_stop_after_cue(tk, k, style, lex)
+        ):
             i = k
             continue
         break
     return i
+
+
+_AFTER_CUE = frozenset("per with to by from for mit von an durch : , (".split())
+
+
+def _given_stop_after_cue(tk: _Tokens, k: int, style: str, lex: Lexicon) -> bool:
+    """A given name that is also a stop word, after a preposition or a label, in the name's letter
+    case: "per [will] Robinson", "Caller: [will] rodriguez" ("will" after "per" is no modal)."""
+    tok = tk.toks[k][2]
+    low = _base(tok)
+    return (
+        k > 0
+        and low in lex.given
+        and low in lex.stop
+        and low not in _FUNCTION_WORDS
+        and len(tok) >= 3
+        and _style(tok) == style
+        and tk.toks[k - 1][2].lower() in _AFTER_CUE
+    )
+
+
+_NOT_TAIL = (_NOT_NAMES, _ROLE_WORDS, _TITLE_WORDS, _PERSON_VERBS, _BE_VERBS, _WEAK_PERSON_VERBS, _THING_VERBS,
+             _RELATIONS, _CUE_VERBS, _AGREE, _PERSON_ADVERBS)  # fmt: skip
+
+
+def _grow_tail(tk: _Tokens, i: int, j: int, lex: Lexicon) -> int:
+    """Last token ``j`` moved over the rest of a name that is an ordinary word: after particles
+    ("[van] der berg") or, in a lower-case name with a part that is no word, one more lower-case
+    word before punctuation ("original by [dradraqua] stoven."). No partial names are left."""
+    toks, text = tk.toks, tk.text
+    n = len(toks)
+    k = j
+    while k + 1 < n and toks[k][2].lower() in _PARTICLES and _blank(text, toks[k][1], toks[k + 1][0]):
+        k += 1
+    if k > j:
+        tok = toks[k][2]
+        ok = (
+            tok[:1].isalpha()
+            and len(tok) >= 2
+            and _base(tok) not in lex.stop
+            and tok.lower() not in _PARTICLES
+        )
+        return k if ok else j
+    words = [t[2] for t in toks[i : j + 1] if t[2][:1].isalpha()]
+    if (
+        not words
+        or not all(w.islower() for w in words)
+        or not any(not lex.is_word(_base(w)) and name_like(w, lex, lenient=False) for w in words)
+        or j + 1 >= n
+        or not _blank(text, toks[j][1], toks[j + 1][0])
+    ):
+        return j
+    tok = toks[j + 1][2]
+    low = _base(tok)
+    # the word ends the clause: punctuation right after it, a bracket, or the end of the text
+    ends = (
+        j + 2 >= n
+        or toks[j + 2][2] == "("
+        or (toks[j + 2][2] in (",", ".", ";", ":", ")") and toks[j + 2][0] == toks[j + 1][1])
+    )
+    if (
+        ends
+        and tok.isalpha()
+        and tok.islower()
+        and len(tok) >= 3
+        and low not in lex.stop
+        and not low.endswith(("ed", "ing"))
+        and not any(low in ws for ws in _NOT_TAIL)
+        and low not in clinical_words()
+    ):
+        return j + 1
+    return j
 
 
 def _joins_before_initial(pt: str, style: str, lex: Lexicon) -> bool:
@@ -1187,6 +1354,7 @@ def expand_names(text: str, spans: list[Span]) -> list[Span]:
             words = [w for w in words if w in body]
             j = max(i, tk.index_at(sp.start + len(body)) - 1)
         i2, j2 = _grow(tk, i, j, style, lex, "," in body or len(words) > 1)
+        j2 = _grow_tail(tk, i2, j2, lex)
         start, end = min(sp.start, toks[i2][0]), max(sp.end, toks[j2][1])
         k = i2
         for _ in range(2):  # leading particles: "de la [Cruz]", "van der [Berg]"

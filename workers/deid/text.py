@@ -26,7 +26,7 @@ from workers.deid.detector import DEFAULT, DeidConfig, find_spans
 from workers.deid.pseudonym import Pseudonymizer
 
 #: version of the text de-identification (recorded with each report)
-DEID_VERSION = "text-deid-4"
+DEID_VERSION = "text-deid-5"
 CATEGORIES: tuple[str, ...] = (
     "name", "date", "time", "age", "phone", "email", "url", "id", "address", "institution", "placeholder",
 )  # fmt: skip
