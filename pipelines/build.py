@@ -179,7 +179,7 @@ def declare_build(
         groups = tables.assign_splits(groups)  # a split table (MIMIC-CXR-JPG's split file), if any
     samples = groups.flat_map(st.BuildSample(pseudo, cfg.split, blob_root), "samples")
     if tables is not None:  # labs percentiles under the train split (a global stage after the split)
-        samples = tables.normalise(samples)
+        samples = tables.normalise(samples, str(out_dir))
         outputs |= tables.finish()
     plan = samples.flat_map(plan_rows, "plan-rows").gather(PlanShards(cfg.shards), _ident, "plan")
     assigned = samples.flat_map_with(assign_shard, plan, "assign")
@@ -550,6 +550,9 @@ def _recorded_config(cfg: BuildConfig) -> dict:
     out = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "runner")}
     if not cfg.tables:
         out.pop("tables")
+    for t in out.get("tables", []):  # recorded only when on: builds without it stay byte-identical
+        if t.get("caption") and not t["caption"]["llm_rewrite"]:
+            t["caption"].pop("llm_rewrite")
     if cfg.linking.anchor is None:
         out["linking"].pop("anchor")
     return out

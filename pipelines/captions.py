@@ -31,6 +31,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
+from pipelines import caption_guard as guard
 from pipelines.blobs import BlobStore
 from pipelines.config import CaptionConfig, TableConfig
 from pipelines.shards import SampleHeader
@@ -192,6 +193,35 @@ def sample_captions(meta: dict, tables: tuple[TableConfig, ...], key: str) -> li
     return out
 
 
+def _write(
+    sample: SampleHeader, store: BlobStore, meta: dict, caps: list, tables: tuple, texts: list
+) -> SampleHeader:
+    """``sample`` with the caption members (``texts[j]`` as ``report_{i}.txt``; the structured
+    ``report_{i}.json`` always from the labels and the template text) and the marked ``meta.json``."""
+    first = sum(1 for it in meta.get("items", []) if it.get("modality") == Modality.REPORT.value)
+    by_name = {t.name: t for t in tables}
+    new = []
+    generated = []
+    for j, ((cap, entry), text) in enumerate(zip(caps, texts, strict=True)):
+        i = first + j
+        txt = text.encode("utf-8")
+        js = canonical_json(structured_report(cap, by_name[entry["table"]].caption)).encode("utf-8")
+        new.append((member_name(Modality.REPORT, i, "txt"), store.put(txt), len(txt)))
+        new.append((member_name(Modality.REPORT, i, "json"), store.put(js), len(js)))
+        generated.append({"member_prefix": f"{Modality.REPORT.value}_{i}", **entry})
+    meta["generated_text"] = generated
+    meta["conventions"] = {**meta.get("conventions", {}), "generated_text": CONVENTION}
+    raw = canonical_bytes(meta)
+    members = [m for m in sample.members if m[0] != META_MEMBER]
+    members += [*new, (META_MEMBER, store.put(raw), len(raw))]
+    return replace(sample, members=tuple(sorted(members)))
+
+
+def _meta(sample: SampleHeader, store: BlobStore) -> dict:
+    sha = next(s for name, s, _ in sample.members if name == META_MEMBER)
+    return json.loads(store.get(sha))
+
+
 @dataclass(frozen=True)
 class ApplyCaptions:
     """``flat_map`` after the split: add the caption members and mark them in ``meta.json``."""
@@ -201,26 +231,109 @@ class ApplyCaptions:
 
     def __call__(self, sample: SampleHeader) -> Iterator[SampleHeader]:
         store = BlobStore(self.blob_root)
-        sha = next(s for name, s, _ in sample.members if name == META_MEMBER)
-        meta = json.loads(store.get(sha))
+        meta = _meta(sample, store)
         caps = sample_captions(meta, self.tables, sample.key)
         if not caps:
             yield sample
             return
-        first = sum(1 for it in meta.get("items", []) if it.get("modality") == Modality.REPORT.value)
+        yield _write(sample, store, meta, caps, self.tables, [cap.text for cap, _ in caps])
+
+
+def caption_bucket(sample: SampleHeader) -> str:
+    """256 buckets by sample key (a keyed pseudonym): one LLM request batch per bucket."""
+    return hashlib.sha256(f"caption-bucket:{sample.key}".encode()).hexdigest()[:2]
+
+
+def sample_order(sample: SampleHeader) -> str:
+    return sample.key
+
+
+_REWRITERS: dict[str, object] = {}
+
+
+def _rewriter(cfg):
+    """One caption rewriter per worker process and LLM config (server client or offline worker)."""
+    key = repr(cfg)
+    if key not in _REWRITERS:
+        import atexit
+
+        from workers.llm.rewrite import CaptionRewriter
+
+        r = CaptionRewriter(cfg).setup()
+        atexit.register(r.close)
+        _REWRITERS[key] = r
+    return _REWRITERS[key]
+
+
+def _want(cap: Caption, cfg: CaptionConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """The findings (label → state) a text of this caption must state, and the optional ones."""
+    optional = {cfg.no_finding_label: guard.PRESENT} if cap.template < 0 and cfg.no_finding_label else {}
+    return guard.expected(cap.positive, cap.uncertain, cap.negative), optional
+
+
+@dataclass(frozen=True)
+class RewriteCaptions:
+    """``group`` on :func:`caption_bucket` (tables with ``caption.llm_rewrite``): the captions
+    of the bucket's samples, rewritten through the build's LLM in one request batch, each kept
+    only if it passes ``pipelines.caption_guard`` (else the template text, with the reason)."""
+
+    options: tuple[tuple[str, object], ...]
+    out_dir: str
+    blob_root: str
+    tables: tuple[TableConfig, ...]
+
+    def __call__(self, key: str, samples: list[SampleHeader]) -> Iterator[SampleHeader]:  # noqa: ARG002
+        from pathlib import Path
+
+        from pipelines.llm_stage import _llm_config
+
+        store = BlobStore(self.blob_root)
         by_name = {t.name: t for t in self.tables}
-        new = []
-        generated = []
-        for j, (cap, entry) in enumerate(caps):
-            i = first + j
-            txt = cap.text.encode("utf-8")
-            js = canonical_json(structured_report(cap, by_name[entry["table"]].caption)).encode("utf-8")
-            new.append((member_name(Modality.REPORT, i, "txt"), store.put(txt), len(txt)))
-            new.append((member_name(Modality.REPORT, i, "json"), store.put(js), len(js)))
-            generated.append({"member_prefix": f"{Modality.REPORT.value}_{i}", **entry})
-        meta["generated_text"] = generated
-        meta["conventions"] = {**meta.get("conventions", {}), "generated_text": CONVENTION}
-        raw = canonical_bytes(meta)
-        members = [m for m in sample.members if m[0] != META_MEMBER]
-        members += [*new, (META_MEMBER, store.put(raw), len(raw))]
-        yield replace(sample, members=tuple(sorted(members)))
+        vocab = {t.name: guard.Vocabulary.of(t.caption) for t in self.tables if t.caption is not None}
+        work = []
+        ask: list[str] = []
+        for sample in samples:
+            meta = _meta(sample, store)
+            caps = sample_captions(meta, self.tables, sample.key)
+            work.append((sample, meta, caps))
+            for cap, entry in caps:
+                c = by_name[entry["table"]].caption
+                want, optional = _want(cap, c)
+                if c.llm_rewrite and not guard.check(cap.text, want, vocab[entry["table"]], optional):
+                    ask.append(cap.text)
+        answers: dict[str, dict] = {}
+        rewriter = None
+        if ask:
+            rewriter = _rewriter(_llm_config(dict(self.options), Path(self.out_dir)))
+            answers = dict(zip(ask, rewriter(ask), strict=True))
+        for sample, meta, caps in work:
+            if not caps:
+                yield sample
+                continue
+            texts = []
+            for cap, entry in caps:
+                c = by_name[entry["table"]].caption
+                text = cap.text
+                if c.llm_rewrite:
+                    text = _judge(cap, entry, c, vocab[entry["table"]], answers.get(cap.text), rewriter)
+                texts.append(text)
+            yield _write(sample, store, meta, caps, self.tables, texts)
+
+
+def _judge(cap: Caption, entry: dict, cfg: CaptionConfig, vocab, answer: dict | None, rewriter) -> str:
+    """The text of one caption under ``llm_rewrite``; marks ``entry`` (accepted or the reason)."""
+    if rewriter is not None:
+        entry["llm_prompt_id"], entry["llm_model_id"] = rewriter.prompt_id, rewriter.model_id
+    if answer is None:  # the template itself does not pass the guard: never sent
+        entry["llm_rewrite"], entry["llm_reject_reason"] = "rejected", guard.UNGUARDED
+        return cap.text
+    want, optional = _want(cap, cfg)
+    if answer["text"] is None:
+        reason = ",".join(answer["reasons"]) or "empty"
+    else:
+        reason = guard.check(answer["text"], want, vocab, optional)
+    if reason:
+        entry["llm_rewrite"], entry["llm_reject_reason"] = "rejected", reason
+        return cap.text
+    entry["llm_rewrite"] = True
+    return answer["text"]

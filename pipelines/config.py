@@ -167,7 +167,8 @@ class CaptionConfig:
     chosen per caption by a stable hash of the sample key; ``names``: label → the words the text
     uses (default: the label lower-cased). No positive and no uncertain label: ``no_finding``
     (then the negatives). Nothing mentioned at all (and ``no_finding_label`` not positive): no
-    caption.
+    caption. ``llm_rewrite``: rephrase each caption through the build's ``llm:`` (the report
+    structurer's vLLM and cache), kept only if it passes ``pipelines.caption_guard``.
     """
 
     labels: tuple[str, ...] = CHEXPERT_FINDINGS
@@ -184,6 +185,7 @@ class CaptionConfig:
     no_finding_label: str = "No Finding"
     report_type: str = "radiology"
     language: str = "en"
+    llm_rewrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,9 @@ def validate_llm(cfg: BuildConfig) -> None:
     """``llm:`` is read by the LLM structurer's own dataclass (``workers.llm.config.LlmConfig``)
     through the same loader: checked here, when the config is read, if a source uses the LLM or
     the section is given, so a typo stops the build before any work."""
+    rewrite = [t.name for t in cfg.tables if t.caption is not None and t.caption.llm_rewrite]
+    if rewrite and not cfg.llm:
+        raise ConfigError(f"tables.{rewrite[0]}.caption.llm_rewrite: needs the llm: section (docs/vllm.md)")
     if not cfg.llm and all(src.report.structurer != "llm" for src in cfg.resolved_sources()):
         return
     from workers.llm.config import LlmConfig

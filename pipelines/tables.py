@@ -49,7 +49,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.blobs import BlobStore
-from pipelines.captions import ApplyCaptions
+from pipelines.captions import ApplyCaptions, RewriteCaptions, caption_bucket, sample_order
 from pipelines.config import BuildConfig, ConfigError, TableConfig
 from pipelines.flow import Flow, Select
 from pipelines.link import AnchorLinker, AnchorRow, LabEvent, anchor_element_order, anchor_patient_key
@@ -757,11 +757,15 @@ class TablesGraph:
         self.counts.append(joined.flat_map(Select("count"), "split-counts"))
         return joined.flat_map(Select("group"), "split-out")
 
-    def normalise(self, samples):
+    def normalise(self, samples, out_dir: str = ""):
         """After the split: labs percentiles under the train split's CDF (a global stage), then
-        label-derived captions (``pipelines.captions``) of identity tables with a ``caption``."""
+        label-derived captions (``pipelines.captions``) of identity tables with a ``caption``;
+        with ``caption.llm_rewrite`` grouped in buckets, one LLM request batch per bucket."""
         samples = self._labs(samples)
         captioned = tuple(sorted((t for t in self.cfg.tables if t.caption is not None), key=lambda t: t.name))
+        if any(t.caption is not None and t.caption.llm_rewrite for t in captioned):
+            rewrite = RewriteCaptions(tuple(sorted(self.cfg.llm.items())), out_dir, self.blob_root, captioned)
+            return samples.group(caption_bucket, rewrite, sample_order, "captions-llm")
         if captioned:
             samples = samples.flat_map(ApplyCaptions(self.blob_root, captioned), "captions")
         return samples

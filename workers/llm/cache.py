@@ -42,6 +42,14 @@ def cache_key(
     return hashlib.sha256(canonical_bytes(fields)).hexdigest()
 
 
+def rewrite_key(text: str, prompt_id: str, model_id: str) -> str:
+    """The 64-hex cache key of one caption rewrite (``workers.llm.rewrite``): the template text,
+    the rewrite prompt id and the model id. The prompt id names the task, so a key never
+    collides with a report structurer's key in the same sidecar."""
+    fields = {"caption_sha256": text_sha256(text), "prompt": prompt_id, "model": model_id}
+    return hashlib.sha256(canonical_bytes(fields)).hexdigest()
+
+
 @dataclass
 class LlmCache:
     """Content-addressed JSON sidecar under ``root``; counts hits and misses of :meth:`get`."""
