@@ -6,7 +6,9 @@ three states: positive (``cardiomegaly``), uncertain (``possible edema``) or neg
 
 - it names every positive, uncertain and negated finding of the caption, by its configured name
   (``missing_finding``);
-- it names no other finding of the label set, the no-finding label included
+- it names no other finding of the label set, the no-finding label included, nor any other
+  label of the structured-report vocabulary of the caption's report type
+  (``schemas.labels``, e.g. ``pleural effusion``, ``nodule``, ``central line``)
   (``added_finding``);
 - every mention keeps its state (``changed_assertion``): a positive is neither negated nor
   hedged, an uncertain one stays hedged, a negated one stays negated.
@@ -31,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipelines.config import CaptionConfig
+from schemas.labels import ALL_LABELS, CXR_LABELS, ECG_LABELS
 
 PRESENT, UNCERTAIN, NEGATED = "present", "uncertain", "negated"
 #: reason codes of a rejected rewrite (besides the model-side ones: rejected:http_4xx, truncated, json)
@@ -88,6 +91,9 @@ POSTFIX: tuple[tuple[tuple[str, ...], str], ...] = (
     (("not", "seen"), NEGATED),
     (("not", "present"), NEGATED),
 )
+#: mentions of report-vocabulary findings outside the configured labels carry this prefix
+VOCAB_PREFIX = "vocabulary:"
+_VOCABULARY = {"radiology": CXR_LABELS, "cardiology": ECG_LABELS}
 _TOKEN = re.compile(r"[^\W_]+|[.;:!?]")
 _BREAK = frozenset(".;:!?")
 
@@ -116,6 +122,13 @@ class Vocabulary:
         labels = [*cfg.labels, *((cfg.no_finding_label,) if cfg.no_finding_label else ())]
         names = {x: tuple(tokens(cfg.names.get(x) or x.lower())) for x in labels}
         names = {k: v for k, v in names.items() if v}
+        # the report vocabulary of the caption's type, beyond the configured labels: named, it
+        # is an added finding (a rewrite of a 3-label caption must not bring in "pleural effusion")
+        known = set(names.values()) | {re.sub(r"[^a-z0-9]+", "_", x.lower()).strip("_") for x in labels}
+        for label in _VOCABULARY.get(cfg.report_type, ALL_LABELS):
+            words = tuple(label.split("_"))
+            if label not in known and words not in known:
+                names[f"{VOCAB_PREFIX}{label}"] = words
         (ub, ua), (nb, na) = _phrase_cue(cfg.uncertain_phrase), _phrase_cue(cfg.negative_phrase)
         prefix = [(c, NEGATED) for c in NEGATION] + [(c, UNCERTAIN) for c in HEDGE]
         prefix += [(c, s) for c, s in ((ub, UNCERTAIN), (nb, NEGATED)) if c]

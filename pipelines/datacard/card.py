@@ -69,6 +69,13 @@ def build_card(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG, quiet: boo
         "captions": int(g.get("items", 0)),
         "methods": {k: int(v) for k, v in sorted((g.get("methods") or {}).items())},
     }
+    if g.get("llm_rewrite"):  # captions of tables with caption.llm_rewrite (pipelines.caption_guard)
+        rw = g["llm_rewrite"]
+        card["generated_text"]["llm_rewrite"] = {
+            "rewritten": int(rw.get("rewritten", 0)),
+            "rejected": int(rw.get("rejected", 0)),
+            "reject_reasons": {k: int(v) for k, v in sorted((g.get("llm_reject_reasons") or {}).items())},
+        }
     card["label_reliability"] = label_reliability()
     keys = select_gallery(scan, cfg)
     wanted = gallery_members(scan, keys, cfg)

@@ -299,6 +299,12 @@ def _count_sample(c: dict[str, Any], meta: dict) -> None:
         g["items"] += len(generated)
         for method in sorted({str(x.get("method", "")) for x in generated}):
             _bump(g["methods"], method)
+        for x in generated:  # caption.llm_rewrite: counted only where a table asked for it
+            state = x.get("llm_rewrite")
+            if state is True or state == "rejected":
+                _bump(g.setdefault("llm_rewrite", {}), "rewritten" if state is True else "rejected")
+            if state == "rejected":
+                _bump(g.setdefault("llm_reject_reasons", {}), x.get("llm_reject_reason", ""))
 
 
 def _add_counts(into: dict, part: Mapping) -> None:

@@ -136,3 +136,19 @@ def test_rewrite_prompt_schema_and_answers() -> None:
     assert parse_answer(Completion('{"text": "  "}', "stop"), text) == (None, ["schema"])
     assert parse_answer(Completion('{"text": "a", "x": 1}', "stop"), text) == (None, ["schema"])
     assert parse_answer(Completion('["a"]', "stop"), text) == (None, ["schema"])
+
+
+def test_findings_of_the_report_vocabulary_outside_the_labels_count_as_added() -> None:
+    cfg = CaptionConfig(labels=("Cardiomegaly", "Edema"), templates=("{findings}.",))
+    vocab = guard.Vocabulary.of(cfg)
+    want = guard.expected(("Cardiomegaly",), ("Edema",), ())
+    assert guard.check("Cardiomegaly and possible edema.", want, vocab) == ""
+    for extra in ("a small pleural effusion", "a nodule", "a central line", "no pneumothorax"):
+        assert guard.check(f"Cardiomegaly and possible edema with {extra}.", want, vocab) == guard.ADDED
+    # a label named otherwise is still the same finding, not an added one
+    named = CaptionConfig(labels=("Cardiomegaly",), names={"Cardiomegaly": "enlarged heart"})
+    nv = guard.Vocabulary.of(named)
+    assert guard.check("Enlarged heart (cardiomegaly).", guard.expected(("Cardiomegaly",), (), ()), nv) == ""
+    ecg = guard.Vocabulary.of(CaptionConfig(labels=("Atrial Fibrillation",), report_type="cardiology"))
+    af = guard.expected(("Atrial Fibrillation",), (), ())
+    assert guard.check("Atrial fibrillation with left axis deviation.", af, ecg) == guard.ADDED
