@@ -13,7 +13,8 @@ three states: positive (``cardiomegaly``), uncertain (``possible edema``) or neg
 - every mention keeps its state (``changed_assertion``): a positive is neither negated nor
   hedged, an uncertain one stays hedged, a negated one stays negated.
 
-Otherwise the template text is kept and the reason code is recorded. The analysis is a small
+A no-finding caption's rewrite must also still state a normal study (the no-finding label's
+name or a phrase of :data:`NORMAL`, ``missing_finding`` otherwise). Otherwise the template text is kept and the reason code is recorded. The analysis is a small
 deterministic scanner, not NLP: text → lower-case word tokens (hyphens and commas are
 separators) and clause breaks (``. ; : ! ?`` and the words in :data:`CLAUSE_WORDS`); finding
 names are matched as whole token sequences, longest first, without overlaps; a mention's state
@@ -90,6 +91,17 @@ POSTFIX: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ruled", "out"), NEGATED),
     (("not", "seen"), NEGATED),
     (("not", "present"), NEGATED),
+)
+#: phrases that state a normal study (a no-finding caption's rewrite needs one, or the label's name)
+NORMAL: tuple[tuple[str, ...], ...] = (
+    ("normal",),
+    ("unremarkable",),
+    ("no", "acute"),
+    ("no", "abnormality"),
+    ("no", "abnormalities"),
+    ("no", "findings"),
+    ("no", "significant"),
+    ("no", "active", "disease"),
 )
 #: mentions of report-vocabulary findings outside the configured labels carry this prefix
 VOCAB_PREFIX = "vocabulary:"
@@ -190,15 +202,34 @@ def expected(positive: Iterable[str], uncertain: Iterable[str], negative: Iterab
     }
 
 
-def check(text: str, want: dict[str, str], vocab: Vocabulary, optional: dict[str, str] | None = None) -> str:
+def states_normal(text: str, vocab: Vocabulary, no_finding_label: str) -> bool:
+    """Whether ``text`` states a normal study: the no-finding label's name, or a phrase of
+    :data:`NORMAL` (``normal``, ``unremarkable``, ``no acute``, ...)."""
+    if any(label == no_finding_label for label, _ in mentions(text, vocab)):
+        return True
+    toks = tokens(text)
+    return any(tuple(toks[i : i + len(p)]) == p for i in range(len(toks)) for p in NORMAL)
+
+
+def check(
+    text: str,
+    want: dict[str, str],
+    vocab: Vocabulary,
+    optional: dict[str, str] | None = None,
+    normal: str = "",
+) -> str:
     """``""`` if ``text`` states exactly the findings ``want`` (label → state), else the reason
     code. ``optional`` labels (the no-finding label of a no-finding caption) may be named, in
-    their state, but need not be."""
+    their state, but need not be. ``normal`` (the no-finding label, for a no-finding caption):
+    the text must also state a normal study (:func:`states_normal`), so that a caption with
+    nothing else to name is not replaced by text that names nothing."""
     allowed = {**(optional or {}), **want}
     found = mentions(text, vocab)
     if any(label not in allowed for label, _ in found):
         return ADDED
     if set(want) - {label for label, _ in found}:
+        return MISSING
+    if normal and not states_normal(text, vocab, normal):
         return MISSING
     if any(allowed[label] != state for label, state in found):
         return CHANGED

@@ -265,10 +265,12 @@ def _rewriter(cfg):
     return _REWRITERS[key]
 
 
-def _want(cap: Caption, cfg: CaptionConfig) -> tuple[dict[str, str], dict[str, str]]:
-    """The findings (label → state) a text of this caption must state, and the optional ones."""
-    optional = {cfg.no_finding_label: guard.PRESENT} if cap.template < 0 and cfg.no_finding_label else {}
-    return guard.expected(cap.positive, cap.uncertain, cap.negative), optional
+def guard_spec(cap: Caption, cfg: CaptionConfig) -> tuple[dict[str, str], dict[str, str], str]:
+    """What a text of this caption must state: the findings (label → state), the optional ones,
+    and (a no-finding caption) the no-finding label whose normal statement it must keep."""
+    normal = cfg.no_finding_label if cap.template < 0 and cfg.no_finding_label else ""
+    optional = {normal: guard.PRESENT} if normal else {}
+    return guard.expected(cap.positive, cap.uncertain, cap.negative), optional, normal
 
 
 @dataclass(frozen=True)
@@ -298,8 +300,8 @@ class RewriteCaptions:
             work.append((sample, meta, caps))
             for cap, entry in caps:
                 c = by_name[entry["table"]].caption
-                want, optional = _want(cap, c)
-                if c.llm_rewrite and not guard.check(cap.text, want, vocab[entry["table"]], optional):
+                want, optional, normal = guard_spec(cap, c)
+                if c.llm_rewrite and not guard.check(cap.text, want, vocab[entry["table"]], optional, normal):
                     ask.append(cap.text)
         answers: dict[str, dict] = {}
         rewriter = None
@@ -327,11 +329,11 @@ def _judge(cap: Caption, entry: dict, cfg: CaptionConfig, vocab, answer: dict | 
     if answer is None:  # the template itself does not pass the guard: never sent
         entry["llm_rewrite"], entry["llm_reject_reason"] = "rejected", guard.UNGUARDED
         return cap.text
-    want, optional = _want(cap, cfg)
+    want, optional, normal = guard_spec(cap, cfg)
     if answer["text"] is None:
         reason = ",".join(answer["reasons"]) or "empty"
     else:
-        reason = guard.check(answer["text"], want, vocab, optional)
+        reason = guard.check(answer["text"], want, vocab, optional, normal)
     if reason:
         entry["llm_rewrite"], entry["llm_reject_reason"] = "rejected", reason
         return cap.text

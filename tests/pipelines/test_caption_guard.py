@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from pipelines import caption_guard as guard
-from pipelines.captions import make_caption
+from pipelines.captions import guard_spec, make_caption
 from pipelines.config import CaptionConfig
 from workers.llm.cache import cache_key, rewrite_key
 from workers.llm.config import Completion, LlmConfig
@@ -17,6 +17,12 @@ CHEX = CaptionConfig()  # the CheXpert defaults: 14 findings, "possible X", "no 
 VOCAB = guard.Vocabulary.of(CHEX)
 # the template caption "Findings: cardiomegaly, possible edema and no pneumothorax."
 WANT = guard.expected(("Cardiomegaly",), ("Edema",), ("Pneumothorax",))
+
+
+def _judge(text: str, cap, cfg: CaptionConfig, vocab: guard.Vocabulary) -> str:
+    """The guard's verdict on ``text`` as a rewrite of caption ``cap`` (as the build asks it)."""
+    want, optional, normal = guard_spec(cap, cfg)
+    return guard.check(text, want, vocab, optional, normal)
 
 
 @pytest.mark.parametrize(
@@ -82,9 +88,7 @@ def test_every_template_caption_passes_its_own_guard() -> None:
             cap = make_caption(dict(zip(labels, states, strict=True)), cfg, key)
             if cap is None:
                 continue
-            want = guard.expected(cap.positive, cap.uncertain, cap.negative)
-            optional = {cfg.no_finding_label: guard.PRESENT} if cap.template < 0 else {}
-            assert guard.check(cap.text, want, vocab, optional) == "", cap.text
+            assert _judge(cap.text, cap, cfg, vocab) == "", cap.text
             n += 1
     assert n > 500
 
@@ -107,12 +111,23 @@ def test_configured_phrases_are_cues() -> None:
 def test_no_finding_caption_may_keep_or_drop_its_no_finding_name() -> None:
     cap = make_caption({"Edema": "0.0", "Pneumothorax": "0.0"}, CHEX, "k")
     assert cap is not None and cap.text == "No finding. No edema and no pneumothorax."
-    want = guard.expected(cap.positive, cap.uncertain, cap.negative)
-    optional = {CHEX.no_finding_label: guard.PRESENT}
-    assert guard.check(cap.text, want, VOCAB, optional) == ""
-    assert guard.check("No acute abnormality; no edema or pneumothorax.", want, VOCAB, optional) == ""
-    assert guard.check("No finding; mild edema, no pneumothorax.", want, VOCAB, optional) == guard.CHANGED
+    want, optional, normal = guard_spec(cap, CHEX)
+    assert optional == {"No Finding": guard.PRESENT} and normal == "No Finding"
+    assert guard.check(cap.text, want, VOCAB, optional, normal) == ""
+    assert guard.check("No acute abnormality; no edema or pneumothorax.", want, VOCAB, optional, normal) == ""
+    assert guard.check("No edema or pneumothorax; lungs unremarkable.", want, VOCAB, optional, normal) == ""
+    assert (
+        guard.check("No finding; mild edema, no pneumothorax.", want, VOCAB, optional, normal)
+        == guard.CHANGED
+    )
     assert guard.check("No finding. No edema and no pneumothorax.", want, VOCAB) == guard.ADDED
+    # with nothing else to name, the normal statement itself must stay
+    nf = make_caption({"No Finding": "1.0"}, CHEX, "k")
+    assert nf is not None and nf.text == "No finding."
+    assert _judge("No finding.", nf, CHEX, VOCAB) == ""
+    assert _judge("Normal chest radiograph.", nf, CHEX, VOCAB) == ""
+    assert _judge("lorem ipsum dolor", nf, CHEX, VOCAB) == guard.MISSING
+    assert _judge("Abnormal study.", nf, CHEX, VOCAB) == guard.MISSING
 
 
 def test_rewrite_prompt_schema_and_answers() -> None:
