@@ -21,6 +21,13 @@ items it describes, the labels used). It is added after the split, in
 :meth:`pipelines.tables.TablesGraph.normalise`: a caption is no input unit (the accounting
 identity counts the image units only), is never de-identified (it holds label names and codes
 only) and never reaches dedup (it is a template by construction).
+
+With ``caption.llm_rewrite`` (:class:`RewriteCaptions`), samples are grouped in 256 buckets and
+each bucket's captions are rephrased by the build's LLM in one request batch
+(``workers.llm.rewrite``, sidecar-cached); a rephrasing replaces the template text of
+``report_{i}.txt`` only if ``pipelines.caption_guard`` finds exactly the caption's findings in
+it, in their states (``llm_rewrite: true``), else the template stays (``llm_rewrite:
+"rejected"`` and ``llm_reject_reason``). ``report_{i}.json`` never depends on the rewrite.
 """
 
 from __future__ import annotations
