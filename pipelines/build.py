@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TextIO
@@ -78,7 +78,7 @@ from pipelines.shards import (
 )
 from pipelines.tables import declare_tables, write_table_outputs
 from schemas.atomic import write_atomic
-from schemas.contract import SPLITS
+from schemas.contract import SHARDS_DIR, SPLITS
 from schemas.reasons import ReasonCode
 from schemas.records import QuarantineRecord, SampleRecord, ShardRecord
 from workers.context import WorkerContext
@@ -106,6 +106,7 @@ class BuildResult:
     per_modality: dict
     demo_build: bool
     seconds: float
+    out_url: str = ""  # the output URL of a build into object storage (``out_dir``: its work folder)
 
 
 def _versions() -> dict[str, str]:
@@ -142,11 +143,13 @@ def declare_build(
     use_cache: bool = True,
     decoder_overrides: tuple[tuple[str, str], ...] = (),
     prior=None,
+    out_url: str = "",
 ) -> dict:
     """Declare the whole build on ``flow``; returns the named outputs (small rows) to run.
 
     ``prior``: a :class:`pipelines.corpus_index.PriorIndex` for a set built into a corpus root
-    (dedup against the published sets, and the set's own index segment)."""
+    (dedup against the published sets, and the set's own index segment). ``out_url``: an output
+    URL the shard writers upload to (``pipelines.outstore``); ``out_dir`` is then the work folder."""
     sources = cfg.resolved_sources()
     blob_root = str(out_dir / BLOBS_DIR)
     cache_dir = str(out_dir / CACHE_DIR) if use_cache else ""
@@ -183,7 +186,9 @@ def declare_build(
         outputs |= tables.finish()
     plan = samples.flat_map(plan_rows, "plan-rows").gather(PlanShards(cfg.shards), _ident, "plan")
     assigned = samples.flat_map_with(assign_shard, plan, "assign")
-    outputs["shards"] = assigned.group(shard_of, WriteShard(str(out_dir), blob_root), key_of, "write")
+    outputs["shards"] = assigned.group(
+        shard_of, WriteShard(str(out_dir), blob_root, out_url), key_of, "write"
+    )
     outputs["quarantine"] = flow.union(*extras)
     # 9. every input unit, tagged with its fate, written by workers as parts of inputs.parquet
     fates = [outputs["quarantine"]] + ([outputs["dedup_extras"]] if cfg.dedup.enabled else [])
@@ -286,8 +291,14 @@ def run_build(
     use_cache: bool = True,
     decoder_overrides: tuple[tuple[str, str], ...] = (),
     prior=None,
+    work_dir: Path | None = None,
 ) -> BuildResult:
     """Build a corpus from ``input_dir`` into ``out_dir``. Resumable: rerun to finish a killed build.
+
+    ``out_dir`` may be a storage URL (``s3://bucket/corpus``, a string): the build then runs in
+    the local work folder ``work_dir`` (default ``$MEDCORPUS_WORK_ROOT/builds/out-<hash>``) and
+    its workers upload the shards there; the driver uploads the manifests, ``complete.json`` last
+    (``pipelines.outstore``).
 
     ``runner`` is a dataflow backend (``pipelines.flow.make_flow``); by default the config's.
     ``decoder_overrides`` (InputKind value → "module:function") is a test hook that travels
@@ -295,7 +306,8 @@ def run_build(
     deduplicate against a corpus root's published sets and write this set's index segment.
     """
     t0 = time.perf_counter()
-    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    input_dir = Path(input_dir)
+    remote, out_dir = _output(out_dir, work_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
     preflight.check(cfg, None if runner is None else "local")  # a passed-in backend imported already
@@ -307,31 +319,37 @@ def run_build(
     if use_cache and not decoder_overrides and prior is None:  # a no-op rerun returns at once
         srcs = [input_dir / s.path for s in cfg.resolved_sources()]
         fp = uptodate.fingerprint(input_dir, srcs, out_dir, _pretty_json(_build_info(cfg, pseudo)), pseudo)
-        if uptodate.is_complete(out_dir, fp):
+        if uptodate.is_complete(out_dir, fp) if remote is None else remote.is_complete(fp, out_dir):
             try:
-                return _finished(out_dir, flow, pseudo, t0)
+                return replace(_finished(out_dir, flow, pseudo, t0), out_url=remote.url if remote else "")
             finally:
                 if own_runner:
                     flow.close()
                 lock.close()
     uptodate.clear(out_dir)
+    if remote is not None:
+        remote.begin()  # before anything is written there: the URL holds no finished build now
     if getattr(flow, "spill_dir", "") is None:  # the local backend spills partitions beside the corpus
         flow.spill_dir = str(out_dir)
     try:
         _check_sources(input_dir, cfg)
         BlobStore(str(out_dir / BLOBS_DIR))  # noqa: B018 - the store is a folder; created on first put
         rows, stats, times = _run_graph(
-            flow, input_dir, out_dir, cfg, pseudo, use_cache, decoder_overrides, prior
+            flow, input_dir, out_dir, cfg, pseudo, use_cache, decoder_overrides, prior, remote
         )
     finally:
         if own_runner:
             flow.close()
         lock.close()
-    write_datacard(out_dir, quiet=quiet)  # the corpus report: datacard.html + datacard.json
+    shards_url = f"{remote.url}/{SHARDS_DIR}" if remote is not None else ""
+    write_datacard(out_dir, quiet=quiet, shards_url=shards_url)  # datacard.html + datacard.json
     t_card = time.perf_counter()
     _write_run_info(out_dir, flow, (t0, *times, t_card))
     if fp:
         uptodate.mark_complete(out_dir, fp)
+    if remote is not None:  # the driver's files, then the stamp: the last object of the build
+        remote.put_outputs(out_dir, {r.name for r in rows.results})
+        remote.finish(uptodate.stamp_bytes(fp))
     n_err = _log_decoder_errors(sum(q.reason is ReasonCode.DECODER_ERROR for q in rows.quarantined))
     return BuildResult(
         out_dir=out_dir,
@@ -345,7 +363,20 @@ def run_build(
         per_modality=stats["per_modality"],
         demo_build=pseudo.is_demo,
         seconds=time.perf_counter() - t0,
+        out_url=remote.url if remote is not None else "",
     )
+
+
+def _output(out, work_dir: Path | None):
+    """``(OutputStore or None, the folder the build runs in)`` for ``out``: a path or a URL."""
+    from pipelines.storage import is_url
+
+    if not is_url(out):
+        return None, Path(out)
+    from pipelines.outstore import OutputStore, default_work_dir
+
+    url = str(out).rstrip("/")
+    return OutputStore(url), Path(work_dir) if work_dir is not None else default_work_dir(url)
 
 
 def _run_graph(
@@ -357,6 +388,7 @@ def _run_graph(
     use_cache: bool,
     decoder_overrides: tuple[tuple[str, str], ...],
     prior,
+    remote=None,
 ) -> tuple[_Rows, dict, tuple[float, float, float]]:
     """Declare and run the build graph, then write a corpus-root set's index segment and the
     manifests. Returns the collected rows, the stats and the perf-counter times (s) at which the
@@ -370,6 +402,7 @@ def _run_graph(
         use_cache=use_cache,
         decoder_overrides=decoder_overrides,
         prior=prior if cfg.dedup.enabled else None,
+        out_url=remote.url if remote is not None else "",
     )
     t_graph = time.perf_counter()
     out = flow.run(outputs)

@@ -156,48 +156,37 @@ def fingerprint(name: str, samples: list[SampleHeader]) -> str:
 
 @dataclass(frozen=True)
 class WriteShard:
-    """``group`` on shard name: write one shard (unless complete) and its manifest fragment."""
+    """``group`` on shard name: write one shard (unless complete) and its manifest fragment.
+
+    ``out_url``: the build's output URL (``pipelines.outstore``): the worker uploads the shard
+    and its stats there right after writing them, and deletes its local tar."""
 
     out_dir: str
     blob_root: str
+    out_url: str = ""
 
     def __call__(self, name: str, elements: list[tuple[str, SampleHeader]]) -> Iterator[ShardResult]:
         samples = [s for _, s in elements]  # sorted by key (the group's order)
-        split = samples[0].split
         tar_path = Path(self.out_dir) / SHARDS_DIR / name
         stats_path = tar_path.with_suffix(".json")
         fp = fingerprint(name, samples)
-        done = _read_stats(stats_path) if tar_path.exists() else {}
-        skipped = done.get("fingerprint") == fp and done.get("n_bytes") == tar_path.stat().st_size
+        remote = None
+        if self.out_url:
+            from pipelines.outstore import OutputStore
+
+            remote = OutputStore(self.out_url)
+        done = _finished(name, tar_path, stats_path, fp, remote)
+        skipped = bool(done)
         if not skipped:
-            stats_path.unlink(missing_ok=True)  # the stats are the completion marker
-            store = BlobStore(self.blob_root)
-            card_input = []
-            with TarShardWriter(tar_path) as w:
-                for s in samples:
-                    members = {m: store.get(sha) for m, sha, _ in s.members}
-                    w.write(s.key, members)
-                    card_input.append((s.key, {m: b for m, b in members.items() if is_card_member(m)}))
-            sha = w.sha256  # hashed while writing: the tar is not read back
-            mods = Counter(m for s in samples for m in s.item_modalities)
-            done = {
-                "shard": name,
-                "split": split,
-                "fingerprint": fp,
-                "n_samples": len(samples),
-                "items_per_modality": dict(sorted(mods.items())),
-                "payload_bytes": sum(size for s in samples for _, _, size in s.members),
-                "sha256": sha,
-                "n_bytes": tar_path.stat().st_size,
-            }
-            done[CARD_STATS_KEY] = shard_card_stats(card_input)  # the data card reads these, not the tar
-            write_atomic(stats_path, json.dumps(done, sort_keys=True, indent=1).encode())
+            done = self._write(name, samples, tar_path, stats_path, fp)
+        if remote is not None:
+            remote.put_shard(name, tar_path, stats_path)
         _write_fragment(Path(self.out_dir), name, samples)
         written = Counter(m for s in samples for _, m in s.units)
         sets = Counter("+".join(s.modalities) for s in samples)
         yield ShardResult(
             name,
-            split,
+            samples[0].split,
             len(samples),
             done["n_bytes"],
             done["sha256"],
@@ -207,6 +196,43 @@ class WriteShard:
             tuple(sorted(written.items())),
             tuple(sorted(sets.items())),
         )
+
+    def _write(
+        self, name: str, samples: list[SampleHeader], tar_path: Path, stats_path: Path, fp: str
+    ) -> dict:
+        """Write the tar (atomically), then its stats JSON: the completion marker. Returns the stats."""
+        stats_path.unlink(missing_ok=True)  # the stats are the completion marker
+        store = BlobStore(self.blob_root)
+        card_input = []
+        with TarShardWriter(tar_path) as w:
+            for s in samples:
+                members = {m: store.get(sha) for m, sha, _ in s.members}
+                w.write(s.key, members)
+                card_input.append((s.key, {m: b for m, b in members.items() if is_card_member(m)}))
+        mods = Counter(m for s in samples for m in s.item_modalities)
+        done = {
+            "shard": name,
+            "split": samples[0].split,
+            "fingerprint": fp,
+            "n_samples": len(samples),
+            "items_per_modality": dict(sorted(mods.items())),
+            "payload_bytes": sum(size for s in samples for _, _, size in s.members),
+            "sha256": w.sha256,  # hashed while writing: the tar is not read back
+            "n_bytes": tar_path.stat().st_size,
+        }
+        done[CARD_STATS_KEY] = shard_card_stats(card_input)  # the data card reads these, not the tar
+        write_atomic(stats_path, json.dumps(done, sort_keys=True, indent=1).encode())
+        return done
+
+
+def _finished(name: str, tar_path: Path, stats_path: Path, fp: str, remote) -> dict:
+    """The stats of a finished shard with fingerprint ``fp`` (its tar in the work folder with the
+    recorded size, or, for an output URL, uploaded before); ``{}`` when it must be written."""
+    if tar_path.exists():
+        done = _read_stats(stats_path)
+        ok = done.get("fingerprint") == fp and done.get("n_bytes") == tar_path.stat().st_size
+        return done if ok else {}
+    return remote.finished_shard(name, fp, stats_path) if remote is not None else {}
 
 
 def _read_stats(path: Path) -> dict:

@@ -99,8 +99,14 @@ def clear(out_dir: Path) -> None:
     (out_dir / STAMP).unlink(missing_ok=True)
 
 
+def stamp_bytes(fp: str) -> bytes:
+    """``complete.json`` of a finished build of fingerprint ``fp`` ("" for a build that is never
+    a no-op rerun: a corpus-root set, a build without the decode cache)."""
+    return json.dumps({"format": STAMP_FORMAT, "fingerprint": fp}).encode()
+
+
 def mark_complete(out_dir: Path, fp: str) -> None:
-    write_atomic(out_dir / STAMP, json.dumps({"format": STAMP_FORMAT, "fingerprint": fp}).encode())
+    write_atomic(out_dir / STAMP, stamp_bytes(fp))
 
 
 def is_complete(out_dir: Path, fp: str) -> bool:

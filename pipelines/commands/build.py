@@ -13,7 +13,20 @@ from pipelines.config import ConfigError, ShardConfig, load_config, parse_size, 
 def register(sub) -> None:
     p = sub.add_parser("build", help="build (or resume) a corpus from an input folder")
     p.add_argument("input", type=Path, help="input folder (sources are relative to it)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (shards, manifests, cache)")
+    p.add_argument(
+        "--out",
+        type=_out,
+        required=True,
+        help="output folder (shards, manifests, cache), or a storage URL (s3://bucket/corpus) for the "
+        "shards and manifests (the build then runs in --work-dir)",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        metavar="DIR",
+        help="local work folder of a build whose --out is a URL (blob store, caches, spill); "
+        "default $MEDCORPUS_WORK_ROOT/builds/out-<hash of the URL>",
+    )
     p.add_argument("--config", type=Path, help="YAML config (see examples/demo.yaml)")
     p.add_argument("--workers", type=int, help="parallel worker processes (overrides config)")
     p.add_argument("--runner", choices=["local", "beam", "dask"], help="executor (overrides config)")
@@ -48,6 +61,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _out(value: str):
+    """An output: a local folder (Path) or a storage URL (kept as a string)."""
+    from pipelines.storage import is_url
+
+    return value.rstrip("/") if is_url(value) else Path(value)
+
+
 def apply_overrides(cfg, args: argparse.Namespace):
     shards = cfg.shards
     if args.max_samples_per_shard is not None:
@@ -73,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.input.is_dir():
         raise ConfigError(f"input folder not found: {args.input}")
     cfg = apply_overrides(load_config(args.config), args)
+    if args.work_dir is not None and isinstance(args.out, Path):
+        raise ConfigError("--work-dir is for an output URL (a local --out is its own work folder)")
     opts: dict = {}
     if args.dask_scheduler:
         if cfg.runner != "dask":
@@ -99,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             use_cache=not args.no_cache,
             runner=runner,
             prior=prior,
+            work_dir=args.work_dir,
         )
     finally:
         runner.close()
@@ -112,8 +135,11 @@ def run(args: argparse.Namespace) -> int:
         f"{res.n_quarantined} quarantined; {res.seconds:.1f}s"
     )
     print(f"  per modality: {mods}")
-    print(f"  shards: {res.out_dir / 'shards'}  manifest: {res.out_dir / 'manifest.parquet'}")
-    print(f"  data card: {res.out_dir / 'datacard.html'}")
+    out = res.out_url or str(res.out_dir)
+    print(f"  shards: {out}/shards  manifest: {out}/manifest.parquet")
+    print(f"  data card: {out}/datacard.html")
+    if res.out_url:
+        print(f"  work folder: {res.out_dir}")
     if res.demo_build:
         print("  NOTE: demo build (public demo secret): pseudonyms are not secret")
     if res.n_decoder_errors:

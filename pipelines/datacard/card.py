@@ -42,7 +42,9 @@ from schemas.labels import ASSERTIONS
 log = logging.getLogger(__name__)
 
 
-def build_card(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG, quiet: bool = True) -> tuple[dict, str]:
+def build_card(
+    build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG, quiet: bool = True, shards_url: str = ""
+) -> tuple[dict, str]:
     """Compute the JSON twin and the HTML page of a finished build (nothing is written)."""
     build_dir = Path(build_dir)
     card: dict[str, Any] = {"card_version": CARD_VERSION}
@@ -81,7 +83,9 @@ def build_card(build_dir: Path, cfg: DatacardConfig = DEFAULT_CONFIG, quiet: boo
     wanted = gallery_members(scan, keys, cfg)
     for shard, names in dedup_members(scan, shown).items():
         wanted[shard] |= names
-    data = read_members(build_dir, wanted)  # the only tar reads when every shard has card statistics
+    data = read_members(
+        build_dir, wanted, shards_url
+    )  # the only tar reads when every shard has card statistics
     gallery, gallery_summary, n_gallery = gallery_view(scan, keys, data, cfg, quiet)
     card["gallery"] = gallery_summary
     clusters, clusters_summary = dedup_view(shown, scan, data, cfg)
@@ -108,13 +112,17 @@ def write_datacard(
     json_path: Path | None = None,
     cfg: DatacardConfig = DEFAULT_CONFIG,
     quiet: bool = True,
+    shards_url: str = "",
 ) -> DatacardResult:
-    """Write ``datacard.html`` and ``datacard.json`` (default: into ``build_dir``), atomically."""
+    """Write ``datacard.html`` and ``datacard.json`` (default: into ``build_dir``), atomically.
+
+    ``shards_url``: where the shards are when ``build_dir`` is the work folder of a build into
+    object storage (``URL/shards``): the gallery's few members are read from there."""
     t0 = time.perf_counter()
     build_dir = Path(build_dir)
     html_path = Path(html_path) if html_path else build_dir / DATACARD_HTML
     json_path = Path(json_path) if json_path else html_path.with_suffix(".json")
-    card, page = build_card(build_dir, cfg, quiet)
+    card, page = build_card(build_dir, cfg, quiet, shards_url)
     data = page.encode("utf-8")
     write_atomic(json_path, json.dumps(card, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
     write_atomic(html_path, data)

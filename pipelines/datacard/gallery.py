@@ -98,13 +98,21 @@ def gallery_members(scan: Scan, keys: list[str], cfg: DatacardConfig) -> dict[st
     return wanted
 
 
-def read_members(build_dir: Path, wanted: Mapping[str, set[str]]) -> dict[str, bytes]:
+def read_members(build_dir: Path, wanted: Mapping[str, set[str]], shards_url: str = "") -> dict[str, bytes]:
     """``{shard: {member names}}`` → ``{member name: bytes}`` (member name = ``key.member``); each
-    shard is opened once and read only up to its last wanted member."""
+    shard is opened once and read only up to its last wanted member. A shard not in ``build_dir``
+    is read from ``shards_url`` (a build into object storage) when given."""
     out: dict[str, bytes] = {}
     for shard in sorted(s for s in wanted if wanted[s]):
         todo = set(wanted[shard])
-        with tarfile.open(build_dir / SHARDS_DIR / shard) as tar:
+        local = build_dir / SHARDS_DIR / shard
+        if shards_url and not local.exists():
+            from pipelines.storage import join, open_input
+
+            opened = open_input(join(shards_url, shard))
+        else:
+            opened = open(local, "rb")  # noqa: SIM115 - closed by the with block below
+        with opened as f, tarfile.open(fileobj=f) as tar:
             for member in tar:
                 if member.name in todo:
                     out[member.name] = tar.extractfile(member).read()

@@ -39,25 +39,7 @@ def _importable_helpers():
 
 
 def _subset(examples: Path, dst: Path) -> Path:
-    """Copy a small subset of ``examples/data`` to ``dst/data`` (same layout as the demo)."""
-    src = examples
-    out = dst / "data"
-    files = [src / "dicom" / "cr" / "6154", src / "dicom" / "ct" / "CT_small.dcm"]
-    files += sorted((src / "dicom" / "ct" / "series_01").iterdir())[:SERIES_SLICES]
-    for stem in ("HR06000", "HR06001", "HR06002"):
-        files += [src / "ecg" / "ptbxl_500hz" / f"{stem}.hea", src / "ecg" / "ptbxl_500hz" / f"{stem}.mat"]
-    files += sorted((src / "ecg" / "ptbxl_100hz").iterdir())
-    files += sorted((src / "quarantine_demo").iterdir())
-    for f in files:
-        target = out / f.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, target)
-    # report rows of the copied ECGs plus a few unpaired ones (the CSV has no quoted newlines)
-    lines = (src / "reports" / "ptbxl_reports.csv").read_text(encoding="utf-8").splitlines(keepends=True)
-    rows = [ln for ln in lines[1:] if ln.split(",", 1)[0] in ECG_IDS] + lines[1:4]
-    (out / "reports").mkdir(parents=True)
-    (out / "reports" / "ptbxl_reports.csv").write_text("".join([lines[0], *dict.fromkeys(rows)]))
-    return dst
+    return h.demo_subset(examples, dst, ECG_IDS, SERIES_SLICES)
 
 
 def _config(input_dir: Path, strict: bool = True):

@@ -1,0 +1,161 @@
+"""``medcorpus build --out s3://...`` (pipelines/outstore.py) against a real S3 API: moto's server
+on loopback (tests/pipelines/s3_server.py), credentials from the environment only.
+
+The demo config on a small subset of the sample data (the runner-equivalence input) is built
+once on local disk and once into the store per runner (local pool, Dask, Beam): every object
+under the output URL must be byte for byte the local build's file of the same name (shards,
+per-shard stats, sizes.json, every parquet manifest, stats.json, build.json, the data card,
+complete.json), and nothing else (no blob store, no cache, no fragments) may be there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines import cli, storage
+from pipelines.build import run_build
+from pipelines.flow import make_flow
+from pipelines.outstore import OutputStore
+from tests.conftest import REPO
+from tests.pipelines import runner_helpers as h
+from tests.pipelines.s3_server import s3_server
+
+BUCKET = "medcorpus-out"
+LOCAL_ONLY = {"cache", "blobs", "manifest-parts", ".lock", "run.json"}  # run.json: this run's timings
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as env, h.repo_on_pythonpath(REPO):
+        storage.filesystem(f"s3://{BUCKET}").mkdir(BUCKET)
+        yield env
+
+
+def _local_files(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.relative_to(out).parts[0] not in LOCAL_ONLY
+    }
+
+
+def _objects(url: str) -> dict[str, bytes]:
+    fs = storage.filesystem(url)
+    base = url.removeprefix("s3://") + "/"
+    return {
+        k.removeprefix(base): fs.cat_file(k)
+        for k in sorted(fs.find(url))
+        if k.removeprefix(base) != "run.json"
+    }
+
+
+@pytest.fixture(scope="module")
+def builds(s3, tmp_path_factory, examples_dir):
+    """The local-disk reference build, then the same input and config into the store."""
+    tmp = tmp_path_factory.mktemp("store")
+    input_dir = h.demo_subset(examples_dir, tmp / "input")
+    cfg = h.demo_config(input_dir)
+    local = run_build(input_dir, tmp / "local", cfg, quiet=True)
+    url = f"s3://{BUCKET}/demo/local"
+    remote = run_build(input_dir, url, cfg, quiet=True, work_dir=tmp / "work")
+    return {
+        "input": input_dir,
+        "cfg": cfg,
+        "tmp": tmp,
+        "local": local,
+        "ref": _local_files(tmp / "local"),
+        "url": url,
+        "remote": remote,
+    }
+
+
+def test_s3_output_is_byte_identical_to_the_local_build(builds) -> None:
+    ref, got = builds["ref"], _objects(builds["url"])
+    assert builds["local"].n_shards >= 3 and builds["remote"].n_shards == builds["local"].n_shards
+    assert sum(k.endswith(".tar") for k in ref) == builds["local"].n_shards
+    assert "complete.json" in ref and "manifest.parquet" in ref and "datacard.html" in ref
+    assert sorted(got) == sorted(ref)
+    assert [k for k in ref if ref[k] != got[k]] == []
+    assert builds["remote"].out_url == builds["url"]
+
+
+def test_the_work_folder_keeps_sidecars_not_shards(builds) -> None:
+    work = builds["tmp"] / "work"
+    assert not list(work.rglob("*.tar"))  # uploaded by the shard writers, then removed
+    assert (work / "blobs").is_dir() and (work / "manifest.parquet").is_file()
+    assert sorted(p.name for p in work.glob("shards/*/*.json") if p.name != "sizes.json") == sorted(
+        Path(k).name
+        for k in builds["ref"]
+        if k.startswith("shards/") and k.endswith(".json") and "sizes" not in k
+    )
+
+
+def test_a_rerun_is_a_no_op_and_a_lost_object_is_rewritten(builds) -> None:
+    url, work = builds["url"], builds["tmp"] / "work"
+    again = run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
+    assert again.n_shards_skipped == again.n_shards
+    assert json.loads((work / "run.json").read_text())["up_to_date"] is True
+    fs = storage.filesystem(url)
+    lost = sorted(k for k in fs.find(f"{url}/shards") if k.endswith(".tar"))[0]
+    fs.rm_file(lost)
+    resumed = run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
+    assert resumed.n_shards_skipped == resumed.n_shards - 1  # the others: finished on the store
+    assert _objects(url) == builds["ref"]
+
+
+def test_a_build_that_fails_before_its_last_object_is_never_complete(builds, monkeypatch) -> None:
+    url, work = builds["url"], builds["tmp"] / "work"
+    fs = storage.filesystem(url)
+    fs.rm_file(sorted(k for k in fs.find(f"{url}/shards") if k.endswith(".tar"))[-1])
+
+    def dropped(self, *a, **kw):  # the connection drops while the driver uploads the manifests
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(OutputStore, "put_outputs", dropped)
+    with pytest.raises(ConnectionError):
+        run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
+    assert not storage.filesystem(url).exists(f"{url}/complete.json")  # deleted first, not rewritten
+    monkeypatch.undo()
+    run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
+    assert _objects(url) == builds["ref"]
+
+
+@pytest.mark.parametrize("name", ["dask", "beam"])
+def test_dask_and_beam_workers_write_the_same_objects(builds, name) -> None:
+    url = f"s3://{BUCKET}/demo/{name}"
+    runner = make_flow(name, 2, quiet=True)
+    try:
+        run_build(
+            builds["input"], url, builds["cfg"], quiet=True, runner=runner, work_dir=builds["tmp"] / name
+        )
+    finally:
+        runner.close()
+    got = _objects(url)
+    assert sorted(got) == sorted(builds["ref"])
+    assert [k for k in got if got[k] != builds["ref"][k]] == []
+
+
+def test_cli_builds_into_a_url_and_needs_a_work_folder(s3, builds, tmp_path, capsys, monkeypatch) -> None:
+    src = tmp_path / "in"
+    (src / "dicom").mkdir(parents=True)
+    (src / "dicom" / "6154").write_bytes((builds["input"] / "data/dicom/cr/6154").read_bytes())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("deid: {demo: true}\nsources: [{name: d, path: dicom, licence: MIT}]\nworkers: 1\n")
+    url = f"s3://{BUCKET}/cli/"
+    monkeypatch.delenv("MEDCORPUS_WORK_ROOT", raising=False)
+    assert cli.main(["build", str(src), "--config", str(cfg), "--out", url, "--quiet"]) == 2
+    assert "--work-dir or $MEDCORPUS_WORK_ROOT" in capsys.readouterr().err
+    monkeypatch.setenv("MEDCORPUS_WORK_ROOT", str(tmp_path / "wr"))
+    assert cli.main(["build", str(src), "--config", str(cfg), "--out", url, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"shards: {url.rstrip('/')}/shards" in out
+    objs = _objects(url.rstrip("/"))
+    assert sum(k.endswith(".tar") for k in objs) == 1  # one sample, in whichever split
+    assert json.loads(objs["stats.json"])["n_samples"] == 1 and "complete.json" in objs
+    assert list((tmp_path / "wr" / "builds").glob("out-*/blobs"))
+    secrets_ = [s3["AWS_SECRET_ACCESS_KEY"].encode(), s3["AWS_ACCESS_KEY_ID"].encode()]
+    for data in [*objs.values(), *(p.read_bytes() for p in (tmp_path / "wr").rglob("*") if p.is_file())]:
+        assert not any(s in data for s in secrets_)
