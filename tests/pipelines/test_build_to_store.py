@@ -11,12 +11,14 @@ complete.json), and nothing else (no blob store, no cache, no fragments) may be 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from pipelines import cli, storage
 from pipelines.build import run_build
+from pipelines.config import config_from_dict
 from pipelines.flow import make_flow
 from pipelines.outstore import OutputStore
 from tests.conftest import REPO
@@ -93,37 +95,7 @@ def test_the_work_folder_keeps_sidecars_not_shards(builds) -> None:
     )
 
 
-def test_a_rerun_is_a_no_op_and_a_lost_object_is_rewritten(builds) -> None:
-    url, work = builds["url"], builds["tmp"] / "work"
-    again = run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
-    assert again.n_shards_skipped == again.n_shards
-    assert json.loads((work / "run.json").read_text())["up_to_date"] is True
-    fs = storage.filesystem(url)
-    lost = sorted(k for k in fs.find(f"{url}/shards") if k.endswith(".tar"))[0]
-    fs.rm_file(lost)
-    resumed = run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
-    assert resumed.n_shards_skipped == resumed.n_shards - 1  # the others: finished on the store
-    assert _objects(url) == builds["ref"]
-
-
-def test_a_build_that_fails_before_its_last_object_is_never_complete(builds, monkeypatch) -> None:
-    url, work = builds["url"], builds["tmp"] / "work"
-    fs = storage.filesystem(url)
-    fs.rm_file(sorted(k for k in fs.find(f"{url}/shards") if k.endswith(".tar"))[-1])
-
-    def dropped(self, *a, **kw):  # the connection drops while the driver uploads the manifests
-        raise ConnectionError("connection reset")
-
-    monkeypatch.setattr(OutputStore, "put_outputs", dropped)
-    with pytest.raises(ConnectionError):
-        run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
-    assert not storage.filesystem(url).exists(f"{url}/complete.json")  # deleted first, not rewritten
-    monkeypatch.undo()
-    run_build(builds["input"], url, builds["cfg"], quiet=True, work_dir=work)
-    assert _objects(url) == builds["ref"]
-
-
-@pytest.mark.parametrize("name", ["dask", "beam"])
+@pytest.mark.parametrize("name", ["dask", pytest.param("beam", marks=pytest.mark.slow)])
 def test_dask_and_beam_workers_write_the_same_objects(builds, name) -> None:
     url = f"s3://{BUCKET}/demo/{name}"
     runner = make_flow(name, 2, quiet=True)
@@ -138,10 +110,71 @@ def test_dask_and_beam_workers_write_the_same_objects(builds, name) -> None:
     assert [k for k in got if got[k] != builds["ref"][k]] == []
 
 
-def test_cli_builds_into_a_url_and_needs_a_work_folder(s3, builds, tmp_path, capsys, monkeypatch) -> None:
+TINY = {
+    "deid": {"demo": True},
+    "sources": [{"name": "dicom", "path": "dicom", "licence": "MIT"}],
+    "shards": {"max_samples": 1},
+    "workers": 1,
+    "strict": True,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(s3, tmp_path_factory, examples_dir):
+    """Three DICOM images, one per shard: a quick build, on local disk and into the store."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    (tmp / "in" / "dicom").mkdir(parents=True)
+    for rel in ("ct/CT_small.dcm", "mr/MR_small.dcm", "cr/6154"):
+        shutil.copyfile(examples_dir / "dicom" / rel, tmp / "in" / "dicom" / Path(rel).name)
+    cfg = config_from_dict(TINY)
+    run_build(tmp / "in", tmp / "local", cfg, quiet=True)
+    url = f"s3://{BUCKET}/tiny"
+    run_build(tmp / "in", url, cfg, quiet=True, work_dir=tmp / "work")
+    return {
+        "input": tmp / "in",
+        "cfg": cfg,
+        "work": tmp / "work",
+        "url": url,
+        "ref": _local_files(tmp / "local"),
+    }
+
+
+def test_a_rerun_is_a_no_op_and_a_lost_object_is_rewritten(tiny) -> None:
+    url, work = tiny["url"], tiny["work"]
+    assert _objects(url) == tiny["ref"] and sum(k.endswith(".tar") for k in tiny["ref"]) == 3
+    again = run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=work)
+    assert again.n_shards_skipped == again.n_shards == 3
+    assert json.loads((work / "run.json").read_text())["up_to_date"] is True
+    fs = storage.filesystem(url)
+    fs.rm_file(sorted(k for k in fs.find(f"{url}/shards") if k.endswith(".tar"))[0])
+    resumed = run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=work)
+    assert resumed.n_shards_skipped == 2  # the others: finished on the store, not rewritten
+    assert _objects(url) == tiny["ref"]
+
+
+def test_a_build_that_fails_before_its_last_object_is_never_complete(tiny, monkeypatch) -> None:
+    url, work = tiny["url"], tiny["work"]
+    fs = storage.filesystem(url)
+    fs.rm_file(sorted(k for k in fs.find(f"{url}/shards") if k.endswith(".tar"))[-1])
+
+    def dropped(self, *a, **kw):  # the connection drops while the driver uploads the manifests
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(OutputStore, "put_outputs", dropped)
+    with pytest.raises(ConnectionError):
+        run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=work)
+    assert not storage.filesystem(url).exists(f"{url}/complete.json")  # deleted first, not rewritten
+    monkeypatch.undo()
+    run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=work)
+    assert _objects(url) == tiny["ref"]
+
+
+def test_cli_builds_into_a_url_and_needs_a_work_folder(
+    s3, examples_dir, tmp_path, capsys, monkeypatch
+) -> None:
     src = tmp_path / "in"
     (src / "dicom").mkdir(parents=True)
-    (src / "dicom" / "6154").write_bytes((builds["input"] / "data/dicom/cr/6154").read_bytes())
+    shutil.copyfile(examples_dir / "dicom/cr/6154", src / "dicom" / "6154")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("deid: {demo: true}\nsources: [{name: d, path: dicom, licence: MIT}]\nworkers: 1\n")
     url = f"s3://{BUCKET}/cli/"
