@@ -4,6 +4,7 @@ every shard has card statistics)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tarfile
 from collections import defaultdict
@@ -106,13 +107,14 @@ def read_members(build_dir: Path, wanted: Mapping[str, set[str]], shards_url: st
     for shard in sorted(s for s in wanted if wanted[s]):
         todo = set(wanted[shard])
         local = build_dir / SHARDS_DIR / shard
-        if shards_url and not local.exists():
-            from pipelines.storage import join, open_input
+        with contextlib.ExitStack() as stack:
+            if shards_url and not local.exists():
+                from pipelines.storage import join, open_input
 
-            opened = open_input(join(shards_url, shard))
-        else:
-            opened = open(local, "rb")  # noqa: SIM115 - closed by the with block below
-        with opened as f, tarfile.open(fileobj=f) as tar:
+                f = stack.enter_context(open_input(join(shards_url, shard)))
+                tar = stack.enter_context(tarfile.open(fileobj=f))
+            else:
+                tar = stack.enter_context(tarfile.open(local))
             for member in tar:
                 if member.name in todo:
                     out[member.name] = tar.extractfile(member).read()

@@ -21,6 +21,7 @@ from pipelines.build import run_build
 from pipelines.config import config_from_dict
 from pipelines.flow import make_flow
 from pipelines.outstore import OutputStore
+from pipelines.validate import validate_build
 from tests.conftest import REPO
 from tests.pipelines import runner_helpers as h
 from tests.pipelines.s3_server import s3_server
@@ -82,6 +83,12 @@ def test_s3_output_is_byte_identical_to_the_local_build(builds) -> None:
     assert sorted(got) == sorted(ref)
     assert [k for k in ref if ref[k] != got[k]] == []
     assert builds["remote"].out_url == builds["url"]
+
+
+def test_validate_reads_the_build_from_the_store(builds, capsys) -> None:
+    assert cli.main(["validate", builds["url"]]) == 0
+    local = builds["local"]
+    assert f"OK: {local.n_shards} shards, {local.n_samples} samples" in capsys.readouterr().out
 
 
 def test_the_work_folder_keeps_sidecars_not_shards(builds) -> None:
@@ -164,6 +171,7 @@ def test_a_build_that_fails_before_its_last_object_is_never_complete(tiny, monke
     with pytest.raises(ConnectionError):
         run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=work)
     assert not storage.filesystem(url).exists(f"{url}/complete.json")  # deleted first, not rewritten
+    assert any("missing complete.json" in e for e in validate_build(url).errors)
     monkeypatch.undo()
     run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=work)
     assert _objects(url) == tiny["ref"]
