@@ -292,13 +292,15 @@ def run_build(
     decoder_overrides: tuple[tuple[str, str], ...] = (),
     prior=None,
     work_dir: Path | None = None,
+    input_mirror: Path | None = None,
 ) -> BuildResult:
     """Build a corpus from ``input_dir`` into ``out_dir``. Resumable: rerun to finish a killed build.
 
     ``out_dir`` may be a storage URL (``s3://bucket/corpus``, a string): the build then runs in
     the local work folder ``work_dir`` (default ``$MEDCORPUS_WORK_ROOT/builds/out-<hash>``) and
     its workers upload the shards there; the driver uploads the manifests, ``complete.json`` last
-    (``pipelines.outstore``).
+    (``pipelines.outstore``). ``input_dir`` may be a URL too: the workers mirror its objects into
+    the local folder ``input_mirror`` first (``pipelines.instore``), and the build reads that.
 
     ``runner`` is a dataflow backend (``pipelines.flow.make_flow``); by default the config's.
     ``decoder_overrides`` (InputKind value → "module:function") is a test hook that travels
@@ -306,15 +308,19 @@ def run_build(
     deduplicate against a corpus root's published sets and write this set's index segment.
     """
     t0 = time.perf_counter()
-    input_dir = Path(input_dir)
+    input_url, input_dir = _input(input_dir, input_mirror)
     remote, out_dir = _output(out_dir, work_dir)
-    if not input_dir.is_dir():
+    if not input_url and not input_dir.is_dir():
         raise FileNotFoundError(f"input folder not found: {input_dir}")
     preflight.check(cfg, None if runner is None else "local")  # a passed-in backend imported already
     pseudo = Pseudonymizer(cfg.secret(), cfg.secret_source())
     own_runner = runner is None
     flow = runner or make_flow(cfg.runner, cfg.workers, quiet=quiet)
     lock = _prepare_out_dir(out_dir)
+    if getattr(flow, "spill_dir", "") is None:  # the local backend spills partitions beside the corpus
+        flow.spill_dir = str(out_dir)
+    if input_url:
+        _mirror(flow, input_url, input_dir, own_runner, lock)
     fp = ""
     if use_cache and not decoder_overrides and prior is None:  # a no-op rerun returns at once
         srcs = [input_dir / s.path for s in cfg.resolved_sources()]
@@ -329,8 +335,6 @@ def run_build(
     uptodate.clear(out_dir)
     if remote is not None:
         remote.begin()  # before anything is written there: the URL holds no finished build now
-    if getattr(flow, "spill_dir", "") is None:  # the local backend spills partitions beside the corpus
-        flow.spill_dir = str(out_dir)
     try:
         _check_sources(input_dir, cfg)
         BlobStore(str(out_dir / BLOBS_DIR))  # noqa: B018 - the store is a folder; created on first put
@@ -341,15 +345,7 @@ def run_build(
         if own_runner:
             flow.close()
         lock.close()
-    shards_url = f"{remote.url}/{SHARDS_DIR}" if remote is not None else ""
-    write_datacard(out_dir, quiet=quiet, shards_url=shards_url)  # datacard.html + datacard.json
-    t_card = time.perf_counter()
-    _write_run_info(out_dir, flow, (t0, *times, t_card))
-    if fp:
-        uptodate.mark_complete(out_dir, fp)
-    if remote is not None:  # the driver's files, then the stamp: the last object of the build
-        remote.put_outputs(out_dir, {r.name for r in rows.results})
-        remote.finish(uptodate.stamp_bytes(fp))
+    _finish(out_dir, flow, remote, fp, {r.name for r in rows.results}, (t0, *times), quiet)
     n_err = _log_decoder_errors(sum(q.reason is ReasonCode.DECODER_ERROR for q in rows.quarantined))
     return BuildResult(
         out_dir=out_dir,
@@ -365,6 +361,48 @@ def run_build(
         seconds=time.perf_counter() - t0,
         out_url=remote.url if remote is not None else "",
     )
+
+
+def _finish(
+    out_dir: Path, flow: Flow, remote, fp: str, shards: set[str], marks: tuple[float, ...], quiet: bool
+) -> None:
+    """After the manifests: the data card, run.json, the no-op stamp; for an output URL, upload
+    the driver's files and then the stamp, the last object of the build."""
+    shards_url = f"{remote.url}/{SHARDS_DIR}" if remote is not None else ""
+    write_datacard(out_dir, quiet=quiet, shards_url=shards_url)  # datacard.html + datacard.json
+    _write_run_info(out_dir, flow, (*marks, time.perf_counter()))
+    if fp:
+        uptodate.mark_complete(out_dir, fp)
+    if remote is not None:
+        remote.put_outputs(out_dir, shards)
+        remote.finish(uptodate.stamp_bytes(fp))
+
+
+def _input(input_dir, mirror: Path | None) -> tuple[str, Path]:
+    """``(input URL or "", the folder the build reads)``: a URL is read from its local mirror."""
+    from pipelines.storage import is_url
+
+    if not is_url(input_dir):
+        return "", Path(input_dir)
+    from pipelines.instore import default_mirror
+
+    url = str(input_dir).rstrip("/")
+    return url, Path(mirror) if mirror is not None else default_mirror(url)
+
+
+def _mirror(flow: Flow, url: str, local: Path, own_flow: bool, lock: TextIO) -> None:
+    """Bring the local mirror of the input URL up to date (in the workers); on failure close the
+    backend (if the build made it) and the output lock."""
+    from pipelines.instore import mirror_input
+
+    try:
+        counts = mirror_input(flow, url, local)
+    except BaseException:
+        if own_flow:
+            flow.close()
+        lock.close()
+        raise
+    log.info("input mirror: %(objects)d objects, %(downloaded)d downloaded (%(bytes)d bytes)", counts)
 
 
 def _output(out, work_dir: Path | None):

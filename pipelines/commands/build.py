@@ -12,13 +12,24 @@ from pipelines.config import ConfigError, ShardConfig, load_config, parse_size, 
 
 def register(sub) -> None:
     p = sub.add_parser("build", help="build (or resume) a corpus from an input folder")
-    p.add_argument("input", type=Path, help="input folder (sources are relative to it)")
+    p.add_argument(
+        "input",
+        type=_out,
+        help="input folder (sources are relative to it), or a storage URL mirrored into --input-mirror",
+    )
     p.add_argument(
         "--out",
         type=_out,
         required=True,
         help="output folder (shards, manifests, cache), or a storage URL (s3://bucket/corpus) for the "
         "shards and manifests (the build then runs in --work-dir)",
+    )
+    p.add_argument(
+        "--input-mirror",
+        type=Path,
+        metavar="DIR",
+        help="local copy of an input URL, kept in step by the workers (default "
+        "$MEDCORPUS_WORK_ROOT/inputs/in-<hash of the URL>)",
     )
     p.add_argument(
         "--work-dir",
@@ -62,7 +73,7 @@ def register(sub) -> None:
 
 
 def _out(value: str):
-    """An output: a local folder (Path) or a storage URL (kept as a string)."""
+    """An input or output: a local folder (Path) or a storage URL (kept as a string)."""
     from pipelines.storage import is_url
 
     return value.rstrip("/") if is_url(value) else Path(value)
@@ -90,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.build import run_build
     from pipelines.flow import make_flow
 
-    if not args.input.is_dir():
+    if isinstance(args.input, Path) and not args.input.is_dir():
         raise ConfigError(f"input folder not found: {args.input}")
+    if args.input_mirror is not None and isinstance(args.input, Path):
+        raise ConfigError("--input-mirror is for an input URL")
     cfg = apply_overrides(load_config(args.config), args)
     if args.work_dir is not None and isinstance(args.out, Path):
         raise ConfigError("--work-dir is for an output URL (a local --out is its own work folder)")
@@ -122,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             runner=runner,
             prior=prior,
             work_dir=args.work_dir,
+            input_mirror=args.input_mirror,
         )
     finally:
         runner.close()

@@ -177,26 +177,62 @@ def test_a_build_that_fails_before_its_last_object_is_never_complete(tiny, monke
     assert _objects(url) == tiny["ref"]
 
 
-def test_cli_builds_into_a_url_and_needs_a_work_folder(
+def test_an_input_url_is_mirrored_by_the_workers_and_builds_the_same(tiny, tmp_path) -> None:
+    inbox = f"s3://{BUCKET}/inbox"
+    fs = storage.filesystem(inbox)
+    for p in sorted(tiny["input"].rglob("*")):
+        if p.is_file():
+            fs.put_file(str(p), f"{inbox}/{p.relative_to(tiny['input']).as_posix()}")
+    fs.pipe_file(f"{inbox}/dicom/.DS_Store", b"not an input")
+    out, mirror = tmp_path / "out", tmp_path / "mirror"
+    first = run_build(inbox, out, tiny["cfg"], quiet=True, input_mirror=mirror)
+    assert first.n_samples == 3 and sorted(p.name for p in (mirror / "dicom").iterdir()) == sorted(
+        p.name for p in (tiny["input"] / "dicom").iterdir()
+    )
+    got = _local_files(out)  # complete.json: keyed over the inputs' mtimes (the objects' here)
+    assert {k: v for k, v in got.items() if k != "complete.json"} == {
+        k: v for k, v in tiny["ref"].items() if k != "complete.json"
+    }
+    assert run_build(inbox, out, tiny["cfg"], quiet=True, input_mirror=mirror).n_shards_skipped == 3
+    assert json.loads((out / "run.json").read_text())["up_to_date"] is True  # nothing downloaded
+    fs.rm_file(f"{inbox}/dicom/6154")  # an object removed from the store leaves the mirror too
+    assert run_build(inbox, out, tiny["cfg"], quiet=True, input_mirror=mirror).n_samples == 2
+    assert not (mirror / "dicom" / "6154").exists()
+
+
+def test_cli_builds_from_a_url_into_a_url_and_needs_a_work_folder(
     s3, examples_dir, tmp_path, capsys, monkeypatch
 ) -> None:
-    src = tmp_path / "in"
-    (src / "dicom").mkdir(parents=True)
-    shutil.copyfile(examples_dir / "dicom/cr/6154", src / "dicom" / "6154")
+    inbox = f"s3://{BUCKET}/cli-in"
+    storage.filesystem(inbox).put_file(str(examples_dir / "dicom/cr/6154"), f"{inbox}/dicom/6154")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("deid: {demo: true}\nsources: [{name: d, path: dicom, licence: MIT}]\nworkers: 1\n")
     url = f"s3://{BUCKET}/cli/"
     monkeypatch.delenv("MEDCORPUS_WORK_ROOT", raising=False)
-    assert cli.main(["build", str(src), "--config", str(cfg), "--out", url, "--quiet"]) == 2
+    assert cli.main(["build", inbox, "--config", str(cfg), "--out", url, "--quiet"]) == 2
+    assert "--input-mirror or $MEDCORPUS_WORK_ROOT" in capsys.readouterr().err
+    argv = [
+        "build",
+        inbox,
+        "--config",
+        str(cfg),
+        "--out",
+        url,
+        "--quiet",
+        "--input-mirror",
+        str(tmp_path / "m"),
+    ]
+    assert cli.main(argv) == 2
     assert "--work-dir or $MEDCORPUS_WORK_ROOT" in capsys.readouterr().err
     monkeypatch.setenv("MEDCORPUS_WORK_ROOT", str(tmp_path / "wr"))
-    assert cli.main(["build", str(src), "--config", str(cfg), "--out", url, "--quiet"]) == 0
+    assert cli.main(["build", inbox, "--config", str(cfg), "--out", url, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"shards: {url.rstrip('/')}/shards" in out
     objs = _objects(url.rstrip("/"))
     assert sum(k.endswith(".tar") for k in objs) == 1  # one sample, in whichever split
     assert json.loads(objs["stats.json"])["n_samples"] == 1 and "complete.json" in objs
     assert list((tmp_path / "wr" / "builds").glob("out-*/blobs"))
+    assert list((tmp_path / "wr" / "inputs").glob("in-*/dicom/6154"))
     secrets_ = [s3["AWS_SECRET_ACCESS_KEY"].encode(), s3["AWS_ACCESS_KEY_ID"].encode()]
     for data in [*objs.values(), *(p.read_bytes() for p in (tmp_path / "wr").rglob("*") if p.is_file())]:
         assert not any(s in data for s in secrets_)
