@@ -10,10 +10,13 @@ complete.json), and nothing else (no blob store, no cache, no fragments) may be 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cli, storage
@@ -175,6 +178,20 @@ def test_a_build_that_fails_before_its_last_object_is_never_complete(tiny, monke
     monkeypatch.undo()
     run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=work)
     assert _objects(url) == tiny["ref"]
+
+
+def test_a_new_plan_deletes_the_shard_objects_of_the_old_one(tiny, tmp_path) -> None:
+    url = f"s3://{BUCKET}/replan"
+    run_build(tiny["input"], url, tiny["cfg"], quiet=True, work_dir=tmp_path / "w")
+    assert sum(k.endswith(".tar") for k in _objects(url)) == 3
+    bigger = replace(tiny["cfg"], shards=replace(tiny["cfg"].shards, max_samples=3))
+    res = run_build(tiny["input"], url, bigger, quiet=True, work_dir=tmp_path / "w")
+    objs = _objects(url)
+    names = pq.read_table(io.BytesIO(objs["shards.parquet"]), columns=["shard"])["shard"].to_pylist()
+    assert len(names) == res.n_shards < 3
+    assert sorted(k for k in objs if k.startswith("shards/") and not k.endswith("sizes.json")) == sorted(
+        [f"shards/{n}" for n in names] + [f"shards/{n.removesuffix('.tar')}.json" for n in names]
+    )
 
 
 def test_an_input_url_is_mirrored_by_the_workers_and_builds_the_same(tiny, tmp_path) -> None:
