@@ -41,7 +41,7 @@ STAMP = "complete.json"
 #: work-folder entries that never go to the store (build-time sidecars, the lock, the stamp)
 LOCAL_ONLY = ("cache", "blobs", "manifest-parts", "inputs-parts", ".lock", STAMP)
 
-_FS: dict[tuple[int, str], object] = {}
+_FS: dict[tuple[int, str, str], object] = {}
 
 
 def default_work_dir(url: str) -> Path:
@@ -54,9 +54,20 @@ def default_work_dir(url: str) -> Path:
     return Path(root) / "builds" / ("out-" + hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16])
 
 
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "FSSPEC_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+)
+
+
 def _fs(url: str):
-    """The file system of ``url``, one per process (fsspec's async clients are not fork-safe)."""
-    key = (os.getpid(), url.split("://", 1)[0])
+    """The file system of ``url``, one per process (fsspec's async clients are not fork-safe) and
+    per store endpoint and identity in the environment (a changed environment gets a new client)."""
+    env = hashlib.sha256("\0".join(os.environ.get(k, "") for k in _CLIENT_ENV).encode()).hexdigest()
+    key = (os.getpid(), url.split("://", 1)[0], env)
     if key not in _FS:
         _FS[key] = storage.filesystem(url)
     return _FS[key]
