@@ -69,6 +69,26 @@ def prepare_nlp_text(text: str) -> str:
     return _WIDE_GAP.sub("\n", text).strip()
 
 
+#: an ECG's explicit overall statement, a whole line or sentence ("Abnormal ECG", "Borderline
+#: ECG", "Otherwise normal ECG", "Normal ECG": MIMIC-IV-ECG machine statements end with one)
+_OVERALL_ECG = re.compile(
+    r"(?:^|(?<=[.;])\s)[ \t]*(?:(?P<normal>(?:otherwise\s+)?normal)|(?P<abnormal>abnormal|borderline))"
+    r"\s+(?:ecg|ekg|electrocardiogram)[ \t]*(?=[.;]|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def overall_ecg_statement(text: str) -> bool | None:
+    """The ``normal`` verdict of an ECG's explicit overall statement (the last one, if several):
+    ``True`` for "Normal ECG"/"Otherwise normal ECG", ``False`` for "Abnormal ECG"/"Borderline
+    ECG", ``None`` without one. It decides ``normal`` over the rules' inference and the learned
+    head."""
+    verdict = None
+    for m in _OVERALL_ECG.finditer(text):
+        verdict = m.group("normal") is not None
+    return verdict
+
+
 #: labels whose own wording may contain a negation word ("no definite pathology")
 _NORMAL_LABELS = frozenset({"normal_ecg", "no_finding"})
 #: ECG statements that do not make an ECG abnormal (for the inferred ``normal`` flag)
@@ -264,6 +284,11 @@ def _structure_doc(doc, report_type: str, language: str, learned: bool = True) -
 
     if rtype == "cardiology":
         positive = {f["label"] for f in findings if f["assertion"] in POSITIVE_ASSERTIONS}
+        if "complete_left_bundle_branch_block" in positive and "left_ventricular_hypertrophy" in positive:
+            # LVH voltage criteria do not apply under a complete LBBB (PTB-XL codes LVH in 2 of
+            # the 12 dev reports stating both, "linksschenkelblock ... linkshypertrophie möglich")
+            findings[:] = [f for f in findings if f["label"] != "left_ventricular_hypertrophy"]
+            positive.discard("left_ventricular_hypertrophy")
         stated = any(
             f["label"] == "normal_ecg" and f["assertion"] in ("present", "uncertain") for f in findings
         )
@@ -293,6 +318,10 @@ def _structure_doc(doc, report_type: str, language: str, learned: bool = True) -
         model = load_model(domain)
         if model is not None:
             apply_label_model(structured, doc.text, model)
+    if rtype == "cardiology":
+        verdict = overall_ecg_statement(doc.text)
+        if verdict is not None:
+            structured["normal"] = verdict
     return structured
 
 
