@@ -30,7 +30,7 @@ DOMAINS: tuple[str, ...] = ("cxr", "ecg")
 
 #: version of the rules and of the shipped label-model generation (``workers.report.label_model``,
 #: ``labels-N``: bump on retraining); recorded in each report's metadata
-RULES_VERSION = "rules-2+labels-1"
+RULES_VERSION = "rules-3+labels-2"
 SENTENCE_SPLITTERS = ("fast", "pyrush")
 #: abbreviations whose full stop does not end a sentence (lower case, without the final stop)
 ABBREVIATIONS = frozenset(
