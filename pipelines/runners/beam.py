@@ -46,6 +46,7 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
+from pipelines.heap import keep_heap
 from pipelines.preflight import MissingDependency
 from pipelines.runners import ONE_THREAD_ENV, worker_environ
 from schemas.records import QuarantineRecord
@@ -79,6 +80,9 @@ class _Stage(beam.DoFn):
         self.n_in, self.n_out = Metrics.counter(self.ns, "in"), Metrics.counter(self.ns, "out")
         self.n_groups = Metrics.counter(self.ns, "groups")
         self.n_quarantined = Metrics.counter(self.ns, "quarantined")
+
+    def setup(self) -> None:
+        keep_heap()
 
     def process(self, element, *side):
         if self.grouped:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.flow import GroupFn, KeyFn, OrderFn, group_in_memory
+from pipelines.heap import keep_heap
 
 # --- encrypted spill files ------------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class ChainTask:
     slices: int = 0
 
     def __call__(self) -> list:
+        keep_heap()
         elements = read_all(self.sources, self.key)
         for step in self.steps:
             if step.side:
@@ -160,6 +162,7 @@ class BucketTask:
     key: bytes = field(repr=False)
 
     def __call__(self) -> int:
+        keep_heap()
         elements = read_all(self.sources, self.key)
         buckets: dict[int, list] = {}
         for e in elements:
@@ -185,6 +188,7 @@ class GroupTask:
     key: bytes = field(repr=False)
 
     def __call__(self) -> list[tuple[str, int]]:
+        keep_heap()
         kvs = [
             kv
             for i in range(self.n_maps)
@@ -207,6 +211,7 @@ class GatherTask:
     key: bytes = field(repr=False)
 
     def __call__(self) -> None:
+        keep_heap()
         elements = sorted(read_all(self.sources, self.key), key=self.order)
         value = self.fn(elements)
         del elements
