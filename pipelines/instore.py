@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import storage
+from schemas.atomic import atomic_open
 
 WORK_ROOT_ENV = "MEDCORPUS_WORK_ROOT"
 
@@ -111,10 +112,11 @@ class MirrorFolder:
             st = dst.stat() if dst.is_file() else None
             if st is not None and st.st_size == size and int(st.st_mtime) == int(mtime):
                 continue
-            tmp = dst_dir / f".{name}.part-{os.getpid()}"
-            fs.get_file(info["name"], str(tmp))
-            os.utime(tmp, (mtime, mtime))
-            os.replace(tmp, dst)
+            # a cache (recomputed if lost): the project's atomic write, not fsynced; a temp left
+            # by a crash is not in ``keep`` and goes in the clean-up below
+            with atomic_open(dst, durable=False, mode=0o666) as out, fs.open(info["name"], "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.utime(dst, (mtime, mtime))
             n_new += 1
             n_bytes += size
         for p in dst_dir.iterdir():
