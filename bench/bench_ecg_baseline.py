@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--rounds", type=int, default=1, help="alternate baseline and build this many times; best of each"
     )
+    ap.add_argument(
+        "--settle", type=float, default=35.0, help="seconds to wait after deleting outputs (see main)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the baseline shards and the build output")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
@@ -195,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(max(1, args.rounds)):  # alternated: a load change on a shared machine hits both
         for p in (base_out, build_out):
             shutil.rmtree(p, ignore_errors=True)
+        # ext4 will not reuse an inode freed less than ~30 s ago (vm.dirty_expire_centisecs) and
+        # scans past each one: file creation right after deleting a build's ~10^4 files cost a
+        # 1-worker build 29 % of its CPU (perf, docs/scale.md, sixth session). The build creates
+        # ~3 files per record, the loop one per 1,000: wait until the deleted inodes have aged.
+        time.sleep(args.settle)
         bs.append(baseline(headers, base_out))
         print(
             f"baseline (wfdb.rdrecord -> float16 -> ShardWriter): {bs[-1]['records']} records, "
