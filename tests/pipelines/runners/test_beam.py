@@ -1,6 +1,6 @@
 """The Beam backend of the dataflow API: one pipeline per run, stage metrics, errors, options.
 
-The stage functions below are module-level (``tests.pipelines.test_flow_beam``): Beam's SDK worker
+The stage functions below are module-level (``tests.pipelines.runners.test_beam``): Beam's SDK worker
 processes unpickle them by reference.
 """
 

@@ -1,7 +1,7 @@
 """The Dask backend of the dataflow API: one graph per run, existing clusters, failures, graph size.
 
 The stage functions below are module-level so that worker processes can unpickle them (they
-import ``tests.pipelines.test_flow_dask``).
+import ``tests.pipelines.runners.test_dask``).
 """
 
 from __future__ import annotations
