@@ -266,9 +266,8 @@ def _expected_text(row: tuple, template: int) -> str | None:
     return text[0].upper() + text[1:]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, shared_data) -> Path:
-    root = tmp_path_factory.mktemp("chexpert_captions")
+def write_lookalike(root: Path, shared_data: Path) -> Path:
+    """The CheXpert lookalike (8 images, 7 listed in ``train.csv``) under ``root``."""
     img = base_cxr_pixels(shared_data, size=160)
     rows = []
     for i, (pat, study, view, *labels) in enumerate(ROWS):
@@ -282,6 +281,12 @@ def built(tmp_path_factory, shared_data) -> Path:
         w = csv.writer(f)
         w.writerow(HEADER)
         w.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, shared_data) -> Path:
+    root = write_lookalike(tmp_path_factory.mktemp("chexpert_captions"), shared_data)
     out = tmp_path_factory.mktemp("chexpert_captions_out")
     run_build(root, out, config_from_dict(yaml.safe_load(CONFIG)), quiet=True)
     return out

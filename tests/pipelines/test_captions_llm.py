@@ -10,7 +10,6 @@ identity of builds without the option are checked without vLLM.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -23,31 +22,12 @@ from pipelines.build import run_build
 from pipelines.config import ConfigError, config_from_dict
 from pipelines.datacard import write_datacard
 from pipelines.validate import validate_build
-from tests.fixtures.mimic_lookalike import base_cxr_pixels, jpeg_bytes
-from tests.pipelines.test_captions import CONFIG, HEADER, ROWS
+from tests.pipelines.test_captions import CONFIG, write_lookalike
 from tests.workers.llm.test_llm_units import ScriptedEndpoint
 from workers.llm.rewrite import REWRITE_PROMPT_VERSION
 
 #: every output of a build that the corpus consists of (run.json holds timings)
 OUTPUTS = ("build.json", "manifest.parquet", "stats.json", "inputs.parquet", "quarantine.parquet")
-
-
-def write_lookalike(root: Path, shared_data: Path) -> Path:
-    """The CheXpert lookalike of ``test_captions`` (8 images, 7 listed) under ``root``."""
-    img = base_cxr_pixels(shared_data, size=160)
-    rows = []
-    for i, (pat, study, view, *labels) in enumerate(ROWS):
-        rel = f"CheXpert-v1.0-small/train/patient{pat}/study{study}/{view}.jpg"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(jpeg_bytes(img, i + 1))
-        if labels[0] is not None:
-            frontal = "Frontal" if "frontal" in view else "Lateral"
-            rows.append([rel, frontal, "AP" if frontal == "Frontal" else "", *labels])
-    with open(root / "CheXpert-v1.0-small" / "train.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(HEADER)
-        w.writerows(rows)
-    return root
 
 
 def rewrite_config(llm: dict | None, rewrite: bool | None) -> dict:

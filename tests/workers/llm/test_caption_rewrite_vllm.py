@@ -19,14 +19,8 @@ from pipelines.captions import Caption, guard_spec
 from pipelines.config import CaptionConfig, config_from_dict
 from pipelines.datacard import write_datacard
 from pipelines.validate import validate_build
-from tests.pipelines.test_captions import CONFIG
-from tests.pipelines.test_captions_llm import (
-    captions_of,
-    output_bytes,
-    rewrite_config,
-    samples,
-    write_lookalike,
-)
+from tests.pipelines.test_captions import CONFIG, write_lookalike
+from tests.pipelines.test_captions_llm import captions_of, output_bytes, rewrite_config, samples
 from tests.workers.llm.test_vllm_cpu import _successful_requests
 from workers.llm.rewrite import REWRITE_PROMPT_VERSION
 
